@@ -1,0 +1,542 @@
+"""The event envelope and every event type: a pydantic union discriminated by ``type``.
+
+Every event shares the envelope (ids, stream, per-stream ``seq``, global ``position``,
+timestamps, who/where) and carries a typed ``data`` payload. An event whose ``type`` this
+version does not know decodes as `UnknownEvent`, which keeps its payload and any extra
+envelope fields so it round-trips unchanged.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from promptline.core.clock import utcnow
+from promptline.core.errors import InvalidInputError
+from promptline.core.ids import new_id
+from promptline.core.messages import Message, ToolCall, ToolResult, Usage
+
+SCHEMA_VERSION = 1
+"""Version of the event payload schemas written by this release."""
+
+GLOBAL_STREAM = "global"
+"""Stream of events that belong to no session."""
+
+StateScope = Literal["global", "session", "local"]
+LifecycleState = Literal[
+    "created", "initializing", "ready", "running", "paused", "stopping", "stopped", "error"
+]
+
+
+class _Data(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# -- payloads ---------------------------------------------------------------------------------
+
+
+class LlmCommand(_Data):
+    """A request about to be sent to a model."""
+
+    model: str
+    provider: str | None = None
+    deployment: str | None = None
+    messages: list[Message] = Field(default_factory=list)
+    tools: list[dict[str, Any]] = Field(default_factory=list)
+    params: dict[str, Any] = Field(default_factory=dict)
+    stream: bool = False
+
+
+class LlmDelta(_Data):
+    """A streamed fragment of a model's answer."""
+
+    index: int = 0
+    text: str = ""
+    reasoning: str | None = None
+    tool_call: dict[str, Any] | None = None
+
+
+class LlmResult(_Data):
+    """A model's complete answer, with what it cost."""
+
+    model: str
+    provider: str | None = None
+    deployment: str | None = None
+    message: Message | None = None
+    finish_reason: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: float | None = None
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+
+
+class ToolCommand(_Data):
+    """A tool call about to run."""
+
+    call: ToolCall
+
+
+class ToolProgress(_Data):
+    """Progress of a running tool: percent done, a message, partial output."""
+
+    call_id: str
+    percent: float | None = None
+    message: str | None = None
+    output: str | None = None
+
+
+class ToolResultData(_Data):
+    """The outcome of a tool call."""
+
+    result: ToolResult
+    duration_ms: float | None = None
+
+
+class StateChange(_Data):
+    """A key in a state scope was set, deleted or expired."""
+
+    scope: StateScope
+    namespace: str = ""
+    key: str
+    op: Literal["set", "delete", "expire"] = "set"
+    version: int
+    value: Any = None
+    redacted: bool = False
+
+
+class AgentLifecycle(_Data):
+    """An agent moved from one lifecycle state to another."""
+
+    agent: str
+    from_state: LifecycleState | None = None
+    to_state: LifecycleState
+    reason: str | None = None
+
+
+class PermissionRequest(_Data):
+    """A tool call waits for a human (or policy) decision."""
+
+    request_id: str
+    tool: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    reason: str | None = None
+
+
+class PermissionGranted(_Data):
+    """A permission request was allowed, for one call, the session, or always."""
+
+    request_id: str
+    tool: str
+    scope: Literal["once", "session", "always"] = "once"
+    decided_by: str | None = None
+
+
+class PermissionDenied(_Data):
+    """A permission request was refused (by a person, a policy, or a time-out)."""
+
+    request_id: str
+    tool: str
+    reason: str | None = None
+    decided_by: str | None = None
+
+
+class RunStarted(_Data):
+    """An agent run began."""
+
+    agent: str
+    model: str | None = None
+    mode: str | None = None
+    input: Message | None = None
+
+
+class RunCompleted(_Data):
+    """An agent run ended with an answer."""
+
+    output: Message | None = None
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: float | None = None
+    iterations: int = 0
+    duration_ms: float | None = None
+
+
+class ErrorInfo(_Data):
+    """What went wrong, in the shape the REST API uses."""
+
+    code: str
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunFailed(_Data):
+    """An agent run ended with an error."""
+
+    error: ErrorInfo
+    usage: Usage = Field(default_factory=Usage)
+    iterations: int = 0
+    duration_ms: float | None = None
+
+
+class RunCancelled(_Data):
+    """An agent run was cancelled."""
+
+    reason: str | None = None
+    cancelled_by: str | None = None
+
+
+class MessageReceived(_Data):
+    """A message entered a session from outside (a user, a channel)."""
+
+    message: Message
+    channel: str | None = None
+
+
+class MessageSent(_Data):
+    """A message the agent side added to a session (assistant, tool or system)."""
+
+    message: Message
+    channel: str | None = None
+
+
+class SessionCreated(_Data):
+    """A session was opened; the envelope carries tenant, user and session ids."""
+
+    channel: str
+    expires_at: datetime | None = None
+    context: dict[str, Any] = Field(default_factory=dict)
+    tools: list[Any] = Field(default_factory=list)
+    permissions: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class SessionUpdated(_Data):
+    """Some of a session's fields changed; fields left ``None`` did not."""
+
+    expires_at: datetime | None = None
+    context: dict[str, Any] | None = None
+    tools: list[Any] | None = None
+    permissions: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class SessionExpired(_Data):
+    """A session reached its expiry time (or was closed) and takes no more messages."""
+
+    reason: str = "ttl"
+
+
+class SecurityAlert(_Data):
+    """Something a security reviewer should see."""
+
+    severity: Literal["info", "warning", "critical"] = "warning"
+    kind: str
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorData(_Data):
+    """An error that did not end a run but should be on the record."""
+
+    code: str
+    message: str
+    source: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+# -- envelope ---------------------------------------------------------------------------------
+
+
+class EventEnvelope(BaseModel):
+    """Fields every event has.
+
+    ``seq`` (gap-free per stream) and ``position`` (global order) are 0 until the store
+    assigns them; an empty ``stream`` is filled in on append (see `stream_name`).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str = Field(default_factory=lambda: new_id("evt_"))
+    stream: str = ""
+    seq: int = 0
+    position: int = 0
+    ts: datetime = Field(default_factory=utcnow)
+    tenant_id: str | None = None
+    user_id: str | None = None
+    session_id: str | None = None
+    run_id: str | None = None
+    agent_id: str | None = None
+    causation_id: str | None = None
+    correlation_id: str | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def stream_name(self) -> str:
+        """The stream this event is (or will be) appended to.
+
+        An event belongs to its session's stream unless it names another; the store fills
+        ``stream`` in on append. (Not a validator: decoding stored events must stay fast.)
+        """
+        return self.stream or self.session_id or GLOBAL_STREAM
+
+
+class LlmCommandEvent(EventEnvelope):
+    type: Literal["llm_command"] = "llm_command"
+    data: LlmCommand
+
+
+class LlmDeltaEvent(EventEnvelope):
+    type: Literal["llm_delta"] = "llm_delta"
+    data: LlmDelta
+
+
+class LlmResultEvent(EventEnvelope):
+    type: Literal["llm_result"] = "llm_result"
+    data: LlmResult
+
+
+class ToolCommandEvent(EventEnvelope):
+    type: Literal["tool_command"] = "tool_command"
+    data: ToolCommand
+
+
+class ToolProgressEvent(EventEnvelope):
+    type: Literal["tool_progress"] = "tool_progress"
+    data: ToolProgress
+
+
+class ToolResultEvent(EventEnvelope):
+    type: Literal["tool_result"] = "tool_result"
+    data: ToolResultData
+
+
+class StateChangeEvent(EventEnvelope):
+    type: Literal["state_change"] = "state_change"
+    data: StateChange
+
+
+class AgentLifecycleEvent(EventEnvelope):
+    type: Literal["agent_lifecycle"] = "agent_lifecycle"
+    data: AgentLifecycle
+
+
+class PermissionRequestEvent(EventEnvelope):
+    type: Literal["permission_request"] = "permission_request"
+    data: PermissionRequest
+
+
+class PermissionGrantedEvent(EventEnvelope):
+    type: Literal["permission_granted"] = "permission_granted"
+    data: PermissionGranted
+
+
+class PermissionDeniedEvent(EventEnvelope):
+    type: Literal["permission_denied"] = "permission_denied"
+    data: PermissionDenied
+
+
+class RunStartedEvent(EventEnvelope):
+    type: Literal["run_started"] = "run_started"
+    data: RunStarted
+
+
+class RunCompletedEvent(EventEnvelope):
+    type: Literal["run_completed"] = "run_completed"
+    data: RunCompleted
+
+
+class RunFailedEvent(EventEnvelope):
+    type: Literal["run_failed"] = "run_failed"
+    data: RunFailed
+
+
+class RunCancelledEvent(EventEnvelope):
+    type: Literal["run_cancelled"] = "run_cancelled"
+    data: RunCancelled
+
+
+class MessageReceivedEvent(EventEnvelope):
+    type: Literal["message_received"] = "message_received"
+    data: MessageReceived
+
+
+class MessageSentEvent(EventEnvelope):
+    type: Literal["message_sent"] = "message_sent"
+    data: MessageSent
+
+
+class SessionCreatedEvent(EventEnvelope):
+    type: Literal["session_created"] = "session_created"
+    data: SessionCreated
+
+
+class SessionUpdatedEvent(EventEnvelope):
+    type: Literal["session_updated"] = "session_updated"
+    data: SessionUpdated
+
+
+class SessionExpiredEvent(EventEnvelope):
+    type: Literal["session_expired"] = "session_expired"
+    data: SessionExpired
+
+
+class SecurityAlertEvent(EventEnvelope):
+    type: Literal["security_alert"] = "security_alert"
+    data: SecurityAlert
+
+
+class ErrorEvent(EventEnvelope):
+    type: Literal["error"] = "error"
+    data: ErrorData
+
+
+class UnknownEvent(EventEnvelope):
+    """An event of a type this version does not know: kept whole and passed on."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    type: str
+    data: Any = None
+
+
+KnownEvent: TypeAlias = Annotated[
+    LlmCommandEvent
+    | LlmDeltaEvent
+    | LlmResultEvent
+    | ToolCommandEvent
+    | ToolProgressEvent
+    | ToolResultEvent
+    | StateChangeEvent
+    | AgentLifecycleEvent
+    | PermissionRequestEvent
+    | PermissionGrantedEvent
+    | PermissionDeniedEvent
+    | RunStartedEvent
+    | RunCompletedEvent
+    | RunFailedEvent
+    | RunCancelledEvent
+    | MessageReceivedEvent
+    | MessageSentEvent
+    | SessionCreatedEvent
+    | SessionUpdatedEvent
+    | SessionExpiredEvent
+    | SecurityAlertEvent
+    | ErrorEvent,
+    Field(discriminator="type"),
+]
+
+Event: TypeAlias = (
+    LlmCommandEvent
+    | LlmDeltaEvent
+    | LlmResultEvent
+    | ToolCommandEvent
+    | ToolProgressEvent
+    | ToolResultEvent
+    | StateChangeEvent
+    | AgentLifecycleEvent
+    | PermissionRequestEvent
+    | PermissionGrantedEvent
+    | PermissionDeniedEvent
+    | RunStartedEvent
+    | RunCompletedEvent
+    | RunFailedEvent
+    | RunCancelledEvent
+    | MessageReceivedEvent
+    | MessageSentEvent
+    | SessionCreatedEvent
+    | SessionUpdatedEvent
+    | SessionExpiredEvent
+    | SecurityAlertEvent
+    | ErrorEvent
+    | UnknownEvent
+)
+"""Any event, known or not."""
+
+EVENT_CLASSES: dict[str, type[EventEnvelope]] = {
+    cls.model_fields["type"].default: cls
+    for cls in (
+        LlmCommandEvent,
+        LlmDeltaEvent,
+        LlmResultEvent,
+        ToolCommandEvent,
+        ToolProgressEvent,
+        ToolResultEvent,
+        StateChangeEvent,
+        AgentLifecycleEvent,
+        PermissionRequestEvent,
+        PermissionGrantedEvent,
+        PermissionDeniedEvent,
+        RunStartedEvent,
+        RunCompletedEvent,
+        RunFailedEvent,
+        RunCancelledEvent,
+        MessageReceivedEvent,
+        MessageSentEvent,
+        SessionCreatedEvent,
+        SessionUpdatedEvent,
+        SessionExpiredEvent,
+        SecurityAlertEvent,
+        ErrorEvent,
+    )
+}
+"""Event type name -> its class, for every type this version knows."""
+
+_known_adapter: TypeAdapter[Any] = TypeAdapter(KnownEvent)
+
+
+def _is_unknown_tag(error: ValidationError) -> bool:
+    first = error.errors(include_url=False)[0]
+    return first["type"] == "union_tag_invalid" and not first["loc"]
+
+
+def decode_event(raw: str | bytes, *, lenient: bool = False) -> Event:
+    """Decode one event from its JSON form.
+
+    An unknown ``type`` yields `UnknownEvent`. With ``lenient`` (reading back our own log), a
+    known type whose payload does not validate (written by a newer schema) also yields
+    `UnknownEvent` rather than an error; otherwise a wrong shape raises `InvalidInputError`.
+    """
+    try:
+        event: Event = _known_adapter.validate_json(raw)
+        return event
+    except ValidationError as exc:
+        if lenient or _is_unknown_tag(exc):
+            try:
+                return UnknownEvent.model_validate_json(raw)
+            except ValidationError:
+                pass
+        raise InvalidInputError(
+            f"event is not valid: {_describe(exc)}", errors=exc.errors(include_url=False)
+        ) from None
+
+
+def parse_event(obj: Any, *, lenient: bool = False) -> Event:
+    """Validate a dict (or an event) into a typed event; see `decode_event` for the rules."""
+    if isinstance(obj, EventEnvelope):
+        return obj  # type: ignore[return-value]
+    try:
+        event: Event = _known_adapter.validate_python(obj)
+        return event
+    except ValidationError as exc:
+        if lenient or _is_unknown_tag(exc):
+            try:
+                return UnknownEvent.model_validate(obj)
+            except ValidationError:
+                pass
+        raise InvalidInputError(
+            f"event is not valid: {_describe(exc)}", errors=exc.errors(include_url=False)
+        ) from None
+
+
+def encode_event(event: EventEnvelope) -> bytes:
+    """The JSON wire and storage form of an event."""
+    return event.__pydantic_serializer__.to_json(event)
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False)[:3]:
+        loc = ".".join(str(p) for p in err["loc"]) or "(event)"
+        parts.append(f"{loc}: {err['msg']}")
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")

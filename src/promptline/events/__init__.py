@@ -1,0 +1,1 @@
+"""Layer 2: the append-only event log (`EventStore`) and publish/subscribe (`EventBus`)."""

@@ -1,0 +1,1 @@
+"""Layer 1: database engines, the relational schema and its migrations, the Redis client."""

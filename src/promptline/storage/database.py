@@ -1,0 +1,128 @@
+"""Async SQLAlchemy engines for SQLite (aiosqlite) and PostgreSQL (asyncpg).
+
+SQLite is opened in WAL mode with a busy timeout, and its transactions are begun by us so a
+writer can ask for ``BEGIN IMMEDIATE`` (execution option ``sqlite_begin="IMMEDIATE"``) and
+never fail half-way on a lock upgrade.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from promptline.core.errors import (
+    ConfigError,
+    SchemaVersionError,
+    StorageError,
+    StorageLockedError,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+def normalize_url(url: str) -> str:
+    """Turn the URLs people write (``postgres://``, ``sqlite:///``, a bare path) into async ones."""
+    if "://" not in url:
+        return "sqlite+aiosqlite:///" + str(Path(url).expanduser())
+    scheme, rest = url.split("://", 1)
+    scheme = scheme.lower()
+    if scheme in ("postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg2"):
+        return "postgresql+asyncpg://" + rest
+    if scheme == "sqlite":
+        return "sqlite+aiosqlite://" + rest
+    if scheme in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+        return url
+    raise ConfigError(
+        f"unsupported database URL scheme {scheme!r}",
+        hint="use sqlite:///path/to/file.db or postgresql://user@host:5432/db",
+    )
+
+
+def is_sqlite(url_or_engine: str | AsyncEngine) -> bool:
+    """True when the URL or engine is SQLite."""
+    if isinstance(url_or_engine, str):
+        return normalize_url(url_or_engine).startswith("sqlite")
+    return url_or_engine.dialect.name == "sqlite"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a SQLite URL (None for in-memory databases)."""
+    url = normalize_url(url)
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split(":///", 1)[1] if ":///" in url else ""
+    path = path.split("?", 1)[0]
+    if path in ("", ":memory:"):
+        return None
+    return Path(path)
+
+
+def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
+    """Make an engine for ``url``; creates the SQLite file's folder when needed."""
+    from sqlalchemy import event
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        path = sqlite_path(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, echo=echo)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Take transaction control from the driver; `_on_begin` issues BEGIN itself.
+            dbapi_conn.isolation_level = None
+            cursor = dbapi_conn.cursor()
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+        return engine
+    return create_async_engine(url, echo=echo, pool_size=pool_size, pool_pre_ping=True)
+
+
+@contextlib.asynccontextmanager
+async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A transaction that holds the write lock from its start on SQLite (``BEGIN IMMEDIATE``)."""
+    async with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
+        async with conn.begin():
+            yield conn
+
+
+def translate_error(exc: BaseException, *, what: str) -> StorageError:
+    """Map a driver or SQLAlchemy error to our hierarchy with a message a user can act on."""
+    text = str(getattr(exc, "orig", None) or exc)
+    lowered = text.lower()
+    if "database is locked" in lowered or "database table is locked" in lowered:
+        return StorageLockedError(
+            f"{what}: the SQLite database is locked by another process",
+            hint="stop the other PromptLine process or wait for its write to finish",
+        )
+    if "no such table" in lowered or ("relation" in lowered and "does not exist" in lowered):
+        return SchemaVersionError(
+            f"{what}: the database has no PromptLine schema yet",
+            hint="run `promptline db upgrade`",
+        )
+    if "file is not a database" in lowered or "malformed" in lowered:
+        return StorageError(
+            f"{what}: the SQLite file is not a database or is damaged",
+            hint="point state.sqlite_path at another file, or restore it from a backup",
+        )
+    if "connection refused" in lowered or "could not connect" in lowered:
+        return StorageError(f"{what}: cannot connect to the database ({text})")
+    return StorageError(f"{what}: {text}")

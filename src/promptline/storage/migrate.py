@@ -1,0 +1,118 @@
+"""Apply and inspect schema migrations, and refuse to run on a schema we do not understand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from promptline.core.errors import SchemaVersionError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+# Any fixed number: PostgreSQL advisory lock that keeps two processes from migrating at once.
+_MIGRATION_LOCK_KEY = 0x50524F4D  # "PROM"
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    """Where a database's schema stands relative to this release."""
+
+    current: str | None
+    head: str
+    known: bool
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current == self.head
+
+
+def _config() -> Config:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", "promptline.storage:migrations")
+    return cfg
+
+
+def _script() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_config())
+
+
+def head_revision() -> str:
+    """The newest revision this release knows."""
+    head = _script().get_current_head()
+    assert head is not None
+    return head
+
+
+def _current(sync_conn: Any) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(sync_conn).get_current_revision()
+
+
+async def schema_status(engine: AsyncEngine) -> SchemaStatus:
+    """Read the database's revision and compare it with this release's head."""
+    async with engine.connect() as conn:
+        current = await conn.run_sync(_current)
+    script = _script()
+    known = current is None or _revision_known(script, current)
+    return SchemaStatus(current=current, head=head_revision(), known=known)
+
+
+def _revision_known(script: ScriptDirectory, revision: str) -> bool:
+    try:
+        return script.get_revision(revision) is not None
+    except Exception:
+        return False
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> SchemaStatus:
+    """Bring the schema up to ``revision``; refuses a database from a newer release."""
+    from alembic import command
+
+    status = await schema_status(engine)
+    if not status.known:
+        raise _newer_schema(status)
+
+    def _run(sync_conn: Any) -> None:
+        cfg = _config()
+        cfg.attributes["connection"] = sync_conn
+        if sync_conn.dialect.name == "postgresql":
+            sync_conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
+        command.upgrade(cfg, revision)
+
+    async with engine.begin() as conn:
+        await conn.run_sync(_run)
+    return await schema_status(engine)
+
+
+async def ensure_schema(engine: AsyncEngine, *, auto_upgrade: bool = True) -> SchemaStatus:
+    """Make sure the schema is exactly this release's: upgrade it, or explain why not."""
+    status = await schema_status(engine)
+    if not status.known:
+        raise _newer_schema(status)
+    if status.up_to_date:
+        return status
+    if auto_upgrade:
+        return await upgrade(engine)
+    raise SchemaVersionError(
+        f"the database schema is at {status.current or 'nothing'}, "
+        f"this release needs {status.head}",
+        hint="run `promptline db upgrade`",
+    )
+
+
+def _newer_schema(status: SchemaStatus) -> SchemaVersionError:
+    return SchemaVersionError(
+        f"the database schema is at revision {status.current!r}, which this release of "
+        f"PromptLine does not know (its newest is {status.head!r}); it was made by a newer release",
+        hint="upgrade PromptLine, or point it at another database; nothing was changed",
+        current=status.current,
+        head=status.head,
+    )

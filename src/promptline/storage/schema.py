@@ -1,0 +1,96 @@
+"""The relational schema (SQLite and PostgreSQL alike). Migrations create it; nothing else does.
+
+Times are stored as integer microseconds since the epoch, JSON as text: both sort, compare
+and index the same way on both databases.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# An integer primary key that is SQLite's rowid there and a 64-bit integer on PostgreSQL.
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+
+events = Table(
+    "events",
+    metadata,
+    Column("position", RowId, primary_key=True, autoincrement=False),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("stream", String(255), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("tenant_id", String(255)),
+    Column("user_id", String(255)),
+    Column("session_id", String(255)),
+    Column("run_id", String(255)),
+    Column("body", Text, nullable=False),
+    UniqueConstraint("stream", "seq", name="uq_events_stream_seq"),
+    Index("ix_events_type", "type"),
+    Index("ix_events_ts", "ts"),
+    Index("ix_events_session_id", "session_id"),
+    Index("ix_events_run_id", "run_id"),
+    Index("ix_events_user_id", "user_id"),
+)
+
+state_entries = Table(
+    "state_entries",
+    metadata,
+    Column("scope", String(16), primary_key=True),
+    Column("namespace", String(255), primary_key=True),
+    Column("key", String(512), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger),
+    Index("ix_state_entries_expires_at", "expires_at"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(255), nullable=False),
+    Column("user_id", String(255), nullable=False),
+    Column("channel", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger),
+    Column("context", Text, nullable=False),
+    Column("tools", Text, nullable=False),
+    Column("permissions", Text, nullable=False),
+    Column("metadata", Text, nullable=False),
+    Column("message_count", Integer, nullable=False),
+    Column("last_seq", BigInteger, nullable=False),
+    Index("ix_sessions_tenant_user", "tenant_id", "user_id"),
+    Index("ix_sessions_channel", "channel"),
+    Index("ix_sessions_expires_at", "expires_at"),
+)
+
+session_messages = Table(
+    "session_messages",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("session_id", String(64), ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    Column("idx", Integer, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("message", Text, nullable=False),
+    UniqueConstraint("session_id", "idx", name="uq_session_messages_session_idx"),
+)
