@@ -19,7 +19,13 @@ from promptline.storage.database import create_engine
 from promptline.storage.migrate import upgrade
 
 REQUIRE_SERVICES = os.environ.get("PROMPTLINE_REQUIRE_SERVICES") == "1"
-ALL_TABLES = ("session_messages", "sessions", "state_entries", "events")
+ALL_TABLES = (
+    "session_messages",
+    "sessions",
+    "state_entries",
+    "events",
+    "projection_checkpoints",
+)
 
 
 def _unavailable(env: str, why: str) -> None:

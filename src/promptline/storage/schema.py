@@ -94,3 +94,11 @@ session_messages = Table(
     Column("message", Text, nullable=False),
     UniqueConstraint("session_id", "idx", name="uq_session_messages_session_idx"),
 )
+
+projection_checkpoints = Table(
+    "projection_checkpoints",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)

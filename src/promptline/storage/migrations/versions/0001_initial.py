@@ -91,6 +91,13 @@ def upgrade() -> None:
         sa.UniqueConstraint("session_id", "idx", name="uq_session_messages_session_idx"),
     )
 
+    op.create_table(
+        "projection_checkpoints",
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("position", sa.BigInteger, nullable=False),
+        sa.Column("updated_at", sa.BigInteger, nullable=False),
+    )
+
     if op.get_bind().dialect.name == "sqlite":
         # External-content FTS5 index over the message text, kept in step by triggers.
         op.execute(
@@ -120,6 +127,7 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER IF EXISTS session_messages_ad")
         op.execute("DROP TRIGGER IF EXISTS session_messages_ai")
         op.execute("DROP TABLE IF EXISTS session_messages_fts")
+    op.drop_table("projection_checkpoints")
     op.drop_table("session_messages")
     op.drop_table("sessions")
     op.drop_table("state_entries")
