@@ -1,0 +1,310 @@
+"""Bodies of the CLI commands; `main.py` declares them and imports this module on use."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from promptline.cli.runtime import (
+    CliOptions,
+    console,
+    fail,
+    friendly_errors,
+    load_settings,
+    run,
+    services,
+    write_json,
+)
+
+if TYPE_CHECKING:
+    from promptline.sessions.models import Principal
+
+FOLLOW_POLL_SECONDS = 0.5
+
+
+def operator() -> Principal:
+    """The CLI acts as the local operator: it may see every tenant's sessions."""
+    from promptline.sessions.models import Principal
+
+    return Principal(tenant_id="default", user_id="operator", admin=True)
+
+
+# -- config -----------------------------------------------------------------------------------
+
+
+def config_show(options: CliOptions, *, show_secrets: bool) -> None:
+    from promptline.config.render import render_settings
+
+    with friendly_errors():
+        settings = load_settings(options)
+        sys.stdout.write(render_settings(settings, show_secrets=show_secrets))
+
+
+def config_validate(options: CliOptions, path: Path | None) -> None:
+    from promptline.config.loader import config_path, validate_config
+
+    target = path or options.config or config_path()
+    with friendly_errors():
+        problems = validate_config(target, profile=options.profile)
+    if problems:
+        err = console(stderr=True)
+        err.print(f"[bold red]{target}: {len(problems)} problem(s)[/]")
+        for problem in problems:
+            err.print(f"  - {problem}", markup=False)
+        raise SystemExit(1)
+    console().print(f"[green]ok[/] {target}")
+
+
+def config_path(options: CliOptions) -> None:
+    from promptline.config.loader import config_path as _path
+    from promptline.config.loader import promptline_home
+
+    path = options.config or _path()
+    state = "exists" if path.exists() else "not created yet: defaults are used"
+    sys.stdout.write(f"config: {path} ({state})\nhome:   {promptline_home()}\n")
+
+
+# -- db ---------------------------------------------------------------------------------------
+
+
+def db_upgrade(options: CliOptions) -> None:
+    from promptline.storage.database import create_engine
+    from promptline.storage.migrate import upgrade
+
+    async def main() -> None:
+        settings = load_settings(options)
+        engine = create_engine(settings.database_url())
+        try:
+            status = await upgrade(engine)
+        finally:
+            await engine.dispose()
+        console().print(f"schema at revision [bold]{status.current}[/] (head {status.head})")
+
+    run(main)
+
+
+def db_current(options: CliOptions) -> None:
+    from promptline.storage.database import create_engine
+    from promptline.storage.migrate import schema_status
+
+    async def main() -> None:
+        settings = load_settings(options)
+        engine = create_engine(settings.database_url())
+        try:
+            status = await schema_status(engine)
+        finally:
+            await engine.dispose()
+        if not status.known:
+            verdict = "[red]newer than this release: upgrade PromptLine[/]"
+        elif status.up_to_date:
+            verdict = "[green]up to date[/]"
+        else:
+            verdict = "[yellow]behind: run `promptline db upgrade`[/]"
+        console().print(f"current: {status.current or '(empty)'}  head: {status.head}  {verdict}")
+
+    run(main)
+
+
+# -- events -----------------------------------------------------------------------------------
+
+
+def events_tail(
+    options: CliOptions,
+    *,
+    follow: bool,
+    session: str | None,
+    types: list[str] | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    from promptline.cli.timeline import print_events, render_rows
+    from promptline.core.events import encode_event
+    from promptline.events.protocols import EventFilter
+
+    flt = EventFilter(types=frozenset(types) if types else None, session_id=session)
+
+    def show(events: list[Any]) -> None:
+        if as_json:
+            for e in events:
+                sys.stdout.write(encode_event(e).decode() + "\n")
+            sys.stdout.flush()
+        elif follow:
+            for row in render_rows(events):
+                sys.stdout.write("  ".join(row) + "\n")
+            sys.stdout.flush()
+        else:
+            print_events(events)
+
+    async def main() -> None:
+        async with services(options) as app:
+            recent = list(reversed(await app.events.read_all(flt, limit=limit, descending=True)))
+            if not recent and not follow and not as_json:
+                console().print("no events yet")
+            else:
+                show(recent)
+            if not follow:
+                return
+            last = recent[-1].position if recent else await app.events.last_position()
+            # Polling the store (not the in-process bus) sees events written by other processes.
+            while True:
+                new = await app.events.read_all(flt, from_position=last, limit=1000)
+                if new:
+                    show(new)
+                    last = new[-1].position
+                else:
+                    await asyncio.sleep(FOLLOW_POLL_SECONDS)
+
+    run(main)
+
+
+def events_replay(options: CliOptions, *, session: str, as_json: bool) -> None:
+    from promptline.cli.timeline import print_events
+    from promptline.core.events import encode_event
+
+    async def main() -> None:
+        async with services(options) as app:
+            events = await app.events.read_stream(session)
+            if not events:
+                fail(f"no events for session {session!r}", hint="`promptline sessions list`")
+            if as_json:
+                for e in events:
+                    sys.stdout.write(encode_event(e).decode() + "\n")
+                return
+            print_events(events, title=f"timeline of {session} ({len(events)} events)")
+
+    run(main)
+
+
+# -- sessions ---------------------------------------------------------------------------------
+
+
+def sessions_list(
+    options: CliOptions, *, user: str | None, channel: str | None, tenant: str | None, limit: int
+) -> None:
+    from rich.table import Table
+
+    async def main() -> None:
+        async with services(options) as app:
+            found = await app.sessions.list(
+                operator(), user_id=user, channel=channel, tenant_id=tenant, limit=limit
+            )
+        if not found:
+            console().print("no sessions")
+            return
+        table = Table(header_style="bold")
+        for name in ("id", "tenant", "user", "channel", "status", "messages", "updated (UTC)"):
+            table.add_column(name)
+        for s in found:
+            table.add_row(
+                s.id,
+                s.tenant_id,
+                s.user_id,
+                s.channel,
+                s.status,
+                str(s.message_count),
+                s.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+            )
+        console().print(table)
+
+    run(main)
+
+
+def sessions_show(options: CliOptions, session_id: str) -> None:
+    async def main() -> None:
+        async with services(options) as app:
+            s = await app.sessions.get(session_id, operator())
+        out = console()
+        expires = s.expires_at.isoformat() if s.expires_at else "never"
+        out.print(f"[bold]{s.id}[/]  tenant={s.tenant_id} user={s.user_id} channel={s.channel}")
+        out.print(f"status={s.status} created={s.created_at.isoformat()} expires={expires}")
+        if s.context:
+            out.print(f"context: {s.context}", markup=False)
+        for i, msg in enumerate(s.history):
+            out.print(f"[dim]{i:>4}[/] [bold]{msg.role:>9}[/]: ", end="")
+            out.print(msg.text, markup=False)
+
+    run(main)
+
+
+def sessions_new(options: CliOptions, *, user: str, channel: str, tenant: str) -> None:
+    from promptline.sessions.models import Principal
+
+    async def main() -> None:
+        async with services(options) as app:
+            s = await app.sessions.create(Principal(tenant_id=tenant, user_id=user), channel=channel)
+        sys.stdout.write(s.id + "\n")
+
+    run(main)
+
+
+def sessions_add(options: CliOptions, session_id: str, text: str, *, role: str) -> None:
+    from promptline.core.errors import InvalidInputError
+    from promptline.core.messages import Message
+
+    if role not in ("user", "assistant", "system", "tool"):
+        fail(f"unknown role {role!r}", hint="use user, assistant, system or tool")
+
+    async def main() -> None:
+        async with services(options) as app:
+            try:
+                message = Message(role=role, content=text)  # type: ignore[arg-type]
+            except ValueError as exc:
+                raise InvalidInputError(str(exc)) from None
+            await app.sessions.append_message(session_id, message, operator())
+        sys.stdout.write(f"{message.id}\n")
+
+    run(main)
+
+
+def sessions_export(options: CliOptions, session_id: str, output: Path | None) -> None:
+    import orjson
+
+    async def main() -> None:
+        async with services(options) as app:
+            document = await app.sessions.export(session_id, operator())
+        data = orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n"
+        if output is None:
+            sys.stdout.buffer.write(data)
+        else:
+            output.write_bytes(data)
+            console(stderr=True).print(f"wrote {output}")
+
+    run(main)
+
+
+def sessions_import(options: CliOptions, file: Path, *, as_new_id: bool) -> None:
+    import orjson
+
+    from promptline.core.errors import InvalidInputError
+
+    async def main() -> None:
+        try:
+            document = orjson.loads(file.read_bytes())
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read {file}: {exc.strerror}") from None
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInputError(
+                f"{file} is not JSON: {exc}", hint="use a file from `promptline sessions export`"
+            ) from None
+        async with services(options) as app:
+            s = await app.sessions.import_(document, operator(), as_new_id=as_new_id)
+        sys.stdout.write(f"{s.id}\n")
+
+    run(main)
+
+
+def sessions_search(options: CliOptions, query: str, *, session: str | None, limit: int) -> None:
+    async def main() -> None:
+        async with services(options) as app:
+            hits = await app.sessions.search(operator(), query, session_id=session, limit=limit)
+        if not hits:
+            console().print("no matches")
+            return
+        out = console()
+        for hit in hits:
+            out.print(f"[bold]{hit.session_id}[/] #{hit.idx} {hit.message.role}: ", end="")
+            out.print(hit.message.text[:200], markup=False)
+
+    run(main)

@@ -1,0 +1,218 @@
+"""`promptline doctor`: check configuration, database and services; say how to fix what is not."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from promptline.cli.runtime import CliOptions, console, load_settings
+
+if TYPE_CHECKING:
+    from promptline.config.settings import Settings
+
+Status = Literal["ok", "warn", "fail"]
+SERVICE_TIMEOUT_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class Check:
+    """One finding: what was checked, how it went, and what to do about it."""
+
+    name: str
+    status: Status
+    detail: str
+    hint: str | None = None
+
+
+async def gather_checks(options: CliOptions) -> list[Check]:
+    """Run every check; stops early only when the config cannot be loaded at all."""
+    from promptline.core.errors import PromptLineError
+
+    checks: list[Check] = []
+    version = ".".join(map(str, sys.version_info[:3]))
+    checks.append(
+        Check("python", "ok", version)
+        if sys.version_info >= (3, 11)
+        else Check("python", "fail", version, "PromptLine needs Python 3.11 or newer")
+    )
+    try:
+        settings = load_settings(options)
+    except PromptLineError as exc:
+        checks.append(Check("config", "fail", exc.message, exc.hint))
+        return checks
+    sources = ", ".join(str(p) for p in settings.sources) or "no file: built-in defaults"
+    profile = f" (profile {settings.profile})" if getattr(settings, "profile", None) else ""
+    checks.append(Check("config", "ok", sources + profile))
+    checks.extend(_unresolved(settings))
+    checks.append(_home_writable(settings))
+    checks.extend(await _database(settings))
+    checks.extend(await _state_backend(settings))
+    return checks
+
+
+def _required_paths(settings: Settings) -> set[str]:
+    backend = settings.state.backend
+    needed = set()
+    if backend == "postgres":
+        needed.add("state.postgres_url")
+    if backend == "redis":
+        needed.add("state.redis_url")
+    return needed
+
+
+def _unresolved(settings: Settings) -> list[Check]:
+    required = _required_paths(settings)
+    found = []
+    for path, var in sorted(settings.unresolved.items()):
+        if path in required:
+            found.append(
+                Check(f"env {var}", "fail", f"{path} needs ${var}, which is not set",
+                      f"export {var}=... or set {path} in the config file")
+            )
+        else:
+            found.append(
+                Check(f"env {var}", "warn", f"{path} is empty because ${var} is not set",
+                      f"export {var}=... before using what {path} configures")
+            )
+    return found
+
+
+def _home_writable(settings: Settings) -> Check:
+    from promptline.config.loader import promptline_home
+
+    home = promptline_home()
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        probe = home / ".doctor-probe"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        return Check("home", "fail", f"{home}: {exc.strerror}",
+                     "set PROMPTLINE_HOME to a writable directory")
+    return Check("home", "ok", str(home))
+
+
+async def _database(settings: Settings) -> list[Check]:
+    from promptline.core.errors import PromptLineError
+    from promptline.storage.database import create_engine, is_sqlite, translate_error
+    from promptline.storage.migrate import schema_status
+
+    try:
+        url = settings.database_url()
+    except PromptLineError as exc:
+        return [Check("database", "fail", exc.message, exc.hint)]
+    shown = _mask_url(url)
+    checks: list[Check] = []
+    engine = create_engine(url)
+    try:
+        async with asyncio.timeout(SERVICE_TIMEOUT_SECONDS * 3):
+            async with engine.connect() as conn:
+                if is_sqlite(url):
+                    from sqlalchemy import text
+
+                    version = (await conn.execute(text("select sqlite_version()"))).scalar()
+                    opts = [r[0] for r in await conn.execute(text("pragma compile_options"))]
+                    mode = (await conn.execute(text("pragma journal_mode"))).scalar()
+                    checks.append(Check("database", "ok", f"{shown} (SQLite {version}, {mode})"))
+                    if "ENABLE_FTS5" not in opts:
+                        checks.append(Check("sqlite fts5", "fail", "SQLite lacks FTS5",
+                                            "use a Python built with a newer SQLite"))
+                else:
+                    checks.append(Check("database", "ok", shown))
+            status = await schema_status(engine)
+    except TimeoutError:
+        await engine.dispose()
+        return [Check("database", "fail", f"{shown}: no answer within "
+                      f"{SERVICE_TIMEOUT_SECONDS * 3:.0f}s", "is the server running?")]
+    except PromptLineError as exc:
+        await engine.dispose()
+        return [Check("database", "fail", f"{shown}: {exc.message}", exc.hint)]
+    except Exception as exc:
+        await engine.dispose()
+        err = translate_error(exc, what=shown)
+        return [Check("database", "fail", err.message,
+                      err.hint or "check state.* in the config and that the server is running")]
+    await engine.dispose()
+    if not status.known:
+        checks.append(Check("schema", "fail",
+                            f"revision {status.current} is newer than this release ({status.head})",
+                            "upgrade PromptLine or use another database"))
+    elif status.up_to_date:
+        checks.append(Check("schema", "ok", f"revision {status.current}"))
+    else:
+        auto = "; it is applied on start (state.auto_migrate)" if settings.state.auto_migrate else ""
+        checks.append(Check("schema", "warn",
+                            f"at {status.current or 'nothing'}, head is {status.head}{auto}",
+                            "run `promptline db upgrade`"))
+    return checks
+
+
+async def _state_backend(settings: Settings) -> list[Check]:
+    backend = settings.state.backend
+    checks: list[Check] = []
+    if backend == "file":
+        directory = Path(settings.state.file_dir)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            writable = os.access(directory, os.W_OK)
+        except OSError:
+            writable = False
+        checks.append(
+            Check("state (file)", "ok", str(directory)) if writable else
+            Check("state (file)", "fail", f"{directory} is not writable",
+                  "set state.file_dir to a writable directory")
+        )
+    elif backend in ("sqlite", "postgres"):
+        checks.append(Check(f"state ({backend})", "ok", "in the database above"))
+    redis_url = settings.state.redis_url
+    if redis_url:
+        name = "state (redis)" if backend == "redis" else "redis (optional)"
+        failing: Status = "fail" if backend == "redis" else "warn"
+        checks.append(await _ping_redis(redis_url, name, failing))
+    return checks
+
+
+async def _ping_redis(url: str, name: str, failing: Status) -> Check:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url, socket_connect_timeout=SERVICE_TIMEOUT_SECONDS)
+    try:
+        async with asyncio.timeout(SERVICE_TIMEOUT_SECONDS):
+            info = await client.info("server")
+        return Check(name, "ok", f"{_mask_url(url)} (Redis {info.get('redis_version', '?')})")
+    except (OSError, TimeoutError, aioredis.RedisError) as exc:
+        return Check(name, failing, f"{_mask_url(url)}: {exc}", "start Redis or fix state.redis_url")
+    finally:
+        await client.aclose()
+
+
+def _mask_url(url: str) -> str:
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        if ":" in creds:
+            return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+def run_doctor(options: CliOptions) -> int:
+    """Print every check; the exit code is 1 when any check failed."""
+    checks = asyncio.run(gather_checks(options))
+    out = console()
+    marks = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}
+    for check in checks:
+        out.print(f"{marks[check.status]} [bold]{check.name}[/]: ", end="")
+        out.print(check.detail, markup=False)
+        if check.hint and check.status != "ok":
+            out.print(f"    [dim]fix:[/] {check.hint}")
+    failed = sum(c.status == "fail" for c in checks)
+    warned = sum(c.status == "warn" for c in checks)
+    if failed:
+        out.print(f"[red]{failed} problem(s)[/], {warned} warning(s)")
+        return 1
+    out.print(f"[green]all good[/] ({warned} warning(s))")
+    return 0

@@ -1,0 +1,263 @@
+"""The `promptline` command tree (click). Command bodies live in `commands.py` and import what
+they use inside, so `promptline --help` stays fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from promptline import __version__
+from promptline.cli.runtime import CliOptions
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _opts(ctx: click.Context) -> CliOptions:
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, CliOptions) else CliOptions()
+
+
+pass_options = click.make_pass_decorator(CliOptions, ensure=True)
+
+
+@click.group(context_settings=CONTEXT)
+@click.option(
+    "--config",
+    "-c",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Config file (default: $PROMPTLINE_HOME/config.yaml).",
+)
+@click.option("--profile", "-p", help="Profile overlay to apply: dev, test, prod, ...")
+@click.version_option(__version__, "--version", "-V", prog_name="promptline")
+@click.pass_context
+def app(ctx: click.Context, config: Path | None, profile: str | None) -> None:
+    """PromptLine: a local-first runtime and gateway for AI agents."""
+    ctx.obj = CliOptions(config=config, profile=profile)
+
+
+# -- config -----------------------------------------------------------------------------------
+
+
+@app.group("config")
+def config_group() -> None:
+    """Show, check and locate the configuration."""
+
+
+@config_group.command("show")
+@click.option("--show-secrets", is_flag=True, help="Print secrets instead of ***.")
+@pass_options
+def config_show(options: CliOptions, show_secrets: bool) -> None:
+    """Print the effective configuration (defaults, files, profile and env overrides merged)."""
+    from promptline.cli import commands
+
+    commands.config_show(options, show_secrets=show_secrets)
+
+
+@config_group.command("validate")
+@click.argument("path", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@pass_options
+def config_validate(options: CliOptions, path: Path | None) -> None:
+    """Check a config file; print every problem with its key path; exit 1 if any."""
+    from promptline.cli import commands
+
+    commands.config_validate(options, path)
+
+
+@config_group.command("path")
+@pass_options
+def config_path(options: CliOptions) -> None:
+    """Print where the config file is (or would be) and the home directory."""
+    from promptline.cli import commands
+
+    commands.config_path(options)
+
+
+# -- db ---------------------------------------------------------------------------------------
+
+
+@app.group("db")
+def db_group() -> None:
+    """Create and inspect the database schema."""
+
+
+@db_group.command("upgrade")
+@pass_options
+def db_upgrade(options: CliOptions) -> None:
+    """Create the schema, or migrate it to this release's revision."""
+    from promptline.cli import commands
+
+    commands.db_upgrade(options)
+
+
+@db_group.command("current")
+@pass_options
+def db_current(options: CliOptions) -> None:
+    """Print the database's schema revision and whether it is up to date."""
+    from promptline.cli import commands
+
+    commands.db_current(options)
+
+
+# -- events -----------------------------------------------------------------------------------
+
+
+@app.group("events")
+def events_group() -> None:
+    """Read the event log."""
+
+
+@events_group.command("tail")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events as they are stored.")
+@click.option("--session", help="Only events of this session.")
+@click.option("--type", "-t", "types", multiple=True, help="Only this event type (repeatable).")
+@click.option("--limit", "-n", default=20, show_default=True, help="How many recent events.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON event per line.")
+@pass_options
+def events_tail(
+    options: CliOptions,
+    follow: bool,
+    session: str | None,
+    types: tuple[str, ...],
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Print the most recent events; with --follow, every new one too."""
+    from promptline.cli import commands
+
+    commands.events_tail(
+        options, follow=follow, session=session, types=list(types), limit=limit, as_json=as_json
+    )
+
+
+@events_group.command("replay")
+@click.option("--session", required=True, help="Session whose timeline to print.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON event per line.")
+@pass_options
+def events_replay(options: CliOptions, session: str, as_json: bool) -> None:
+    """Print a session's whole timeline, read back from the log."""
+    from promptline.cli import commands
+
+    commands.events_replay(options, session=session, as_json=as_json)
+
+
+# -- sessions ---------------------------------------------------------------------------------
+
+
+@app.group("sessions")
+def sessions_group() -> None:
+    """List, inspect, export, import and search sessions."""
+
+
+@sessions_group.command("list")
+@click.option("--user", help="Only this user's sessions.")
+@click.option("--channel", help="Only this channel's sessions.")
+@click.option("--tenant", help="Only this tenant's sessions.")
+@click.option("--limit", "-n", default=50, show_default=True)
+@pass_options
+def sessions_list(
+    options: CliOptions, user: str | None, channel: str | None, tenant: str | None, limit: int
+) -> None:
+    """List sessions, newest first."""
+    from promptline.cli import commands
+
+    commands.sessions_list(options, user=user, channel=channel, tenant=tenant, limit=limit)
+
+
+@sessions_group.command("show")
+@click.argument("session_id")
+@pass_options
+def sessions_show(options: CliOptions, session_id: str) -> None:
+    """Show a session and its message history."""
+    from promptline.cli import commands
+
+    commands.sessions_show(options, session_id)
+
+
+@sessions_group.command("new")
+@click.option("--user", default="local", show_default=True, help="Owner of the session.")
+@click.option("--channel", default="cli", show_default=True, help="Channel it belongs to.")
+@click.option("--tenant", default="default", show_default=True, help="Tenant it belongs to.")
+@pass_options
+def sessions_new(options: CliOptions, user: str, channel: str, tenant: str) -> None:
+    """Create a session and print its id."""
+    from promptline.cli import commands
+
+    commands.sessions_new(options, user=user, channel=channel, tenant=tenant)
+
+
+@sessions_group.command("add")
+@click.argument("session_id")
+@click.argument("text")
+@click.option(
+    "--role",
+    default="user",
+    show_default=True,
+    type=click.Choice(["user", "assistant", "system", "tool"]),
+)
+@pass_options
+def sessions_add(options: CliOptions, session_id: str, text: str, role: str) -> None:
+    """Append a message to a session's history."""
+    from promptline.cli import commands
+
+    commands.sessions_add(options, session_id, text, role=role)
+
+
+@sessions_group.command("export")
+@click.argument("session_id")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write to this file instead of stdout.",
+)
+@pass_options
+def sessions_export(options: CliOptions, session_id: str, output: Path | None) -> None:
+    """Export a session (record and history) as a JSON document."""
+    from promptline.cli import commands
+
+    commands.sessions_export(options, session_id, output)
+
+
+@sessions_group.command("import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--as-new-id", is_flag=True, help="Import under a new session id.")
+@pass_options
+def sessions_import(options: CliOptions, file: Path, as_new_id: bool) -> None:
+    """Import a session written by `promptline sessions export`."""
+    from promptline.cli import commands
+
+    commands.sessions_import(options, file, as_new_id=as_new_id)
+
+
+@sessions_group.command("search")
+@click.argument("query")
+@click.option("--session", help="Search this session only.")
+@click.option("--limit", "-n", default=20, show_default=True)
+@pass_options
+def sessions_search(options: CliOptions, query: str, session: str | None, limit: int) -> None:
+    """Full-text search over message history."""
+    from promptline.cli import commands
+
+    commands.sessions_search(options, query, session=session, limit=limit)
+
+
+# -- doctor -----------------------------------------------------------------------------------
+
+
+@app.command("doctor")
+@pass_options
+def doctor(options: CliOptions) -> None:
+    """Check the configuration, database and services; say what is wrong and how to fix it."""
+    from promptline.cli.doctor import run_doctor
+
+    raise SystemExit(run_doctor(options))
+
+
+def main() -> None:
+    """Entry point of the `promptline` script."""
+    app(prog_name="promptline")
+
+
+if __name__ == "__main__":
+    main()

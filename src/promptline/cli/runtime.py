@@ -1,0 +1,92 @@
+"""What every command needs: settings, an event loop, services, and errors shown kindly."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from promptline.app import App
+    from promptline.config.settings import Settings
+
+T = TypeVar("T")
+
+
+@dataclass
+class CliOptions:
+    """Options given before the command (``promptline --config F --profile P ...``)."""
+
+    config: Path | None = None
+    profile: str | None = None
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A Rich console (imported only when a command prints)."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def fail(message: str, *, hint: str | None = None, code: int = 1) -> None:
+    """Print an error (and how to fix it) to stderr and exit."""
+    err = console(stderr=True)
+    err.print(f"[bold red]error:[/] {message}", markup=True)
+    if hint:
+        err.print(f"[yellow]hint:[/] {hint}", markup=True)
+    raise SystemExit(code)
+
+
+@contextlib.contextmanager
+def friendly_errors() -> Iterator[None]:
+    """Turn PromptLine errors into a message and exit code 1 instead of a traceback."""
+    from promptline.core.errors import PromptLineError
+
+    try:
+        yield
+    except PromptLineError as exc:
+        fail(exc.message, hint=exc.hint)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+def load_settings(options: CliOptions) -> Settings:
+    """Load the configuration the way every command does."""
+    from promptline.config.loader import load_settings as _load
+
+    return _load(options.config, profile=options.profile)
+
+
+def run(main: Callable[[], Awaitable[T]]) -> T:
+    """Run one coroutine function to completion with friendly errors."""
+    import asyncio
+
+    with friendly_errors():
+        return asyncio.run(_call(main))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _call(main: Callable[[], Awaitable[T]]) -> T:
+    return await main()
+
+
+@contextlib.asynccontextmanager
+async def services(options: CliOptions, *, migrate: bool | None = None) -> AsyncIterator[App]:
+    """Settings -> the full set of services, closed on exit."""
+    from promptline.app import build_app
+
+    settings = load_settings(options)
+    async with build_app(settings, migrate=migrate) as app:
+        yield app
+
+
+def write_json(value: Any) -> None:
+    """Print a JSON document to stdout (pretty, stable key order)."""
+    import orjson
+
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
