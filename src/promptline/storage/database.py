@@ -62,8 +62,18 @@ def sqlite_path(url: str) -> Path | None:
     return Path(path)
 
 
-def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
-    """Make an engine for ``url``; creates the SQLite file's folder when needed."""
+def create_engine(
+    url: str,
+    *,
+    echo: bool = False,
+    pool_size: int = 10,
+    busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+) -> AsyncEngine:
+    """Make an engine for ``url``; creates the SQLite file's folder when needed.
+
+    ``busy_timeout_ms`` is how long a SQLite statement waits for another process's lock
+    before failing with `StorageLockedError`.
+    """
     from sqlalchemy import event
     from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -79,7 +89,7 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
             # Take transaction control from the driver; `_on_begin` issues BEGIN itself.
             dbapi_conn.isolation_level = None
             cursor = dbapi_conn.cursor()
-            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")
