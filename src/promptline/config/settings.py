@@ -1,0 +1,275 @@
+"""The settings model: every key of ``config.yaml``, its type, its default and its allowed range.
+
+The shape follows the configuration example of the product brief, section by section.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, Field, PrivateAttr, field_validator
+
+from promptline.config.channels import ChannelsSettings
+from promptline.config.fieldtypes import Count, ExpandedPath, Percent, Port, Secret, Section
+from promptline.config.home import promptline_home
+from promptline.config.keypath import KeyPath, format_path, parse_path
+from promptline.core.errors import ConfigError
+
+ToolPermission = Literal["allow", "ask", "deny"]
+StateBackend = Literal["file", "sqlite", "postgres", "redis"]
+AgentMode = Literal["plan", "act"]
+
+THIRTY_DAYS_SECS = 30 * 24 * 3600
+
+
+def _valid_http_url(value: str | None) -> str | None:
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+    return value
+
+
+class GatewaySettings(Section):
+    """The gateway process: where it listens."""
+
+    host: str = Field(
+        "127.0.0.1", description="Interface to bind; 0.0.0.0 listens on every interface."
+    )
+    port: Port = Field(8080, description="Port of the REST API.")
+    websocket_port: Port = Field(8081, description="Port of the WebSocket control plane.")
+
+
+class ProviderSettings(Section):
+    """One model provider: its endpoint, credentials and the models it serves."""
+
+    api_key: Secret = Field(None, description="API key sent to the provider.")
+    base_url: Annotated[str | None, AfterValidator(_valid_http_url)] = Field(
+        None, description="Endpoint; unset means the provider's public endpoint."
+    )
+    models: list[str] = Field(default_factory=list, description="Model names it serves.")
+
+
+class ModelsSettings(Section):
+    """Model providers and the default model."""
+
+    default: str | None = Field(None, description="Model used when an agent names none.")
+    providers: dict[str, ProviderSettings] = Field(
+        default_factory=dict, description="Providers by name (openai, kimi, deepseek, ollama, ...)."
+    )
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _empty_provider_means_defaults(cls, value: Any) -> Any:
+        # `ollama:` with nothing under it is a provider with default settings, not an error.
+        if isinstance(value, dict):
+            return {name: {} if body is None else body for name, body in value.items()}
+        return value
+
+
+class StateSettings(Section):
+    """Where state, the event log and sessions are stored."""
+
+    backend: StateBackend = Field("sqlite", description="State store backend.")
+    sqlite_path: ExpandedPath = Field(
+        default_factory=lambda: promptline_home() / "state.db",
+        description="SQLite database file (backend sqlite, and the event log by default).",
+    )
+    postgres_url: str | None = Field(None, description="PostgreSQL URL (backend postgres).")
+    redis_url: str | None = Field(None, description="Redis URL (backend redis).")
+    file_dir: ExpandedPath = Field(
+        default_factory=lambda: promptline_home() / "state",
+        description="Folder of the file backend.",
+    )
+    database_url: str | None = Field(
+        None, description="Explicit SQLAlchemy URL for the event log and sessions."
+    )
+    auto_migrate: bool = Field(True, description="Upgrade the database schema on start.")
+
+
+class ResourceLimitsSettings(Section):
+    """Limits applied to sandboxed tool processes."""
+
+    cpu_percent: Percent = Field(80, description="CPU share a tool process may use.")
+    memory_mb: Count = Field(512, description="Memory a tool process may use, in MiB.")
+    timeout_secs: Count = Field(300, description="Wall-clock limit of one tool call.")
+
+
+class SecuritySettings(Section):
+    """Approvals, sandboxing, limits and auditing."""
+
+    require_approval: bool = Field(True, description="Ask a human before 'ask' tools run.")
+    sandbox_enabled: bool = Field(False, description="Run tools inside a sandbox.")
+    resource_limits: ResourceLimitsSettings = Field(default_factory=ResourceLimitsSettings)
+    audit_log: bool = Field(True, description="Record security-relevant events for audit.")
+
+
+class AgentSettings(Section):
+    """Defaults of the agent loop."""
+
+    default_mode: AgentMode = Field("plan", description="plan proposes first; act runs at once.")
+    max_iterations: Count = Field(20, description="Reason/act steps before a run stops.")
+    use_chain_of_thought: bool = Field(True, description="Ask models to reason step by step.")
+    stream_enabled: bool = Field(True, description="Stream model output as it is produced.")
+
+
+class SessionsSettings(Section):
+    """Session lifetime."""
+
+    ttl_secs: Count = Field(
+        THIRTY_DAYS_SECS, description="Idle time after which a session expires."
+    )
+
+
+class EventsSettings(Section):
+    """The event bus."""
+
+    subscriber_queue: Count = Field(
+        1000, description="Events buffered per subscriber before it is dropped as lagging."
+    )
+
+
+class Settings(Section):
+    """All of PromptLine's configuration. Build it with `load_settings`; treat it as read-only.
+
+    Besides the keys, a loaded instance knows which files it came from (``sources``), the active
+    profile (``profile``) and which keys referenced an unset environment variable
+    (``unresolved``); `require` turns such a key into a clear error at the point of use.
+    """
+
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    models: ModelsSettings = Field(default_factory=ModelsSettings)
+    channels: ChannelsSettings = Field(default_factory=ChannelsSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
+    tools: dict[str, ToolPermission] = Field(
+        default_factory=dict, description="Permission per tool name."
+    )
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+    sessions: SessionsSettings = Field(default_factory=SessionsSettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
+
+    _unresolved: dict[str, str] = PrivateAttr(default_factory=dict)
+    _sources: tuple[Path, ...] = PrivateAttr(default=())
+    _profile: str | None = PrivateAttr(default=None)
+
+    @property
+    def unresolved(self) -> Mapping[str, str]:
+        """Key path -> name of the unset environment variable that left it empty."""
+        return MappingProxyType(self._unresolved)
+
+    @property
+    def sources(self) -> tuple[Path, ...]:
+        """The config files that were read, in the order they were applied."""
+        return self._sources
+
+    @property
+    def profile(self) -> str | None:
+        """The active profile, if any."""
+        return self._profile
+
+    def get(self, path: str) -> Any:
+        """The value at a key path such as ``"gateway.port"``; `ConfigError` if there is none."""
+        return _lookup(self, _parse(path))
+
+    def require(self, path: str) -> Any:
+        """The value at ``path``, or a `ConfigError` saying what to set when it is empty.
+
+        An empty key that referenced an unset variable names that variable, e.g.
+        "models.providers.openai.api_key needs environment variable OPENAI_API_KEY, which is
+        not set".
+        """
+        value = self.get(path)
+        if value is not None:
+            return value
+        key = format_path(_parse(path))
+        var = self._unresolved.get(key)
+        where = ", ".join(str(source) for source in self._sources) or "the config file"
+        if var is not None:
+            raise ConfigError(
+                f"{key} needs environment variable {var}, which is not set",
+                hint=f"export {var}=..., or give a fallback with ${{{var}:-value}} in {where}",
+                key=key,
+                env_var=var,
+            )
+        env_name = "PROMPTLINE__" + "__".join(str(p).upper() for p in _parse(path))
+        raise ConfigError(
+            f"{key} is not set",
+            hint=f"set {key} in {where}, or set the environment variable {env_name}",
+            key=key,
+        )
+
+    def database_url(self) -> str:
+        """The SQLAlchemy URL of the event log and sessions.
+
+        Rule: ``state.database_url`` when set; else ``state.postgres_url`` when the backend is
+        postgres (required then), or when the backend is redis and a postgres_url is set; else
+        SQLite at ``state.sqlite_path``. ``postgres://`` URLs are returned as written; the
+        storage layer picks the async driver.
+        """
+        state = self.state
+        if state.database_url is not None:
+            return state.database_url
+        if state.backend == "postgres":
+            return str(self.require("state.postgres_url"))
+        if state.backend == "redis" and state.postgres_url is not None:
+            return state.postgres_url
+        return f"sqlite+aiosqlite:///{state.sqlite_path}"
+
+    def with_provenance(
+        self,
+        *,
+        unresolved: Mapping[str, str] | None = None,
+        sources: tuple[Path, ...] = (),
+        profile: str | None = None,
+    ) -> Settings:
+        """Attach where the values came from (used by the loader; returns ``self``)."""
+        self._unresolved = dict(unresolved or {})
+        self._sources = tuple(sources)
+        self._profile = profile
+        return self
+
+
+def _parse(path: str) -> KeyPath:
+    try:
+        return parse_path(path)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{path!r} is not a key path", hint="write keys joined by dots, e.g. gateway.port"
+        ) from exc
+
+
+def _lookup(root: Settings, path: KeyPath) -> Any:
+    value: Any = root
+    for depth, part in enumerate(path):
+        here = format_path(path[:depth]) if depth else "the settings"
+        if isinstance(value, BaseModel) and isinstance(part, str):
+            fields = type(value).model_fields
+            if part not in fields:
+                close = difflib.get_close_matches(part, list(fields), n=1)
+                guess = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(
+                    f"{here} has no key {part!r}{guess}",
+                    hint=f"keys of {here}: {', '.join(fields)}",
+                    key=format_path(path),
+                )
+            value = getattr(value, part)
+        elif isinstance(value, dict) and isinstance(part, str):
+            if part not in value:
+                known = ", ".join(value) or "none"
+                raise ConfigError(
+                    f"{format_path(path[: depth + 1])} is not configured",
+                    hint=f"configured under {here}: {known}",
+                    key=format_path(path),
+                )
+            value = value[part]
+        elif isinstance(value, list) and isinstance(part, int) and part < len(value):
+            value = value[part]
+        else:
+            raise ConfigError(
+                f"{format_path(path)} does not exist: {here} has no entry {part!r}",
+                key=format_path(path),
+            )
+    return value
