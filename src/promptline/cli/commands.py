@@ -35,7 +35,7 @@ def operator() -> Principal:
 
 
 def config_show(options: CliOptions, *, show_secrets: bool) -> None:
-    from promptline.config.render import render_settings
+    from promptline.config import render_settings
 
     with friendly_errors():
         settings = load_settings(options)
@@ -43,7 +43,7 @@ def config_show(options: CliOptions, *, show_secrets: bool) -> None:
 
 
 def config_validate(options: CliOptions, path: Path | None) -> None:
-    from promptline.config.loader import config_path, validate_config
+    from promptline.config import config_path, validate_config
 
     target = path or options.config or config_path()
     with friendly_errors():
@@ -58,8 +58,8 @@ def config_validate(options: CliOptions, path: Path | None) -> None:
 
 
 def config_path(options: CliOptions) -> None:
-    from promptline.config.loader import config_path as _path
-    from promptline.config.loader import promptline_home
+    from promptline.config import config_path as _path
+    from promptline.config import promptline_home
 
     path = options.config or _path()
     state = "exists" if path.exists() else "not created yet: defaults are used"
@@ -240,18 +240,11 @@ def sessions_new(options: CliOptions, *, user: str, channel: str, tenant: str) -
 
 
 def sessions_add(options: CliOptions, session_id: str, text: str, *, role: str) -> None:
-    from promptline.core.errors import InvalidInputError
     from promptline.core.messages import Message
 
-    if role not in ("user", "assistant", "system", "tool"):
-        fail(f"unknown role {role!r}", hint="use user, assistant, system or tool")
-
     async def main() -> None:
+        message = Message(role=role, content=text)  # role is checked by click.Choice
         async with services(options) as app:
-            try:
-                message = Message(role=role, content=text)  # type: ignore[arg-type]
-            except ValueError as exc:
-                raise InvalidInputError(str(exc)) from None
             await app.sessions.append_message(session_id, message, operator())
         sys.stdout.write(f"{message.id}\n")
 

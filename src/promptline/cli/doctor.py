@@ -82,7 +82,7 @@ def _unresolved(settings: Settings) -> list[Check]:
 
 
 def _home_writable(settings: Settings) -> Check:
-    from promptline.config.loader import promptline_home
+    from promptline.config import promptline_home
 
     home = promptline_home()
     try:

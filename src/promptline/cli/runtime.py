@@ -30,7 +30,7 @@ def console(*, stderr: bool = False) -> Console:
     """A Rich console (imported only when a command prints)."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def fail(message: str, *, hint: str | None = None, code: int = 1) -> None:
@@ -57,7 +57,7 @@ def friendly_errors() -> Iterator[None]:
 
 def load_settings(options: CliOptions) -> Settings:
     """Load the configuration the way every command does."""
-    from promptline.config.loader import load_settings as _load
+    from promptline.config import load_settings as _load
 
     return _load(options.config, profile=options.profile)
 
