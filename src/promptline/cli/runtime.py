@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from promptline.config.settings import Settings
 
 T = TypeVar("T")
+PIPED_WIDTH = 200
 
 
 @dataclass
@@ -30,7 +31,10 @@ def console(*, stderr: bool = False) -> Console:
     """A Rich console (imported only when a command prints)."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped output is read by programs and people with wide windows: do not fold ids at 80.
+    width = None if stream.isatty() else PIPED_WIDTH
+    return Console(file=stream, highlight=False, soft_wrap=True, width=width)
 
 
 def fail(message: str, *, hint: str | None = None, code: int = 1) -> None:

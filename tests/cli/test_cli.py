@@ -1,0 +1,137 @@
+"""The `promptline` command, driven in-process through click's runner on a temporary home."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from promptline import __version__
+from promptline.cli.main import app
+
+
+def run(*args: str, home: Path | None = None, ok: bool = True) -> Result:
+    env = {"PROMPTLINE_HOME": str(home)} if home else None
+    result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def test_version_is_printed() -> None:
+    assert run("--version").output.strip() == f"promptline, version {__version__}"
+
+
+def test_help_lists_every_command_group() -> None:
+    out = run("--help").output
+    for name in ("config", "db", "events", "sessions", "doctor"):
+        assert name in out
+
+
+def test_config_validate_accepts_the_seed_example() -> None:
+    seed = Path(__file__).parents[1] / "fixtures" / "seed_config.yaml"
+    assert "ok" in run("config", "validate", str(seed)).output
+
+
+def test_config_validate_names_file_line_and_key_path_of_a_broken_file(tmp_path: Path) -> None:
+    bad = tmp_path / "config.yaml"
+    bad.write_text("gateway:\n  port: eighty\nstate:\n  backend: sqlit\n")
+    result = run("config", "validate", str(bad), ok=False)
+    assert result.exit_code == 1
+    assert f"{bad}:2: gateway.port" in result.output
+    assert "state.backend" in result.output
+    assert "did you mean 'sqlite'" in result.output
+
+
+def test_config_show_masks_secrets(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text('models:\n  providers:\n    openai:\n      api_key: "sk-very-secret"\n')
+    out = run("--config", str(cfg), "config", "show").output
+    assert "sk-very-secret" not in out
+    assert "***" in out
+    assert "sk-very-secret" in run("--config", str(cfg), "config", "show", "--show-secrets").output
+
+
+def test_db_upgrade_then_current_reports_up_to_date() -> None:
+    assert "behind" in run("db", "current").output
+    assert "schema at revision" in run("db", "upgrade").output
+    assert "up to date" in run("db", "current").output
+
+
+def test_doctor_passes_on_defaults_and_fails_with_a_fix_for_a_dead_redis(tmp_path: Path) -> None:
+    assert "all good" in run("doctor").output
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text('state:\n  backend: redis\n  redis_url: "redis://127.0.0.1:1/0"\n')
+    result = run("--config", str(cfg), "doctor", ok=False)
+    assert result.exit_code == 1
+    assert "state (redis)" in result.output
+    assert "fix:" in result.output
+
+
+def test_doctor_reports_a_broken_config_without_a_traceback(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("gateway: [unclosed\n")
+    result = run("--config", str(cfg), "doctor", ok=False)
+    assert result.exit_code == 1
+    assert "config" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_session_tour_new_add_show_search_replay_tail(tmp_path: Path) -> None:
+    sid = run("sessions", "new", "--user", "alice").output.strip()
+    run("sessions", "add", sid, "What is the capital of France?")
+    run("sessions", "add", sid, "Paris.", "--role", "assistant")
+    shown = run("sessions", "show", sid).output
+    assert "capital of France" in shown
+    assert "Paris." in shown
+    assert sid in run("sessions", "list").output
+    assert sid in run("sessions", "search", "capital").output
+    assert "no matches" in run("sessions", "search", "zebra").output
+    timeline = run("events", "replay", "--session", sid).output
+    for kind in ("session_created", "message_received", "message_sent"):
+        assert kind in timeline
+    lines = run("events", "tail", "--json", "--session", sid).output.strip().splitlines()
+    assert [json.loads(line)["seq"] for line in lines] == [1, 2, 3]
+    only = run("events", "tail", "--json", "--type", "message_sent").output.strip().splitlines()
+    assert [json.loads(line)["type"] for line in only] == ["message_sent"]
+
+
+def test_export_import_round_trips_into_another_home(tmp_path: Path) -> None:
+    sid = run("sessions", "new", "--user", "bob").output.strip()
+    run("sessions", "add", sid, "remember the milk")
+    exported = tmp_path / "s.json"
+    run("sessions", "export", sid, "-o", str(exported))
+    other = tmp_path / "other-home"
+    assert run("sessions", "import", str(exported), home=other).output.strip() == sid
+    again = tmp_path / "again.json"
+    run("sessions", "export", sid, "-o", str(again), home=other)
+    assert again.read_bytes() == exported.read_bytes()
+
+
+def test_import_of_a_foreign_document_is_refused_clearly(tmp_path: Path) -> None:
+    doc = tmp_path / "doc.json"
+    doc.write_text(json.dumps({"format": "promptline.session", "version": 99}))
+    result = run("sessions", "import", str(doc), ok=False)
+    assert result.exit_code == 1
+    assert "error:" in result.output
+    doc.write_text("{not json")
+    assert "not JSON" in run("sessions", "import", str(doc), ok=False).output
+
+
+def test_unknown_session_is_a_clear_error() -> None:
+    result = run("sessions", "show", "ses_nope", ok=False)
+    assert result.exit_code == 1
+    assert "error:" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"]])
+def test_installed_entry_point_runs(args: list[str]) -> None:
+    script = Path(sys.executable).parent / "promptline"
+    done = subprocess.run([str(script), *args], capture_output=True, text=True, check=False)
+    assert done.returncode == 0
+    assert "promptline" in done.stdout.lower()
