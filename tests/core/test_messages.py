@@ -12,7 +12,8 @@ def test_plain_string_content_becomes_one_text_part() -> None:
 
 def test_text_skips_images() -> None:
     msg = Message(
-        role="user", content=[TextPart(text="a"), ImagePart(url="http://x/y.png"), TextPart(text="b")]
+        role="user",
+        content=[TextPart(text="a"), ImagePart(url="http://x/y.png"), TextPart(text="b")],
     )
     assert msg.text == "ab"
 

@@ -15,7 +15,6 @@ from promptline.cli.runtime import (
     load_settings,
     run,
     services,
-    write_json,
 )
 
 if TYPE_CHECKING:
@@ -233,7 +232,8 @@ def sessions_new(options: CliOptions, *, user: str, channel: str, tenant: str) -
 
     async def main() -> None:
         async with services(options) as app:
-            s = await app.sessions.create(Principal(tenant_id=tenant, user_id=user), channel=channel)
+            owner = Principal(tenant_id=tenant, user_id=user)
+            s = await app.sessions.create(owner, channel=channel)
         sys.stdout.write(s.id + "\n")
 
     run(main)
@@ -254,17 +254,23 @@ def sessions_add(options: CliOptions, session_id: str, text: str, *, role: str) 
 def sessions_export(options: CliOptions, session_id: str, output: Path | None) -> None:
     import orjson
 
-    async def main() -> None:
+    from promptline.core.errors import InvalidInputError
+
+    async def main() -> bytes:
         async with services(options) as app:
             document = await app.sessions.export(session_id, operator())
-        data = orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n"
-        if output is None:
-            sys.stdout.buffer.write(data)
-        else:
-            output.write_bytes(data)
-            console(stderr=True).print(f"wrote {output}")
+        return orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n"
 
-    run(main)
+    data = run(main)
+    if output is None:
+        sys.stdout.buffer.write(data)
+        return
+    with friendly_errors():
+        try:
+            output.write_bytes(data)
+        except OSError as exc:
+            raise InvalidInputError(f"cannot write {output}: {exc.strerror}") from None
+    console(stderr=True).print(f"wrote {output}")
 
 
 def sessions_import(options: CliOptions, file: Path, *, as_new_id: bool) -> None:
@@ -272,15 +278,20 @@ def sessions_import(options: CliOptions, file: Path, *, as_new_id: bool) -> None
 
     from promptline.core.errors import InvalidInputError
 
-    async def main() -> None:
+    def read() -> Any:
         try:
-            document = orjson.loads(file.read_bytes())
+            return orjson.loads(file.read_bytes())
         except OSError as exc:
             raise InvalidInputError(f"cannot read {file}: {exc.strerror}") from None
         except orjson.JSONDecodeError as exc:
             raise InvalidInputError(
                 f"{file} is not JSON: {exc}", hint="use a file from `promptline sessions export`"
             ) from None
+
+    with friendly_errors():
+        document = read()
+
+    async def main() -> None:
         async with services(options) as app:
             s = await app.sessions.import_(document, operator(), as_new_id=as_new_id)
         sys.stdout.write(f"{s.id}\n")

@@ -50,7 +50,8 @@ async def gather_checks(options: CliOptions) -> list[Check]:
     checks.extend(_unresolved(settings))
     checks.append(_home_writable(settings))
     checks.extend(await _database(settings))
-    checks.extend(await _state_backend(settings))
+    checks.extend(_state_files(settings))
+    checks.extend(await _state_services(settings))
     return checks
 
 
@@ -70,13 +71,21 @@ def _unresolved(settings: Settings) -> list[Check]:
     for path, var in sorted(settings.unresolved.items()):
         if path in required:
             found.append(
-                Check(f"env {var}", "fail", f"{path} needs ${var}, which is not set",
-                      f"export {var}=... or set {path} in the config file")
+                Check(
+                    f"env {var}",
+                    "fail",
+                    f"{path} needs ${var}, which is not set",
+                    f"export {var}=... or set {path} in the config file",
+                )
             )
         else:
             found.append(
-                Check(f"env {var}", "warn", f"{path} is empty because ${var} is not set",
-                      f"export {var}=... before using what {path} configures")
+                Check(
+                    f"env {var}",
+                    "warn",
+                    f"{path} is empty because ${var} is not set",
+                    f"export {var}=... before using what {path} configures",
+                )
             )
     return found
 
@@ -91,8 +100,9 @@ def _home_writable(settings: Settings) -> Check:
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
-        return Check("home", "fail", f"{home}: {exc.strerror}",
-                     "set PROMPTLINE_HOME to a writable directory")
+        return Check(
+            "home", "fail", f"{home}: {exc.strerror}", "set PROMPTLINE_HOME to a writable directory"
+        )
     return Check("home", "ok", str(home))
 
 
@@ -119,39 +129,69 @@ async def _database(settings: Settings) -> list[Check]:
                     mode = (await conn.execute(text("pragma journal_mode"))).scalar()
                     checks.append(Check("database", "ok", f"{shown} (SQLite {version}, {mode})"))
                     if "ENABLE_FTS5" not in opts:
-                        checks.append(Check("sqlite fts5", "fail", "SQLite lacks FTS5",
-                                            "use a Python built with a newer SQLite"))
+                        checks.append(
+                            Check(
+                                "sqlite fts5",
+                                "fail",
+                                "SQLite lacks FTS5",
+                                "use a Python built with a newer SQLite",
+                            )
+                        )
                 else:
                     checks.append(Check("database", "ok", shown))
             status = await schema_status(engine)
     except TimeoutError:
         await engine.dispose()
-        return [Check("database", "fail", f"{shown}: no answer within "
-                      f"{SERVICE_TIMEOUT_SECONDS * 3:.0f}s", "is the server running?")]
+        return [
+            Check(
+                "database",
+                "fail",
+                f"{shown}: no answer within {SERVICE_TIMEOUT_SECONDS * 3:.0f}s",
+                "is the server running?",
+            )
+        ]
     except PromptLineError as exc:
         await engine.dispose()
         return [Check("database", "fail", f"{shown}: {exc.message}", exc.hint)]
     except Exception as exc:
         await engine.dispose()
         err = translate_error(exc, what=shown)
-        return [Check("database", "fail", err.message,
-                      err.hint or "check state.* in the config and that the server is running")]
+        return [
+            Check(
+                "database",
+                "fail",
+                err.message,
+                err.hint or "check state.* in the config and that the server is running",
+            )
+        ]
     await engine.dispose()
     if not status.known:
-        checks.append(Check("schema", "fail",
-                            f"revision {status.current} is newer than this release ({status.head})",
-                            "upgrade PromptLine or use another database"))
+        checks.append(
+            Check(
+                "schema",
+                "fail",
+                f"revision {status.current} is newer than this release ({status.head})",
+                "upgrade PromptLine or use another database",
+            )
+        )
     elif status.up_to_date:
         checks.append(Check("schema", "ok", f"revision {status.current}"))
     else:
-        auto = "; it is applied on start (state.auto_migrate)" if settings.state.auto_migrate else ""
-        checks.append(Check("schema", "warn",
-                            f"at {status.current or 'nothing'}, head is {status.head}{auto}",
-                            "run `promptline db upgrade`"))
+        auto = ""
+        if settings.state.auto_migrate:
+            auto = "; it is applied on start (state.auto_migrate)"
+        checks.append(
+            Check(
+                "schema",
+                "warn",
+                f"at {status.current or 'nothing'}, head is {status.head}{auto}",
+                "run `promptline db upgrade`",
+            )
+        )
     return checks
 
 
-async def _state_backend(settings: Settings) -> list[Check]:
+def _state_files(settings: Settings) -> list[Check]:
     backend = settings.state.backend
     checks: list[Check] = []
     if backend == "file":
@@ -162,12 +202,23 @@ async def _state_backend(settings: Settings) -> list[Check]:
         except OSError:
             writable = False
         checks.append(
-            Check("state (file)", "ok", str(directory)) if writable else
-            Check("state (file)", "fail", f"{directory} is not writable",
-                  "set state.file_dir to a writable directory")
+            Check("state (file)", "ok", str(directory))
+            if writable
+            else Check(
+                "state (file)",
+                "fail",
+                f"{directory} is not writable",
+                "set state.file_dir to a writable directory",
+            )
         )
     elif backend in ("sqlite", "postgres"):
         checks.append(Check(f"state ({backend})", "ok", "in the database above"))
+    return checks
+
+
+async def _state_services(settings: Settings) -> list[Check]:
+    backend = settings.state.backend
+    checks: list[Check] = []
     redis_url = settings.state.redis_url
     if redis_url:
         name = "state (redis)" if backend == "redis" else "redis (optional)"
@@ -185,7 +236,8 @@ async def _ping_redis(url: str, name: str, failing: Status) -> Check:
             info = await client.info("server")
         return Check(name, "ok", f"{_mask_url(url)} (Redis {info.get('redis_version', '?')})")
     except (OSError, TimeoutError, aioredis.RedisError) as exc:
-        return Check(name, failing, f"{_mask_url(url)}: {exc}", "start Redis or fix state.redis_url")
+        hint = "start Redis or fix state.redis_url"
+        return Check(name, failing, f"{_mask_url(url)}: {exc}", hint)
     finally:
         await client.aclose()
 
