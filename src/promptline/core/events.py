@@ -9,7 +9,7 @@ envelope fields so it round-trips unchanged.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -399,33 +399,7 @@ class UnknownEvent(EventEnvelope):
     data: Any = None
 
 
-KnownEvent: TypeAlias = Annotated[
-    LlmCommandEvent
-    | LlmDeltaEvent
-    | LlmResultEvent
-    | ToolCommandEvent
-    | ToolProgressEvent
-    | ToolResultEvent
-    | StateChangeEvent
-    | AgentLifecycleEvent
-    | PermissionRequestEvent
-    | PermissionGrantedEvent
-    | PermissionDeniedEvent
-    | RunStartedEvent
-    | RunCompletedEvent
-    | RunFailedEvent
-    | RunCancelledEvent
-    | MessageReceivedEvent
-    | MessageSentEvent
-    | SessionCreatedEvent
-    | SessionUpdatedEvent
-    | SessionExpiredEvent
-    | SecurityAlertEvent
-    | ErrorEvent,
-    Field(discriminator="type"),
-]
-
-Event: TypeAlias = (
+_KnownEventUnion: TypeAlias = (
     LlmCommandEvent
     | LlmDeltaEvent
     | LlmResultEvent
@@ -448,36 +422,16 @@ Event: TypeAlias = (
     | SessionExpiredEvent
     | SecurityAlertEvent
     | ErrorEvent
-    | UnknownEvent
 )
+
+KnownEvent: TypeAlias = Annotated[_KnownEventUnion, Field(discriminator="type")]
+"""Any event of a type this version knows, discriminated by ``type``."""
+
+Event: TypeAlias = _KnownEventUnion | UnknownEvent
 """Any event, known or not."""
 
 EVENT_CLASSES: dict[str, type[EventEnvelope]] = {
-    cls.model_fields["type"].default: cls
-    for cls in (
-        LlmCommandEvent,
-        LlmDeltaEvent,
-        LlmResultEvent,
-        ToolCommandEvent,
-        ToolProgressEvent,
-        ToolResultEvent,
-        StateChangeEvent,
-        AgentLifecycleEvent,
-        PermissionRequestEvent,
-        PermissionGrantedEvent,
-        PermissionDeniedEvent,
-        RunStartedEvent,
-        RunCompletedEvent,
-        RunFailedEvent,
-        RunCancelledEvent,
-        MessageReceivedEvent,
-        MessageSentEvent,
-        SessionCreatedEvent,
-        SessionUpdatedEvent,
-        SessionExpiredEvent,
-        SecurityAlertEvent,
-        ErrorEvent,
-    )
+    cls.model_fields["type"].default: cls for cls in get_args(_KnownEventUnion)
 }
 """Event type name -> its class, for every type this version knows."""
 
