@@ -79,8 +79,9 @@ class EventStore(Protocol):
     ) -> list[Event]:
         """Events matching ``filter`` with position > ``from_position``, in position order.
 
-        With ``descending`` the newest come first (``from_position`` is then ignored), which
-        is what "the last N events" wants.
+        With ``descending`` the newest come first, which is what "the last N events" wants;
+        a non-zero ``from_position`` then means position < ``from_position`` (pass the last
+        position seen to page backwards).
         """
         ...
 
@@ -130,8 +131,13 @@ class EventBus(Protocol):
         """Append ``event`` to the store, then deliver it to matching subscribers."""
         ...
 
-    async def publish_batch(self, events: Sequence[Event]) -> list[Event]:
-        """Append several events atomically, then deliver them in order."""
+    async def publish_batch(
+        self, events: Sequence[Event], *, expected_seqs: Mapping[str, int] | None = None
+    ) -> list[Event]:
+        """Append several events atomically, then deliver them in order.
+
+        ``expected_seqs`` (stream -> last seq) is checked as by `EventStore.append_batch`.
+        """
         ...
 
     def subscribe(
@@ -140,9 +146,9 @@ class EventBus(Protocol):
         *,
         from_seq: int | None = None,
         from_position: int | None = None,
-        max_queue: int = 1000,
+        max_queue: int | None = None,
     ) -> Subscription:
-        """Receive matching events.
+        """Receive matching events (``max_queue`` None: the bus's default).
 
         With neither cursor, only events published from now on arrive. ``from_seq`` (needs
         ``filter.stream``) or ``from_position`` first replays stored events after the cursor,

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+SQLITE_WAL_AUTOCHECKPOINT_PAGES = 4000
 
 
 def normalize_url(url: str) -> str:
@@ -92,6 +93,10 @@ def create_engine(
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
+            # The COMMIT that pushes the WAL past this many pages also copies it back and
+            # fsyncs (several ms). SQLite's default of 1000 makes that about one small
+            # commit in a hundred; 4000 keeps it out of the p99 and the WAL under ~16 MB.
+            cursor.execute(f"PRAGMA wal_autocheckpoint = {SQLITE_WAL_AUTOCHECKPOINT_PAGES}")
             cursor.execute("PRAGMA foreign_keys = ON")
             cursor.close()
 
