@@ -74,7 +74,11 @@ async def build_app(
     )
     state = EventedStateStore(inner, bus)
     sessions = SessionManager(
-        engine, bus, clock=clock, default_ttl=timedelta(seconds=settings.sessions.ttl_secs)
+        engine,
+        bus,
+        clock=clock,
+        default_ttl=timedelta(seconds=settings.sessions.ttl_secs),
+        store=store,
     )
     try:
         await sessions.recover()
@@ -82,4 +86,5 @@ async def build_app(
     finally:
         await bus.close()
         await state.close()
+        await store.close()
         await engine.dispose()
