@@ -25,13 +25,17 @@ def measure(args: list[str]) -> list[float]:
 def main() -> None:
     baseline = measure_python()
     print(f"{'command':<28}{'median ms':>10}{'p90 ms':>9}{'target':>9}  met")
-    print(f"{'python -c pass (floor)':<28}{statistics.median(baseline):>10.1f}"
-          f"{sorted(baseline)[int(RUNS * 0.9)]:>9.1f}{'':>9}")
+    print(
+        f"{'python -c pass (floor)':<28}{statistics.median(baseline):>10.1f}"
+        f"{sorted(baseline)[int(RUNS * 0.9)]:>9.1f}{'':>9}"
+    )
     for args in (["--help"], ["--version"], ["events", "--help"]):
         t = measure(args)
         med = statistics.median(t)
-        print(f"{'promptline ' + ' '.join(args):<28}{med:>10.1f}{sorted(t)[int(RUNS * 0.9)]:>9.1f}"
-              f"{TARGET_MS:>9.0f}  {'yes' if med < TARGET_MS else 'NO'}")
+        print(
+            f"{'promptline ' + ' '.join(args):<28}{med:>10.1f}{sorted(t)[int(RUNS * 0.9)]:>9.1f}"
+            f"{TARGET_MS:>9.0f}  {'yes' if med < TARGET_MS else 'NO'}"
+        )
 
 
 def measure_python() -> list[float]:
