@@ -140,7 +140,7 @@ def events_tail(
         async with services(options) as app:
             recent = list(reversed(await app.events.read_all(flt, limit=limit, descending=True)))
             if not recent and not follow and not as_json:
-                console().print("no events yet")
+                console().print("no events yet: try `promptline sessions new` and `sessions add`")
             else:
                 show(recent)
             if not follow:
