@@ -256,7 +256,7 @@ async def test_a_history_over_the_import_limit_is_refused(db_url: str, opener: S
     assert await small.store.last_position() == 0
 
 
-async def test_an_id_taken_by_anmanager_mid_import_stores_nothing(
+async def test_an_id_taken_by_another_manager_mid_import_stores_nothing(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     document = _document()
