@@ -135,3 +135,16 @@ def test_installed_entry_point_runs(args: list[str]) -> None:
     done = subprocess.run([str(script), *args], capture_output=True, text=True, check=False)
     assert done.returncode == 0
     assert "promptline" in done.stdout.lower()
+
+
+def test_a_damaged_database_file_is_reported_and_left_untouched(tmp_path: Path) -> None:
+    home = tmp_path / "damaged"
+    home.mkdir()
+    db = home / "state.db"
+    db.write_bytes(b"this is not a database" * 10)
+    for args in (["sessions", "list"], ["db", "upgrade"], ["events", "tail"]):
+        result = run(*args, home=home, ok=False)
+        assert result.exit_code == 1
+        assert "not a database or is damaged" in result.output
+        assert "Traceback" not in result.output
+    assert db.read_bytes() == b"this is not a database" * 10

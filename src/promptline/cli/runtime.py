@@ -48,13 +48,23 @@ def fail(message: str, *, hint: str | None = None, code: int = 1) -> None:
 
 @contextlib.contextmanager
 def friendly_errors() -> Iterator[None]:
-    """Turn PromptLine errors into a message and exit code 1 instead of a traceback."""
+    """Turn PromptLine errors into a message and exit code 1 instead of a traceback.
+
+    Database errors that escaped every layer below are translated here as a last resort, so
+    a damaged or unreachable database still gets a sentence and a hint, not a stack trace.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
     from promptline.core.errors import PromptLineError
+    from promptline.storage.database import translate_error
 
     try:
         yield
     except PromptLineError as exc:
         fail(exc.message, hint=exc.hint)
+    except SQLAlchemyError as exc:
+        error = translate_error(exc, what="database")
+        fail(error.message, hint=error.hint or "run `promptline doctor`")
     except KeyboardInterrupt:
         raise SystemExit(130) from None
 

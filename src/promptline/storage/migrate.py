@@ -58,8 +58,11 @@ def _current(sync_conn: Any) -> str | None:
 
 async def schema_status(engine: AsyncEngine) -> SchemaStatus:
     """Read the database's revision and compare it with this release's head."""
-    async with engine.connect() as conn:
-        current = await conn.run_sync(_current)
+    try:
+        async with engine.connect() as conn:
+            current = await conn.run_sync(_current)
+    except Exception as exc:
+        raise _storage_error(exc, "reading the schema revision") from exc
     script = _script()
     known = current is None or _revision_known(script, current)
     return SchemaStatus(current=current, head=head_revision(), known=known)
@@ -87,8 +90,11 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> SchemaStatus:
             sync_conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
         command.upgrade(cfg, revision)
 
-    async with engine.begin() as conn:
-        await conn.run_sync(_run)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_run)
+    except Exception as exc:
+        raise _storage_error(exc, "migrating the schema") from exc
     return await schema_status(engine)
 
 
@@ -106,6 +112,13 @@ async def ensure_schema(engine: AsyncEngine, *, auto_upgrade: bool = True) -> Sc
         f"this release needs {status.head}",
         hint="run `promptline db upgrade`",
     )
+
+
+def _storage_error(exc: Exception, what: str) -> Exception:
+    from promptline.core.errors import PromptLineError
+    from promptline.storage.database import translate_error
+
+    return exc if isinstance(exc, PromptLineError) else translate_error(exc, what=what)
 
 
 def _newer_schema(status: SchemaStatus) -> SchemaVersionError:
