@@ -138,6 +138,11 @@ def translate_error(exc: BaseException, *, what: str) -> StorageError:
             f"{what}: the SQLite file is not a database or is damaged",
             hint="point state.sqlite_path at another file, or restore it from a backup",
         )
-    if "connection refused" in lowered or "could not connect" in lowered:
-        return StorageError(f"{what}: cannot connect to the database ({text})")
+    if any(
+        s in lowered for s in ("connection refused", "could not connect", "connect call failed")
+    ):
+        return StorageError(
+            f"{what}: cannot connect to the database ({text})",
+            hint="is the database server running? check state.postgres_url / state.database_url",
+        )
     return StorageError(f"{what}: {text}")
