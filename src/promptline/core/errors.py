@@ -105,3 +105,105 @@ class SubscriberLagged(PromptLineError):
         )
         self.last_seq = last_seq
         self.last_position = last_position
+
+
+class ProviderError(PromptLineError):
+    """A model provider call failed. ``retryable`` says whether another try (or another
+    deployment) may succeed; ``provider``, ``model`` and ``status`` say where and how."""
+
+    code = "provider_error"
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        model: str | None = None,
+        status: int | None = None,
+        hint: str | None = None,
+        **details: Any,
+    ) -> None:
+        super().__init__(
+            f"{provider}/{model}: {message}" if model else f"{provider}: {message}",
+            hint=hint,
+            provider=provider,
+            model=model,
+            status=status,
+            **details,
+        )
+        self.provider = provider
+        self.model = model
+        self.status = status
+
+
+class ProviderRateLimited(ProviderError):
+    """HTTP 429: too many requests or tokens; ``retry_after`` seconds when the provider said."""
+
+    code = "provider_rate_limited"
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        model: str | None = None,
+        retry_after: float | None = None,
+        **details: Any,
+    ) -> None:
+        super().__init__(
+            message,
+            provider=provider,
+            model=model,
+            status=429,
+            hint="wait, lower the request rate, or add deployments",
+            retry_after=retry_after,
+            **details,
+        )
+        self.retry_after = retry_after
+
+
+class ProviderUnavailable(ProviderError):
+    """5xx, a refused or dropped connection, or a cut stream: the provider may recover."""
+
+    code = "provider_unavailable"
+    retryable = True
+
+
+class ProviderTimeout(ProviderError):
+    """No (complete) answer within the time allowed."""
+
+    code = "provider_timeout"
+    retryable = True
+
+
+class ProviderBadResponse(ProviderError):
+    """The provider answered something that is not its protocol (garbage, malformed JSON)."""
+
+    code = "provider_bad_response"
+    retryable = True
+
+
+class ProviderRequestRejected(ProviderError):
+    """HTTP 400/404/422: the request itself is wrong; retrying the same request will not help."""
+
+    code = "provider_request_rejected"
+
+
+class ProviderAuthError(ProviderError):
+    """HTTP 401/403 or a missing API key."""
+
+    code = "provider_auth_error"
+
+
+class ModelNotFoundError(NotFoundError):
+    """No configured provider serves this model id."""
+
+    code = "model_not_found"
+
+
+class CapabilityError(InvalidInputError):
+    """The request needs something (vision, tools, streaming, context size) the model lacks."""
+
+    code = "capability_missing"

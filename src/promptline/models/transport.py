@@ -1,0 +1,81 @@
+"""The HTTP seam of the model layer: providers speak their wire formats through this, and only
+`models/http.py` knows which HTTP library is underneath."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class TransportError(Exception):
+    """The request did not complete at the HTTP level (providers map it to `ProviderError`)."""
+
+
+class TransportConnectError(TransportError):
+    """The connection was refused, reset or dropped (also mid-stream)."""
+
+
+class TransportTimeout(TransportError):
+    """No answer in time: the whole call (``request``), or the first byte / any gap between
+    chunks (``stream``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    """A complete answer. Header names are lower-case."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class StreamResponse(Protocol):
+    """An answer being received. Header names are lower-case."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    def iter_bytes(self) -> AsyncIterator[bytes]:
+        """Body chunks as they arrive (raises `TransportError` subclasses)."""
+        ...
+
+    async def read(self) -> bytes:
+        """The rest of the body (for error answers)."""
+        ...
+
+
+class HttpTransport(Protocol):
+    """One shared, keep-alive HTTP client (a pool per host) for every provider."""
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: bytes | None = None,
+        timeout: float,
+    ) -> HttpResponse:
+        """Send a request and read the whole answer."""
+        ...
+
+    def stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: bytes | None = None,
+        timeout: float,
+    ) -> AbstractAsyncContextManager[StreamResponse]:
+        """Send a request and receive the answer incrementally."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close every pooled connection."""
+        ...
