@@ -1,0 +1,1 @@
+"""Fake model-provider servers that speak the real wire protocols, for tests."""
