@@ -1,0 +1,1 @@
+"""Layer 3: model providers, capabilities, routing and usage."""
