@@ -242,6 +242,36 @@ def sessions_search(options: CliOptions, query: str, session: str | None, limit:
     commands.sessions_search(options, query, session=session, limit=limit)
 
 
+# -- models -----------------------------------------------------------------------------------
+
+
+@app.group("models")
+def models_group() -> None:
+    """List the model catalogue and try a model."""
+
+
+@models_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the catalogue as JSON.")
+@pass_options
+def models_list(options: CliOptions, as_json: bool) -> None:
+    """Every known model: capabilities, prices per million tokens, and which are configured."""
+    from promptline.cli import models_cmd
+
+    models_cmd.list_models(options, as_json=as_json)
+
+
+@models_group.command("test")
+@click.argument("model")
+@click.option("--prompt", help="What to send (default: ask for a short greeting).")
+@click.option("--stream", is_flag=True, help="Stream the answer as it is produced.")
+@pass_options
+def models_test(options: CliOptions, model: str, prompt: str | None, stream: bool) -> None:
+    """Make one real call to MODEL (provider/model); print the answer, latency and usage."""
+    from promptline.cli import models_cmd
+
+    models_cmd.test_model(options, model, prompt=prompt, stream=stream)
+
+
 # -- doctor -----------------------------------------------------------------------------------
 
 

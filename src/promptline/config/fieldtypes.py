@@ -29,6 +29,12 @@ Percent = Annotated[int, BeforeValidator(_no_bool), Field(ge=1, le=100)]
 Count = Annotated[int, BeforeValidator(_no_bool), Field(ge=1)]
 """A positive whole number (sizes, limits, durations in seconds)."""
 
+Seconds = Annotated[float, BeforeValidator(_no_bool), Field(gt=0)]
+"""A duration in seconds, greater than zero (fractions allowed)."""
+
+Dollars = Annotated[float, BeforeValidator(_no_bool), Field(ge=0)]
+"""An amount of US dollars, zero or more."""
+
 ExpandedPath = Annotated[Path, AfterValidator(_expand_user)]
 """A filesystem path; a leading ``~`` is expanded."""
 

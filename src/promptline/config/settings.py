@@ -14,7 +14,16 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, Field, PrivateAttr, field_validator
 
 from promptline.config.channels import ChannelsSettings
-from promptline.config.fieldtypes import Count, ExpandedPath, Percent, Port, Secret, Section
+from promptline.config.fieldtypes import (
+    Count,
+    Dollars,
+    ExpandedPath,
+    Percent,
+    Port,
+    Seconds,
+    Secret,
+    Section,
+)
 from promptline.config.home import promptline_home
 from promptline.config.keypath import KeyPath, format_path, parse_path
 from promptline.core.errors import ConfigError
@@ -42,28 +51,103 @@ class GatewaySettings(Section):
     websocket_port: Port = Field(8081, description="Port of the WebSocket control plane.")
 
 
+ProviderType = Literal["openai", "anthropic", "gemini", "scripted"]
+
+
+def _is_model_id(value: str) -> str:
+    provider, slash, model = value.partition("/")
+    if not (slash and provider and model):
+        raise ValueError(f"must be a model id 'provider/model', got {value!r}")
+    return value
+
+
+ModelId = Annotated[str, AfterValidator(_is_model_id)]
+"""A model id ``provider/model`` (``openai/gpt-4o``)."""
+
+
 class ProviderSettings(Section):
     """One model provider: its endpoint, credentials and the models it serves."""
 
+    type: ProviderType | None = Field(
+        None,
+        description="Wire format; unset means inferred from the name (anthropic/claude, "
+        "gemini/google, scripted; anything else speaks OpenAI chat completions).",
+    )
     api_key: Secret = Field(None, description="API key sent to the provider.")
     base_url: Annotated[str | None, AfterValidator(_valid_http_url)] = Field(
         None, description="Endpoint; unset means the provider's public endpoint."
     )
     models: list[str] = Field(default_factory=list, description="Model names it serves.")
+    weight: Count = Field(1, description="Share of traffic when several providers serve a model.")
+    max_concurrency: Count | None = Field(None, description="Calls in flight at most.")
+    rpm: Count | None = Field(None, description="Requests per minute at most.")
+    tpm: Count | None = Field(None, description="Tokens per minute at most.")
+    timeout_secs: Seconds | None = Field(
+        None, description="Time allowed for one call; unset means the provider's default."
+    )
+    scripts_dir: ExpandedPath | None = Field(
+        None, description="Folder of YAML/JSON scripts (type scripted); file name = model name."
+    )
+
+
+class RoutingRule(Section):
+    """Which models serve requests of a task or with given tags."""
+
+    task: str | None = Field(None, description="Task type the rule applies to (any if unset).")
+    tags: list[str] = Field(default_factory=list, description="Tags a request must all carry.")
+    models: list[ModelId] = Field(min_length=1, description="Candidate model ids, in order.")
+    max_cost_usd: Dollars | None = Field(None, description="Skip models dearer than this per call.")
+    prefer_local: bool = Field(False, description="Try local (free) models first.")
+
+
+class RoutingSettings(Section):
+    """How the router picks a model for a request."""
+
+    rules: list[RoutingRule] = Field(
+        default_factory=list, description="Rules tried in order; the first that matches wins."
+    )
+
+
+class CatalogueOverride(Section):
+    """Capabilities and prices of one model, replacing the built-in catalogue's values."""
+
+    supports_vision: bool | None = None
+    supports_function_calling: bool | None = None
+    supports_streaming: bool | None = None
+    supports_json_schema: bool | None = None
+    max_tokens: Count | None = None
+    context_window: Count | None = None
+    input_price_per_mtok: Dollars | None = None
+    output_price_per_mtok: Dollars | None = None
+    cached_input_price_per_mtok: Dollars | None = None
 
 
 class ModelsSettings(Section):
-    """Model providers and the default model."""
+    """Model providers, the default model, routing, fallbacks and catalogue overrides."""
 
     default: str | None = Field(None, description="Model used when an agent names none.")
     providers: dict[str, ProviderSettings] = Field(
         default_factory=dict, description="Providers by name (openai, kimi, deepseek, ollama, ...)."
+    )
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    fallbacks: dict[str, list[str]] = Field(
+        default_factory=dict, description="Model -> models to try, in order, when it fails."
+    )
+    catalogue: dict[ModelId, CatalogueOverride] = Field(
+        default_factory=dict, description="Capability and price overrides by model id."
     )
 
     @field_validator("providers", mode="before")
     @classmethod
     def _empty_provider_means_defaults(cls, value: Any) -> Any:
         # `ollama:` with nothing under it is a provider with default settings, not an error.
+        if isinstance(value, dict):
+            return {name: {} if body is None else body for name, body in value.items()}
+        return value
+
+    @field_validator("catalogue", mode="before")
+    @classmethod
+    def _empty_override_means_none(cls, value: Any) -> Any:
         if isinstance(value, dict):
             return {name: {} if body is None else body for name, body in value.items()}
         return value

@@ -1,0 +1,217 @@
+"""PromptLine's OpenAI-compatible provider against the bare-HTTP floor and the official SDK.
+
+The same zero-latency local server as `bench_http_client.py` answers a chat completion and a
+200-chunk stream. Each client does the whole job a caller needs: build the request, send it,
+parse the answer into text and usage. Targets: PromptLine <= 1.2x the floor; `import` of the
+provider module <= 150 ms.
+
+    python bench/bench_providers.py        # callgrind rows need valgrind on PATH
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "src"))
+
+import orjson  # noqa: E402
+
+import bench_http_client as h  # noqa: E402
+
+TARGET_RATIO = 1.2
+IMPORT_TARGET_MS = 150.0
+CALLGRIND_N = (10, 60)
+
+
+class FloorClient:
+    """Hand-written HTTP/1.1 plus orjson: the least any client must do."""
+
+    def __init__(self, port: int) -> None:
+        self.raw = h.RawClient(port)
+
+    async def call(self) -> str:
+        doc = orjson.loads(await self.raw.call())
+        return str(doc["choices"][0]["message"]["content"])
+
+    async def stream(self) -> int:
+        return await self.raw.stream()
+
+    async def aclose(self) -> None:
+        await self.raw.aclose()
+
+
+class SdkClient:
+    """The official `openai` SDK (what most frameworks use underneath)."""
+
+    def __init__(self, port: int) -> None:
+        import openai
+
+        self.client = openai.AsyncOpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key="bench", max_retries=0
+        )
+
+    async def call(self) -> str:
+        r = await self.client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Say hello."}]
+        )
+        return r.choices[0].message.content or ""
+
+    async def stream(self) -> int:
+        n = 0
+        stream = await self.client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Say hello."}], stream=True
+        )
+        async for _ in stream:
+            n += 1
+        return n + 1  # the SDK swallows [DONE]; count it like the others
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+class PromptLineClient:
+    """`OpenAIChatProvider` over the shared transport."""
+
+    def __init__(self, port: int) -> None:
+        from promptline.core.messages import Message
+        from promptline.models.http import SharedHttpTransport
+        from promptline.models.openai_chat import OpenAIChatProvider
+        from promptline.models.types import ModelRequest
+
+        self.transport = SharedHttpTransport(max_connections_per_host=h.POOL)
+        self.provider = OpenAIChatProvider(
+            "openai",
+            base_url=f"http://127.0.0.1:{port}/v1",
+            api_key="bench",
+            transport=self.transport,
+        )
+        self.request = ModelRequest(
+            model="gpt-4o-mini", messages=[Message(role="user", content="Say hello.")]
+        )
+
+    async def call(self) -> str:
+        return (await self.provider.complete(self.request)).message.text
+
+    async def stream(self) -> int:
+        n = 0
+        async for _ in self.provider.stream(self.request):
+            n += 1
+        return n  # 200 deltas + the final response
+
+    async def aclose(self) -> None:
+        await self.provider.aclose()
+        await self.transport.aclose()
+
+
+CLIENTS: dict[str, Any] = {
+    "floor (http + orjson)": FloorClient,
+    "openai SDK": SdkClient,
+    "PromptLine": PromptLineClient,
+}
+
+
+def work(name: str, n: int, port: int) -> None:
+    """Under callgrind: warm the client, switch counting on, make ``n`` calls."""
+
+    async def run() -> None:
+        client = CLIENTS[name](port)
+        for _ in range(5):
+            await client.call()
+        if os.environ.get("PROMPTLINE_CALLGRIND") == "1":
+            subprocess.run(  # noqa: ASYNC221 - nothing else runs while counting starts
+                ["callgrind_control", "-i", "on", str(os.getpid())], check=True, capture_output=True
+            )
+        for _ in range(n):
+            await client.call()
+        await client.aclose()
+
+    asyncio.run(run())
+
+
+def instructions(name: str, n: int, port: int) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--instr-atstart=no",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                __file__,
+                "--work",
+                name,
+                str(n),
+                str(port),
+            ],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "PYTHONHASHSEED": "0", "PROMPTLINE_CALLGRIND": "1"},
+        )
+        match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
+        assert match, "no totals in callgrind output"
+        return int(match.group(1))
+
+
+def main() -> None:
+    server = h.Server()
+    try:
+        results = {
+            name: asyncio.run(h.measure(make, server.port)) for name, make in CLIENTS.items()
+        }
+        floor = results["floor (http + orjson)"]
+        print(
+            f"{'client':<24}{'call p50 us':>12}{'p95 us':>9}{'x floor':>9}"
+            f"{'200 conc ms':>13}{'x floor':>9}{'stream ms':>11}{'x floor':>9}"
+        )
+        for name, r in results.items():
+            print(
+                f"{name:<24}{r['p50']:>12.0f}{r['p95']:>9.0f}{r['p50'] / floor['p50']:>9.2f}"
+                f"{r['conc']:>13.1f}{r['conc'] / floor['conc']:>9.2f}"
+                f"{r['stream']:>11.2f}{r['stream'] / floor['stream']:>9.2f}"
+            )
+        ratio = results["PromptLine"]["p50"] / floor["p50"]
+        print(
+            f"PromptLine call vs floor: {ratio:.2f}x (target <= {TARGET_RATIO}x: "
+            f"{'met' if ratio <= TARGET_RATIO else 'NOT met'}); vs SDK: "
+            f"{results['PromptLine']['p50'] / results['openai SDK']['p50']:.2f}x"
+        )
+        if shutil.which("valgrind"):
+            n1, n2 = CALLGRIND_N
+            print(f"\ninstructions per call (callgrind, (I({n2})-I({n1}))/{n2 - n1})")
+            for name in CLIENTS:
+                per = (
+                    instructions(name, n2, server.port) - instructions(name, n1, server.port)
+                ) / (n2 - n1)
+                print(f"  {name:<24}{per:>14,.0f}")
+    finally:
+        server.stop()
+    imports = {
+        "import promptline.models.openai_chat": h.import_ms("import promptline.models.openai_chat"),
+        "import openai": h.import_ms("import openai"),
+    }
+    print()
+    for what, ms in imports.items():
+        print(f"{what:<40}{ms:>8.0f} ms")
+    ms = imports["import promptline.models.openai_chat"]
+    print(
+        f"provider import target <= {IMPORT_TARGET_MS:.0f} ms: "
+        f"{'met' if ms <= IMPORT_TARGET_MS else 'NOT met'}"
+    )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--work":
+        work(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    else:
+        main()
