@@ -759,7 +759,7 @@ def running_fake_anthropic(
     error_logger = logging.getLogger("uvicorn.error")
     if not any(isinstance(existing, _DropStreamCuts) for existing in error_logger.filters):
         error_logger.addFilter(_DropStreamCuts())
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))  # binding here, not in uvicorn, gives the port without a race
     port = sock.getsockname()[1]
