@@ -59,7 +59,7 @@ class HttpTransport(Protocol):
         *,
         headers: Mapping[str, str],
         body: bytes | None = None,
-        timeout: float,
+        timeout: float,  # noqa: ASYNC109 - a per-call budget the transport enforces itself
     ) -> HttpResponse:
         """Send a request and read the whole answer."""
         ...
