@@ -323,3 +323,19 @@ def test_importing_the_transport_does_not_load_aiohttp() -> None:
     )
 
     assert result.stdout.strip() == "False"
+
+
+def test_proxies_come_from_the_environment_once_per_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("https_proxy", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, "http://proxy.internal:3128")
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.setenv(name, "localhost,127.0.0.1")
+    transport = SharedHttpTransport()
+    assert transport._proxy_for("https://api.openai.com/v1/chat") == "http://proxy.internal:3128"
+    assert transport._proxy_for("https://127.0.0.1:8443/v1/chat") is None
+    assert transport._proxy_for("http://api.openai.com/v1/chat") is None  # no HTTP_PROXY set
+    monkeypatch.setenv("https_proxy", "http://other:1")
+    # Looked up once per scheme and host: a running process keeps what it found.
+    assert transport._proxy_for("https://api.openai.com/v1/x") == "http://proxy.internal:3128"
