@@ -106,6 +106,17 @@ class RoutingSettings(Section):
     rules: list[RoutingRule] = Field(
         default_factory=list, description="Rules tried in order; the first that matches wins."
     )
+    strategy: Literal["round_robin", "least_in_flight", "weighted"] = Field(
+        "round_robin",
+        description="How calls are spread over the providers serving one model name.",
+    )
+    max_attempts: Count = Field(3, description="Calls to one model before moving to its fallback.")
+    breaker_failures: Count = Field(
+        5, description="Consecutive failures that take a deployment out of rotation."
+    )
+    breaker_cooldown_secs: Seconds = Field(
+        30.0, description="Time before a deployment taken out is tried again."
+    )
 
 
 class CatalogueOverride(Section):

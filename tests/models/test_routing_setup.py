@@ -1,0 +1,128 @@
+"""The router built from settings: groups, lazy providers, balancing and fallbacks over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fakes.openai_server import FakeOpenAI, ServerError, TextReply, running_fake_openai
+from promptline.config import load_settings
+from promptline.config.settings import Settings
+from promptline.core.clock import ManualClock
+from promptline.core.errors import ProviderAuthError
+from promptline.core.messages import Message
+from promptline.models.registry import ProviderRegistry
+from promptline.models.router import ModelRouter
+from promptline.models.routing_setup import build_router
+from promptline.models.types import ModelRequest
+
+SEED = Path(__file__).parents[1] / "fixtures" / "seed_config.yaml"
+
+
+def _settings(tmp_path: Path, text: str) -> Settings:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return load_settings(path, environ={"PROMPTLINE_HOME": str(tmp_path)})
+
+
+def _ask(model: str | None = None) -> ModelRequest:
+    return ModelRequest(model=model or "", messages=[Message(role="user", content="hello")])
+
+
+@pytest.fixture
+def two_servers() -> Iterator[tuple[FakeOpenAI, FakeOpenAI]]:
+    with running_fake_openai() as first, running_fake_openai() as second:
+        yield first, second
+
+
+async def test_seed_config_builds_and_a_missing_key_is_reported_on_use(tmp_path: Path) -> None:
+    settings = load_settings(SEED, environ={"PROMPTLINE_HOME": str(tmp_path)})
+    registry = ProviderRegistry(settings)
+    router = build_router(settings, registry, clock=ManualClock())
+    assert {"openai/gpt-4", "kimi/kimi-9b-exp", "deepseek/deepseek-chat", "ollama/llama2"} <= set(
+        router.model_ids
+    )
+    with pytest.raises(ProviderAuthError, match="KIMI_API_KEY"):
+        await router.complete(_ask("kimi/kimi-9b-exp"))
+    await registry.aclose()
+
+
+async def test_default_model_and_scripted_demo_work_offline(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, "models:\n  default: scripted/demo\n")
+    registry = ProviderRegistry(settings)
+    router = build_router(settings, registry, clock=ManualClock())
+    answer = await router.complete(_ask())
+    assert answer.provider == "scripted"
+    assert answer.message.text
+    await registry.aclose()
+
+
+async def test_a_model_listed_by_two_providers_is_one_weighted_group(
+    tmp_path: Path, two_servers: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
+    heavy, light = two_servers
+    heavy.script(*[TextReply("from heavy")] * 30)
+    light.script(*[TextReply("from light")] * 10)
+    settings = _settings(
+        tmp_path,
+        f"""
+models:
+  routing:
+    strategy: weighted
+  providers:
+    local_a:
+      base_url: "{heavy.base_url}"
+      models: ["llama2"]
+      weight: 3
+    local_b:
+      base_url: "{light.base_url}"
+      models: ["llama2"]
+      weight: 1
+""",
+    )
+    registry = ProviderRegistry(settings)
+    router: ModelRouter = build_router(settings, registry, clock=ManualClock())
+    assert "llama2" in router.model_ids
+    deployments = [(await router.complete(_ask("llama2"))).deployment for _ in range(40)]
+    assert deployments.count("local_a") == 30
+    assert deployments.count("local_b") == 10
+    # The provider/model spelling names the same balanced group.
+    assert router.plan(_ask("local_a/llama2")) == ["llama2"]
+    await registry.aclose()
+
+
+async def test_a_failing_model_falls_back_to_the_configured_one(
+    tmp_path: Path, two_servers: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
+    broken, spare = two_servers
+    broken.script(*[ServerError()] * 3)
+    spare.script(TextReply("spare answers"))
+    settings = _settings(
+        tmp_path,
+        f"""
+models:
+  fallbacks:
+    main/gpt-4o: ["spare/gpt-4o-mini"]
+  providers:
+    main:
+      base_url: "{broken.base_url}"
+      models: ["gpt-4o"]
+    spare:
+      base_url: "{spare.base_url}"
+      models: ["gpt-4o-mini"]
+""",
+    )
+    registry = ProviderRegistry(settings)
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # backoff delays are recorded, not waited
+        slept.append(seconds)
+
+    router = build_router(settings, registry, clock=ManualClock(), sleep=sleep)
+    answer = await router.complete(_ask("main/gpt-4o"))
+    assert answer.message.text == "spare answers"
+    assert answer.provider == "spare"
+    assert len(broken.requests) == 3
+    await registry.aclose()
