@@ -28,3 +28,21 @@ async def test_services_share_one_log_and_survive_a_restart(tmp_path: Path) -> N
         assert entry is not None
         assert entry.value == "greetings"
     assert (tmp_path / "state.db").exists()
+
+
+async def test_model_calls_go_through_the_router_and_land_in_the_log(tmp_path: Path) -> None:
+    from promptline.models.types import ModelRequest
+    from promptline.models.usage import usage_report
+
+    settings = load_settings(None, environ={"PROMPTLINE_HOME": str(tmp_path)})
+    async with build_app(settings) as app:
+        request = ModelRequest(
+            model="scripted/demo", messages=[Message(role="user", content="hello")]
+        )
+        answer = await app.llm.complete(request)
+        assert answer.message.text
+        kinds = [e.type for e in await app.events.read_all()]
+        assert kinds == ["llm_command", "llm_result"]
+        report = await usage_report(app.events)
+        assert report.total.calls == 1
+        assert report.total.output_tokens == answer.usage.output_tokens

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
     from promptline.config.settings import Settings
     from promptline.events.protocols import EventBus, EventStore
+    from promptline.models.instrumented import InstrumentedModel
+    from promptline.models.registry import ProviderRegistry
     from promptline.sessions.manager import SessionManager
     from promptline.state.protocols import StateStore
 
@@ -32,6 +34,22 @@ class App:
     bus: EventBus
     state: StateStore
     sessions: SessionManager
+    registry: ProviderRegistry
+    clock: Clock
+    _llm: InstrumentedModel | None = field(default=None, repr=False)
+
+    @property
+    def llm(self) -> InstrumentedModel:
+        """Model calls through the router (rules, failover, balancing), each recorded in the
+        event log as llm_command / llm_delta / llm_result. Built on first use, so commands
+        that never call a model do not depend on the models configuration."""
+        if self._llm is None:
+            from promptline.models.instrumented import InstrumentedModel
+            from promptline.models.routing_setup import build_router
+
+            router = build_router(self.settings, self.registry, clock=self.clock)
+            self._llm = InstrumentedModel(router, self.bus)
+        return self._llm
 
 
 async def open_engine(settings: Settings, *, migrate: bool | None = None) -> AsyncEngine:
@@ -56,6 +74,7 @@ async def build_app(
     """Build every service from ``settings``; closes them all on exit."""
     from promptline.events.bus import InProcessEventBus
     from promptline.events.factory import create_event_store
+    from promptline.models.registry import ProviderRegistry
     from promptline.sessions.manager import SessionManager
     from promptline.state.evented import EventedStateStore
     from promptline.state.factory import create_state_store
@@ -80,10 +99,12 @@ async def build_app(
         default_ttl=timedelta(seconds=settings.sessions.ttl_secs),
         store=store,
     )
+    registry = ProviderRegistry(settings)
     try:
         await sessions.recover()
-        yield App(settings, engine, store, bus, state, sessions)
+        yield App(settings, engine, store, bus, state, sessions, registry, clock)
     finally:
+        await registry.aclose()
         await bus.close()
         await state.close()
         await store.close()
