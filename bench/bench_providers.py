@@ -113,10 +113,32 @@ class PromptLineClient:
         await self.transport.aclose()
 
 
+class PromptLineHttp11Client(PromptLineClient):
+    """`OpenAIChatProvider` over `Http11Transport` (HTTP/1.1 on asyncio streams)."""
+
+    def __init__(self, port: int) -> None:
+        from promptline.core.messages import Message
+        from promptline.models.http11 import Http11Transport
+        from promptline.models.openai_chat import OpenAIChatProvider
+        from promptline.models.types import ModelRequest
+
+        self.transport = Http11Transport(max_connections_per_host=h.POOL)  # type: ignore[assignment]
+        self.provider = OpenAIChatProvider(
+            "openai",
+            base_url=f"http://127.0.0.1:{port}/v1",
+            api_key="bench",
+            transport=self.transport,
+        )
+        self.request = ModelRequest(
+            model="gpt-4o-mini", messages=[Message(role="user", content="Say hello.")]
+        )
+
+
 CLIENTS: dict[str, Any] = {
     "floor (http + orjson)": FloorClient,
     "openai SDK": SdkClient,
     "PromptLine": PromptLineClient,
+    "PromptLine (http11)": PromptLineHttp11Client,
 }
 
 

@@ -1,5 +1,6 @@
-"""The shared HTTP transport against real local servers: answers, streams, keep-alive pooling,
-the per-host limit, timeouts and dropped connections mapped to transport errors."""
+"""The HTTP transports (aiohttp-based and hand-written HTTP/1.1) against real local servers:
+answers, streams, keep-alive pooling, the per-host limit, timeouts and dropped connections
+mapped to transport errors. Each behavioural test runs against both."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from fakes.openai_fixtures import openai_fake, openai_fake_server
 from fakes.openai_server import FakeOpenAI, Hang, TextReply
 from promptline.core.errors import ConfigError
 from promptline.models.http import SharedHttpTransport
-from promptline.models.transport import TransportConnectError, TransportTimeout
+from promptline.models.http11 import Http11Transport
+from promptline.models.transport import HttpTransport, TransportConnectError, TransportTimeout
 
 __all__ = ["openai_fake", "openai_fake_server"]  # fixtures used by name below
 
@@ -24,9 +26,19 @@ JSON = {"content-type": "application/json"}
 HELLO = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
 
 
+MakeTransport = Callable[..., HttpTransport]
+TRANSPORTS: dict[str, MakeTransport] = {"aiohttp": SharedHttpTransport, "http11": Http11Transport}
+
+
+@pytest.fixture(params=sorted(TRANSPORTS))
+def make_transport(request: pytest.FixtureRequest) -> MakeTransport:
+    """Each transport implementation in turn (keyword arguments as both constructors take)."""
+    return TRANSPORTS[request.param]
+
+
 @pytest.fixture
-async def transport() -> AsyncIterator[SharedHttpTransport]:
-    shared = SharedHttpTransport()
+async def transport(make_transport: MakeTransport) -> AsyncIterator[HttpTransport]:
+    shared = make_transport()
     yield shared
     await shared.aclose()
 
@@ -103,7 +115,7 @@ def ok(body: bytes = b"ok") -> Handler:
 
 
 async def test_request_returns_status_lowercase_headers_and_body(
-    transport: SharedHttpTransport, openai_fake: FakeOpenAI
+    transport: HttpTransport, openai_fake: FakeOpenAI
 ) -> None:
     openai_fake.script(TextReply("Hello!"))
 
@@ -125,7 +137,7 @@ async def test_request_returns_status_lowercase_headers_and_body(
 
 
 async def test_error_status_is_an_answer_not_an_exception(
-    transport: SharedHttpTransport, openai_fake: FakeOpenAI
+    transport: HttpTransport, openai_fake: FakeOpenAI
 ) -> None:
     answer = await transport.request(
         "GET", f"{openai_fake.base_url}/nowhere", headers={}, timeout=5
@@ -136,7 +148,7 @@ async def test_error_status_is_an_answer_not_an_exception(
 
 
 async def test_stream_yields_the_event_stream_body(
-    transport: SharedHttpTransport, openai_fake: FakeOpenAI
+    transport: HttpTransport, openai_fake: FakeOpenAI
 ) -> None:
     openai_fake.script(TextReply("one two three"))
     body = json.dumps({**json.loads(HELLO), "stream": True}).encode()
@@ -153,9 +165,7 @@ async def test_stream_yields_the_event_stream_body(
     assert raw.endswith(b"data: [DONE]\n\n")
 
 
-async def test_hanging_request_times_out(
-    transport: SharedHttpTransport, openai_fake: FakeOpenAI
-) -> None:
+async def test_hanging_request_times_out(transport: HttpTransport, openai_fake: FakeOpenAI) -> None:
     openai_fake.script(Hang())
 
     with pytest.raises(TransportTimeout, match=r"no answer within 0\.2 s"):
@@ -172,7 +182,7 @@ async def test_hanging_request_times_out(
 
 
 async def test_sequential_requests_reuse_one_kept_alive_connection(
-    transport: SharedHttpTransport, local_server: Callable[[Handler], Awaitable[CountingServer]]
+    transport: HttpTransport, local_server: Callable[[Handler], Awaitable[CountingServer]]
 ) -> None:
     server = await local_server(ok(b"pong"))
 
@@ -184,6 +194,7 @@ async def test_sequential_requests_reuse_one_kept_alive_connection(
 
 
 async def test_connections_per_host_are_capped(
+    make_transport: MakeTransport,
     local_server: Callable[[Handler], Awaitable[CountingServer]],
 ) -> None:
     both_busy = asyncio.Event()
@@ -196,7 +207,7 @@ async def test_connections_per_host_are_capped(
 
     server = await local_server(slow)
     other = await local_server(ok())
-    transport = SharedHttpTransport(max_connections_per_host=2)
+    transport = make_transport(max_connections_per_host=2)
     try:
         calls = [
             asyncio.ensure_future(transport.request("GET", server.url, headers={}, timeout=5))
@@ -215,13 +226,13 @@ async def test_connections_per_host_are_capped(
     assert server.connections == 2
 
 
-def test_pool_size_must_be_positive() -> None:
+def test_pool_size_must_be_positive(make_transport: MakeTransport) -> None:
     with pytest.raises(ConfigError, match="at least 1"):
-        SharedHttpTransport(max_connections_per_host=0)
+        make_transport(max_connections_per_host=0)
 
 
 async def test_closed_transport_opens_new_connections_on_next_use(
-    transport: SharedHttpTransport, local_server: Callable[[Handler], Awaitable[CountingServer]]
+    transport: HttpTransport, local_server: Callable[[Handler], Awaitable[CountingServer]]
 ) -> None:
     server = await local_server(ok())
 
@@ -236,7 +247,7 @@ async def test_closed_transport_opens_new_connections_on_next_use(
 
 
 async def test_stream_times_out_waiting_for_the_first_byte(
-    transport: SharedHttpTransport, local_server: Callable[[Handler], Awaitable[CountingServer]]
+    transport: HttpTransport, local_server: Callable[[Handler], Awaitable[CountingServer]]
 ) -> None:
     async def silent(writer: asyncio.StreamWriter) -> None:
         await server.release.wait()
@@ -250,7 +261,7 @@ async def test_stream_times_out_waiting_for_the_first_byte(
 
 
 async def test_stream_times_out_on_an_idle_gap_between_chunks(
-    transport: SharedHttpTransport, local_server: Callable[[Handler], Awaitable[CountingServer]]
+    transport: HttpTransport, local_server: Callable[[Handler], Awaitable[CountingServer]]
 ) -> None:
     async def stalls(writer: asyncio.StreamWriter) -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
@@ -273,7 +284,7 @@ async def test_stream_times_out_on_an_idle_gap_between_chunks(
 
 
 async def test_connection_dropped_mid_stream_is_a_connect_error(
-    transport: SharedHttpTransport, local_server: Callable[[Handler], Awaitable[CountingServer]]
+    transport: HttpTransport, local_server: Callable[[Handler], Awaitable[CountingServer]]
 ) -> None:
     async def drops(writer: asyncio.StreamWriter) -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
@@ -293,7 +304,7 @@ async def test_connection_dropped_mid_stream_is_a_connect_error(
         await transport.request("GET", server.url, headers={}, timeout=5)
 
 
-async def test_refused_connection_is_a_connect_error(transport: SharedHttpTransport) -> None:
+async def test_refused_connection_is_a_connect_error(transport: HttpTransport) -> None:
     with pytest.raises(TransportConnectError, match=r"GET http://127\.0\.0\.1:9/"):
         await transport.request("GET", "http://127.0.0.1:9/", headers={}, timeout=5)
     with pytest.raises(TransportConnectError):
@@ -302,7 +313,7 @@ async def test_refused_connection_is_a_connect_error(transport: SharedHttpTransp
 
 
 async def test_stream_left_unread_does_not_poison_the_pool(
-    transport: SharedHttpTransport, local_server: Callable[[Handler], Awaitable[CountingServer]]
+    transport: HttpTransport, local_server: Callable[[Handler], Awaitable[CountingServer]]
 ) -> None:
     server = await local_server(ok(b"x" * 100_000))
 

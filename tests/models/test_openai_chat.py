@@ -42,6 +42,7 @@ from promptline.core.errors import (
 )
 from promptline.core.messages import ImagePart, Message, TextPart, ToolCall, Usage
 from promptline.models.http import SharedHttpTransport
+from promptline.models.http11 import Http11Transport
 from promptline.models.openai_chat import (
     OPENAI_COMPATIBLE_ENDPOINTS,
     OpenAIChatProvider,
@@ -50,6 +51,7 @@ from promptline.models.openai_chat import (
     parse_completion,
     status_error,
 )
+from promptline.models.transport import HttpTransport
 from promptline.models.types import (
     ModelRequest,
     ModelResponse,
@@ -77,9 +79,12 @@ def ask(text: str = "Say hello.", **fields: Any) -> ModelRequest:
     return ModelRequest(model=MODEL, messages=[Message(role="user", content=text)], **fields)
 
 
-@pytest.fixture
-async def transport() -> AsyncIterator[SharedHttpTransport]:
-    shared = SharedHttpTransport()
+@pytest.fixture(params=["aiohttp", "http11"])
+async def transport(request: pytest.FixtureRequest) -> AsyncIterator[HttpTransport]:
+    """Each transport implementation in turn: the contract holds on both."""
+    shared: HttpTransport = (
+        SharedHttpTransport() if request.param == "aiohttp" else Http11Transport()
+    )
     yield shared
     await shared.aclose()
 
