@@ -126,3 +126,17 @@ models:
     assert answer.provider == "spare"
     assert len(broken.requests) == 3
     await registry.aclose()
+
+
+@pytest.mark.parametrize("name", ["http11", "aiohttp"])
+async def test_the_transport_setting_picks_the_shared_http_client(
+    tmp_path: Path, name: str
+) -> None:
+    from promptline.models.http import SharedHttpTransport
+    from promptline.models.http11 import Http11Transport
+
+    settings = _settings(tmp_path, f"models:\n  transport: {name}\n")
+    registry = ProviderRegistry(settings)
+    expected = Http11Transport if name == "http11" else SharedHttpTransport
+    assert isinstance(registry._http(), expected)
+    await registry.aclose()

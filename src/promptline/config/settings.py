@@ -140,6 +140,10 @@ class ModelsSettings(Section):
     providers: dict[str, ProviderSettings] = Field(
         default_factory=dict, description="Providers by name (openai, kimi, deepseek, ollama, ...)."
     )
+    transport: Literal["http11", "aiohttp"] = Field(
+        "http11",
+        description="HTTP client the providers share: the built-in HTTP/1.1 client, or aiohttp.",
+    )
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     fallbacks: dict[str, list[str]] = Field(
         default_factory=dict, description="Model -> models to try, in order, when it fails."

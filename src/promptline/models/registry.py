@@ -272,9 +272,14 @@ class ProviderRegistry:
 
     def _http(self) -> HttpTransport:
         if self._transport is None:
-            from promptline.models.http import SharedHttpTransport
+            if self._settings.models.transport == "aiohttp":
+                from promptline.models.http import SharedHttpTransport
 
-            self._transport = SharedHttpTransport()
+                self._transport = SharedHttpTransport()
+            else:
+                from promptline.models.http11 import Http11Transport
+
+                self._transport = Http11Transport()
             self._owns_transport = True
         return self._transport
 
