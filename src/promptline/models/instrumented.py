@@ -106,16 +106,18 @@ class InstrumentedModel:
         then the result or the error; yields what the target yields, the cost filled in."""
         ctx = context or self._context
         command = await self._command(request, ctx, stream=True)
+        envelope = _envelope(ctx, command)  # the same for every delta of this call
+        publish = self._bus.publish if self._publish_deltas else None
         index = 0
         try:
             async for item in self._target.stream(request):
                 if isinstance(item, ModelResponse):
                     yield await self._result(item, request, ctx, command)
                     continue
-                if self._publish_deltas:
-                    await self._bus.publish(
+                if publish is not None:
+                    await publish(
                         LlmDeltaEvent(
-                            **_envelope(ctx, command),
+                            **envelope,
                             data=LlmDelta(
                                 index=index,
                                 text=item.text,
@@ -174,7 +176,8 @@ class InstrumentedModel:
         cost = response.cost_usd
         if cost is None:
             cost = self._price(response, request)
-            response = dataclasses.replace(response, cost_usd=cost)
+            if cost is not None:
+                response = dataclasses.replace(response, cost_usd=cost)
         await self._bus.publish(
             LlmResultEvent(
                 **_envelope(ctx, command),

@@ -47,6 +47,8 @@ from promptline.models.types import (
     ResponseFormat,
     StreamDelta,
     ToolCallDelta,
+    assistant_message,
+    token_usage,
 )
 
 __all__ = [
@@ -291,14 +293,16 @@ def parse_completion(
     text = wire.get("content")
     if text is not None and not isinstance(text, str):
         _bad(where, "the message content is not a string", raw)
-    calls = [_tool_call(c, where) for c in _list(wire.get("tool_calls"), where, "tool_calls")]
-    reasoning = wire.get("reasoning_content") or wire.get("reasoning")
-    message = Message(
-        role="assistant",
-        content=[TextPart(text=text)] if text else [],
-        tool_calls=calls,
-        metadata={"reasoning": reasoning} if isinstance(reasoning, str) and reasoning else {},
+    wire_calls = wire.get("tool_calls")
+    calls = (
+        [_tool_call(c, where) for c in _list(wire_calls, where, "tool_calls")]
+        if wire_calls is not None
+        else []
     )
+    reasoning = wire.get("reasoning_content") or wire.get("reasoning")
+    # Every value was checked above: the message is built, not validated a second time.
+    message = assistant_message(text or "", calls, reasoning if isinstance(reasoning, str) else "")
+    response_id = data.get("id")
     return ModelResponse(
         message=message,
         model=str(data.get("model") or model),
@@ -306,7 +310,7 @@ def parse_completion(
         finish_reason=_finish(choice.get("finish_reason"), bool(calls)),
         usage=_usage(data.get("usage")),
         latency_ms=latency_ms,
-        response_id=data.get("id") if isinstance(data.get("id"), str) else None,
+        response_id=response_id if isinstance(response_id, str) else None,
     )
 
 
@@ -405,18 +409,17 @@ def _usage(wire: Any) -> Usage:
     cached = _int(prompt.get("cached_tokens")) if isinstance(prompt, dict) else 0
     # DeepSeek reports its context cache as prompt_cache_hit_tokens, Moonshot as cached_tokens.
     cached = cached or _int(wire.get("prompt_cache_hit_tokens")) or _int(wire.get("cached_tokens"))
-    return Usage(
-        input_tokens=_int(wire.get("prompt_tokens")),
-        output_tokens=_int(wire.get("completion_tokens")),
-        cached_tokens=cached,
-        reasoning_tokens=(
-            _int(completion.get("reasoning_tokens")) if isinstance(completion, dict) else 0
-        ),
+    # _int leaves only non-negative ints, so the counts need no validation.
+    return token_usage(
+        _int(wire.get("prompt_tokens")),
+        _int(wire.get("completion_tokens")),
+        cached,
+        _int(completion.get("reasoning_tokens")) if isinstance(completion, dict) else 0,
     )
 
 
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    return value if type(value) is int and value > 0 else 0
 
 
 # --- errors -----------------------------------------------------------------------------------
@@ -572,6 +575,9 @@ class OpenAIChatProvider:
         if self._api_key:
             headers["authorization"] = f"Bearer {self._api_key}"
         self._headers = headers
+        # Built once: the headers of every call are the same.
+        self._json_headers = {**headers, "accept": "application/json"}
+        self._sse_headers = {**headers, "accept": "text/event-stream"}
 
     @classmethod
     def for_endpoint(
@@ -623,7 +629,7 @@ class OpenAIChatProvider:
             answer = await self._transport.request(
                 "POST",
                 self._url,
-                headers=self._headers | {"accept": "application/json"},
+                headers=self._json_headers,
                 body=body,
                 timeout=request.timeout or self._timeout,
             )
@@ -648,7 +654,7 @@ class OpenAIChatProvider:
             async with self._transport.stream(
                 "POST",
                 self._url,
-                headers=self._headers | {"accept": "text/event-stream"},
+                headers=self._sse_headers,
                 body=body,
                 timeout=request.timeout or self._timeout,
             ) as answer:
@@ -662,8 +668,30 @@ class OpenAIChatProvider:
                     async for item in self._unstreamed(answer, where, started):
                         yield item
                     return
-                async for delta in self._events(answer, state, where):
-                    yield delta
+                # The event loop is inlined here rather than in a nested generator: every
+                # delta passes through it, and each generator level costs per item.
+                parser = SseParser()
+                chunks = answer.iter_bytes()
+                async for chunk in chunks:
+                    try:
+                        events = parser.feed(chunk)
+                    except InvalidInputError as exc:
+                        _bad(where, f"the event stream is broken: {exc.message}")
+                    if not events:
+                        continue
+                    for delta in _event_deltas(events, state, where):
+                        yield delta
+                    if state.done:
+                        # Read the body to its end so the connection goes back to the pool;
+                        # the answer is complete, so a failure now does not matter.
+                        with contextlib.suppress(TransportError):
+                            async for _ in chunks:
+                                pass
+                        break
+                else:
+                    # The body ended without [DONE]; a last event without its blank line counts.
+                    for delta in _event_deltas(parser.close(), state, where):
+                        yield delta
         except TransportError as exc:
             raise _transport_error(exc, where, self._url) from exc
         if not state.done:
@@ -711,29 +739,6 @@ class OpenAIChatProvider:
             response_id=response.response_id,
         )
 
-    async def _events(
-        self, answer: StreamResponse, state: _StreamState, where: _Call
-    ) -> AsyncIterator[StreamDelta]:
-        parser = SseParser()
-        chunks = answer.iter_bytes()
-        async for chunk in chunks:
-            try:
-                events = parser.feed(chunk)
-            except InvalidInputError as exc:
-                _bad(where, f"the event stream is broken: {exc.message}")
-            for delta in _event_deltas(events, state, where):
-                yield delta
-            if state.done:
-                # Read the body to its end so the connection goes back to the pool; the answer
-                # is complete, so a failure now does not matter.
-                with contextlib.suppress(TransportError):
-                    async for _ in chunks:
-                        pass
-                return
-        # The body ended without [DONE]; a last event without its blank line still counts.
-        for delta in _event_deltas(parser.close(), state, where):
-            yield delta
-
     def _final(self, state: _StreamState, where: _Call, started: float) -> ModelResponse:
         now = time.perf_counter()
         calls = [
@@ -747,12 +752,7 @@ class OpenAIChatProvider:
         reasoning = "".join(state.reasoning)
         first = state.first_token if state.first_token is not None else now
         return ModelResponse(
-            message=Message(
-                role="assistant",
-                content=[TextPart(text=text)] if text else [],
-                tool_calls=calls,
-                metadata={"reasoning": reasoning} if reasoning else {},
-            ),
+            message=assistant_message(text, calls, reasoning),
             model=state.model or where.model,
             provider=where.provider,
             finish_reason=_finish(state.finish_reason, bool(calls)),
@@ -767,24 +767,27 @@ def _event_deltas(events: list[SseEvent], state: _StreamState, where: _Call) -> 
     """The deltas of the events up to ``[DONE]`` (after which ``state.done`` is set)."""
     out: list[StreamDelta] = []
     for event in events:
-        if event.data == "[DONE]":
+        data = event.data
+        if data == "[DONE]":
             state.done = True
             break
-        out.extend(_chunk_deltas(event.data, state, where))
+        _chunk_deltas(data, state, where, out)
     if out and state.first_token is None:
         state.first_token = time.perf_counter()
     return out
 
 
-def _chunk_deltas(data: str, state: _StreamState, where: _Call) -> list[StreamDelta]:
-    """The deltas of one ``chat.completion.chunk`` (and what it tells ``state``)."""
+def _chunk_deltas(data: str, state: _StreamState, where: _Call, out: list[StreamDelta]) -> None:
+    """Append the deltas of one ``chat.completion.chunk`` to ``out`` (and tell ``state`` the
+    rest). Runs once per streamed token, so lookups are kept to what each chunk needs."""
     try:
         chunk = orjson.loads(data)
     except orjson.JSONDecodeError:
         _bad(where, "a stream event is not valid JSON", data)
     if not isinstance(chunk, dict):
         _bad(where, "a stream event is not a JSON object", data)
-    error = chunk.get("error")
+    get = chunk.get
+    error = get("error")
     if error is not None:
         said = error.get("message") if isinstance(error, dict) else error
         raise ProviderUnavailable(
@@ -793,18 +796,24 @@ def _chunk_deltas(data: str, state: _StreamState, where: _Call) -> list[StreamDe
             model=where.model,
             hint="retry the call, or fail over to another model",
         )
-    if state.response_id is None and isinstance(chunk.get("id"), str):
+    if state.response_id is None and isinstance(get("id"), str):
         state.response_id = chunk["id"]
-    if state.model is None and isinstance(chunk.get("model"), str):
+    if state.model is None and isinstance(get("model"), str):
         state.model = chunk["model"]
-    if chunk.get("usage"):
-        state.usage = chunk["usage"]
-    out: list[StreamDelta] = []
-    for choice in _list(chunk.get("choices"), where, "choices"):
+    usage = get("usage")
+    if usage:
+        state.usage = usage
+    choices = get("choices")
+    if choices is None:
+        return
+    if not isinstance(choices, list):
+        _bad(where, "choices is not a list")
+    for choice in choices:
         if not isinstance(choice, dict) or choice.get("index", 0) != 0:
             continue  # n > 1 is not part of the common shape; the first choice is the answer
-        if choice.get("finish_reason"):
-            state.finish_reason = choice["finish_reason"]
+        finish = choice.get("finish_reason")
+        if finish:
+            state.finish_reason = finish
         delta = choice.get("delta")
         if not isinstance(delta, dict):
             continue
@@ -815,10 +824,11 @@ def _chunk_deltas(data: str, state: _StreamState, where: _Call) -> list[StreamDe
         text = delta.get("content")
         if isinstance(text, str) and text:
             state.text.append(text)
-            out.append(StreamDelta(text=text))
-        for wire in _list(delta.get("tool_calls"), where, "tool_calls"):
-            out.append(_call_fragment(wire, state, where))
-    return out
+            out.append(StreamDelta(text))  # positional: cheaper, and this runs per token
+        calls = delta.get("tool_calls")
+        if calls is not None:
+            for wire in _list(calls, where, "tool_calls"):
+                out.append(_call_fragment(wire, state, where))
 
 
 def _call_fragment(wire: Any, state: _StreamState, where: _Call) -> StreamDelta:

@@ -445,10 +445,14 @@ class ModelRouter:
                     errors.append(exc)
                     break
                 deployment = lease.state.deployment
+                # Copied only when the name changes: the copy costs more than routing does.
+                req = (
+                    request
+                    if request.model == deployment.model
+                    else replace(request, model=deployment.model)
+                )
                 try:
-                    result = await call(
-                        deployment.provider, replace(request, model=deployment.model)
-                    )
+                    result = await call(deployment.provider, req)
                 except ProviderError as exc:
                     if not exc.retryable:
                         lease.release()

@@ -8,9 +8,13 @@ config), not here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from promptline.core.messages import Message, Usage
+from pydantic import BaseModel
+
+from promptline.core.clock import utcnow
+from promptline.core.ids import new_id
+from promptline.core.messages import Message, TextPart, ToolCall, Usage
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
 
@@ -98,3 +102,72 @@ class ModelResponse:
     deployment: str | None = None
     response_id: str | None = None
     cost_usd: float | None = None
+
+
+# --- building answers ---------------------------------------------------------------------------
+# A provider checks every value of an answer while parsing it, so validating the message again
+# would only repeat that work; pydantic validation of a message costs more than the rest of
+# parsing a short answer. These build the models directly, exactly as validation would.
+
+_M = TypeVar("_M", bound=BaseModel)
+_set = object.__setattr__
+_ASSISTANT_FIELDS_SET = frozenset({"role", "content", "tool_calls", "metadata"})
+_TEXT_FIELDS_SET = frozenset({"text"})
+_USAGE_FIELDS_SET = frozenset(
+    {"input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens"}
+)
+
+
+def _built(cls: type[_M], values: dict[str, Any], fields_set: frozenset[str]) -> _M:
+    """``cls`` holding ``values`` (every field, in declaration order), not validated again."""
+    obj = cls.__new__(cls)
+    _set(obj, "__dict__", values)
+    _set(obj, "__pydantic_fields_set__", set(fields_set))
+    _set(obj, "__pydantic_extra__", None)
+    _set(obj, "__pydantic_private__", None)
+    return obj
+
+
+def assistant_message(
+    text: str = "", tool_calls: list[ToolCall] | None = None, reasoning: str = ""
+) -> Message:
+    """The assistant message of an answer, built from values the caller has checked.
+
+    Equal, field for field, to ``Message(role="assistant", content=[TextPart(text=text)] if
+    text else [], tool_calls=tool_calls or [], metadata={"reasoning": reasoning} if reasoning
+    else {})``, but without validating it again; the message keeps ``tool_calls`` itself
+    rather than a copy.
+    """
+    content: list[Any] = []
+    if text:
+        content.append(_built(TextPart, {"type": "text", "text": text}, _TEXT_FIELDS_SET))
+    return _built(
+        Message,
+        {
+            "id": new_id("msg_"),
+            "role": "assistant",
+            "content": content,
+            "name": None,
+            "tool_calls": tool_calls if tool_calls is not None else [],
+            "tool_call_id": None,
+            "created_at": utcnow(),
+            "metadata": {"reasoning": reasoning} if reasoning else {},
+        },
+        _ASSISTANT_FIELDS_SET,
+    )
+
+
+def token_usage(
+    input_tokens: int = 0, output_tokens: int = 0, cached_tokens: int = 0, reasoning_tokens: int = 0
+) -> Usage:
+    """A `Usage` from counts the caller has checked (non-negative ints), not validated again."""
+    return _built(
+        Usage,
+        {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cached_tokens": cached_tokens,
+            "reasoning_tokens": reasoning_tokens,
+        },
+        _USAGE_FIELDS_SET,
+    )
