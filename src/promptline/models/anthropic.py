@@ -8,7 +8,6 @@ import binascii
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import orjson
@@ -39,6 +38,7 @@ from promptline.models.transport import (
     TransportConnectError,
     TransportError,
     TransportTimeout,
+    retry_after_seconds,
 )
 from promptline.models.types import (
     FinishReason,
@@ -638,20 +638,7 @@ def _error_from_body(
 
 
 def _retry_after(headers: Mapping[str, str] | None) -> float | None:
-    if not headers:
-        return None
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:  # Anthropic sends seconds; a proxy in front of it may send an HTTP date
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - time.time(), 0.0)
+    return retry_after_seconds(headers)
 
 
 def _error_from_status(

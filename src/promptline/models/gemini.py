@@ -3,12 +3,10 @@ the common model-layer shapes."""
 
 from __future__ import annotations
 
-import email.utils
 import mimetypes
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -32,6 +30,7 @@ from promptline.models.transport import (
     TransportConnectError,
     TransportError,
     TransportTimeout,
+    retry_after_seconds,
 )
 from promptline.models.types import (
     FinishReason,
@@ -547,21 +546,10 @@ def gemini_error(
 
 
 def _retry_after(headers: Mapping[str, str], details: list[Any]) -> float | None:
-    header = headers.get("retry-after", "").strip()
-    if header:
-        try:
-            return max(0.0, float(header))
-        except ValueError:
-            pass
-        try:
-            when = email.utils.parsedate_to_datetime(header)
-        except (TypeError, ValueError):
-            when = None  # neither seconds nor an HTTP date: look at the body instead
-        if when is not None:
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
-            return max(0.0, (when - datetime.now(UTC)).total_seconds())
-    for detail in details:
+    from_header = retry_after_seconds(headers)
+    if from_header is not None:
+        return from_header
+    for detail in details:  # google.rpc.RetryInfo in the error body
         delay = detail.get("retryDelay") if isinstance(detail, dict) else None
         match = _DURATION.fullmatch(delay) if isinstance(delay, str) else None
         if match:

@@ -8,7 +8,6 @@ import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
@@ -39,6 +38,7 @@ from promptline.models.transport import (
     StreamResponse,
     TransportError,
     TransportTimeout,
+    retry_after_seconds,
 )
 from promptline.models.types import (
     FinishReason,
@@ -426,24 +426,7 @@ def _int(value: Any) -> int:
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            return max(float(millis) / 1000, 0.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - time.time(), 0.0)
+    return retry_after_seconds(headers)
 
 
 def _error_message(body: bytes) -> str:

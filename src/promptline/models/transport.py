@@ -79,3 +79,36 @@ class HttpTransport(Protocol):
     async def aclose(self) -> None:
         """Close every pooled connection."""
         ...
+
+
+def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
+    """How long a 429/503 answer asks the client to wait: ``retry-after-ms``, else
+    ``Retry-After`` as seconds or as an HTTP date (a proxy may send one); None if neither."""
+    if not headers:
+        return None
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(float(millis) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = (headers.get("retry-after") or "").strip()
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        from datetime import UTC
+
+        when = when.replace(tzinfo=UTC)
+    import time
+
+    return max(when.timestamp() - time.time(), 0.0)
