@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import re
-import socket
 import threading
 import uuid
 from collections import deque
@@ -19,13 +17,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+
+from fakes.serving import RawResponse as _RawResponse
+from fakes.serving import serve_app
 
 __all__ = [
     "CutStream",
@@ -491,41 +490,6 @@ def _validate_block(block: Any, where: str, role: str) -> str | None:
 # --- the app ----------------------------------------------------------------------------------
 
 
-class StreamCut(Exception):
-    """Raised inside the server to drop a connection mid-body on purpose."""
-
-
-class _RawResponse(Response):
-    """Sends ``parts`` as separate body frames, and drops the connection instead of ending."""
-
-    def __init__(
-        self,
-        parts: Sequence[bytes],
-        *,
-        status_code: int,
-        headers: Mapping[str, str],
-        cut: bool,
-    ) -> None:
-        super().__init__(status_code=status_code)
-        self.raw_headers = [
-            (name.lower().encode("latin-1"), value.encode("latin-1"))
-            for name, value in headers.items()
-        ]
-        self._parts = list(parts)
-        self._cut = cut
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send(
-            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
-        )
-        for part in self._parts:
-            await send({"type": "http.response.body", "body": part, "more_body": True})
-        if self._cut:
-            # uvicorn closes the transport when the app fails after the response started.
-            raise StreamCut("connection cut by the script")
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
 class FakeAnthropic:
     """The fake's state (script, recorded requests) and its Starlette app.
 
@@ -727,25 +691,6 @@ def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None
 # --- running it -------------------------------------------------------------------------------
 
 
-class _DropStreamCuts(logging.Filter):
-    """Keeps uvicorn from logging a traceback for connections the script cuts on purpose."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], StreamCut))
-
-
-class _Server(uvicorn.Server):
-    """A uvicorn server that tells another thread when it is listening."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.listening = threading.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        self.listening.set()
-
-
 @contextlib.contextmanager
 def running_fake_anthropic(
     fake: FakeAnthropic | None = None, *, start_timeout: float = 10.0
@@ -756,34 +701,10 @@ def running_fake_anthropic(
     the Anthropic SDK expects).
     """
     fake = fake or FakeAnthropic()
-    error_logger = logging.getLogger("uvicorn.error")
-    if not any(isinstance(existing, _DropStreamCuts) for existing in error_logger.filters):
-        error_logger.addFilter(_DropStreamCuts())
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))  # binding here, not in uvicorn, gives the port without a race
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        fake.app,
-        log_config=None,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=2,
-    )
-    server = _Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="fake-anthropic", daemon=True
-    )
-    thread.start()
-    try:
-        if not server.listening.wait(start_timeout) or not thread.is_alive():
-            raise RuntimeError("fake Anthropic server did not start")
+    with serve_app(fake.app, name="fake-anthropic", start_timeout=start_timeout) as port:
         fake.base_url = f"http://127.0.0.1:{port}"
-        yield fake
-    finally:
-        fake.base_url = ""
-        fake.release_hangs()
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+        try:
+            yield fake
+        finally:
+            fake.base_url = ""
+            fake.release_hangs()

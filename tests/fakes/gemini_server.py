@@ -13,9 +13,7 @@ import base64
 import binascii
 import contextlib
 import json
-import logging
 import re
-import socket
 import threading
 import uuid
 from collections import deque
@@ -23,13 +21,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
+
+from fakes.serving import StreamCut, serve_app
 
 __all__ = [
     "ApiError",
@@ -540,10 +539,6 @@ def _validate_schema(schema: Any, where: str) -> str | None:
 # --- the app ----------------------------------------------------------------------------------
 
 
-class StreamCut(Exception):
-    """Raised inside the server to drop a connection mid-body on purpose."""
-
-
 class _RawResponse(Response):
     """Sends ``parts`` as separate body frames, and drops the connection instead of ending."""
 
@@ -850,25 +845,6 @@ def _error(error: ApiError) -> Response:
 # --- running it -------------------------------------------------------------------------------
 
 
-class _DropStreamCuts(logging.Filter):
-    """Keeps uvicorn from logging a traceback for connections the script cuts on purpose."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], StreamCut))
-
-
-class _Server(uvicorn.Server):
-    """A uvicorn server that tells another thread when it is listening."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.listening = threading.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        self.listening.set()
-
-
 @contextlib.contextmanager
 def running_fake_gemini(
     fake: FakeGemini | None = None, *, start_timeout: float = 10.0
@@ -878,34 +854,10 @@ def running_fake_gemini(
     While it runs, ``fake.base_url`` is the URL to give a client (no version path).
     """
     fake = fake or FakeGemini()
-    error_logger = logging.getLogger("uvicorn.error")
-    if not any(isinstance(existing, _DropStreamCuts) for existing in error_logger.filters):
-        error_logger.addFilter(_DropStreamCuts())
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))  # binding here, not in uvicorn, gives the port without a race
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        fake.app,
-        log_config=None,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=2,
-    )
-    server = _Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="fake-gemini", daemon=True
-    )
-    thread.start()
-    try:
-        if not server.listening.wait(start_timeout) or not thread.is_alive():
-            raise RuntimeError("fake Gemini server did not start")
+    with serve_app(fake.app, name="fake-gemini", start_timeout=start_timeout) as port:
         fake.base_url = f"http://127.0.0.1:{port}"
-        yield fake
-    finally:
-        fake.base_url = ""
-        fake.release_hangs()
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+        try:
+            yield fake
+        finally:
+            fake.base_url = ""
+            fake.release_hangs()
