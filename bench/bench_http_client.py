@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -298,11 +298,11 @@ def import_ms(module: str) -> float:
 # --- callgrind -----------------------------------------------------------------------------------
 
 
-def work(name: str, n: int, port: int) -> None:
+def work(clients: Mapping[str, Callable[[int], Any]], name: str, n: int, port: int) -> None:
     """Under callgrind: set up and warm ``name``'s client, then count ``n`` sequential calls."""
 
     async def run() -> None:
-        client = CLIENTS[name](port)
+        client = clients[name](port)
         for _ in range(5):
             await client.call()
         if os.environ.get("PROMPTLINE_CALLGRIND") == "1":
@@ -317,7 +317,9 @@ def work(name: str, n: int, port: int) -> None:
     asyncio.run(run())
 
 
-def instructions(name: str, n: int, port: int) -> int:
+def instructions(name: str, n: int, port: int, *, script: str = __file__) -> int:
+    """CPU instructions of ``n`` calls by client ``name``, counted by running ``script
+    --work name n port`` under callgrind (each bench script lists its own clients)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
         subprocess.run(
@@ -327,7 +329,7 @@ def instructions(name: str, n: int, port: int) -> int:
                 "--instr-atstart=no",
                 f"--callgrind-out-file={out}",
                 sys.executable,
-                __file__,
+                script,
                 "--work",
                 name,
                 str(n),
@@ -381,6 +383,6 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--serve":
         serve(int(sys.argv[2]))
     elif len(sys.argv) == 5 and sys.argv[1] == "--work":
-        work(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        work(CLIENTS, sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     else:
         main()

@@ -11,12 +11,8 @@ provider module <= 150 ms.
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -142,49 +138,6 @@ CLIENTS: dict[str, Any] = {
 }
 
 
-def work(name: str, n: int, port: int) -> None:
-    """Under callgrind: warm the client, switch counting on, make ``n`` calls."""
-
-    async def run() -> None:
-        client = CLIENTS[name](port)
-        for _ in range(5):
-            await client.call()
-        if os.environ.get("PROMPTLINE_CALLGRIND") == "1":
-            subprocess.run(  # noqa: ASYNC221 - nothing else runs while counting starts
-                ["callgrind_control", "-i", "on", str(os.getpid())], check=True, capture_output=True
-            )
-        for _ in range(n):
-            await client.call()
-        await client.aclose()
-
-    asyncio.run(run())
-
-
-def instructions(name: str, n: int, port: int) -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--instr-atstart=no",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                __file__,
-                "--work",
-                name,
-                str(n),
-                str(port),
-            ],
-            check=True,
-            capture_output=True,
-            env={**os.environ, "PYTHONHASHSEED": "0", "PROMPTLINE_CALLGRIND": "1"},
-        )
-        match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
-        assert match, "no totals in callgrind output"
-        return int(match.group(1))
-
-
 def main() -> None:
     server = h.Server()
     try:
@@ -214,7 +167,8 @@ def main() -> None:
             print(f"\ninstructions per call (callgrind, (I({n2})-I({n1}))/{n2 - n1})")
             for name in CLIENTS:
                 per = (
-                    instructions(name, n2, server.port) - instructions(name, n1, server.port)
+                    h.instructions(name, n2, server.port, script=__file__)
+                    - h.instructions(name, n1, server.port, script=__file__)
                 ) / (n2 - n1)
                 print(f"  {name:<30}{per:>14,.0f}")
     finally:
@@ -235,6 +189,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "--work":
-        work(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        h.work(CLIENTS, sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     else:
         main()
