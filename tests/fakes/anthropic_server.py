@@ -6,13 +6,10 @@ recorded so a test can assert what its client sent.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
-import threading
 import uuid
-from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from fakes.serving import RawResponse as _RawResponse
-from fakes.serving import serve_app
+from fakes.serving import ScriptedFake, serve_app
 
 __all__ = [
     "CutStream",
@@ -490,67 +487,18 @@ def _validate_block(block: Any, where: str, role: str) -> str | None:
 # --- the app ----------------------------------------------------------------------------------
 
 
-class FakeAnthropic:
+class FakeAnthropic(ScriptedFake[ScriptEntry, RecordedRequest]):
     """The fake's state (script, recorded requests) and its Starlette app.
 
     All methods are safe to call from the test's thread while the app serves from another.
     """
 
     def __init__(self) -> None:
-        self.base_url = ""  # set while served by running_fake_anthropic()
-        self._lock = threading.Condition()
-        self._script: deque[ScriptEntry] = deque()
-        self._requests: list[RecordedRequest] = []
-        self._misses = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._hangs: set[asyncio.Future[None]] = set()
+        super().__init__()
         self.app = Starlette(
             routes=[Route("/v1/messages", self._messages, methods=["POST"])],
             exception_handlers={HTTPException: self._http_error},
         )
-
-    # -- test-facing API
-
-    def script(self, *entries: ScriptEntry) -> None:
-        """Queue what the next messages requests get, in order."""
-        with self._lock:
-            self._script.extend(entries)
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        """Every request received so far, oldest first."""
-        with self._lock:
-            return list(self._requests)
-
-    @property
-    def pending(self) -> int:
-        """Script entries not yet used by a request."""
-        with self._lock:
-            return len(self._script)
-
-    @property
-    def misses(self) -> int:
-        """Valid messages requests that arrived with the script empty (each got a 500)."""
-        with self._lock:
-            return self._misses
-
-    def release_hangs(self) -> None:
-        """Let every hanging request finish (with a 529) so the server can stop."""
-        with self._lock:
-            loop, hangs = self._loop, list(self._hangs)
-        if loop is None:
-            return
-        for future in hangs:
-            with contextlib.suppress(RuntimeError):  # the loop may be closed already
-                loop.call_soon_threadsafe(_resolve, future)
-
-    def reset(self) -> None:
-        """Forget the script and the recorded requests; release hanging requests."""
-        self.release_hangs()
-        with self._lock:
-            self._script.clear()
-            self._requests.clear()
-            self._misses = 0
 
     # -- handlers
 
@@ -567,11 +515,7 @@ class FakeAnthropic:
             raw_body=raw,
             body=body,
         )
-        with self._lock:
-            self._loop = asyncio.get_running_loop()
-            self._requests.append(recorded)
-            self._lock.notify_all()
-        return recorded
+        return self._keep(recorded)
 
     async def _messages(self, request: Request) -> Response:
         recorded = await self._record(request)
@@ -579,10 +523,7 @@ class FakeAnthropic:
         if problem is not None:
             status, type_, message = problem
             return _json(error_body(type_, message), status=status)
-        with self._lock:
-            entry = self._script.popleft() if self._script else None
-            if entry is None:
-                self._misses += 1
+        entry = self._next_entry()
         if entry is None:
             return _json(error_body("api_error", "fake Anthropic: no scripted reply left"), 500)
         return await self._answer(entry, request, recorded.body)
@@ -644,33 +585,10 @@ class FakeAnthropic:
             cut=True,
         )
 
-    async def _hang(self, request: Request) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        with self._lock:
-            self._hangs.add(future)
-
-        async def disconnected() -> None:
-            # After the body is read, the next receive() only returns when the client goes away.
-            while (await request.receive())["type"] != "http.disconnect":
-                pass
-
-        watcher = asyncio.ensure_future(disconnected())
-        try:
-            await asyncio.wait({future, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            watcher.cancel()
-            with self._lock:
-                self._hangs.discard(future)
-
     async def _http_error(self, request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         kind = "not_found_error" if status == 404 else "invalid_request_error"
         return _json(error_body(kind, f"{request.method} {request.url.path}"), status=status)
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 def _ids() -> dict[str, str]:

@@ -8,15 +8,12 @@ whose field names exist in Google's schema (an unknown field is a 400, as it is 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import contextlib
 import json
 import re
-import threading
 import uuid
-from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from fakes.serving import StreamCut, serve_app
+from fakes.serving import ScriptedFake, StreamCut, serve_app
 
 __all__ = [
     "ApiError",
@@ -565,7 +562,7 @@ class _RawResponse(Response):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-class FakeGemini:
+class FakeGemini(ScriptedFake[ScriptEntry, RecordedRequest]):
     """The fake's state (script, recorded requests) and its Starlette app.
 
     ``api_keys``: the keys it accepts (None: any non-empty key). All methods are safe to call
@@ -580,13 +577,7 @@ class FakeGemini:
     ) -> None:
         self.models = tuple(models)
         self.api_keys = None if api_keys is None else frozenset(api_keys)
-        self.base_url = ""  # set while served by running_fake_gemini()
-        self._lock = threading.Condition()
-        self._script: deque[ScriptEntry] = deque()
-        self._requests: list[RecordedRequest] = []
-        self._misses = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._hangs: set[asyncio.Future[None]] = set()
+        super().__init__()
         self.app = Starlette(
             routes=[
                 Route("/{version}/models/{target}", self._models_call, methods=["POST"]),
@@ -594,49 +585,6 @@ class FakeGemini:
             ],
             exception_handlers={HTTPException: self._http_error},
         )
-
-    # -- test-facing API
-
-    def script(self, *entries: ScriptEntry) -> None:
-        """Queue what the next generate requests get, in order."""
-        with self._lock:
-            self._script.extend(entries)
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        """Every request received so far, oldest first."""
-        with self._lock:
-            return list(self._requests)
-
-    @property
-    def pending(self) -> int:
-        """Script entries not yet used by a request."""
-        with self._lock:
-            return len(self._script)
-
-    @property
-    def misses(self) -> int:
-        """Generate requests that arrived with the script empty (each got a 500)."""
-        with self._lock:
-            return self._misses
-
-    def release_hangs(self) -> None:
-        """Let every hanging request finish (with a 503) so the server can stop."""
-        with self._lock:
-            loop, hangs = self._loop, list(self._hangs)
-        if loop is None:
-            return
-        for future in hangs:
-            with contextlib.suppress(RuntimeError):  # the loop may be closed already
-                loop.call_soon_threadsafe(_resolve, future)
-
-    def reset(self) -> None:
-        """Forget the script and the recorded requests; release hanging requests."""
-        self.release_hangs()
-        with self._lock:
-            self._script.clear()
-            self._requests.clear()
-            self._misses = 0
 
     # -- handlers
 
@@ -654,11 +602,7 @@ class FakeGemini:
             raw_body=raw,
             body=body,
         )
-        with self._lock:
-            self._loop = asyncio.get_running_loop()
-            self._requests.append(recorded)
-            self._lock.notify_all()
-        return recorded
+        return self._keep(recorded)
 
     def _auth_error(self, recorded: RecordedRequest) -> ApiError | None:
         key = recorded.headers.get("x-goog-api-key") or recorded.query.get("key")
@@ -732,10 +676,7 @@ class FakeGemini:
         problem = validate_request(recorded.body)
         if problem is not None:
             return _error(invalid_argument(problem))
-        with self._lock:
-            entry = self._script.popleft() if self._script else None
-            if entry is None:
-                self._misses += 1
+        entry = self._next_entry()
         if entry is None:
             return _error(ApiError(500, "INTERNAL", "fake Gemini server: no scripted reply left"))
         streaming = method == "streamGenerateContent"
@@ -804,34 +745,11 @@ class FakeGemini:
             cut=True,
         )
 
-    async def _hang(self, request: Request) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        with self._lock:
-            self._hangs.add(future)
-
-        async def disconnected() -> None:
-            # After the body is read, the next receive() only returns when the client goes away.
-            while (await request.receive())["type"] != "http.disconnect":
-                pass
-
-        watcher = asyncio.ensure_future(disconnected())
-        try:
-            await asyncio.wait({future, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            watcher.cancel()
-            with self._lock:
-                self._hangs.discard(future)
-
     async def _http_error(self, request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         return _error(
             ApiError(status, "NOT_FOUND", f"The requested URL {request.url.path} was not found.")
         )
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:

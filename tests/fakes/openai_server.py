@@ -6,14 +6,11 @@ recorded so a test can assert what its client sent.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
-import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from fakes.serving import RawResponse as _RawResponse
-from fakes.serving import serve_app
+from fakes.serving import ScriptedFake, serve_app
 
 __all__ = [
     "CutStream",
@@ -415,7 +412,7 @@ def _validate_part(part: Any, where: str) -> _Rejection | None:
 # --- the app ----------------------------------------------------------------------------------
 
 
-class FakeOpenAI:
+class FakeOpenAI(ScriptedFake[ScriptEntry, RecordedRequest]):
     """The fake's state (script, recorded requests) and its Starlette app.
 
     All methods are safe to call from the test's thread while the app serves from another.
@@ -429,13 +426,7 @@ class FakeOpenAI:
     ) -> None:
         self.models = tuple(models)
         self.created = created if created is not None else int(time.time())
-        self.base_url = ""  # set while served by running_fake_openai()
-        self._lock = threading.Condition()
-        self._script: deque[ScriptEntry] = deque()
-        self._requests: list[RecordedRequest] = []
-        self._misses = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._hangs: set[asyncio.Future[None]] = set()
+        super().__init__()
         self.app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self._chat_completions, methods=["POST"]),
@@ -443,56 +434,6 @@ class FakeOpenAI:
             ],
             exception_handlers={HTTPException: self._http_error},
         )
-
-    # -- test-facing API
-
-    def script(self, *entries: ScriptEntry) -> None:
-        """Queue what the next chat-completions requests get, in order."""
-        with self._lock:
-            self._script.extend(entries)
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        """Every request received so far, oldest first."""
-        with self._lock:
-            return list(self._requests)
-
-    @property
-    def pending(self) -> int:
-        """Script entries not yet used by a request."""
-        with self._lock:
-            return len(self._script)
-
-    @property
-    def misses(self) -> int:
-        """Chat-completions requests that arrived with the script empty (each got a 500)."""
-        with self._lock:
-            return self._misses
-
-    def wait_for_requests(self, count: int, timeout: float = 5.0) -> list[RecordedRequest]:
-        """Block until ``count`` requests were recorded; raises TimeoutError otherwise."""
-        with self._lock:
-            if not self._lock.wait_for(lambda: len(self._requests) >= count, timeout):
-                raise TimeoutError(f"fake OpenAI got {len(self._requests)} of {count} requests")
-            return list(self._requests)
-
-    def release_hangs(self) -> None:
-        """Let every hanging request finish (with a 503) so the server can stop."""
-        with self._lock:
-            loop, hangs = self._loop, list(self._hangs)
-        if loop is None:
-            return
-        for future in hangs:
-            with contextlib.suppress(RuntimeError):  # the loop may be closed already
-                loop.call_soon_threadsafe(_resolve, future)
-
-    def reset(self) -> None:
-        """Forget the script and the recorded requests; release hanging requests."""
-        self.release_hangs()
-        with self._lock:
-            self._script.clear()
-            self._requests.clear()
-            self._misses = 0
 
     # -- handlers
 
@@ -509,11 +450,7 @@ class FakeOpenAI:
             raw_body=raw,
             body=body,
         )
-        with self._lock:
-            self._loop = asyncio.get_running_loop()
-            self._requests.append(recorded)
-            self._lock.notify_all()
-        return recorded
+        return self._keep(recorded)
 
     async def _list_models(self, request: Request) -> Response:
         await self._record(request)
@@ -543,10 +480,7 @@ class FakeOpenAI:
                 ),
                 status=400,
             )
-        with self._lock:
-            entry = self._script.popleft() if self._script else None
-            if entry is None:
-                self._misses += 1
+        entry = self._next_entry()
         if entry is None:
             return _json(
                 error_body("fake OpenAI server: no scripted reply left", "server_error"),
@@ -618,35 +552,12 @@ class FakeOpenAI:
             cut=True,
         )
 
-    async def _hang(self, request: Request) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        with self._lock:
-            self._hangs.add(future)
-
-        async def disconnected() -> None:
-            # After the body is read, the next receive() only returns when the client goes away.
-            while (await request.receive())["type"] != "http.disconnect":
-                pass
-
-        watcher = asyncio.ensure_future(disconnected())
-        try:
-            await asyncio.wait({future, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            watcher.cancel()
-            with self._lock:
-                self._hangs.discard(future)
-
     async def _http_error(self, request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         message = f"Invalid URL ({request.method} {request.url.path})"
         if status == 405:
             message = f"Method {request.method} not allowed for {request.url.path}"
         return _json(error_body(message, "invalid_request_error"), status=status)
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 def _request_headers() -> dict[str, str]:
