@@ -21,7 +21,11 @@ def _opts(ctx: click.Context) -> CliOptions:
 pass_options = click.make_pass_decorator(CliOptions, ensure=True)
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(
+    context_settings=CONTEXT,
+    epilog="New here? `promptline doctor` checks the setup; "
+    "`promptline models test scripted/demo` makes a first (offline) model call.",
+)
 @click.option(
     "--config",
     "-c",
