@@ -26,6 +26,7 @@ from promptline.config.home import (
 from promptline.config.loader import load_settings, validate_config
 from promptline.config.render import mask_url, render_settings
 from promptline.config.settings import (
+    AgentDefinition,
     AgentMode,
     AgentSettings,
     EventsSettings,
@@ -33,16 +34,21 @@ from promptline.config.settings import (
     ModelsSettings,
     ProviderSettings,
     ResourceLimitsSettings,
+    PermissionsSettings,
+    QueueMode,
     SecuritySettings,
     SessionsSettings,
     Settings,
     StateBackend,
     StateSettings,
     ToolPermission,
+    ToolRule,
+    ToolRuleSettings,
 )
 
 __all__ = [
     "ENV_PREFIX",
+    "AgentDefinition",
     "AgentMode",
     "AgentSettings",
     "ChannelsSettings",
@@ -54,7 +60,9 @@ __all__ = [
     "GatewaySettings",
     "HttpChannelSettings",
     "ModelsSettings",
+    "PermissionsSettings",
     "ProviderSettings",
+    "QueueMode",
     "ResourceLimitsSettings",
     "SecuritySettings",
     "SessionsSettings",
@@ -64,6 +72,8 @@ __all__ = [
     "StateSettings",
     "TelegramChannelSettings",
     "ToolPermission",
+    "ToolRule",
+    "ToolRuleSettings",
     "WeComChannelSettings",
     "WebSocketChannelSettings",
     "config_file_path",

@@ -106,6 +106,9 @@ def describe(target: FieldTarget) -> str:
         value = _target(typing.get_args(tp)[1], ())
         return f"a mapping of names to {describe(value)}"
     if isinstance(tp, type) and issubclass(tp, BaseModel):
+        custom = getattr(tp, "config_description", None)
+        if isinstance(custom, str):
+            return custom
         return "a mapping with the keys " + ", ".join(tp.model_fields)
     return f"a value of type {getattr(tp, '__name__', tp)}"
 

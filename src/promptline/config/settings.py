@@ -9,9 +9,18 @@ import difflib
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, PrivateAttr, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from promptline.config.channels import ChannelsSettings
 from promptline.config.fieldtypes import (
@@ -205,6 +214,81 @@ class SecuritySettings(Section):
     audit_log: bool = Field(True, description="Record security-relevant events for audit.")
 
 
+class ToolRuleSettings(Section):
+    """A permission, with optional conditions: ``mode`` applies when every argument named in
+    ``when`` matches one of its patterns, ``otherwise`` applies when one does not.
+
+    Written as a plain word (``file_read: allow``) it is just ``mode``, and it is shown back
+    that way.
+    """
+
+    config_description: ClassVar[str] = (
+        "one of 'allow', 'ask', 'deny', or a mapping with the keys mode, final, when, otherwise"
+    )
+
+    mode: ToolPermission = Field(description="allow, ask or deny.")
+    final: bool = Field(
+        False, description="A deny that more specific levels (agent, user, session) cannot lift."
+    )
+    when: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Argument name -> glob patterns its value must match for `mode` to apply.",
+    )
+    otherwise: ToolPermission = Field(
+        "ask", description="Permission when a `when` condition does not match."
+    )
+
+
+    @model_validator(mode="before")
+    @classmethod
+    def _word_is_mode(cls, value: Any) -> Any:
+        return {"mode": value} if isinstance(value, str) else value
+
+    @model_serializer(mode="wrap")
+    def _as_word_when_plain(self, handler: SerializerFunctionWrapHandler) -> Any:
+        if not self.final and not self.when:
+            return self.mode
+        return handler(self)
+
+    def __eq__(self, other: object) -> bool:
+        # A plain rule is its word: `settings.tools["x"] == "deny"` reads as it is written.
+        if isinstance(other, str):
+            return not self.final and not self.when and self.mode == other
+        return super().__eq__(other)
+
+    __hash__ = Section.__hash__
+
+
+ToolRule = ToolRuleSettings
+"""``allow`` / ``ask`` / ``deny``, or a rule with conditions."""
+
+
+class PermissionsSettings(Section):
+    """Permission overrides by user and by agent (the global ones are ``tools:``)."""
+
+    users: dict[str, dict[str, ToolRule]] = Field(
+        default_factory=dict, description="User id -> tool name or pattern -> rule."
+    )
+    agents: dict[str, dict[str, ToolRule]] = Field(
+        default_factory=dict, description="Agent name -> tool name or pattern -> rule."
+    )
+    approval_timeout_secs: Seconds = Field(
+        300.0, description="Time an `ask` waits for an answer before it counts as denied."
+    )
+
+
+QueueMode = Literal["enqueue", "steer", "interrupt", "reject"]
+
+
+class BudgetSettings(Section):
+    """Token and cost ceilings checked before every model call (unset: no ceiling)."""
+
+    session_tokens: Count | None = Field(None, description="Tokens one session may use in all.")
+    session_cost_usd: Dollars | None = Field(None, description="Dollars one session may spend.")
+    user_tokens: Count | None = Field(None, description="Tokens one user may use per UTC day.")
+    user_cost_usd: Dollars | None = Field(None, description="Dollars one user may spend per day.")
+
+
 class AgentSettings(Section):
     """Defaults of the agent loop."""
 
@@ -212,6 +296,58 @@ class AgentSettings(Section):
     max_iterations: Count = Field(20, description="Reason/act steps before a run stops.")
     use_chain_of_thought: bool = Field(True, description="Ask models to reason step by step.")
     stream_enabled: bool = Field(True, description="Stream model output as it is produced.")
+    queue_mode: QueueMode = Field(
+        "enqueue", description="What a message does while its session's run is in flight."
+    )
+    context_strategy: Literal["trim", "summarize"] = Field(
+        "trim", description="How history beyond the context window is shortened."
+    )
+    workspace: ExpandedPath | None = Field(
+        None, description="Folder file tools work in; unset: a folder per session."
+    )
+    workspaces_dir: ExpandedPath = Field(
+        default_factory=lambda: promptline_home() / "workspaces",
+        description="Where per-session workspace folders are made.",
+    )
+    max_repeated_calls: Count = Field(
+        3, description="The same tool call (same arguments) this many times in a row ends a run."
+    )
+    watchdog_secs: Seconds = Field(
+        600.0, description="A run with no progress for this long is stopped and its session freed."
+    )
+    shutdown_timeout_secs: Seconds = Field(
+        10.0, description="Time runs get to reach a safe point when the process stops."
+    )
+    budget: BudgetSettings = Field(default_factory=BudgetSettings)
+
+
+class AgentDefinition(Section):
+    """A named agent; unset keys take the `agent:` defaults."""
+
+    description: str = Field("", description="What the agent is for (shown in lists).")
+    model: str | None = Field(
+        None, description="Model id, or a routing tag as `tag:NAME`; unset: models.default."
+    )
+    system_prompt: str | None = Field(
+        None, description="Jinja2 template of the system prompt (persona, context variables)."
+    )
+    persona: dict[str, Any] = Field(
+        default_factory=dict, description="Variables the system prompt template can use."
+    )
+    tools: list[str] | None = Field(
+        None, description="Tool names or patterns the agent may use; unset: every tool."
+    )
+    mode: AgentMode | None = Field(None, description="plan or act; unset: agent.default_mode.")
+    max_iterations: Count | None = Field(None, description="Overrides agent.max_iterations.")
+    queue_mode: QueueMode | None = Field(None, description="Overrides agent.queue_mode.")
+    use_chain_of_thought: bool | None = Field(
+        None, description="Overrides agent.use_chain_of_thought."
+    )
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = Field(
+        None, description="Sampling temperature."
+    )
+    max_tokens: Count | None = Field(None, description="Most tokens in one answer.")
+    workspace: ExpandedPath | None = Field(None, description="Overrides agent.workspace.")
 
 
 class SessionsSettings(Section):
@@ -242,11 +378,15 @@ class Settings(Section):
     models: ModelsSettings = Field(default_factory=ModelsSettings)
     channels: ChannelsSettings = Field(default_factory=ChannelsSettings)
     state: StateSettings = Field(default_factory=StateSettings)
-    tools: dict[str, ToolPermission] = Field(
-        default_factory=dict, description="Permission per tool name."
+    tools: dict[str, ToolRule] = Field(
+        default_factory=dict, description="Permission per tool name or pattern (git_*, mcp.*)."
     )
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    permissions: PermissionsSettings = Field(default_factory=PermissionsSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
+    agents: dict[str, AgentDefinition] = Field(
+        default_factory=dict, description="Named agents (the built-in one is `assistant`)."
+    )
     sessions: SessionsSettings = Field(default_factory=SessionsSettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
 
