@@ -1,0 +1,158 @@
+"""The tools an installation knows, by name; namespaces (``mcp.github.search``), run-time
+registration and per-agent selections by name or pattern."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from promptline.core.errors import ConflictError, InvalidInputError, NotFoundError
+from promptline.models.types import ToolSpec
+from promptline.tools.base import Tool, ToolContext
+
+__all__ = ["ToolRegistry", "matches"]
+
+
+def matches(pattern: str, name: str) -> bool:
+    """True when tool ``name`` matches ``pattern`` (``*`` and ``?`` wildcards, ``git_*``,
+    ``mcp.*``; a pattern without wildcards matches the name exactly)."""
+    if pattern == name:
+        return True
+    return any(c in pattern for c in "*?[") and fnmatch.fnmatchcase(name, pattern)
+
+
+class ToolRegistry:
+    """Tools by their full name. Changes take effect on the next lookup, so tools can be
+    registered and unregistered while runs are going on.
+
+    A tool registered under a ``namespace`` is named ``namespace.tool`` (its own name is kept
+    when it already starts with the namespace).
+    """
+
+    def __init__(self, tools: Iterable[Tool] = ()) -> None:
+        self._tools: dict[str, Tool] = {}
+        self._version = 0
+        for item in tools:
+            self.register(item)
+
+    @property
+    def version(self) -> int:
+        """Grows with every change (lets callers cache derived views)."""
+        return self._version
+
+    def register(self, tool: Tool, *, namespace: str | None = None, replace: bool = False) -> str:
+        """Add ``tool``; returns the name it is registered under.
+
+        A second tool of the same name is a `ConflictError` unless ``replace``.
+        """
+        if not isinstance(tool, Tool):
+            raise InvalidInputError(
+                f"{tool!r} is not a tool", hint="decorate a function with @tool, or implement Tool"
+            )
+        name = tool.name
+        if namespace and not name.startswith(f"{namespace}."):
+            name = f"{namespace}.{name}"
+        if name in self._tools and not replace:
+            raise ConflictError(
+                f"a tool named {name!r} is already registered",
+                hint="unregister it first, pass replace=True, or use a namespace",
+                tool=name,
+            )
+        if name != tool.name:
+            tool = _Renamed(tool, name)
+        self._tools[name] = tool
+        self._version += 1
+        return name
+
+    def unregister(self, name: str) -> Tool:
+        """Remove the tool ``name`` (or every tool matching a pattern such as ``mcp.gh.*``);
+        returns the (last) removed tool. `NotFoundError` when nothing matches."""
+        removed = [n for n in self._tools if matches(name, n)]
+        if not removed:
+            raise NotFoundError(f"no tool {name!r} is registered", tool=name)
+        tool = self._tools[removed[-1]]
+        for n in removed:
+            del self._tools[n]
+        self._version += 1
+        return tool
+
+    def get(self, name: str) -> Tool | None:
+        """The tool registered as ``name``, or None."""
+        return self._tools.get(name)
+
+    def require(self, name: str) -> Tool:
+        """The tool ``name``; `NotFoundError` listing close names when there is none."""
+        found = self._tools.get(name)
+        if found is None:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(self._tools), n=3)
+            raise NotFoundError(
+                f"no tool {name!r}",
+                hint=f"did you mean {', '.join(close)}?" if close else "list tools with /tools",
+                tool=name,
+            )
+        return found
+
+    def names(self) -> list[str]:
+        """Every registered name, sorted."""
+        return sorted(self._tools)
+
+    def select(self, patterns: Iterable[str] | None) -> list[Tool]:
+        """The tools matching any of ``patterns`` (all tools for None), in name order."""
+        if patterns is None:
+            return [self._tools[n] for n in sorted(self._tools)]
+        wanted = list(patterns)
+        return [self._tools[n] for n in sorted(self._tools) if any(matches(p, n) for p in wanted)]
+
+    def specs(self, patterns: Iterable[str] | None = None) -> list[ToolSpec]:
+        """What the model is told about the selected tools."""
+        return [ToolSpec(t.name, t.description, t.parameters) for t in self.select(patterns)]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def __iter__(self) -> Iterator[Tool]:
+        return iter([self._tools[n] for n in sorted(self._tools)])
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+
+class _Renamed:
+    """A tool shown under another (namespaced) name."""
+
+    def __init__(self, inner: Tool, name: str) -> None:
+        self._inner = inner
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def description(self) -> str:
+        return self._inner.description
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return self._inner.parameters
+
+    @property
+    def read_only(self) -> bool:
+        return self._inner.read_only
+
+    @property
+    def destructive(self) -> bool:
+        return self._inner.destructive
+
+    @property
+    def timeout(self) -> float | None:
+        return self._inner.timeout
+
+    def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        return self._inner.validate(arguments)
+
+    async def run(self, arguments: dict[str, Any], context: ToolContext) -> Any:
+        return await self._inner.run(arguments, context)
