@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -57,6 +57,8 @@ class CallScope:
     agent: str | None = None
     mode: Literal["plan", "act"] = "act"
     correlation_id: str | None = None
+    session_rules: Mapping[str, Any] = field(default_factory=dict)
+    """The session's own permission rules (tool name or pattern -> rule), most specific."""
 
 
 @dataclass(frozen=True, slots=True)
