@@ -114,11 +114,16 @@ class ToolExecutor:
         self.max_output_chars = max_output_chars
         self.limits = dict(limits or {})
 
-    async def execute_many(self, calls: Sequence[ToolCall], scope: CallScope) -> list[ToolResult]:
-        """Run the calls of one turn concurrently; results in the order of ``calls``."""
+    async def execute_many(
+        self, calls: Sequence[ToolCall], scope: CallScope, *, events: EventBus | None = None
+    ) -> list[ToolResult]:
+        """Run the calls of one turn concurrently; results in the order of ``calls``.
+
+        ``events`` replaces the executor's bus for these calls (a run's own recorder).
+        """
         if len(calls) == 1:
-            return [await self.execute(calls[0], scope)]
-        tasks = [asyncio.ensure_future(self.execute(call, scope)) for call in calls]
+            return [await self.execute(calls[0], scope, events=events)]
+        tasks = [asyncio.ensure_future(self.execute(call, scope, events=events)) for call in calls]
         try:
             return list(await asyncio.gather(*tasks))
         except BaseException:
@@ -127,31 +132,36 @@ class ToolExecutor:
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
 
-    async def execute(self, call: ToolCall, scope: CallScope) -> ToolResult:
+    async def execute(
+        self, call: ToolCall, scope: CallScope, *, events: EventBus | None = None
+    ) -> ToolResult:
         """Run one call and record it; see the class docstring for what can come back."""
+        bus = events or self._bus
         envelope = _envelope(scope)
         command = ToolCommandEvent(**envelope, data=ToolCommand(call=call))
-        await self._bus.publish(command)
+        await bus.publish(command)
         envelope["causation_id"] = command.id
         started = time.perf_counter()
         try:
-            result = await self._execute(call, scope, envelope)
+            result = await self._execute(call, scope, envelope, bus)
         except asyncio.CancelledError:
             result = _result(call, "the call was cancelled before it finished", "cancelled")
-            await self._record(result, envelope, started)
+            await self._record(bus, result, envelope, started)
             raise
-        await self._record(result, envelope, started)
+        await self._record(bus, result, envelope, started)
         return result
 
-    async def _record(self, result: ToolResult, envelope: dict[str, Any], started: float) -> None:
+    async def _record(
+        self, bus: EventBus, result: ToolResult, envelope: dict[str, Any], started: float
+    ) -> None:
         elapsed = (time.perf_counter() - started) * 1000
         event = ToolResultEvent(
             **envelope, data=ToolResultData(result=result, duration_ms=round(elapsed, 3))
         )
-        await asyncio.shield(self._bus.publish(event))
+        await asyncio.shield(bus.publish(event))
 
     async def _execute(
-        self, call: ToolCall, scope: CallScope, envelope: dict[str, Any]
+        self, call: ToolCall, scope: CallScope, envelope: dict[str, Any], bus: EventBus
     ) -> ToolResult:
         tool = self.registry.get(call.name)
         if tool is None:
@@ -179,7 +189,7 @@ class ToolExecutor:
             if not decision.allowed:
                 reason = decision.reason or "not allowed by the permission policy"
                 return _result(call, f"permission denied for {call.name}: {reason}", "denied")
-        return await self._run(tool, call, arguments, scope, envelope)
+        return await self._run(tool, call, arguments, scope, envelope, bus)
 
     async def _run(
         self,
@@ -188,6 +198,7 @@ class ToolExecutor:
         arguments: dict[str, Any],
         scope: CallScope,
         envelope: dict[str, Any],
+        bus: EventBus,
     ) -> ToolResult:
         timeout = self.max_timeout if tool.timeout is None else min(tool.timeout, self.max_timeout)
         loop = asyncio.get_running_loop()
@@ -216,7 +227,7 @@ class ToolExecutor:
                 )
                 progress.output.clear()
                 progress.pending = False
-                await self._bus.publish(ToolProgressEvent(**envelope, data=data))
+                await bus.publish(ToolProgressEvent(**envelope, data=data))
 
         def report_in_loop(percent: Any, message: Any, output: Any) -> None:
             if percent is not None:
