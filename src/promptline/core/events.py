@@ -122,6 +122,9 @@ class PermissionRequest(_Data):
     tool: str
     arguments: dict[str, Any] = Field(default_factory=dict)
     reason: str | None = None
+    call_id: str | None = None
+    destructive: bool = False
+    expires_at: datetime | None = None
 
 
 class PermissionGranted(_Data):
