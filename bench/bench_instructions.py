@@ -24,6 +24,7 @@ OPS = {
     "decode_event": (200, 1200, "event"),
     "sqlite_append_batch_100": (5, 25, "event"),
     "sqlite_read_stream": (2, 12, "event"),
+    "memory_append": (1000, 6000, "event"),
 }
 READ_SIZE = 1000
 
@@ -74,6 +75,25 @@ async def _sqlite_ops(op: str, n: int) -> None:
         await engine.dispose()
 
 
+async def _memory_append(n: int) -> None:
+    """Single-event appends to `InMemoryEventStore`; the events are built beforehand."""
+    from promptline.core.events import MessageReceived, MessageReceivedEvent
+    from promptline.core.messages import Message
+    from promptline.events.memory import InMemoryEventStore
+
+    store = InMemoryEventStore()
+    msg = Message(role="user", content="hello " * 20)
+    events = [
+        MessageReceivedEvent(session_id=f"s{i % 4}", data=MessageReceived(message=msg))
+        for i in range(n + 1)
+    ]
+    await store.append(events[0])
+    _instrument_from_here()
+    for event in events[1:]:
+        await store.append(event)
+    await store.close()
+
+
 def _instrument_from_here() -> None:
     """Imports and set-up ran uninstrumented (fast); count from this point on."""
     if os.environ.get("PROMPTLINE_CALLGRIND") == "1":
@@ -88,6 +108,9 @@ def work(op: str, n: int) -> None:
 
     if op.startswith("sqlite"):
         asyncio.run(_sqlite_ops(op, n))
+        return
+    if op == "memory_append":
+        asyncio.run(_memory_append(n))
         return
     event = _message_event()
     raw = encode_event(event)  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ from promptline.core.errors import (
 from promptline.core.events import ErrorData, ErrorEvent, Event, RunStarted, RunStartedEvent
 from promptline.events.bus import CATCH_UP_PAGE, BusSubscription, InProcessEventBus
 from promptline.events.factory import create_event_store
+from promptline.events.memory import InMemoryEventStore
 from promptline.events.protocols import EventFilter, EventStore
 from promptline.storage.database import create_engine
 
@@ -35,23 +36,44 @@ async def take(sub: BusSubscription, n: int) -> list[Event]:
     return out
 
 
+def _url(request: pytest.FixtureRequest) -> str:
+    """The database of the backend named by the fixture's param; "" for `InMemoryEventStore`."""
+    if request.param == "memory":
+        return ""
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
 async def _store(url: str) -> AsyncIterator[EventStore]:
-    store = create_event_store(create_engine(url), owns_engine=True)
+    store: EventStore
+    if url:
+        store = create_event_store(create_engine(url), owns_engine=True)
+    else:
+        store = InMemoryEventStore()
     try:
         yield store
     finally:
         await store.close()
 
 
+@pytest.fixture(params=["sqlite", "memory"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    return _url(request)
+
+
+@pytest.fixture(params=["sqlite", "postgres", "memory"])
+def any_store_url(request: pytest.FixtureRequest) -> str:
+    return _url(request)
+
+
 @pytest.fixture
-async def store(sqlite_url: str) -> AsyncIterator[EventStore]:
-    async for s in _store(sqlite_url):
+async def store(store_url: str) -> AsyncIterator[EventStore]:
+    async for s in _store(store_url):
         yield s
 
 
 @pytest.fixture
-async def any_store(db_url: str) -> AsyncIterator[EventStore]:
-    async for s in _store(db_url):
+async def any_store(any_store_url: str) -> AsyncIterator[EventStore]:
+    async for s in _store(any_store_url):
         yield s
 
 
@@ -180,6 +202,8 @@ async def test_catch_up_from_zero_while_publishing_delivers_every_event_once_in_
                         await bus.publish(err("noise", n + i))
             if n == total - 400:
                 head_start.set()
+            # Let the subscriber in between rounds, also when the store never waits (memory).
+            await asyncio.sleep(0)
 
     task = asyncio.create_task(publisher())
     await head_start.wait()

@@ -1,4 +1,4 @@
-"""The EventStore conformance suite: every backend (SQLite, PostgreSQL) must pass all of it."""
+"""The EventStore conformance suite: every backend (SQLite, PostgreSQL, memory) passes it all."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from promptline.core.events import (
 )
 from promptline.core.messages import Message
 from promptline.events.factory import create_event_store
+from promptline.events.memory import InMemoryEventStore
 from promptline.events.postgres import PostgresEventStore
 from promptline.events.protocols import EventFilter, EventStore
 from promptline.events.sql import SqlEventStore
@@ -46,10 +47,13 @@ def err(stream: str = "", *, session: str | None = "s1", n: int = 0, **envelope:
     )
 
 
-@pytest.fixture(params=["sqlite", "postgres", "sqlite-memory", "sqlite-portable"])
+@pytest.fixture(params=["sqlite", "postgres", "sqlite-memory", "sqlite-portable", "memory"])
 def target(request: pytest.FixtureRequest) -> tuple[str, str]:
     """Each store in turn: SQLite, PostgreSQL, SQLite in memory (written through the engine),
-    and the base class's portable SQLAlchemy path on SQLite."""
+    the base class's portable SQLAlchemy path on SQLite, and `InMemoryEventStore`, which has
+    no database (an empty URL)."""
+    if request.param == "memory":
+        return "", ""
     backend, _, variant = request.param.partition("-")
     if variant == "memory":
         return "sqlite+aiosqlite:///:memory:", variant
@@ -59,6 +63,11 @@ def target(request: pytest.FixtureRequest) -> tuple[str, str]:
 @pytest.fixture
 async def store(target: tuple[str, str]) -> AsyncIterator[EventStore]:
     url, variant = target
+    if not url:
+        memory = InMemoryEventStore()
+        yield memory
+        await memory.close()
+        return
     engine = create_engine(url)
     if variant == "memory":
         await upgrade(engine)
@@ -341,6 +350,19 @@ async def test_read_all_descending_gives_newest_first_and_pages_backwards(
     assert [e.position for e in older] == [7, 6, 5]
 
 
+async def test_read_all_of_one_stream_pages_by_position_both_ways(store: EventStore) -> None:
+    await store.append_batch([err(session=f"s{i % 3}", n=i) for i in range(12)])
+    s1 = EventFilter(stream="s1")
+    forwards = await store.read_all(s1, from_position=2, limit=2)
+    assert [e.position for e in forwards] == [5, 8]
+    assert [e.position for e in await store.read_all(s1, from_position=8)] == [11]
+    backwards = await store.read_all(s1, from_position=8, descending=True)
+    assert [e.position for e in backwards] == [5, 2]
+    newest = await store.read_all(s1, descending=True, limit=1)
+    assert [e.position for e in newest] == [11]
+    assert await store.read_all(EventFilter(stream="none"), from_position=3) == []
+
+
 def _sample(i: int) -> ErrorEvent:
     return ErrorEvent(
         session_id=f"s{i % 2}",
@@ -382,6 +404,14 @@ async def test_read_all_and_count_apply_filters(
     assert [e.id for e in found] == [stored[i].id for i in expected]
     assert all(flt.matches(e) for e in found)
     assert await store.count(flt) == len(expected)
+
+
+async def test_time_filters_read_a_naive_timestamp_as_utc(store: EventStore) -> None:
+    naive = T0.replace(tzinfo=None)
+    stored = await store.append_batch([err(ts=naive), err(ts=naive + timedelta(minutes=1))])
+    later = EventFilter(since=T0 + timedelta(seconds=30))
+    assert [e.id for e in await store.read_all(later)] == [stored[1].id]
+    assert await store.count(EventFilter(until=T0 + timedelta(seconds=30))) == 1
 
 
 async def test_count_last_seq_and_last_position_on_empty_and_filled_log(
