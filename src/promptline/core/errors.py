@@ -207,3 +207,21 @@ class CapabilityError(InvalidInputError):
     """The request needs something (vision, tools, streaming, context size) the model lacks."""
 
     code = "capability_missing"
+
+
+class BudgetExceededError(PromptLineError):
+    """A run would go over a token, cost or context-window limit; the call was not sent."""
+
+    code = "budget_exceeded"
+
+
+class SessionBusyError(ConflictError):
+    """The session is running something and its queue mode is ``reject``."""
+
+    code = "session_busy"
+
+
+class RunLimitError(PromptLineError):
+    """A run reached ``max_iterations`` or repeated the same tool call too often."""
+
+    code = "run_limit"

@@ -52,6 +52,8 @@ class CallContext:
     agent_id: str | None = None
     tenant_id: str | None = None
     correlation_id: str | None = None
+    stream: str | None = None
+    """The event stream to record on; unset: the session's (or ``global``)."""
 
 
 class InstrumentedModel:
@@ -152,6 +154,7 @@ class InstrumentedModel:
         event_id = new_id("evt_")
         event = LlmCommandEvent(
             id=event_id,
+            stream=ctx.stream or "",
             tenant_id=ctx.tenant_id,
             user_id=ctx.user_id,
             session_id=ctx.session_id,
@@ -230,6 +233,7 @@ class InstrumentedModel:
 
 def _envelope(ctx: CallContext, command: str) -> dict[str, Any]:
     return {
+        "stream": ctx.stream or "",
         "tenant_id": ctx.tenant_id,
         "user_id": ctx.user_id,
         "session_id": ctx.session_id,

@@ -501,6 +501,14 @@ class SessionManager:
             await self._write(None, events, expected_seq=0, importing=True)
         return await self.get(sid, principal)
 
+    async def refresh(self, session_id: str) -> bool:
+        """Apply the events of the session's stream that the stored record does not reflect
+        yet (written by others than this manager, such as the agent runtime, which records a
+        run's messages in a few batches). True if anything changed."""
+        sid = _check_id(session_id)
+        async with self._locks.hold(sid):
+            return await self._catch_up(sid)
+
     # -- recovery -------------------------------------------------------------------------
 
     async def recover(self, *, full: bool = False) -> builtins.list[str]:

@@ -1,0 +1,646 @@
+"""One agent run: the ReAct loop (context -> model -> tools -> results -> again) and the
+controls a caller holds on it (pause, resume, stop, cancel, steer)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
+
+from promptline.core.errors import (
+    BudgetExceededError,
+    PromptLineError,
+    RunLimitError,
+)
+from promptline.core.events import (
+    AgentLifecycle,
+    AgentLifecycleEvent,
+    ErrorInfo,
+    LifecycleState,
+    MessageReceived,
+    MessageReceivedEvent,
+    MessageSent,
+    MessageSentEvent,
+    RunCancelled,
+    RunCancelledEvent,
+    RunCompleted,
+    RunCompletedEvent,
+    RunFailed,
+    RunFailedEvent,
+    RunStarted,
+    RunStartedEvent,
+)
+from promptline.core.ids import new_id
+from promptline.core.messages import Message, ToolCall, ToolResult, Usage
+from promptline.models.instrumented import CallContext, InstrumentedModel
+from promptline.models.types import ModelRequest, ModelResponse, ToolSpec, assistant_message
+from promptline.runtime.budget import Budget, Spent, check
+from promptline.runtime.context import estimate_tokens, fit_context
+from promptline.runtime.lifecycle import Lifecycle
+from promptline.runtime.prompt import render_system_prompt, split_reasoning
+from promptline.runtime.recorder import RunEvents
+from promptline.tools.executor import CallScope
+
+if TYPE_CHECKING:
+    from promptline.runtime.agent import Agent
+    from promptline.runtime.services import RunServices
+
+__all__ = ["SUBMIT_PLAN", "Run", "RunResult", "RunStatus", "SessionView"]
+
+RunStatus = Literal["completed", "failed", "cancelled", "interrupted"]
+
+SUBMIT_PLAN = ToolSpec(
+    name="submit_plan",
+    description="Plan mode only: submit the plan of changes for a person to approve. Once "
+    "approved, the run switches to act mode and every tool is available.",
+    parameters={
+        "type": "object",
+        "properties": {"plan": {"type": "string", "description": "A short numbered plan."}},
+        "required": ["plan"],
+        "additionalProperties": False,
+    },
+)
+"""The tool a plan-mode run offers to hand its plan over for approval."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    """What a run needs of its session (None for a run without one)."""
+
+    id: str
+    user_id: str
+    tenant_id: str
+    channel: str = "cli"
+    context: dict[str, Any] = field(default_factory=dict)
+    rules: Mapping[str, Any] = field(default_factory=dict)
+    tools: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """How a run ended."""
+
+    run_id: str
+    agent: str
+    session_id: str | None
+    status: RunStatus
+    output: Message | None = None
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float | None = None
+    iterations: int = 0
+    tool_calls: int = 0
+    error: ErrorInfo | None = None
+    duration_ms: float = 0.0
+
+    @property
+    def text(self) -> str:
+        """The answer's text ("" when there is none)."""
+        return self.output.text if self.output is not None else ""
+
+    @property
+    def ok(self) -> bool:
+        """True when the run completed."""
+        return self.status == "completed"
+
+
+class _Stop(Exception):
+    """Raised at a safe point when the run was asked to stop."""
+
+    def __init__(self, reason: str, by: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.by = by
+
+
+class Run:
+    """One run of an agent. Start it with `Runtime.start_run`; await `result`.
+
+    Controls: `pause`/`resume` take effect at the next safe point (before a model call or a
+    tool turn); `stop` ends the run at the next safe point; `cancel` ends it at once, tool
+    calls included; `steer` adds a user message the model sees at its next call.
+    """
+
+    def __init__(
+        self,
+        services: RunServices,
+        agent: Agent,
+        message: Message,
+        *,
+        session: SessionView | None = None,
+        history: Sequence[Message] = (),
+        mode: Literal["plan", "act"] | None = None,
+        model: str | None = None,
+        run_id: str | None = None,
+        principal_user: str | None = None,
+    ) -> None:
+        self.services = services
+        self.agent = agent
+        self.id = run_id or new_id("run_")
+        self.session = session
+        self.message = message
+        self.mode: Literal["plan", "act"] = mode or agent.mode
+        self.model = model or agent.model or services.default_model or ""
+        self.history = list(history)
+        self.last_activity = time.monotonic()
+        self.events = RunEvents(services.bus, on_activity=self._touch)
+        self._envelope = {
+            "stream": session.id if session else self.id,
+            "session_id": session.id if session else None,
+            "run_id": self.id,
+            "user_id": session.user_id if session else principal_user,
+            "tenant_id": session.tenant_id if session else None,
+            "agent_id": agent.name,
+            "correlation_id": self.id,
+        }
+        self._call_context = CallContext(
+            session_id=session.id if session else None,
+            run_id=self.id,
+            user_id=session.user_id if session else principal_user,
+            agent_id=agent.name,
+            tenant_id=session.tenant_id if session else None,
+            correlation_id=self.id,
+            stream=session.id if session else self.id,
+        )
+        self.lifecycle = Lifecycle(self._on_lifecycle)
+        self._resumed = asyncio.Event()
+        self._resumed.set()
+        self._stop: _Stop | None = None
+        self._cancel_reason: tuple[str, str] | None = None
+        self._steered: list[Message] = []
+        self._task: asyncio.Task[RunResult] | None = None
+        self._started = time.perf_counter()
+        self._usage = Usage()
+        self._cost: float | None = None
+        self._iterations = 0
+        self._tool_calls = 0
+        self._on_done: list[Callable[[Run], None]] = []
+        self._failure: BaseException | None = None
+
+    # -- controls -------------------------------------------------------------------------
+
+    @property
+    def task(self) -> asyncio.Task[RunResult] | None:
+        """The task running the loop (None until started)."""
+        return self._task
+
+    @property
+    def done(self) -> bool:
+        """True once the run has ended."""
+        return self._task is not None and self._task.done()
+
+    @property
+    def paused(self) -> bool:
+        """True while a pause is requested or in effect."""
+        return not self._resumed.is_set()
+
+    def start(self) -> asyncio.Task[RunResult]:
+        """Begin the loop in a task of its own."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._execute(), name=self.id)
+            self._task.add_done_callback(lambda _: [cb(self) for cb in self._on_done])
+        return self._task
+
+    def fail_before_start(self, error: BaseException) -> None:
+        """Make the run fail with ``error`` as soon as it starts (its session could not be
+        read when its turn came)."""
+        self._failure = error
+
+    def add_done_callback(self, callback: Callable[[Run], None]) -> None:
+        """Call ``callback(run)`` when the run ends."""
+        self._on_done.append(callback)
+
+    async def result(self) -> RunResult:
+        """Wait for the run to end; its outcome (never raises for a failed run)."""
+        task = self.start()
+        return await asyncio.shield(task)
+
+    def pause(self) -> None:
+        """Hold the run at its next safe point until `resume`."""
+        self._resumed.clear()
+
+    def resume(self) -> None:
+        """Let a paused run go on."""
+        self._resumed.set()
+
+    def stop(self, reason: str = "stopped", *, by: str = "user") -> None:
+        """End the run at its next safe point (recorded as cancelled, or interrupted when
+        ``by`` is ``shutdown``)."""
+        self._stop = _Stop(reason, by)
+        self._resumed.set()
+
+    def cancel(self, reason: str = "cancelled", *, by: str = "user") -> bool:
+        """End the run now, interrupting a model call or tool calls in flight."""
+        if self._task is None or self._task.done():
+            return False
+        self._cancel_reason = (reason, by)
+        self._task.cancel()
+        return True
+
+    def steer(self, message: Message) -> None:
+        """Add ``message`` (a user message) to the conversation before the next model call."""
+        self._steered.append(message)
+
+    def take_steered(self) -> list[Message]:
+        """Steered messages the loop never reached (the runtime runs them next)."""
+        steered, self._steered = self._steered, []
+        return steered
+
+    # -- events ---------------------------------------------------------------------------
+
+    def _touch(self, now: float) -> None:
+        self.last_activity = now
+
+    def _on_lifecycle(
+        self, from_state: LifecycleState | None, to_state: LifecycleState, reason: str | None
+    ) -> None:
+        self.events.emit(
+            AgentLifecycleEvent(
+                **self._envelope,
+                data=AgentLifecycle(
+                    agent=self.agent.name, from_state=from_state, to_state=to_state, reason=reason
+                ),
+            )
+        )
+
+    def _message_event(self, message: Message) -> MessageReceivedEvent | MessageSentEvent:
+        channel = self.session.channel if self.session else None
+        if message.role == "user":
+            return MessageReceivedEvent(
+                **self._envelope, data=MessageReceived(message=message, channel=channel)
+            )
+        return MessageSentEvent(
+            **self._envelope, data=MessageSent(message=message, channel=channel)
+        )
+
+    def _add(self, message: Message) -> None:
+        self.history.append(message)
+        self.events.emit(self._message_event(message))
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def _execute(self) -> RunResult:
+        lifecycle = self.lifecycle
+        status: RunStatus
+        output: Message | None = None
+        error: ErrorInfo | None = None
+        try:
+            try:
+                lifecycle.move("initializing")
+                if self._failure is not None:
+                    raise self._failure
+                prepared = await self._prepare()
+                lifecycle.move("ready")
+                self.events.emit(
+                    RunStartedEvent(
+                        **self._envelope,
+                        data=RunStarted(
+                            agent=self.agent.name,
+                            model=self.model or None,
+                            mode=self.mode,
+                            input=self.message,
+                        ),
+                    )
+                )
+                self._add(self.message)
+                lifecycle.move("running")
+                output = await self._loop(prepared)
+                status = "completed"
+            except _Stop as stop:
+                status = "interrupted" if stop.by == "shutdown" else "cancelled"
+                self._cancel_reason = (stop.reason, stop.by)
+            except asyncio.CancelledError:
+                status = "cancelled"
+                if self._cancel_reason is None:
+                    self._cancel_reason = ("cancelled", "system")
+            except PromptLineError as exc:
+                status = "failed"
+                error = ErrorInfo(code=exc.code, message=exc.message, details=_jsonable(exc))
+            except Exception as exc:
+                status = "failed"
+                error = ErrorInfo(code="internal_error", message=f"{type(exc).__name__}: {exc}")
+            return await asyncio.shield(self._finish(status, output, error))
+        finally:
+            self._resumed.set()
+
+    async def _finish(
+        self, status: RunStatus, output: Message | None, error: ErrorInfo | None
+    ) -> RunResult:
+        duration = (time.perf_counter() - self._started) * 1000
+        envelope = self._envelope
+        if status == "completed":
+            self.events.emit(
+                RunCompletedEvent(
+                    **envelope,
+                    data=RunCompleted(
+                        output=output,
+                        usage=self._usage,
+                        cost_usd=self._cost,
+                        iterations=self._iterations,
+                        duration_ms=round(duration, 3),
+                    ),
+                )
+            )
+        elif status == "failed":
+            assert error is not None
+            self.events.emit(
+                RunFailedEvent(
+                    **envelope,
+                    data=RunFailed(
+                        error=error,
+                        usage=self._usage,
+                        iterations=self._iterations,
+                        duration_ms=round(duration, 3),
+                    ),
+                )
+            )
+        else:
+            reason, by = self._cancel_reason or ("cancelled", "system")
+            self.events.emit(
+                RunCancelledEvent(**envelope, data=RunCancelled(reason=reason, cancelled_by=by))
+            )
+        lifecycle = self.lifecycle
+        if not lifecycle.final:
+            if status == "failed":
+                lifecycle.move("error", error.message if error else None)
+            else:
+                lifecycle.move("stopping", None if status == "completed" else status)
+                lifecycle.move("stopped")
+        await self.events.flush()
+        return RunResult(
+            run_id=self.id,
+            agent=self.agent.name,
+            session_id=self.session.id if self.session else None,
+            status=status,
+            output=output,
+            usage=self._usage,
+            cost_usd=self._cost,
+            iterations=self._iterations,
+            tool_calls=self._tool_calls,
+            error=error,
+            duration_ms=duration,
+        )
+
+    async def _prepare(self) -> _Prepared:
+        services = self.services
+        names: Sequence[str] | None = self.agent.tools
+        if self.session is not None and self.session.tools:
+            allowed = set(self.session.tools)
+            names = [n for n in (names or services.executor.registry.names()) if n in allowed]
+        specs = services.executor.registry.specs(names)
+        caps = services.capabilities(self.model) if self.model else None
+        window = caps.context_window if caps else 128_000
+        reserve = self.agent.max_tokens or min(caps.max_tokens if caps else 4096, 4096)
+        budget = services.budget
+        session_spent = user_spent = None
+        if budget.any_session and self.session is not None:
+            session_spent = await services.spent_by_session(self.session.id)
+        if budget.any_user and self._envelope["user_id"]:
+            user_spent = await services.spent_by_user_today(str(self._envelope["user_id"]))
+        workspace = services.workspace_for(self.agent, self.session.id if self.session else self.id)
+        return _Prepared(
+            specs=specs,
+            limit=max(window - reserve, 1),
+            budget=budget,
+            session_spent=session_spent,
+            user_spent=user_spent,
+            workspace=workspace,
+            llm=InstrumentedModel(services.models, self.events, capabilities=services.capabilities),
+        )
+
+    def _system(self, prepared: _Prepared) -> list[Message]:
+        key = self.mode
+        cached = prepared.system.get(key)
+        if cached is None:
+            session = self.session
+            text = render_system_prompt(
+                self.agent,
+                tools=prepared.tool_specs(self.mode),
+                session=(
+                    {"id": session.id, "user_id": session.user_id, "channel": session.channel}
+                    if session
+                    else None
+                ),
+                context=session.context if session else None,
+                now=self.services.clock.now(),
+                mode=self.mode,
+            )
+            cached = [Message(role="system", content=text)] if text else []
+            prepared.system[key] = cached
+        return cached
+
+    async def _safe_point(self) -> None:
+        if self._stop is not None:
+            raise self._stop
+        if not self._resumed.is_set():
+            self.lifecycle.move("paused")
+            await self.events.flush()
+            await self._resumed.wait()
+            if self._stop is not None:
+                raise self._stop
+            self.lifecycle.move("running")
+        if self._steered:
+            steered, self._steered = self._steered, []
+            for message in steered:
+                self._add(message)
+
+    async def _loop(self, prepared: _Prepared) -> Message:
+        last_calls: tuple[Any, ...] = ()
+        repeats = 0
+        limit = self.agent.max_iterations
+        while True:
+            await self._safe_point()
+            if self._iterations >= limit:
+                raise RunLimitError(
+                    f"the run reached max_iterations ({limit}) without a final answer",
+                    hint="raise agent.max_iterations, or make the task smaller",
+                    limit=limit,
+                )
+            self._iterations += 1
+            response = await self._call_model(prepared)
+            message = response.message
+            if self.agent.use_chain_of_thought and message.text and "<thinking>" in message.text:
+                visible, reasoning = split_reasoning(message.text)
+                message = assistant_message(visible, message.tool_calls, reasoning=reasoning)
+            self._add(message)
+            calls = message.tool_calls
+            if not calls:
+                return message
+            signature = tuple(
+                (c.name, orjson.dumps(c.arguments, option=orjson.OPT_SORT_KEYS)) for c in calls
+            )
+            repeats = repeats + 1 if signature == last_calls else 1
+            last_calls = signature
+            if repeats >= self.services.max_repeated_calls:
+                raise RunLimitError(
+                    f"the model called {calls[0].name} with the same arguments {repeats} times "
+                    "in a row; the run was stopped",
+                    hint="the model is looping: change the prompt or the tool's answers",
+                    tool=calls[0].name,
+                    repeats=repeats,
+                )
+            await self._safe_point()
+            results = await self._run_tools(calls, prepared)
+            for call, result in zip(calls, results, strict=True):
+                self._add(
+                    Message(
+                        role="tool",
+                        content=result.content,
+                        tool_call_id=call.id,
+                        name=call.name,
+                        metadata={"is_error": True} if result.is_error else {},
+                    )
+                )
+
+    async def _call_model(self, prepared: _Prepared) -> ModelResponse:
+        system = self._system(prepared)
+        tools = prepared.tool_specs(self.mode)
+        fit = await fit_context(
+            system,
+            self.history,
+            limit=prepared.limit - prepared.tools_tokens(self.mode),
+            strategy=self.services.context_strategy,
+            summarize=self._summarize if self.services.context_strategy == "summarize" else None,
+        )
+        if not fit.fits:
+            raise BudgetExceededError(
+                f"the conversation's last turn needs about {fit.tokens} tokens, more than the "
+                f"context window of {self.model or 'the model'} allows ({prepared.limit})",
+                hint="send a shorter message, or use a model with a larger context window",
+                tokens=fit.tokens,
+                limit=prepared.limit,
+            )
+        check(prepared.budget, session=prepared.session_spent, user=prepared.user_spent)
+        model, tags = self.model, []
+        if model.startswith("tag:"):
+            model, tags = "", [model[4:]]
+        request = ModelRequest(
+            model=model,
+            messages=fit.messages,
+            tools=list(tools),
+            temperature=self.agent.temperature,
+            max_tokens=self.agent.max_tokens,
+            tags=tags,
+        )
+        context = self._call_context
+        if self.agent.stream:
+            response: ModelResponse | None = None
+            async for item in prepared.llm.stream(request, context=context):
+                if isinstance(item, ModelResponse):
+                    response = item
+            assert response is not None
+        else:
+            response = await prepared.llm.complete(request, context=context)
+        self._usage = self._usage + response.usage
+        if response.cost_usd is not None:
+            self._cost = (self._cost or 0.0) + response.cost_usd
+        tokens = response.usage.total_tokens
+        for spent in (prepared.session_spent, prepared.user_spent):
+            if spent is not None:
+                spent.add(tokens, response.cost_usd)
+        return response
+
+    async def _summarize(self, messages: list[Message]) -> str:
+        transcript = "\n".join(f"{m.role}: {m.text}" for m in messages if m.text)
+        request = ModelRequest(
+            model=self.model,
+            messages=[
+                Message(
+                    role="system",
+                    content="Summarise this conversation in a few sentences. Keep names, "
+                    "facts, numbers, decisions and open questions.",
+                ),
+                Message(role="user", content=transcript),
+            ],
+        )
+        llm = InstrumentedModel(self.services.models, self.events)
+        response = await llm.complete(request, context=self._call_context)
+        return response.message.text
+
+    async def _run_tools(self, calls: Sequence[ToolCall], prepared: _Prepared) -> list[ToolResult]:
+        self._tool_calls += len(calls)
+        scope = CallScope(
+            workspace=prepared.workspace,
+            session_id=self._envelope["session_id"],
+            run_id=self.id,
+            user_id=self._envelope["user_id"],
+            tenant_id=self._envelope["tenant_id"],
+            agent=self.agent.name,
+            mode=self.mode,
+            correlation_id=self.id,
+            session_rules=self.session.rules if self.session else {},
+        )
+        plan_calls = [c for c in calls if c.name == SUBMIT_PLAN.name and self.mode == "plan"]
+        if not plan_calls:
+            return await self.services.executor.execute_many(calls, scope, events=self.events)
+        results: dict[str, ToolResult] = {}
+        others = [c for c in calls if c not in plan_calls]
+        if others:
+            done = await self.services.executor.execute_many(others, scope, events=self.events)
+            results.update({c.id: r for c, r in zip(others, done, strict=True)})
+        for call in plan_calls:
+            results[call.id] = await self._submit_plan(call, scope)
+        return [results[c.id] for c in calls]
+
+    async def _submit_plan(self, call: ToolCall, scope: CallScope) -> ToolResult:
+        plan = str(call.arguments.get("plan", "")).strip()
+        approver = self.services.plan_approver
+        if not plan:
+            text, approved = "submit_plan needs a non-empty `plan`.", False
+        elif approver is None:
+            text, approved = "no one can approve plans here; answer with the plan instead.", False
+        else:
+            approved, reason = await approver(plan, scope, self.events)
+            text = (
+                "The plan is approved. Carry it out now: every tool is available."
+                if approved
+                else f"The plan was not approved ({reason or 'denied'}). Ask what to change."
+            )
+        if approved:
+            self.mode = "act"
+        return ToolResult(
+            call_id=call.id,
+            name=call.name,
+            content=text,
+            is_error=not approved,
+            metadata={"outcome": "ok" if approved else "denied"},
+        )
+
+
+@dataclass
+class _Prepared:
+    """What a run works out once and reuses at every iteration."""
+
+    specs: list[ToolSpec]
+    limit: int
+    budget: Budget
+    session_spent: Spent | None
+    user_spent: Spent | None
+    workspace: Path
+    llm: InstrumentedModel
+    system: dict[str, list[Message]] = field(default_factory=dict)
+    _tokens: dict[str, int] = field(default_factory=dict)
+
+    def tool_specs(self, mode: str) -> list[ToolSpec]:
+        """The tools offered in ``mode`` (plan mode adds ``submit_plan``)."""
+        return [*self.specs, SUBMIT_PLAN] if mode == "plan" else self.specs
+
+    def tools_tokens(self, mode: str) -> int:
+        """Estimated tokens of the tool descriptions in ``mode``."""
+        found = self._tokens.get(mode)
+        if found is None:
+            found = self._tokens[mode] = estimate_tokens([], self.tool_specs(mode))
+        return found
+
+
+def _jsonable(exc: PromptLineError) -> dict[str, Any]:
+    details = exc.to_dict()["details"]
+    try:
+        orjson.dumps(details)
+    except TypeError:
+        return {k: str(v) for k, v in details.items()}
+    return dict(details)

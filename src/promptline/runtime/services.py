@@ -1,0 +1,59 @@
+"""What runs share: the bus, the models, the tools, the settings of the loop."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from promptline.core.clock import Clock, SystemClock
+from promptline.events.protocols import EventBus, EventFilter, EventStore
+from promptline.runtime.budget import Budget, Spent, spent, start_of_day
+from promptline.tools.executor import CallScope, ToolExecutor
+
+if TYPE_CHECKING:
+    from promptline.models.capabilities import ModelCapabilities
+    from promptline.models.instrumented import ModelCaller
+    from promptline.runtime.agent import Agent
+
+__all__ = ["PlanApprover", "RunServices"]
+
+PlanApprover = Callable[[str, CallScope, EventBus], Awaitable[tuple[bool, str | None]]]
+"""``approve(plan, scope, events) -> (approved, reason)``: asks a person to approve a plan."""
+
+
+@dataclass
+class RunServices:
+    """The collaborators and settings every run of a `Runtime` uses."""
+
+    bus: EventBus
+    store: EventStore
+    models: ModelCaller
+    executor: ToolExecutor
+    capabilities: Callable[[str], ModelCapabilities | None] = lambda _: None
+    clock: Clock = field(default_factory=SystemClock)
+    default_model: str | None = None
+    budget: Budget = field(default_factory=Budget)
+    context_strategy: Literal["trim", "summarize"] = "trim"
+    max_repeated_calls: int = 3
+    workspaces_dir: Path = field(default_factory=lambda: Path.cwd() / "workspaces")
+    plan_approver: PlanApprover | None = None
+    _made: set[Path] = field(default_factory=set, repr=False)
+
+    def workspace_for(self, agent: Agent, key: str) -> Path:
+        """The folder file tools of a run may touch: the agent's, or one per session."""
+        path = agent.workspace or self.workspaces_dir / key
+        if path not in self._made:
+            path.mkdir(parents=True, exist_ok=True)
+            self._made.add(path)
+        return path
+
+    async def spent_by_session(self, session_id: str) -> Spent:
+        """Tokens and dollars the session has used."""
+        return await spent(self.store, EventFilter(session_id=session_id))
+
+    async def spent_by_user_today(self, user_id: str) -> Spent:
+        """Tokens and dollars the user has used since midnight UTC."""
+        since = start_of_day(self.clock.now())
+        return await spent(self.store, EventFilter(user_id=user_id, since=since))
