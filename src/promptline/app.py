@@ -18,10 +18,16 @@ if TYPE_CHECKING:
 
     from promptline.config.settings import Settings
     from promptline.events.protocols import EventBus, EventStore
+    from promptline.models.capabilities import ModelCapabilities
     from promptline.models.instrumented import InstrumentedModel
     from promptline.models.registry import ProviderRegistry
+    from promptline.models.router import ModelRouter
+    from promptline.runtime.runtime import Runtime
+    from promptline.security.gate import PermissionManager
     from promptline.sessions.manager import SessionManager
     from promptline.state.protocols import StateStore
+    from promptline.tools.executor import CallScope
+    from promptline.tools.registry import ToolRegistry
 
 
 @dataclass
@@ -37,19 +43,65 @@ class App:
     registry: ProviderRegistry
     clock: Clock
     _llm: InstrumentedModel | None = field(default=None, repr=False)
+    _router: ModelRouter | None = field(default=None, repr=False)
+    _tools: ToolRegistry | None = field(default=None, repr=False)
+    _permissions: PermissionManager | None = field(default=None, repr=False)
+    _runtime: Runtime | None = field(default=None, repr=False)
+
+    @property
+    def router(self) -> ModelRouter:
+        """The model router (rules, failover, balancing), built on first use, so commands
+        that never call a model do not depend on the models configuration."""
+        if self._router is None:
+            from promptline.models.routing_setup import build_router
+
+            self._router = build_router(self.settings, self.registry, clock=self.clock)
+        return self._router
 
     @property
     def llm(self) -> InstrumentedModel:
-        """Model calls through the router (rules, failover, balancing), each recorded in the
-        event log as llm_command / llm_delta / llm_result. Built on first use, so commands
-        that never call a model do not depend on the models configuration."""
+        """Model calls through the router, each recorded in the event log as llm_command /
+        llm_delta / llm_result."""
         if self._llm is None:
             from promptline.models.instrumented import InstrumentedModel
-            from promptline.models.routing_setup import build_router
 
-            router = build_router(self.settings, self.registry, clock=self.clock)
-            self._llm = InstrumentedModel(router, self.bus)
+            self._llm = InstrumentedModel(self.router, self.bus)
         return self._llm
+
+    @property
+    def tools(self) -> ToolRegistry:
+        """Every tool agents may use: the built-in ones, plus what is registered at run time."""
+        if self._tools is None:
+            from promptline.tools.builtin import builtin_tools
+            from promptline.tools.registry import ToolRegistry
+
+            self._tools = ToolRegistry(builtin_tools())
+        return self._tools
+
+    @property
+    def permissions(self) -> PermissionManager:
+        """The permission gate: policy, grants and approvals."""
+        if self._permissions is None:
+            from promptline.security import build_permissions
+
+            self._permissions = build_permissions(
+                self.settings, self.bus, self.events, self.state, clock=self.clock
+            )
+        return self._permissions
+
+    @property
+    def runtime(self) -> Runtime:
+        """The agent runtime (configured agents, the tools, the permission gate)."""
+        if self._runtime is None:
+            self._runtime = build_runtime(self)
+        return self._runtime
+
+    async def start_runtime(self) -> Runtime:
+        """The runtime, with pending approvals recovered and its watchdog running."""
+        runtime = self.runtime
+        await self.permissions.recover()
+        runtime.start_watchdog()
+        return runtime
 
 
 async def open_engine(settings: Settings, *, migrate: bool | None = None) -> AsyncEngine:
@@ -100,12 +152,84 @@ async def build_app(
         store=store,
     )
     registry = ProviderRegistry(settings)
+    app: App | None = None
     try:
         await sessions.recover()
-        yield App(settings, engine, store, bus, state, sessions, registry, clock)
+        app = App(settings, engine, store, bus, state, sessions, registry, clock)
+        yield app
     finally:
+        if app is not None:
+            if app._runtime is not None:
+                await app._runtime.shutdown()
+            if app._permissions is not None:
+                await app._permissions.close()
         await registry.aclose()
         await bus.close()
         await state.close()
         await store.close()
         await engine.dispose()
+
+
+def build_runtime(app: App) -> Runtime:
+    """The agent runtime of ``app``: its agents, tools, permission gate and loop settings."""
+    from promptline.runtime.agent import agents_from_settings
+    from promptline.runtime.budget import Budget
+    from promptline.runtime.runtime import Runtime
+    from promptline.runtime.services import RunServices
+    from promptline.tools.executor import ToolExecutor
+
+    settings = app.settings
+    limits = settings.security.resource_limits
+    executor = ToolExecutor(
+        app.tools,
+        app.bus,
+        gate=app.permissions,
+        max_timeout=float(limits.timeout_secs),
+        limits=limits.model_dump(),
+    )
+    budget = settings.agent.budget
+    broker = app.permissions.broker
+
+    async def approve_plan(
+        plan: str, scope: CallScope, events: EventBus
+    ) -> tuple[bool, str | None]:
+        outcome = await broker.request(
+            "submit_plan",
+            {"plan": plan},
+            scope,
+            reason="approve this plan to let the agent carry it out (plan -> act)",
+        )
+        return outcome.approved, outcome.reason
+
+    def capabilities(model_id: str) -> ModelCapabilities | None:
+        try:
+            return app.registry.capabilities(app.registry.resolve(model_id).id)
+        except Exception:  # a tag, an unknown model: the router decides later
+            return None
+
+    services = RunServices(
+        bus=app.bus,
+        store=app.events,
+        models=app.router,
+        executor=executor,
+        capabilities=capabilities,
+        clock=app.clock,
+        default_model=settings.models.default,
+        budget=Budget(
+            session_tokens=budget.session_tokens,
+            session_cost_usd=budget.session_cost_usd,
+            user_tokens=budget.user_tokens,
+            user_cost_usd=budget.user_cost_usd,
+        ),
+        context_strategy=settings.agent.context_strategy,
+        max_repeated_calls=settings.agent.max_repeated_calls,
+        workspaces_dir=settings.agent.workspaces_dir,
+        plan_approver=approve_plan,
+    )
+    return Runtime(
+        services,
+        agents_from_settings(settings),
+        sessions=app.sessions,
+        watchdog_secs=settings.agent.watchdog_secs,
+        shutdown_timeout_secs=settings.agent.shutdown_timeout_secs,
+    )
