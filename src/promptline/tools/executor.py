@@ -22,7 +22,7 @@ from promptline.core.events import (
     ToolResultData,
     ToolResultEvent,
 )
-from promptline.core.messages import TextPart, ToolCall, ToolResult
+from promptline.core.messages import FilePart, ImagePart, TextPart, ToolCall, ToolResult
 from promptline.events.protocols import EventBus
 from promptline.tools.base import Tool, ToolCancelled, ToolContext, ToolError, ToolOutput
 from promptline.tools.registry import ToolRegistry
@@ -43,6 +43,7 @@ Outcome = Literal[
 
 DEFAULT_MAX_OUTPUT_CHARS = 32_000
 MAX_PROGRESS_OUTPUT_CHARS = 4_000
+_PART_TYPES = (TextPart, ImagePart, FilePart)
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,13 +298,18 @@ class ToolExecutor:
     def _to_result(self, call: ToolCall, value: Any) -> ToolResult:
         is_error = False
         metadata: dict[str, Any] = {"outcome": "ok"}
+        # A ToolOutput's list is content parts even when empty; a plain list is parts only if
+        # every item is one (an empty list or objects with a `type` attribute are JSON data).
+        parts_given = isinstance(value, ToolOutput) and isinstance(value.content, list)
         if isinstance(value, ToolOutput):
             is_error = value.is_error
             metadata.update(value.metadata)
             if is_error:
                 metadata["outcome"] = "error"
             value = value.content
-        if isinstance(value, list) and all(hasattr(p, "type") for p in value):
+        if isinstance(value, list) and (
+            parts_given or (value and all(isinstance(p, _PART_TYPES) for p in value))
+        ):
             parts = [
                 TextPart(text=truncate(p.text, self.max_output_chars))
                 if isinstance(p, TextPart)

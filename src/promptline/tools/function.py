@@ -140,7 +140,8 @@ class FunctionTool:
 
     def _build_model(self, fn: Callable[..., Any], arg_docs: dict[str, str]) -> type[BaseModel]:
         try:
-            hints = get_type_hints(fn)
+            # include_extras keeps Annotated[...] metadata: Field(ge=1), descriptions, etc.
+            hints = get_type_hints(fn, include_extras=True)
         except Exception as exc:  # a hint naming something not importable
             raise InvalidInputError(
                 f"tool {self._name!r}: cannot resolve its type hints: {exc}",
@@ -161,7 +162,10 @@ class FunctionTool:
                 self._progress_param = param.name
                 continue
             default = ... if param.default is param.empty else param.default
-            fields[param.name] = (annotation, Field(default, description=arg_docs.get(param.name)))
+            doc = arg_docs.get(param.name)
+            # description=None would override one given in Annotated[..., Field(description=)].
+            info = Field(default, description=doc) if doc else Field(default)
+            fields[param.name] = (annotation, info)
         return create_model(
             f"{self._name}_arguments",
             __config__=ConfigDict(extra="forbid"),
