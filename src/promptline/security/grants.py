@@ -1,0 +1,213 @@
+"""Remembered grants: an approval given for the ``session`` or ``always``, so the same tool is
+not asked about again.
+
+They live in the `StateStore`: session grants in the ``session`` scope (namespace: the session
+id, key ``permissions/grants/<tool>``), always grants in the ``global`` scope under
+``permissions/always/<tenant>/<user>/<tool>``. The state store rather than a projection of
+``permission_granted`` events because a grant must be revocable (deleting the key; the log has
+no event that takes a grant back, while the evented state store records the deletion as a
+``state_change``), because a lookup on the hot path is one key read instead of a scan of the
+log, and because it behaves alike on every backend. The ``permission_granted`` event stays in
+the log as the record of who granted what.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, get_args
+from urllib.parse import quote
+
+from promptline.core.clock import Clock, SystemClock
+from promptline.core.errors import InvalidInputError
+from promptline.security.approvals import ApprovalOutcome
+from promptline.state.protocols import StateEntry, StateStore
+
+__all__ = ["REMEMBERED_SCOPES", "Grant", "GrantStore", "RememberedScope"]
+
+RememberedScope = Literal["session", "always"]
+REMEMBERED_SCOPES: tuple[RememberedScope, ...] = get_args(RememberedScope)
+
+_SESSION_PREFIX = "permissions/grants/"
+_ALWAYS_PREFIX = "permissions/always/"
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """Permission to run ``tool`` without asking: in one session, or for one user always."""
+
+    scope: RememberedScope
+    tool: str
+    granted_at: datetime
+    session_id: str | None = None
+    user_id: str | None = None
+    tenant_id: str | None = None
+    decided_by: str | None = None
+    request_id: str | None = None
+
+
+class GrantStore:
+    """Grants kept in a `StateStore`; `remember` is the broker's decision listener."""
+
+    def __init__(self, state: StateStore, *, clock: Clock | None = None) -> None:
+        self._state = state
+        self._clock: Clock = clock or SystemClock()
+
+    async def find(
+        self,
+        tool: str,
+        *,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        tenant_id: str | None = None,
+    ) -> Grant | None:
+        """The grant that lets ``tool`` run without asking: the session's, else the user's."""
+        if session_id is not None:
+            entry = await self._state.get("session", _session_key(tool), namespace=session_id)
+            if entry is not None:
+                return _grant_of(entry, "session")
+        entry = await self._state.get("global", _always_key(tenant_id, user_id, tool))
+        return None if entry is None else _grant_of(entry, "always")
+
+    async def add(
+        self,
+        scope: RememberedScope,
+        tool: str,
+        *,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        tenant_id: str | None = None,
+        decided_by: str | None = None,
+        request_id: str | None = None,
+    ) -> Grant:
+        """Remember a grant (replacing one for the same tool and owner)."""
+        grant = Grant(
+            scope=scope,
+            tool=tool,
+            granted_at=self._clock.now(),
+            session_id=session_id,
+            user_id=user_id,
+            tenant_id=tenant_id,
+            decided_by=decided_by,
+            request_id=request_id,
+        )
+        value = _value_of(grant)
+        if scope == "session":
+            await self._state.set(
+                "session", _session_key(tool), value, namespace=_session(session_id)
+            )
+        elif scope == "always":
+            await self._state.set("global", _always_key(tenant_id, user_id, tool), value)
+        else:
+            raise _bad_scope(scope)
+        return grant
+
+    async def remember(self, outcome: ApprovalOutcome) -> Grant | None:
+        """Remember an approval given for the ``session`` or ``always``; others are ignored."""
+        if not outcome.approved or outcome.scope == "once":
+            return None
+        req = outcome.request
+        return await self.add(
+            outcome.scope,
+            req.tool,
+            session_id=req.session_id if outcome.scope == "session" else None,
+            user_id=req.user_id,
+            tenant_id=req.tenant_id,
+            decided_by=outcome.decided_by,
+            request_id=req.request_id,
+        )
+
+    async def revoke(
+        self,
+        scope: RememberedScope,
+        tool: str,
+        *,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        tenant_id: str | None = None,
+    ) -> bool:
+        """Forget a grant; True if there was one. The next call of ``tool`` asks again."""
+        if scope == "session":
+            return await self._state.delete(
+                "session", _session_key(tool), namespace=_session(session_id)
+            )
+        if scope == "always":
+            return await self._state.delete("global", _always_key(tenant_id, user_id, tool))
+        raise _bad_scope(scope)
+
+    async def list_grants(
+        self,
+        scope: RememberedScope,
+        *,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        tenant_id: str | None = None,
+    ) -> list[Grant]:
+        """A session's grants, or a user's always grants, sorted by tool."""
+        if scope == "session":
+            entries = await self._state.list(
+                "session", namespace=_session(session_id), prefix=_SESSION_PREFIX
+            )
+        elif scope == "always":
+            prefix = _ALWAYS_PREFIX + f"{_part(tenant_id)}/{_part(user_id)}/"
+            entries = await self._state.list("global", prefix=prefix)
+        else:
+            raise _bad_scope(scope)
+        return sorted((_grant_of(e, scope) for e in entries), key=lambda g: g.tool)
+
+
+def _part(value: str | None) -> str:
+    # Quoted so that an id holding "/" cannot reach into another id's keys.
+    return quote(value or "", safe="")
+
+
+def _session_key(tool: str) -> str:
+    return _SESSION_PREFIX + _part(tool)
+
+
+def _always_key(tenant_id: str | None, user_id: str | None, tool: str) -> str:
+    return f"{_ALWAYS_PREFIX}{_part(tenant_id)}/{_part(user_id)}/{_part(tool)}"
+
+
+def _session(session_id: str | None) -> str:
+    if not session_id:
+        raise InvalidInputError(
+            "a session grant needs the session it is for", hint="pass session_id"
+        )
+    return session_id
+
+
+def _bad_scope(scope: str) -> InvalidInputError:
+    return InvalidInputError(
+        f"grants are remembered for 'session' or 'always', not {scope!r}",
+        hint="an approval for one call ('once') is not remembered",
+    )
+
+
+def _value_of(grant: Grant) -> dict[str, Any]:
+    return {
+        "tool": grant.tool,
+        "granted_at": grant.granted_at.isoformat(),
+        "session_id": grant.session_id,
+        "user_id": grant.user_id,
+        "tenant_id": grant.tenant_id,
+        "decided_by": grant.decided_by,
+        "request_id": grant.request_id,
+    }
+
+
+def _grant_of(entry: StateEntry, scope: RememberedScope) -> Grant:
+    value: dict[str, Any] = entry.value if isinstance(entry.value, dict) else {}
+    granted_at = value.get("granted_at")
+    return Grant(
+        scope=scope,
+        tool=str(value.get("tool", "")),
+        granted_at=(
+            datetime.fromisoformat(granted_at) if isinstance(granted_at, str) else entry.updated_at
+        ),
+        session_id=value.get("session_id"),
+        user_id=value.get("user_id"),
+        tenant_id=value.get("tenant_id"),
+        decided_by=value.get("decided_by"),
+        request_id=value.get("request_id"),
+    )
