@@ -1,0 +1,213 @@
+"""Shared pieces of the runtime tests: a runtime built by hand, fake model callers that
+answer from a function or block until released, and readers of the recorded events."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from promptline.core.events import AgentLifecycleEvent, Event
+from promptline.core.messages import Message, ToolCall, Usage
+from promptline.events.bus import InProcessEventBus
+from promptline.events.protocols import EventStore
+from promptline.models.instrumented import ModelCaller
+from promptline.models.scripted import Script, ScriptedProvider
+from promptline.models.types import ModelRequest, ModelResponse, StreamDelta
+from promptline.runtime import Agent, RunServices, Runtime
+from promptline.sessions import SessionManager
+from promptline.tools.base import Tool
+from promptline.tools.executor import Authorization, CallScope, PermissionGate, ToolExecutor
+from promptline.tools.function import tool
+from promptline.tools.registry import ToolRegistry
+
+Answer = str | Message | ModelResponse
+Reply = Callable[[ModelRequest], Answer | Awaitable[Answer]]
+
+
+def scripted(turns: list[dict[str, Any]], *, name: str = "script") -> ScriptedProvider:
+    """A scripted provider serving ``turns`` as the model ``name``."""
+    return ScriptedProvider(scripts={name: Script.from_data(turns, name=name)})
+
+
+def response(answer: Answer, request: ModelRequest, usage: Usage | None = None) -> ModelResponse:
+    """``answer`` as the response a provider would give to ``request``."""
+    if isinstance(answer, ModelResponse):
+        return answer
+    message = answer if isinstance(answer, Message) else Message(role="assistant", content=answer)
+    return ModelResponse(
+        message=message,
+        model=request.model,
+        provider="fake",
+        finish_reason="tool_calls" if message.tool_calls else "stop",
+        usage=usage or Usage(input_tokens=10, output_tokens=2),
+        cost_usd=0.0,
+    )
+
+
+def calling(name: str, arguments: dict[str, Any] | None = None, *, call_id: str = "") -> Message:
+    """An assistant message that calls tool ``name``."""
+    call = ToolCall(name=name, arguments=arguments or {}, **({"id": call_id} if call_id else {}))
+    return Message(role="assistant", content="", tool_calls=[call])
+
+
+class FakeModel:
+    """A `ModelCaller` whose answer to each request is ``reply(request)`` (text, a message or
+    a whole response, possibly awaited). Keeps every request it was sent."""
+
+    def __init__(self, reply: Reply | None = None) -> None:
+        self.reply: Reply = reply or (lambda _: "ok")
+        self.requests: list[ModelRequest] = []
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        self.requests.append(request)
+        answer = self.reply(request)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        return response(answer, request)
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamDelta | ModelResponse]:
+        answer = await self.complete(request)
+        if answer.message.text:
+            yield StreamDelta(text=answer.message.text)
+        yield answer
+
+
+class BlockingModel(FakeModel):
+    """Answers like `FakeModel`, but each call first signals ``entered`` and waits for
+    ``release``. With ``swallow_cancel`` it ignores the first cancellation (a wedged call)
+    and signals ``swallowed``."""
+
+    def __init__(self, reply: Reply | None = None, *, swallow_cancel: bool = False) -> None:
+        super().__init__(reply)
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+        self.swallowed = asyncio.Event()
+        self._swallow = swallow_cancel
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        self.entered.set()
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            if not self._swallow:
+                raise
+            self._swallow = False
+            self.swallowed.set()
+            await self.release.wait()
+            raise
+        return await super().complete(request)
+
+
+class RecordingGate:
+    """A `PermissionGate` that allows everything and keeps the scope of each call."""
+
+    def __init__(self) -> None:
+        self.scopes: list[CallScope] = []
+
+    async def authorize(self, tool: Tool, call: ToolCall, scope: CallScope) -> Authorization:
+        self.scopes.append(scope)
+        return Authorization(allowed=True, decided_by="test")
+
+
+@dataclass
+class Harness:
+    """A runtime built by hand over an event store and bus, with the pieces kept at hand."""
+
+    store: EventStore
+    bus: InProcessEventBus
+    services: RunServices
+    runtime: Runtime
+    sessions: SessionManager | None = None
+    engine: AsyncEngine | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    async def events(self, stream: str) -> list[Event]:
+        """Every event of ``stream`` (a session id, or a run id for a run without one)."""
+        return await self.store.read_stream(stream)
+
+    async def wait_for(self, predicate: Callable[[Event], bool], *, limit: float = 5.0) -> Event:
+        """The first event in the log (recorded already, or to come) that ``predicate`` likes;
+        fails after ``limit`` seconds."""
+        async with asyncio.timeout(limit), self.bus.subscribe(from_position=0) as subscription:
+            async for event in subscription:
+                if predicate(event):
+                    return event
+        raise AssertionError("the event bus closed")
+
+    async def close(self) -> None:
+        for run in self.runtime.active:
+            run.cancel("test over", by="test")
+        tasks = [r.task for r in self.runtime.active if r.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=2)
+        await self.bus.close()
+        if self.engine is not None:
+            await self.engine.dispose()
+
+
+def build_services(
+    store: EventStore,
+    bus: InProcessEventBus,
+    models: ModelCaller,
+    tools: Iterable[Tool],
+    workspaces: Path,
+    *,
+    gate: PermissionGate | None = None,
+    **options: Any,
+) -> RunServices:
+    """Run services over ``store``/``bus`` with ``tools`` in a registry of their own."""
+    executor = ToolExecutor(ToolRegistry(list(tools)), bus, gate=gate, max_timeout=10)
+    return RunServices(
+        bus=bus, store=store, models=models, executor=executor, workspaces_dir=workspaces, **options
+    )
+
+
+def types(events: Iterable[Event]) -> list[str]:
+    """The types of ``events``, in order."""
+    return [e.type for e in events]
+
+
+def of_type(events: Iterable[Event], kind: str) -> list[Any]:
+    """The events of one type."""
+    return [e for e in events if e.type == kind]
+
+
+def states(events: Iterable[Event]) -> list[str]:
+    """The lifecycle states ``events`` moved to, in order."""
+    return [e.data.to_state for e in of_type(events, "agent_lifecycle")]
+
+
+def only(events: Iterable[Event], kind: str) -> Any:
+    """The one event of type ``kind``."""
+    found = of_type(events, kind)
+    assert len(found) == 1, f"expected one {kind}, got {types(events)}"
+    return found[0]
+
+
+def agents(*items: Agent) -> Mapping[str, Agent]:
+    """Agents by name."""
+    return {a.name: a for a in items}
+
+
+@tool(read_only=True, inline=True)
+def add(a: int, b: int) -> int:
+    """Add two whole numbers.
+
+    Args:
+        a: The first number.
+        b: The second number.
+    """
+    return a + b
+
+
+def moved_to(state: str, run_id: str) -> Callable[[Event], bool]:
+    """Matches the lifecycle event of run ``run_id`` moving to ``state``."""
+    return lambda e: (
+        isinstance(e, AgentLifecycleEvent) and e.run_id == run_id and e.data.to_state == state
+    )
