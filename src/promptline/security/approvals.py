@@ -168,6 +168,7 @@ class ApprovalBroker:
         self._cursor = 0
         self._lock = asyncio.Lock()
         self._waiters: dict[str, asyncio.Future[ApprovalOutcome]] = {}
+        self._settling: set[str] = set()  # decided here; the listener has not run yet
         self._timers: dict[str, asyncio.Task[None]] = {}
         self._closed = False
 
@@ -375,9 +376,11 @@ class ApprovalBroker:
             entry = self._index.get(event.data.request_id)
             if entry is not None and entry.outcome is None:
                 entry.outcome = _outcome_of(entry.request, event)
-                # Decided by another process: a call waiting here learns it now.
-                waiter = self._waiters.get(entry.request.request_id)
-                if waiter is not None and not waiter.done():
+                # Decided by another process: a call waiting here learns it now. (One decided
+                # here is woken by `_settled`, after the listener.)
+                request_id = entry.request.request_id
+                waiter = self._waiters.get(request_id)
+                if waiter is not None and not waiter.done() and request_id not in self._settling:
                     waiter.set_result(entry.outcome)
 
     def _request_of(self, event: PermissionRequestEvent) -> ApprovalRequest:
@@ -456,7 +459,12 @@ class ApprovalBroker:
                     decided_by=decided_by,
                 ),
             )
-        await self._bus.publish(event)
+        self._settling.add(req.request_id)
+        try:
+            await self._bus.publish(event)
+        except BaseException:
+            self._settling.discard(req.request_id)
+            raise
         outcome = ApprovalOutcome(
             request=req,
             approved=approved,
@@ -478,6 +486,7 @@ class ApprovalBroker:
             if self._on_decision is not None:
                 await self._on_decision(outcome)
         finally:
+            self._settling.discard(request_id)
             waiter = self._waiters.get(request_id)
             if waiter is not None and not waiter.done():
                 waiter.set_result(outcome)
