@@ -97,9 +97,12 @@ class App:
         return self._runtime
 
     async def start_runtime(self) -> Runtime:
-        """The runtime, with pending approvals recovered and its watchdog running."""
+        """The runtime, ready to serve: overdue approvals expired, runs the last process left
+        unfinished resumed or recorded as interrupted, the watchdog running."""
         runtime = self.runtime
         await self.permissions.recover()
+        await runtime.recover()
+        runtime.watch_decisions()
         runtime.start_watchdog()
         return runtime
 

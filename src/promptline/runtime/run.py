@@ -34,6 +34,10 @@ from promptline.core.events import (
     RunFailedEvent,
     RunStarted,
     RunStartedEvent,
+    ToolCommand,
+    ToolCommandEvent,
+    ToolResultData,
+    ToolResultEvent,
 )
 from promptline.core.ids import new_id
 from promptline.core.messages import Message, ToolCall, ToolResult, Usage
@@ -44,13 +48,13 @@ from promptline.runtime.context import estimate_tokens, fit_context
 from promptline.runtime.lifecycle import Lifecycle
 from promptline.runtime.prompt import render_system_prompt, split_reasoning
 from promptline.runtime.recorder import RunEvents
-from promptline.tools.executor import CallScope
+from promptline.tools.executor import Authorization, CallScope, ToolExecutor
 
 if TYPE_CHECKING:
     from promptline.runtime.agent import Agent
     from promptline.runtime.services import RunServices
 
-__all__ = ["SUBMIT_PLAN", "Run", "RunResult", "RunStatus", "SessionView"]
+__all__ = ["SUBMIT_PLAN", "Resume", "Run", "RunResult", "RunStatus", "SessionView"]
 
 RunStatus = Literal["completed", "failed", "cancelled", "interrupted"]
 
@@ -108,6 +112,29 @@ class RunResult:
         return self.status == "completed"
 
 
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Where a run picks up after a restart: the tool calls it was waiting on, with the
+    decisions recorded for them meanwhile, and how many model calls it had made."""
+
+    calls: tuple[ToolCall, ...]
+    decisions: Mapping[str, tuple[bool, str | None]]
+    iterations: int = 0
+
+
+class _Decided:
+    """A permission gate that answers with decisions already recorded."""
+
+    def __init__(self, decisions: Mapping[str, tuple[bool, str | None]]) -> None:
+        self._decisions = decisions
+
+    async def authorize(self, tool: Any, call: ToolCall, scope: CallScope) -> Authorization:
+        approved, reason = self._decisions.get(
+            call.id, (False, "the process stopped while this call was in flight")
+        )
+        return Authorization(approved, reason, decided_by="recorded decision")
+
+
 class _Stop(Exception):
     """Raised at a safe point when the run was asked to stop."""
 
@@ -137,8 +164,10 @@ class Run:
         model: str | None = None,
         run_id: str | None = None,
         principal_user: str | None = None,
+        resume: Resume | None = None,
     ) -> None:
         self.services = services
+        self.resuming = resume
         self.agent = agent
         self.id = run_id or new_id("run_")
         self.session = session
@@ -283,6 +312,20 @@ class Run:
 
     # -- the loop -------------------------------------------------------------------------
 
+    def _begin(self) -> None:
+        self.events.emit(
+            RunStartedEvent(
+                **self._envelope,
+                data=RunStarted(
+                    agent=self.agent.name,
+                    model=self.model or None,
+                    mode=self.mode,
+                    input=self.message,
+                ),
+            )
+        )
+        self._add(self.message)
+
     async def _execute(self) -> RunResult:
         lifecycle = self.lifecycle
         status: RunStatus
@@ -294,19 +337,9 @@ class Run:
                 if self._failure is not None:
                     raise self._failure
                 prepared = await self._prepare()
-                lifecycle.move("ready")
-                self.events.emit(
-                    RunStartedEvent(
-                        **self._envelope,
-                        data=RunStarted(
-                            agent=self.agent.name,
-                            model=self.model or None,
-                            mode=self.mode,
-                            input=self.message,
-                        ),
-                    )
-                )
-                self._add(self.message)
+                lifecycle.move("ready", "resumed after a restart" if self.resuming else None)
+                if self.resuming is None:
+                    self._begin()
                 lifecycle.move("running")
                 output = await self._loop(prepared)
                 status = "completed"
@@ -452,6 +485,8 @@ class Run:
         last_calls: tuple[Any, ...] = ()
         repeats = 0
         limit = self.agent.max_iterations
+        if self.resuming is not None:
+            await self._finish_interrupted_calls(self.resuming, prepared)
         while True:
             await self._safe_point()
             if self._iterations >= limit:
@@ -486,15 +521,44 @@ class Run:
             await self._safe_point()
             results = await self._run_tools(calls, prepared)
             for call, result in zip(calls, results, strict=True):
-                self._add(
-                    Message(
-                        role="tool",
-                        content=result.content,
-                        tool_call_id=call.id,
-                        name=call.name,
-                        metadata={"is_error": True} if result.is_error else {},
-                    )
-                )
+                self._add_tool_message(call, result)
+
+    def _add_tool_message(self, call: ToolCall, result: ToolResult) -> None:
+        self._add(
+            Message(
+                role="tool",
+                content=result.content,
+                tool_call_id=call.id,
+                name=call.name,
+                metadata={"is_error": True} if result.is_error else {},
+            )
+        )
+
+    async def _finish_interrupted_calls(self, resume: Resume, prepared: _Prepared) -> None:
+        """Run (or refuse) the calls the run was waiting on when the process stopped, as
+        the decisions recorded since then say."""
+        self._iterations = resume.iterations
+        plan = [c for c in resume.calls if c.name == SUBMIT_PLAN.name]
+        tools = [c for c in resume.calls if c.name != SUBMIT_PLAN.name]
+        results: dict[str, ToolResult] = {}
+        if tools:
+            ex = self.services.executor
+            decided = ToolExecutor(
+                ex.registry,
+                self.services.bus,
+                gate=_Decided(resume.decisions),
+                max_timeout=ex.max_timeout,
+                max_output_chars=ex.max_output_chars,
+                limits=ex.limits,
+            )
+            done = await decided.execute_many(tools, self._scope(prepared), events=self.events)
+            results.update({c.id: r for c, r in zip(tools, done, strict=True)})
+        for call in plan:
+            approved, reason = resume.decisions.get(call.id, (False, "no decision recorded"))
+            results[call.id] = self._plan_result(call, approved, reason)
+            self._record_result(results[call.id], None, time.perf_counter())
+        for call in resume.calls:
+            self._add_tool_message(call, results[call.id])
 
     async def _call_model(self, prepared: _Prepared) -> ModelResponse:
         system = self._system(prepared)
@@ -563,7 +627,34 @@ class Run:
 
     async def _run_tools(self, calls: Sequence[ToolCall], prepared: _Prepared) -> list[ToolResult]:
         self._tool_calls += len(calls)
-        scope = CallScope(
+        scope = self._scope(prepared)
+        plan_calls = [c for c in calls if c.name == SUBMIT_PLAN.name and self.mode == "plan"]
+        if not plan_calls:
+            return await self.services.executor.execute_many(calls, scope, events=self.events)
+        results: dict[str, ToolResult] = {}
+        others = [c for c in calls if c not in plan_calls]
+        if others:
+            done = await self.services.executor.execute_many(others, scope, events=self.events)
+            results.update({c.id: r for c, r in zip(others, done, strict=True)})
+        for call in plan_calls:
+            envelope = {**self._envelope, "session_id": scope.session_id}
+            command = ToolCommandEvent(**envelope, data=ToolCommand(call=call))
+            await self.events.publish(command)
+            started = time.perf_counter()
+            result = await self._submit_plan(call, scope)
+            self._record_result(result, command.id, started)
+            results[call.id] = result
+        return [results[c.id] for c in calls]
+
+    def _record_result(self, result: ToolResult, command_id: str | None, started: float) -> None:
+        envelope = {**self._envelope, "causation_id": command_id}
+        elapsed = round((time.perf_counter() - started) * 1000, 3)
+        self.events.emit(
+            ToolResultEvent(**envelope, data=ToolResultData(result=result, duration_ms=elapsed))
+        )
+
+    def _scope(self, prepared: _Prepared) -> CallScope:
+        return CallScope(
             workspace=prepared.workspace,
             session_id=self._envelope["session_id"],
             run_id=self.id,
@@ -574,27 +665,22 @@ class Run:
             correlation_id=self.id,
             session_rules=self.session.rules if self.session else {},
         )
-        plan_calls = [c for c in calls if c.name == SUBMIT_PLAN.name and self.mode == "plan"]
-        if not plan_calls:
-            return await self.services.executor.execute_many(calls, scope, events=self.events)
-        results: dict[str, ToolResult] = {}
-        others = [c for c in calls if c not in plan_calls]
-        if others:
-            done = await self.services.executor.execute_many(others, scope, events=self.events)
-            results.update({c.id: r for c, r in zip(others, done, strict=True)})
-        for call in plan_calls:
-            results[call.id] = await self._submit_plan(call, scope)
-        return [results[c.id] for c in calls]
 
     async def _submit_plan(self, call: ToolCall, scope: CallScope) -> ToolResult:
         plan = str(call.arguments.get("plan", "")).strip()
         approver = self.services.plan_approver
         if not plan:
-            text, approved = "submit_plan needs a non-empty `plan`.", False
-        elif approver is None:
-            text, approved = "no one can approve plans here; answer with the plan instead.", False
-        else:
-            approved, reason = await approver(plan, scope, self.events)
+            return self._plan_result(call, False, None, "submit_plan needs a non-empty `plan`.")
+        if approver is None:
+            text = "no one can approve plans here; answer with the plan instead."
+            return self._plan_result(call, False, None, text)
+        approved, reason = await approver(plan, scope, self.events)
+        return self._plan_result(call, approved, reason)
+
+    def _plan_result(
+        self, call: ToolCall, approved: bool, reason: str | None, text: str | None = None
+    ) -> ToolResult:
+        if text is None:
             text = (
                 "The plan is approved. Carry it out now: every tool is available."
                 if approved

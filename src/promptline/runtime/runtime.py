@@ -9,15 +9,31 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from promptline.core.errors import NotFoundError, SessionBusyError
-from promptline.core.events import ErrorInfo, RunFailed, RunFailedEvent
+from promptline.core.errors import NotFoundError, SessionBusyError, SubscriberLagged
+from promptline.core.events import (
+    AgentLifecycle,
+    AgentLifecycleEvent,
+    ErrorInfo,
+    Event,
+    LifecycleState,
+    MessageReceivedEvent,
+    MessageSentEvent,
+    RunCancelled,
+    RunCancelledEvent,
+    RunFailed,
+    RunFailedEvent,
+)
 from promptline.core.messages import Message
+from promptline.events.protocols import EventFilter
 from promptline.runtime.agent import DEFAULT_AGENT, Agent, QueueMode
+from promptline.runtime.lifecycle import is_legal
 from promptline.runtime.run import Run, RunResult, SessionView
 
 if TYPE_CHECKING:
+    from promptline.runtime.recovery import Unfinished
     from promptline.runtime.services import RunServices
     from promptline.sessions.manager import SessionManager
     from promptline.sessions.models import Principal
@@ -61,6 +77,8 @@ class Runtime:
         self._closing = False
         self._stale: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
+        self._suspended: set[str] = set()
+        self._decisions: asyncio.Task[None] | None = None
 
     # -- agents ---------------------------------------------------------------------------
 
@@ -281,6 +299,144 @@ class Runtime:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    # -- after a restart -----------------------------------------------------------------
+
+    async def recover(self, *, since: datetime | None = None) -> dict[str, list[str]]:
+        """Deal with runs the log shows as unfinished (the process stopped during them).
+
+        A run waiting for an approval that is still undecided stays suspended and goes on
+        when it is answered (`watch_decisions`); one whose awaited approvals were all decided
+        meanwhile goes on now; any other is recorded as interrupted. Returns the run ids by
+        what was done: ``resumed``, ``waiting``, ``interrupted``.
+        """
+        from promptline.runtime.recovery import RECOVERY_WINDOW, find_unfinished
+
+        since = since or self.services.clock.now() - RECOVERY_WINDOW
+        done: dict[str, list[str]] = {"resumed": [], "waiting": [], "interrupted": []}
+        for item in await find_unfinished(self.services.store, since=since):
+            run_id = item.record.run_id
+            if run_id in self._runs:
+                continue
+            if item.resume is not None:
+                await self._resume(item)
+                done["resumed"].append(run_id)
+            elif item.waiting:
+                self._suspended.add(run_id)
+                done["waiting"].append(run_id)
+            else:
+                await self._interrupted(item)
+                done["interrupted"].append(run_id)
+        return done
+
+    async def resume_if_decided(self, run_id: str) -> Run | None:
+        """Pick up a run suspended since a restart if its approvals are now all decided."""
+        from promptline.runtime.recovery import find_unfinished
+
+        if run_id not in self._suspended:
+            return None
+        since = self.services.clock.now() - timedelta(days=3650)
+        for item in await find_unfinished(self.services.store, since=since, run_id=run_id):
+            if item.resume is not None:
+                self._suspended.discard(run_id)
+                return await self._resume(item)
+        return None
+
+    def watch_decisions(self) -> None:
+        """Resume suspended runs as their approvals are answered (until `shutdown`)."""
+        if self._decisions is not None:
+            return
+        bus = self.services.bus
+        wanted = EventFilter(types=frozenset({"permission_granted", "permission_denied"}))
+
+        async def watch() -> None:
+            position: int | None = None
+            while True:
+                sub = bus.subscribe(wanted, from_position=position)
+                try:
+                    async for event in sub:
+                        position = event.position
+                        if event.run_id in self._suspended:
+                            with contextlib.suppress(Exception):
+                                await self.resume_if_decided(event.run_id)
+                except SubscriberLagged as lag:
+                    position = lag.last_position
+                finally:
+                    await sub.close()
+
+        self._decisions = asyncio.get_running_loop().create_task(watch(), name="decisions")
+
+    async def _resume(self, item: Unfinished) -> Run:
+        started = item.started
+        agent = self.agents.get(started.data.agent) or Agent(name=started.data.agent)
+        session = None
+        history: list[Message] = []
+        if started.session_id is not None and self.sessions is not None:
+            session, history = await self._load_session(started.session_id, None)
+        else:
+            history = [
+                e.data.message
+                for e in await self.services.store.read_stream(started.stream_name)
+                if isinstance(e, MessageReceivedEvent | MessageSentEvent)
+            ]
+        assert started.data.input is not None
+        run = Run(
+            self.services,
+            agent,
+            started.data.input,
+            session=session,
+            history=history,
+            mode="plan" if started.data.mode == "plan" else "act",
+            model=started.data.model,
+            run_id=item.record.run_id,
+            resume=item.resume,
+        )
+        self._runs[run.id] = run
+        run.add_done_callback(self._ended)
+        if session is None:
+            run.start()
+            return run
+        lane = self._lanes.setdefault(session.id, _Lane())
+        lane.waiting.appendleft(run)
+        self._advance(session.id)
+        return run
+
+    async def _interrupted(self, item: Unfinished) -> None:
+        started = item.started
+        envelope = {
+            "stream": started.stream_name,
+            "session_id": started.session_id,
+            "run_id": started.run_id,
+            "agent_id": started.agent_id,
+            "user_id": started.user_id,
+            "tenant_id": started.tenant_id,
+            "correlation_id": started.run_id,
+        }
+        reason = "interrupted: the process stopped before the run finished"
+        events: list[Event] = [
+            RunCancelledEvent(**envelope, data=RunCancelled(reason=reason, cancelled_by="recovery"))
+        ]
+        state = item.last_state
+        path: list[LifecycleState] = (
+            ["stopping", "stopped"] if state not in ("stopping", "stopped", "error") else []
+        )
+        if state == "stopping":
+            path = ["stopped"]
+        for to_state in path:
+            if state is None or is_legal(state, to_state):
+                events.append(
+                    AgentLifecycleEvent(
+                        **envelope,
+                        data=AgentLifecycle(
+                            agent=started.data.agent,
+                            from_state=state,
+                            to_state=to_state,
+                            reason=reason,
+                        ),
+                    )
+                )
+                state = to_state
+        await self.services.bus.publish_batch(events)
+
     # -- watchdog -------------------------------------------------------------------------
 
     def start_watchdog(self, interval: float | None = None) -> None:
@@ -354,6 +510,11 @@ class Runtime:
         ``shutdown_timeout_secs``). Returns the run ids that
         were interrupted or cancelled."""
         self._closing = True
+        if self._decisions is not None:
+            self._decisions.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._decisions
+            self._decisions = None
         if self._watchdog is not None:
             self._watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
