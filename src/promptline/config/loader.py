@@ -208,6 +208,7 @@ def _defaults_layer(home: Path) -> Layer:
     # the only defaults that depend on the home folder; all others live in the model.
     data: dict[str, Any] = {name: {} for name in Settings.model_fields}
     data["state"] = {"sqlite_path": str(home / "state.db"), "file_dir": str(home / "state")}
+    data["agent"] = {"workspaces_dir": str(home / "workspaces")}
     return Layer(data=data)
 
 
