@@ -208,7 +208,11 @@ class ResourceLimitsSettings(Section):
 class SecuritySettings(Section):
     """Approvals, sandboxing, limits and auditing."""
 
-    require_approval: bool = Field(True, description="Ask a human before 'ask' tools run.")
+    require_approval: bool = Field(
+        True,
+        description="A tool no rule covers asks a person first unless it is read-only; "
+        "false lets such tools run.",
+    )
     sandbox_enabled: bool = Field(False, description="Run tools inside a sandbox.")
     resource_limits: ResourceLimitsSettings = Field(default_factory=ResourceLimitsSettings)
     audit_log: bool = Field(True, description="Record security-relevant events for audit.")
