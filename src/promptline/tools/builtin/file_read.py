@@ -1,0 +1,88 @@
+"""``file_read``: a text file of the workspace, whole or a range of its lines."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from promptline.tools.base import ToolContext, ToolError
+from promptline.tools.builtin.text_files import looks_binary
+from promptline.tools.builtin.workspace import resolve_in_workspace
+from promptline.tools.function import tool
+
+__all__ = ["MAX_READ_BYTES", "MAX_READ_CHARS", "file_read"]
+
+MAX_READ_BYTES = 10 * 1024 * 1024
+"""Larger files are refused: reading them whole would flood the model's context."""
+
+MAX_READ_CHARS = 30_000
+"""The most text one call returns (whole lines, below the executor's default output limit, so
+the answer ends with where to go on rather than being cut in the middle)."""
+
+
+@tool(name="file_read", read_only=True)
+def file_read(
+    path: str,
+    offset: Annotated[int, Field(ge=1)] = 1,
+    limit: Annotated[int, Field(ge=1)] | None = None,
+    *,
+    context: ToolContext,
+) -> str:
+    """Read a text file of the workspace: all of it, or `limit` lines from line `offset`.
+
+    Args:
+        path: The file, relative to the workspace root (such as 'src/app.py').
+        offset: The first line to return, counting from 1.
+        limit: How many lines to return; by default as many as fit in one answer.
+    """
+    target = resolve_in_workspace(context.workspace, path)
+    if not target.exists():
+        raise ToolError(
+            f"there is no file {path!r} in the workspace",
+            hint="check the name; codebase_search or shell_execute 'ls' show what is there",
+        )
+    if target.is_dir():
+        raise ToolError(
+            f"{path!r} is a folder, not a file",
+            hint="list it with shell_execute 'ls', or search it with codebase_search",
+        )
+    size = target.stat().st_size
+    if size > MAX_READ_BYTES:
+        raise ToolError(
+            f"{path!r} is {size / 1048576:.1f} MiB, more than file_read's limit of "
+            f"{MAX_READ_BYTES // 1048576} MiB",
+            hint="find the lines you need with codebase_search, or read a part with "
+            "shell_execute (head, tail, sed -n)",
+        )
+    data = target.read_bytes()
+    if looks_binary(data):
+        raise ToolError(
+            f"{path!r} is a binary file ({size} bytes); file_read returns text only",
+            hint="inspect it with shell_execute (file, xxd | head) if you must",
+        )
+    lines = data.decode("utf-8", errors="replace").splitlines(keepends=True)
+    if not lines:
+        return "(the file is empty)"
+    if offset > len(lines):
+        raise ToolError(
+            f"offset {offset} is past the end of {path!r}, which has {len(lines)} lines",
+            hint=f"give an offset from 1 to {len(lines)}",
+        )
+    start = offset - 1
+    stop = len(lines) if limit is None else min(len(lines), start + limit)
+    taken: list[str] = []
+    used = 0
+    for line in lines[start:stop]:
+        if taken and used + len(line) > MAX_READ_CHARS:
+            break
+        taken.append(line[:MAX_READ_CHARS])
+        used += len(line)
+    last = start + len(taken)  # the number of the last line returned
+    text = "".join(taken)
+    if last < len(lines) and (limit is None or last < stop):
+        text += (
+            f"\n[lines {offset}-{last} of {len(lines)}; the rest did not fit in one answer: "
+            f"call file_read with offset={last + 1} to read on]"
+        )
+    return text

@@ -1,0 +1,48 @@
+"""``file_write``: create, replace or append to a text file of the workspace."""
+
+from __future__ import annotations
+
+import os
+
+from promptline.tools.base import ToolContext, ToolError
+from promptline.tools.builtin.workspace import relative_name, resolve_in_workspace, workspace_root
+from promptline.tools.function import tool
+
+__all__ = ["file_write"]
+
+
+@tool(name="file_write")
+def file_write(path: str, content: str, append: bool = False, *, context: ToolContext) -> str:
+    """Write text to a file of the workspace, creating it and its folders if needed.
+
+    Args:
+        path: The file, relative to the workspace root (such as 'notes/todo.md').
+        content: The text to write (UTF-8).
+        append: Add to the end of the file instead of replacing what it holds.
+    """
+    target = resolve_in_workspace(context.workspace, path)
+    if target.is_dir():
+        raise ToolError(f"{path!r} is a folder, not a file", hint="give the path of a file")
+    existed = target.exists()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise ToolError(
+            f"cannot create the folders of {path!r}: a part of the path is a file",
+            hint="choose a path whose folders are folders",
+        ) from exc
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    # The path was checked with its symlinks resolved; O_NOFOLLOW refuses a symlink put in
+    # its place since then instead of writing through it.
+    flags |= getattr(os, "O_NOFOLLOW", 0)
+    data = content.encode("utf-8")
+    try:
+        fd = os.open(target, flags, 0o644)
+    except OSError as exc:
+        raise ToolError(f"cannot write {path!r}: {exc.strerror}") from exc
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    name = relative_name(workspace_root(context.workspace), target)
+    if append and existed:
+        return f"appended {len(data)} bytes to {name}"
+    return f"{'replaced' if existed else 'created'} {name} ({len(data)} bytes)"

@@ -1,0 +1,100 @@
+"""``shell_execute``: a command line run by ``/bin/sh`` in the workspace, under the configured
+resource limits, its output streamed as progress while it runs."""
+
+from __future__ import annotations
+
+import math
+import signal
+from typing import Annotated
+
+from pydantic import Field
+
+from promptline.tools.base import ToolContext, ToolError, ToolOutput
+from promptline.tools.builtin.process import ProcessLimits, minimal_env, run_process
+from promptline.tools.builtin.workspace import resolve_in_workspace, workspace_root
+from promptline.tools.function import tool
+
+__all__ = ["MAX_SHELL_OUTPUT_CHARS", "shell_execute"]
+
+MAX_SHELL_OUTPUT_CHARS = 100_000
+"""Output kept per command (its head and tail); the executor may cut the answer further."""
+
+
+@tool(name="shell_execute", destructive=True)
+async def shell_execute(
+    command: str,
+    cwd: str = ".",
+    timeout: Annotated[float, Field(gt=0)] | None = None,  # noqa: ASYNC109 - the model's knob
+    *,
+    context: ToolContext,
+) -> ToolOutput:
+    """Run a shell command in the workspace and return its exit code and output.
+
+    The command runs with `/bin/sh -c` (pipes, redirections and `&&` work), stdin closed,
+    stdout and stderr combined, HOME set to the workspace and none of the server's
+    environment. It is killed, with everything it started, when its time is up. Commands
+    left running in the background are stopped when the command ends.
+
+    Args:
+        command: The command line, such as 'pytest -q tests/test_app.py'.
+        cwd: The folder to run in, relative to the workspace root.
+        timeout: Seconds before the command is killed; at most the configured limit.
+    """
+    if not command.strip():
+        raise ToolError("the command is empty", hint="give a command line to run")
+    folder = resolve_in_workspace(context.workspace, cwd)
+    if not folder.is_dir():
+        raise ToolError(f"cwd {cwd!r} is not a folder of the workspace", hint="give a folder")
+    limit = _time_limit(timeout, context)
+    limits = ProcessLimits.from_config(context.limits, limit)
+    env = minimal_env(workspace_root(context.workspace), context.env)
+    try:
+        result = await run_process(
+            ["/bin/sh", "-c", limits.shell_prefix(), "sh", command],
+            cwd=folder,
+            env=env,
+            time_limit=limit,
+            max_output_chars=MAX_SHELL_OUTPUT_CHARS,
+            on_output=lambda text: context.report_progress(output=text),
+        )
+    except OSError as exc:
+        raise ToolError(f"cannot start /bin/sh: {exc.strerror}") from exc
+    output = result.output if result.output else "(no output)\n"
+    if not output.endswith("\n"):
+        output += "\n"
+    if result.timed_out:
+        status = f"[timed out after {limit:g} s: the command and its processes were killed]"
+    else:
+        status = f"[exit code {result.exit_code}{_signal_note(result.exit_code)}]"
+    return ToolOutput(
+        content=output + status,
+        is_error=result.timed_out or result.exit_code != 0,
+        metadata={
+            "exit_code": result.exit_code,
+            "timed_out": result.timed_out,
+            "omitted_chars": result.omitted_chars,
+        },
+    )
+
+
+def _time_limit(asked: float | None, context: ToolContext) -> float | None:
+    """The tightest of the model's ``timeout``, ``timeout_secs`` and the call's own limit."""
+    configured = context.limits.get("timeout_secs")
+    candidates = [float(v) for v in (asked, configured, context.timeout) if v is not None and v > 0]
+    limit = min(candidates, default=None)
+    return limit if limit is None or math.isfinite(limit) else None
+
+
+def _signal_note(code: int | None) -> str:
+    """What killed the process, when a signal did (the shell reports it as 128 + signal)."""
+    if code is None:
+        return ""
+    number = -code if code < 0 else code - 128 if code > 128 else 0
+    if number <= 0:
+        return ""
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        return ""
+    reason = {"SIGXCPU": ", CPU time limit reached", "SIGKILL": ", killed"}.get(name, "")
+    return f": {name}{reason}"

@@ -1,0 +1,95 @@
+"""Workspace confinement: every path a built-in tool touches is resolved here, and a path that
+would lead outside the workspace (absolute, climbing ``..``, or through a symlink) is refused."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+
+from promptline.tools.base import ToolError
+
+__all__ = ["relative_name", "resolve_in_workspace", "workspace_root"]
+
+
+def workspace_root(workspace: Path) -> Path:
+    """The workspace folder with its own symlinks resolved; `ToolError` when it is missing."""
+    root = Path(os.path.realpath(workspace))
+    if not root.is_dir():
+        raise ToolError(
+            f"the workspace folder {str(workspace)!r} does not exist",
+            hint="the runtime creates a workspace per session; check agent.workspace",
+        )
+    return root
+
+
+def resolve_in_workspace(workspace: Path, path: str, *, follow_last: bool = True) -> Path:
+    """The real location of ``path`` (relative to ``workspace``), refusing any way out.
+
+    The rules, each named in the `ToolError` that enforces it: the path is relative (no
+    absolute paths, no ``~``); ``..`` may not climb above the workspace; and no component may
+    be a symlink that resolves outside it. With ``follow_last`` false, the last component is
+    not followed (deleting a symlink removes the link, never its target) but still may not be
+    ``.`` or ``..``.
+    """
+    root = workspace_root(workspace)
+    if "\x00" in path:
+        raise ToolError(f"path {path!r} contains a NUL character", hint="give a plain file path")
+    text = path.strip() or "."
+    if text.startswith("~"):
+        raise ToolError(
+            f"path {path!r} uses '~': paths are relative to the workspace",
+            hint="give a path relative to the workspace root, such as 'src/app.py'",
+        )
+    if os.path.isabs(text) or PurePosixPath(text).is_absolute():
+        raise ToolError(
+            f"path {path!r} is absolute: tools may only use paths relative to the workspace",
+            hint="give a path relative to the workspace root, such as 'src/app.py'",
+        )
+    lexical = os.path.normpath(text)
+    if lexical == ".." or lexical.startswith(".." + os.sep):
+        raise ToolError(
+            f"path {path!r} leaves the workspace: '..' may not climb above the workspace root",
+            hint="give a path inside the workspace",
+        )
+    if follow_last:
+        resolved = Path(os.path.realpath(root / text))
+        if not _inside(resolved, root):
+            raise ToolError(
+                f"path {path!r} leaves the workspace: {_escaping_link(root, text)!r} is a "
+                "symlink that resolves outside it, and symlinks may not lead out",
+                hint="use a path whose every part stays inside the workspace",
+            )
+        return resolved
+    parent_text, _, name = lexical.rpartition(os.sep)
+    if name in ("", ".", ".."):
+        raise ToolError(
+            f"path {path!r} names the workspace itself or a parent of it",
+            hint="name a file or folder inside the workspace",
+        )
+    parent = resolve_in_workspace(workspace, parent_text or ".")
+    return parent / name
+
+
+def relative_name(root: Path, path: Path) -> str:
+    """``path`` as the model should see it: relative to the workspace, with ``/``."""
+    try:
+        return path.relative_to(root).as_posix() or "."
+    except ValueError:
+        return path.as_posix()
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or path.is_relative_to(root)
+
+
+def _escaping_link(root: Path, text: str) -> str:
+    """The first component of ``text`` that is a symlink resolving outside ``root``."""
+    current = root
+    shown: list[str] = []
+    for part in Path(text).parts:
+        current = current / part
+        shown.append(part)
+        if current.is_symlink() and not _inside(Path(os.path.realpath(current)), root):
+            return "/".join(shown)
+        current = Path(os.path.realpath(current))
+    return text
