@@ -50,3 +50,13 @@ async def recorded(bus: InProcessEventBus, stream: str = "s1") -> list[Event]:
 
 def types(events: list[Event]) -> list[str]:
     return [event.type for event in events]
+
+
+def real(path: Path) -> str:
+    """``path`` with its symlinks resolved, as a string (what tools show and run in)."""
+    return str(path.resolve())
+
+
+def listing(folder: Path) -> list[str]:
+    """The names in ``folder``, sorted."""
+    return sorted(p.name for p in folder.iterdir())

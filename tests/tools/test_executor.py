@@ -20,8 +20,7 @@ from promptline.events.memory import InMemoryEventStore
 from promptline.tools import Progress, Tool, ToolContext, ToolError, ToolOutput, tool
 from promptline.tools.executor import Authorization, CallScope, ToolExecutor, truncate
 from promptline.tools.registry import ToolRegistry
-
-from .support import STUCK, recorded, types
+from tools.support import STUCK, recorded, types
 
 
 def scope(workspace: Path, **fields: Any) -> CallScope:

@@ -15,8 +15,7 @@ from pydantic import BaseModel, Field
 
 from promptline.core.errors import InvalidInputError
 from promptline.tools import FunctionTool, Progress, Tool, ToolContext, tool
-
-from .support import STUCK, context
+from tools.support import STUCK, context
 
 
 class Color(enum.Enum):

@@ -10,8 +10,7 @@ from promptline.core.errors import ConflictError, InvalidInputError, NotFoundErr
 from promptline.models.types import ToolSpec
 from promptline.tools import FunctionTool, ToolRegistry, tool
 from promptline.tools.registry import matches
-
-from .support import context
+from tools.support import context
 
 
 def make(name: str, *, read_only: bool = False, text: str = "") -> FunctionTool:

@@ -1,0 +1,265 @@
+"""shell_execute: exit code and output, a minimal environment, resource limits, output
+streamed while the command runs, and no process left behind after a timeout, a cancellation
+or the command's end."""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from promptline.core.events import ToolProgressEvent, ToolResultEvent
+from promptline.core.messages import ToolCall
+from promptline.events.bus import InProcessEventBus
+from promptline.events.protocols import EventFilter
+from promptline.tools import ToolOutput, ToolRegistry
+from promptline.tools.base import ToolError
+from promptline.tools.builtin import shell_execute
+from promptline.tools.executor import CallScope, ToolExecutor
+from tools.support import STUCK, context, real, recorded
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX shell and rlimits")
+
+
+async def run(
+    workspace: Path,
+    command: str,
+    *,
+    limits: Mapping[str, float] | None = None,
+    **arguments: object,
+) -> ToolOutput:
+    ctx = context(workspace, tool="shell_execute", limits=dict(limits or {}), timeout=STUCK)
+    arguments["command"] = command
+    result = await shell_execute.run(shell_execute.validate(arguments), ctx)
+    assert isinstance(result, ToolOutput)
+    return result
+
+
+def text(result: ToolOutput) -> str:
+    assert isinstance(result.content, str)
+    return result.content
+
+
+def gone(pid: int) -> bool:
+    """True when ``pid`` no longer runs (a zombie waiting for its parent counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+async def all_gone(pids: list[int]) -> bool:
+    """Whether every pid ends within the bound (SIGKILL is immediate; this covers scheduling)."""
+    deadline = asyncio.get_running_loop().time() + STUCK
+    while not all(gone(pid) for pid in pids):
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+
+
+async def test_a_command_returns_its_output_and_exit_code(workspace: Path) -> None:
+    result = await run(workspace, "echo out; echo err >&2")
+
+    assert text(result) == "out\nerr\n[exit code 0]"
+    assert not result.is_error
+    assert result.metadata["exit_code"] == 0
+
+
+async def test_a_failing_command_is_an_error_result_not_an_exception(
+    bus: InProcessEventBus, workspace: Path
+) -> None:
+    executor = ToolExecutor(ToolRegistry([shell_execute]), bus)
+    call = ToolCall(name="shell_execute", arguments={"command": "echo nope; exit 3"})
+
+    result = await executor.execute(call, CallScope(workspace=workspace, session_id="s1"))
+
+    assert result.is_error
+    assert result.text == "nope\n[exit code 3]"
+    assert result.metadata["outcome"] == "error"
+    assert result.metadata["exit_code"] == 3
+
+
+async def test_a_command_runs_in_the_workspace_or_a_folder_of_it(workspace: Path) -> None:
+    (workspace / "sub").mkdir()
+
+    root = await run(workspace, "pwd")
+    sub = await run(workspace, "pwd", cwd="sub")
+
+    assert text(root).splitlines()[0] == real(workspace)
+    assert text(sub).splitlines()[0] == real(workspace / "sub")
+
+
+@pytest.mark.parametrize(
+    ("cwd", "rule"),
+    [("..", r"'\.\.' may not climb"), ("/tmp", "is absolute"), ("nowhere", "is not a folder")],
+)
+async def test_cwd_must_be_a_folder_of_the_workspace(workspace: Path, cwd: str, rule: str) -> None:
+    with pytest.raises(ToolError, match=rule):
+        await run(workspace, "pwd", cwd=cwd)
+
+
+async def test_an_empty_command_is_refused(workspace: Path) -> None:
+    with pytest.raises(ToolError, match="the command is empty"):
+        await run(workspace, "  ")
+
+
+async def test_the_environment_is_minimal_and_holds_no_server_secrets(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-server-secret")
+
+    env = dict(line.split("=", 1) for line in text(await run(workspace, "env")).splitlines()[:-1])
+
+    assert "OPENAI_API_KEY" not in env
+    assert env["HOME"] == real(workspace)
+    assert env["LANG"] == "C.UTF-8"
+    assert env["PATH"]
+    assert set(env) <= {"PATH", "HOME", "LANG", "PWD", "SHLVL", "_", "OLDPWD"}
+
+
+async def test_stdin_is_closed(workspace: Path) -> None:
+    result = await run(workspace, "cat; echo after")
+
+    assert text(result) == "after\n[exit code 0]"
+
+
+async def test_memory_and_cpu_limits_come_from_the_configured_limits(workspace: Path) -> None:
+    limits = {"memory_mb": 256, "cpu_percent": 50, "timeout_secs": 10}
+
+    result = await run(workspace, "ulimit -v; ulimit -S -t; ulimit -H -t", limits=limits)
+
+    assert text(result).splitlines()[:3] == [str(256 * 1024), "5", "6"]
+
+
+async def test_the_memory_limit_stops_a_process_that_allocates_too_much(workspace: Path) -> None:
+    grab = shlex.quote(sys.executable) + " -c 'bytearray(1024 * 1024 * 1024)'"
+
+    result = await run(workspace, grab, limits={"memory_mb": 200})
+
+    assert result.is_error
+    assert "MemoryError" in text(result)
+
+
+async def test_the_cpu_limit_stops_a_busy_loop(workspace: Path) -> None:
+    # 50 % of a 2 s limit is 1 CPU second: SIGXCPU arrives before the wall-clock limit.
+    limits = {"cpu_percent": 50, "timeout_secs": 2}
+
+    result = await run(workspace, "while :; do :; done", limits=limits)
+
+    assert result.is_error
+    assert result.metadata["timed_out"] is False
+    assert "SIGXCPU, CPU time limit reached" in text(result)
+
+
+async def test_a_huge_output_keeps_its_head_and_tail(workspace: Path) -> None:
+    result = await run(
+        workspace, "echo FIRST; head -c 5000000 /dev/zero | tr '\\0' x; echo; echo LAST"
+    )
+
+    body = text(result)
+    assert body.startswith("FIRST\n")
+    assert body.endswith("LAST\n[exit code 0]")
+    assert "characters omitted ...]" in body
+    assert len(body) < 110_000
+    assert result.metadata["omitted_chars"] > 4_800_000
+
+
+@needs_proc
+async def test_a_timeout_kills_the_whole_process_group(workspace: Path) -> None:
+    command = "sleep 1000 & echo $!; echo $$; sleep 1000"
+
+    result = await run(workspace, command, timeout=1)
+
+    pids = [int(p) for p in text(result).splitlines()[:2]]
+    assert len(pids) == 2
+    assert result.is_error
+    assert result.metadata["timed_out"] is True
+    assert "[timed out after 1 s: the command and its processes were killed]" in text(result)
+    assert await all_gone(pids)
+
+
+async def test_the_configured_time_limit_caps_the_models_timeout(workspace: Path) -> None:
+    result = await run(workspace, "sleep 1000", limits={"timeout_secs": 0.2}, timeout=100)
+
+    assert "timed out after 0.2 s" in text(result)
+
+
+@needs_proc
+async def test_background_processes_are_stopped_when_the_command_ends(workspace: Path) -> None:
+    # The background sleep keeps the output pipe open: without the group kill, reading the
+    # output would wait for it to end.
+    result = await run(workspace, "sleep 1000 & echo $!")
+
+    assert result.metadata["exit_code"] == 0
+    assert await all_gone([int(text(result).splitlines()[0])])
+
+
+@needs_proc
+async def test_cancelling_the_call_kills_the_process_group_and_records_it(
+    bus: InProcessEventBus, workspace: Path
+) -> None:
+    executor = ToolExecutor(ToolRegistry([shell_execute]), bus)
+    scope = CallScope(workspace=workspace, session_id="s1")
+    call = ToolCall(
+        name="shell_execute", arguments={"command": "sleep 1000 & echo $!; echo $$; sleep 1000"}
+    )
+    progress = bus.subscribe(EventFilter(types=frozenset({"tool_progress"})))
+    task = asyncio.create_task(executor.execute(call, scope))
+    output = ""
+    async with progress:
+        while output.count("\n") < 2:
+            event = await asyncio.wait_for(anext(progress), STUCK)
+            assert isinstance(event, ToolProgressEvent)
+            output += event.data.output or ""
+
+    task.cancel()
+
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await all_gone([int(p) for p in output.split()])
+    last = (await recorded(bus))[-1]
+    assert isinstance(last, ToolResultEvent)
+    assert last.data.result.metadata["outcome"] == "cancelled"
+
+
+async def test_output_is_streamed_as_progress_while_the_command_runs(
+    bus: InProcessEventBus, workspace: Path
+) -> None:
+    # The command waits for a file that the test creates only after it has seen the first
+    # line as a tool_progress event: if output came only at the end, it would time out.
+    command = "echo first; while [ ! -e go ]; do sleep 0.01; done; echo second"
+    executor = ToolExecutor(ToolRegistry([shell_execute]), bus, max_timeout=STUCK)
+    call = ToolCall(name="shell_execute", arguments={"command": command})
+    progress = bus.subscribe(EventFilter(types=frozenset({"tool_progress"})))
+    task = asyncio.create_task(
+        executor.execute(call, CallScope(workspace=workspace, session_id="s1"))
+    )
+    async with progress:
+        first = await asyncio.wait_for(anext(progress), STUCK)
+    assert isinstance(first, ToolProgressEvent)
+    assert first.data.output == "first\n"
+
+    (workspace / "go").touch()
+    result = await task
+
+    assert result.text == "first\nsecond\n[exit code 0]"
+    events = await recorded(bus)
+    streamed = "".join(e.data.output or "" for e in events if isinstance(e, ToolProgressEvent))
+    assert streamed == "first\nsecond\n"
+    assert events[-1].type == "tool_result"
+
+
+def test_shell_execute_is_marked_destructive_and_not_read_only() -> None:
+    assert shell_execute.destructive
+    assert not shell_execute.read_only
+    with pytest.raises(Exception, match="greater than 0"):
+        shell_execute.validate({"command": "ls", "timeout": 0})
