@@ -15,16 +15,14 @@ from typing import Any
 from promptline.core.clock import to_micros
 from promptline.core.errors import ConflictError, InvalidInputError
 from promptline.core.events import Event
-from promptline.events.protocols import EventFilter
-
-# The SQL stores' input checks, shared so that every backend refuses the same input alike.
-from promptline.events.sql import (
-    _check_cursor,
-    _check_expected,
-    _check_limit,
-    _check_name,
-    _checked_event,
+from promptline.events.checks import (
+    check_cursor,
+    check_expected,
+    check_limit,
+    check_name,
+    checked_event,
 )
+from promptline.events.protocols import EventFilter
 
 _ASSIGNED = frozenset({"stream", "seq", "position"})
 _ENVELOPE_FILTERS = ("stream", "session_id", "run_id", "user_id", "tenant_id")
@@ -62,7 +60,7 @@ class InMemoryEventStore:
         this (0 for a stream that must not exist yet). An event whose ``id`` is already in
         the log is refused with `ConflictError`.
         """
-        checked = _checked_event(event, 0)
+        checked = checked_event(event, 0)
         stream = checked.stream_name
         if expected_seq is not None:
             self._check_heads({stream: expected_seq})
@@ -92,7 +90,7 @@ class InMemoryEventStore:
                 "append_batch takes a list of events",
                 hint="pass a list, e.g. store.append_batch([event1, event2])",
             )
-        batch = [_checked_event(event, index) for index, event in enumerate(events)]
+        batch = [checked_event(event, index) for index, event in enumerate(events)]
         if not batch:
             return []
         ids = [e.id for e in batch]
@@ -128,7 +126,7 @@ class InMemoryEventStore:
 
     def _check_heads(self, expected: dict[str, int]) -> None:
         """`ConflictError` unless each stream's last seq is the expected one."""
-        _check_expected(expected)
+        check_expected(expected)
         for stream, want in expected.items():
             actual = len(self._streams.get(stream, ()))
             if actual != want:
@@ -146,9 +144,9 @@ class InMemoryEventStore:
         self, stream: str, *, from_seq: int = 0, limit: int | None = None
     ) -> list[Event]:
         """Events of ``stream`` with seq > ``from_seq``, in seq order (at most ``limit``)."""
-        _check_name(stream, "stream")
-        _check_cursor(from_seq, "from_seq")
-        _check_limit(limit)
+        check_name(stream, "stream")
+        check_cursor(from_seq, "from_seq")
+        check_limit(limit)
         events = self._streams.get(stream, [])
         return events[from_seq:] if limit is None else events[from_seq : from_seq + limit]
 
@@ -165,8 +163,8 @@ class InMemoryEventStore:
         With ``descending`` the newest come first, and a non-zero ``from_position`` means
         position < ``from_position`` (pass the last position seen to page backwards).
         """
-        _check_cursor(from_position, "from_position")
-        _check_limit(limit)
+        check_cursor(from_position, "from_position")
+        check_limit(limit)
         matches = _matcher(filter)
         # A stream's own list holds the same events in the same order, and fewer of them.
         events = self._log
@@ -195,7 +193,7 @@ class InMemoryEventStore:
 
     async def last_seq(self, stream: str) -> int:
         """The seq of the newest event of ``stream`` (0 when it has none)."""
-        _check_name(stream, "stream")
+        check_name(stream, "stream")
         return len(self._streams.get(stream, ()))
 
     async def last_position(self) -> int:

@@ -23,19 +23,21 @@ from promptline.core.errors import (
 )
 from promptline.core.events import (
     Event,
-    EventEnvelope,
     decode_event,
     encode_event,
-    parse_event,
+)
+from promptline.events.checks import (
+    check_cursor,
+    check_expected,
+    check_limit,
+    check_name,
+    checked_event,
 )
 from promptline.events.protocols import EventFilter
 from promptline.storage.database import translate_error, write_transaction
 
 # Column widths of the `events` table, checked up front so that both databases refuse the
 # same values (SQLite would store an over-long string, PostgreSQL would not).
-_MAX_ID = 64
-_MAX_TYPE = 64
-_MAX_NAME = 255
 
 _GC_PAUSE_MIN_ROWS = 200
 
@@ -123,7 +125,7 @@ class SqlEventStore:
         this (0 for a stream that must not exist yet). An event whose ``id`` is already in
         the log is refused with `ConflictError`, so a retried append cannot store twice.
         """
-        checked = _checked_event(event, 0)
+        checked = checked_event(event, 0)
         expected = None if expected_seq is None else {checked.stream_name: expected_seq}
         stored = await self._append([checked], expected)
         return stored[0]
@@ -143,7 +145,7 @@ class SqlEventStore:
                 "append_batch takes a list of events",
                 hint="pass a list, e.g. store.append_batch([event1, event2])",
             )
-        checked = [_checked_event(event, index) for index, event in enumerate(events)]
+        checked = [checked_event(event, index) for index, event in enumerate(events)]
         if not checked:
             return []
         ids = [e.id for e in checked]
@@ -158,7 +160,7 @@ class SqlEventStore:
 
     async def _append(self, batch: list[Event], expected: dict[str, int] | None) -> list[Event]:
         if expected:
-            _check_expected(expected)
+            check_expected(expected)
         streams = list(dict.fromkeys([*(e.stream_name for e in batch), *(expected or ())]))
         heads_sql = self._sql(
             "SELECT (SELECT max(position) FROM events)"
@@ -218,9 +220,9 @@ class SqlEventStore:
         self, stream: str, *, from_seq: int = 0, limit: int | None = None
     ) -> list[Event]:
         """Events of ``stream`` with seq > ``from_seq``, in seq order (at most ``limit``)."""
-        _check_name(stream, "stream")
-        _check_cursor(from_seq, "from_seq")
-        _check_limit(limit)
+        check_name(stream, "stream")
+        check_cursor(from_seq, "from_seq")
+        check_limit(limit)
         sql = "SELECT body FROM events WHERE stream = ? AND seq > ? ORDER BY seq"
         params: list[Any] = [stream, from_seq]
         if limit is not None:
@@ -241,8 +243,8 @@ class SqlEventStore:
         With ``descending`` the newest come first, and a non-zero ``from_position`` means
         position < ``from_position`` (pass the last position seen to page backwards).
         """
-        _check_cursor(from_position, "from_position")
-        _check_limit(limit)
+        check_cursor(from_position, "from_position")
+        check_limit(limit)
         where, params = _where(filter)
         if from_position:
             where.append("position < ?" if descending else "position > ?")
@@ -271,7 +273,7 @@ class SqlEventStore:
 
     async def last_seq(self, stream: str) -> int:
         """The seq of the newest event of ``stream`` (0 when it has none)."""
-        _check_name(stream, "stream")
+        check_name(stream, "stream")
         sql = "SELECT max(seq) FROM events WHERE stream = ?"
         rows = await self._query(sql, [stream], what=f"reading the last seq of {stream!r}")
         return int(rows[0][0] or 0)
@@ -436,72 +438,3 @@ def _where(filter: EventFilter | None) -> tuple[list[str], list[Any]]:
         where.append("ts < ?")
         params.append(to_micros(filter.until))
     return where, params
-
-
-def _checked_event(event: Any, index: int) -> Event:
-    """The event as a typed model, or `InvalidInputError` saying which one and why."""
-    where = f"event #{index}" if index else "event"
-    if isinstance(event, Mapping):
-        try:
-            event = parse_event(dict(event))
-        except InvalidInputError as exc:
-            raise InvalidInputError(
-                f"{where} is not valid: {exc.message}",
-                hint="check the event's `type` and the fields of its `data`",
-                index=index,
-                **exc.details,
-            ) from None
-    if not isinstance(event, EventEnvelope) or not isinstance(getattr(event, "type", None), str):
-        raise InvalidInputError(
-            f"{where} is a {type(event).__name__}, not an event",
-            hint="pass an event model from promptline.core.events (or a dict of one)",
-            index=index,
-        )
-    checked: Event = event  # type: ignore[assignment]  # an envelope with a type is an event
-    _check_text(checked.id, "id", _MAX_ID, where)
-    _check_text(checked.type, "type", _MAX_TYPE, where)
-    _check_text(checked.stream_name, "stream", _MAX_NAME, where)
-    for field in ("tenant_id", "user_id", "session_id", "run_id"):
-        value = getattr(checked, field)
-        if value is not None:
-            _check_text(value, field, _MAX_NAME, where)
-    return checked
-
-
-def _check_text(value: Any, field: str, limit: int, where: str) -> None:
-    if not isinstance(value, str) or not value or len(value) > limit:
-        raise InvalidInputError(
-            f"{where} has an invalid {field} {value!r}",
-            hint=f"{field} must be a non-empty string of at most {limit} characters",
-            field=field,
-        )
-
-
-def _check_name(value: Any, field: str) -> None:
-    _check_text(value, field, _MAX_NAME, "the request")
-
-
-def _check_cursor(value: Any, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidInputError(
-            f"{name} must be a non-negative integer, not {value!r}",
-            hint=f"pass the last {name.removeprefix('from_')} seen, or 0 for the beginning",
-        )
-
-
-def _check_limit(limit: Any) -> None:
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-        raise InvalidInputError(
-            f"limit must be a non-negative integer or None, not {limit!r}",
-            hint="leave limit out to read everything",
-        )
-
-
-def _check_expected(expected: Mapping[str, int]) -> None:
-    for stream, seq in expected.items():
-        _check_name(stream, "stream")
-        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-            raise InvalidInputError(
-                f"expected seq for stream {stream!r} must be a non-negative integer, not {seq!r}",
-                hint="pass the last seq you read (0 for a stream that must not exist yet)",
-            )

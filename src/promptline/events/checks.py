@@ -1,0 +1,95 @@
+"""Input checks every event store applies alike, so each backend refuses the same input with
+the same words."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from promptline.core.errors import InvalidInputError
+from promptline.core.events import Event, EventEnvelope, parse_event
+
+__all__ = [
+    "MAX_ID",
+    "MAX_NAME",
+    "MAX_TYPE",
+    "check_cursor",
+    "check_expected",
+    "check_limit",
+    "check_name",
+    "check_text",
+    "checked_event",
+]
+
+MAX_ID = 64
+MAX_TYPE = 64
+MAX_NAME = 255
+
+
+def checked_event(event: Any, index: int) -> Event:
+    """The event as a typed model, or `InvalidInputError` saying which one and why."""
+    where = f"event #{index}" if index else "event"
+    if isinstance(event, Mapping):
+        try:
+            event = parse_event(dict(event))
+        except InvalidInputError as exc:
+            raise InvalidInputError(
+                f"{where} is not valid: {exc.message}",
+                hint="check the event's `type` and the fields of its `data`",
+                index=index,
+                **exc.details,
+            ) from None
+    if not isinstance(event, EventEnvelope) or not isinstance(getattr(event, "type", None), str):
+        raise InvalidInputError(
+            f"{where} is a {type(event).__name__}, not an event",
+            hint="pass an event model from promptline.core.events (or a dict of one)",
+            index=index,
+        )
+    checked: Event = event  # type: ignore[assignment]  # an envelope with a type is an event
+    check_text(checked.id, "id", MAX_ID, where)
+    check_text(checked.type, "type", MAX_TYPE, where)
+    check_text(checked.stream_name, "stream", MAX_NAME, where)
+    for field in ("tenant_id", "user_id", "session_id", "run_id"):
+        value = getattr(checked, field)
+        if value is not None:
+            check_text(value, field, MAX_NAME, where)
+    return checked
+
+
+def check_text(value: Any, field: str, limit: int, where: str) -> None:
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise InvalidInputError(
+            f"{where} has an invalid {field} {value!r}",
+            hint=f"{field} must be a non-empty string of at most {limit} characters",
+            field=field,
+        )
+
+
+def check_name(value: Any, field: str) -> None:
+    check_text(value, field, MAX_NAME, "the request")
+
+
+def check_cursor(value: Any, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInputError(
+            f"{name} must be a non-negative integer, not {value!r}",
+            hint=f"pass the last {name.removeprefix('from_')} seen, or 0 for the beginning",
+        )
+
+
+def check_limit(limit: Any) -> None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise InvalidInputError(
+            f"limit must be a non-negative integer or None, not {limit!r}",
+            hint="leave limit out to read everything",
+        )
+
+
+def check_expected(expected: Mapping[str, int]) -> None:
+    for stream, seq in expected.items():
+        check_name(stream, "stream")
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+            raise InvalidInputError(
+                f"expected seq for stream {stream!r} must be a non-negative integer, not {seq!r}",
+                hint="pass the last seq you read (0 for a stream that must not exist yet)",
+            )
