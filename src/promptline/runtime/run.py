@@ -209,6 +209,8 @@ class Run:
         self._tool_calls = 0
         self._on_done: list[Callable[[Run], None]] = []
         self._failure: BaseException | None = None
+        self._held = False
+        self._launched = asyncio.Event()
 
     # -- controls -------------------------------------------------------------------------
 
@@ -232,7 +234,13 @@ class Run:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._execute(), name=self.id)
             self._task.add_done_callback(lambda _: [cb(self) for cb in self._on_done])
+            self._launched.set()
         return self._task
+
+    def hold(self) -> None:
+        """Leave the start to the runtime, which starts the run when its session's turn
+        comes: `result` then waits for that instead of starting the run out of turn."""
+        self._held = True
 
     def fail_before_start(self, error: BaseException) -> None:
         """Make the run fail with ``error`` as soon as it starts (its session could not be
@@ -244,7 +252,10 @@ class Run:
         self._on_done.append(callback)
 
     async def result(self) -> RunResult:
-        """Wait for the run to end; its outcome (never raises for a failed run)."""
+        """Wait for the run to end; its outcome (never raises for a failed run). A run not
+        started yet is started here, unless the runtime holds it until its turn."""
+        if self._held:
+            await self._launched.wait()
         task = self.start()
         return await asyncio.shield(task)
 
@@ -347,15 +358,17 @@ class Run:
                 status = "interrupted" if stop.by == "shutdown" else "cancelled"
                 self._cancel_reason = (stop.reason, stop.by)
             except asyncio.CancelledError:
-                status = "cancelled"
                 if self._cancel_reason is None:
                     self._cancel_reason = ("cancelled", "system")
+                status = "interrupted" if self._cancel_reason[1] == "shutdown" else "cancelled"
             except PromptLineError as exc:
                 status = "failed"
                 error = ErrorInfo(code=exc.code, message=exc.message, details=_jsonable(exc))
             except Exception as exc:
                 status = "failed"
                 error = ErrorInfo(code="internal_error", message=f"{type(exc).__name__}: {exc}")
+            if status != "completed":
+                self._answer_open_calls(status)
             return await asyncio.shield(self._finish(status, output, error))
         finally:
             self._resumed.set()
@@ -466,7 +479,29 @@ class Run:
             prepared.system[key] = cached
         return cached
 
-    async def _safe_point(self) -> None:
+    def _answer_open_calls(self, status: RunStatus) -> None:
+        """Give each tool call of the last answer that has no result a result saying it did
+        not finish, so the session's conversation stays one that providers accept (they
+        refuse a tool call left without its result)."""
+        answered: set[str | None] = set()
+        for message in reversed(self.history):
+            if message.role == "tool":
+                answered.add(message.tool_call_id)
+            elif message.role == "assistant":
+                for call in message.tool_calls:
+                    if call.id not in answered:
+                        self._add(
+                            Message(
+                                role="tool",
+                                content=f"{call.name} did not finish: the run was {status}.",
+                                tool_call_id=call.id,
+                                name=call.name,
+                                metadata={"is_error": True},
+                            )
+                        )
+                return
+
+    async def _safe_point(self, *, steering: bool = True) -> None:
         if self._stop is not None:
             raise self._stop
         if not self._resumed.is_set():
@@ -476,7 +511,7 @@ class Run:
             if self._stop is not None:
                 raise self._stop
             self.lifecycle.move("running")
-        if self._steered:
+        if steering and self._steered:
             steered, self._steered = self._steered, []
             for message in steered:
                 self._add(message)
@@ -518,7 +553,9 @@ class Run:
                     tool=calls[0].name,
                     repeats=repeats,
                 )
-            await self._safe_point()
+            # Steered messages wait for the next model call: a tool call and its result are
+            # never split by another message.
+            await self._safe_point(steering=False)
             results = await self._run_tools(calls, prepared)
             for call, result in zip(calls, results, strict=True):
                 self._add_tool_message(call, result)

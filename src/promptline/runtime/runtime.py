@@ -204,6 +204,7 @@ class Runtime:
             model=model,
             principal_user=principal.user_id if principal else None,
         )
+        run.hold()
         self._runs[run.id] = run
         run.add_done_callback(self._ended)
         return run
