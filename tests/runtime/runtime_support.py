@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from promptline.core.errors import ProviderRequestRejected
 from promptline.core.events import AgentLifecycleEvent, Event
 from promptline.core.messages import Message, ToolCall, Usage
 from promptline.events.bus import InProcessEventBus
@@ -23,7 +24,7 @@ from promptline.runtime import Agent, RunServices, Runtime
 from promptline.sessions import SessionManager
 from promptline.tools.base import Tool
 from promptline.tools.executor import Authorization, CallScope, PermissionGate, ToolExecutor
-from promptline.tools.function import tool
+from promptline.tools.function import FunctionTool, tool
 from promptline.tools.registry import ToolRegistry
 
 Answer = str | Message | ModelResponse
@@ -58,13 +59,18 @@ def calling(name: str, arguments: dict[str, Any] | None = None, *, call_id: str 
 
 class FakeModel:
     """A `ModelCaller` whose answer to each request is ``reply(request)`` (text, a message or
-    a whole response, possibly awaited). Keeps every request it was sent."""
+    a whole response, possibly awaited). Keeps every request it was sent.
+
+    Like the real providers, it refuses a conversation in which an assistant's tool call is
+    not answered by a tool message before the conversation goes on.
+    """
 
     def __init__(self, reply: Reply | None = None) -> None:
         self.reply: Reply = reply or (lambda _: "ok")
         self.requests: list[ModelRequest] = []
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
+        check_tool_calls_answered(request)
         self.requests.append(request)
         answer = self.reply(request)
         if inspect.isawaitable(answer):
@@ -78,30 +84,78 @@ class FakeModel:
         yield answer
 
 
-class BlockingModel(FakeModel):
-    """Answers like `FakeModel`, but each call first signals ``entered`` and waits for
-    ``release``. With ``swallow_cancel`` it ignores the first cancellation (a wedged call)
-    and signals ``swallowed``."""
+def check_tool_calls_answered(request: ModelRequest) -> None:
+    """`ProviderRequestRejected` (as OpenAI and Anthropic answer with a 400) when a tool call
+    is not followed by its result before the next other message."""
+    waiting: set[str] = set()
+    for message in request.messages:
+        if message.role == "tool":
+            waiting.discard(message.tool_call_id or "")
+            continue
+        if waiting:
+            raise ProviderRequestRejected(
+                f"tool calls {sorted(waiting)} have no tool message answering them",
+                provider="fake",
+                model=request.model,
+                status=400,
+            )
+        waiting = {call.id for call in message.tool_calls}
 
-    def __init__(self, reply: Reply | None = None, *, swallow_cancel: bool = False) -> None:
+
+class BlockingModel(FakeModel):
+    """Answers like `FakeModel`, but the calls numbered in ``blocking`` (1 is the first; all
+    when None) signal ``entered`` and wait for ``release``. With ``swallow_cancel`` a
+    blocked call ignores its first cancellation (a wedged call) and signals ``swallowed``."""
+
+    def __init__(
+        self,
+        reply: Reply | None = None,
+        *,
+        blocking: Iterable[int] | None = None,
+        swallow_cancel: bool = False,
+    ) -> None:
         super().__init__(reply)
+        self.blocking = None if blocking is None else set(blocking)
+        self.calls = 0
         self.entered = asyncio.Event()
         self.release = asyncio.Event()
         self.swallowed = asyncio.Event()
         self._swallow = swallow_cancel
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
-        self.entered.set()
-        try:
-            await self.release.wait()
-        except asyncio.CancelledError:
-            if not self._swallow:
+        self.calls += 1
+        if self.blocking is None or self.calls in self.blocking:
+            self.entered.set()
+            try:
+                await self.release.wait()
+            except asyncio.CancelledError:
+                if not self._swallow:
+                    raise
+                self._swallow = False
+                self.swallowed.set()
+                await self.release.wait()
                 raise
-            self._swallow = False
-            self.swallowed.set()
-            await self.release.wait()
-            raise
         return await super().complete(request)
+
+
+class Gate:
+    """A read-only tool ``wait_here`` that waits inside its call until the test opens the
+    gate (``open``); ``entered`` is set once it is called."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.open = asyncio.Event()
+        self.calls = 0
+
+        @tool(name="wait_here", read_only=True)
+        async def wait_here() -> str:
+            """Wait until the test lets go."""
+            self.calls += 1
+            self.entered.set()
+            await self.open.wait()
+            return "done"
+
+        self.tool: FunctionTool = wait_here
 
 
 class RecordingGate:

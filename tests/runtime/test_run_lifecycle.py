@@ -3,17 +3,15 @@ the moves a real run records when it is paused, resumed, stopped or cancelled.""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
-from runtime_support import FakeModel, moved_to, of_type, only, scripted, states, types
+from runtime_support import FakeModel, Gate, moved_to, of_type, only, scripted, states, types
 
 from conftest import HarnessFactory
 from promptline.core.errors import ConflictError
 from promptline.core.events import LifecycleState
 from promptline.runtime.lifecycle import FINAL_STATES, LIFECYCLE_STATES, Lifecycle, is_legal
-from promptline.tools.function import FunctionTool, tool
 
 LEGAL: dict[str, set[str]] = {
     "created": {"initializing", "stopping", "error"},
@@ -108,25 +106,6 @@ def test_a_refused_move_says_where_the_run_may_go() -> None:
 
 
 # -- in a real run ------------------------------------------------------------------------------
-
-
-class Gate:
-    """A tool that waits inside its call until the test opens the gate."""
-
-    def __init__(self) -> None:
-        self.entered = asyncio.Event()
-        self.open = asyncio.Event()
-        self.calls = 0
-
-        @tool(name="wait_here", read_only=True)
-        async def wait_here() -> str:
-            """Wait until the test lets go."""
-            self.calls += 1
-            self.entered.set()
-            await self.open.wait()
-            return "done"
-
-        self.tool: FunctionTool = wait_here
 
 
 WAIT_THEN_ANSWER: list[dict[str, Any]] = [

@@ -1,0 +1,194 @@
+"""One run at a time per session, and what happens to a message that arrives meanwhile:
+``enqueue`` runs it next, ``steer`` hands it to the run in flight (or runs it next when the
+run never gets to it), ``interrupt`` cancels the run in flight, ``reject`` refuses it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from runtime_support import BlockingModel, Harness, add, calling, of_type, only, types
+
+from conftest import HarnessFactory
+from promptline.core.errors import SessionBusyError
+from promptline.core.messages import Message
+from promptline.models.types import ModelRequest
+from promptline.runtime import Agent
+from promptline.sessions import Principal
+
+ALICE = Principal(user_id="alice")
+
+
+def echo(request: ModelRequest) -> str:
+    users = [m.text for m in request.messages if m.role == "user"]
+    return f"answer to {users[-1]}"
+
+
+async def open_session(h: Harness) -> str:
+    assert h.sessions is not None
+    return (await h.sessions.create(ALICE, channel="cli")).id
+
+
+def run_events(events: list, run_id: str) -> list:  # type: ignore[type-arg]
+    return [e for e in events if e.run_id == run_id]
+
+
+async def test_enqueue_runs_the_second_message_after_the_first_with_its_history(
+    make_session_runtime: HarnessFactory,
+) -> None:
+    model = BlockingModel(echo, blocking=[1])
+    h = make_session_runtime(model)
+    sid = await open_session(h)
+    first = await h.runtime.start_run("one", session_id=sid, principal=ALICE)
+    await model.entered.wait()
+
+    second = await h.runtime.start_run("two", session_id=sid, principal=ALICE, queue_mode="enqueue")
+
+    assert second is not first
+    assert {r.id for r in h.runtime.active} == {first.id, second.id}
+    # Waiting for its outcome does not start it out of turn.
+    outcome = asyncio.create_task(second.result())
+    await asyncio.sleep(0)
+    assert second.task is None
+    model.release.set()
+    one, two = await first.result(), await outcome
+
+    assert (one.text, two.text) == ("answer to one", "answer to two")
+    seen = [(m.role, m.text) for m in model.requests[1].messages[1:]]
+    assert seen == [("user", "one"), ("assistant", "answer to one"), ("user", "two")]
+    events = await h.events(sid)
+    kinds = [(e.type, e.run_id) for e in events if e.type in ("run_started", "run_completed")]
+    assert kinds == [
+        ("run_started", first.id),
+        ("run_completed", first.id),
+        ("run_started", second.id),
+        ("run_completed", second.id),
+    ]
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+
+
+async def test_steer_adds_the_message_to_the_run_in_flight_at_its_next_model_call(
+    make_session_runtime: HarnessFactory,
+) -> None:
+    def reply(request: ModelRequest) -> Message | str:
+        if request.messages[-1].role == "user" and request.messages[-1].text == "add 1 and 2":
+            return calling("add", {"a": 1, "b": 2}, call_id="call_add")
+        return echo(request)
+
+    model = BlockingModel(reply, blocking=[1])
+    h = make_session_runtime(model, [add])
+    sid = await open_session(h)
+    run = await h.runtime.start_run("add 1 and 2", session_id=sid, principal=ALICE)
+    await model.entered.wait()
+
+    joined = await h.runtime.start_run(
+        "and say it in words", session_id=sid, principal=ALICE, queue_mode="steer"
+    )
+
+    assert joined is run
+    model.release.set()
+    result = await run.result()
+
+    assert result.ok, result.error
+    assert result.text == "answer to and say it in words"
+    # The steered message comes after the tool's result: a tool call and its result are
+    # never split by another message.
+    second = model.requests[1].messages
+    assert [(m.role, m.text) for m in second[1:]] == [
+        ("user", "add 1 and 2"),
+        ("assistant", ""),
+        ("tool", "3"),
+        ("user", "and say it in words"),
+    ]
+    events = await h.events(sid)
+    assert len(of_type(events, "run_started")) == 1
+    received = [e.data.message.text for e in of_type(events, "message_received")]
+    assert received == ["add 1 and 2", "and say it in words"]
+    assert all(e.run_id == run.id for e in of_type(events, "message_received"))
+    assert h.runtime.active == []
+
+
+async def test_a_steered_message_the_run_never_reached_runs_next(
+    make_session_runtime: HarnessFactory,
+) -> None:
+    model = BlockingModel(echo, blocking=[1])
+    h = make_session_runtime(model)
+    sid = await open_session(h)
+    run = await h.runtime.start_run("one", session_id=sid, principal=ALICE)
+    await model.entered.wait()
+
+    joined = await h.runtime.start_run("P.S.", session_id=sid, principal=ALICE, queue_mode="steer")
+    model.release.set()
+    result = await run.result()
+
+    assert joined is run
+    assert result.text == "answer to one"  # the answer was on its way: no safe point left
+    follow = await h.wait_for(lambda e: e.type == "run_completed" and e.run_id != run.id)
+    assert follow.data.output.text == "answer to P.S."
+    events = await h.events(sid)
+    started = only(run_events(events, follow.run_id), "run_started")
+    assert started.data.input.text == "P.S."
+    received = [e.data.message.text for e in of_type(events, "message_received")]
+    assert received == ["one", "P.S."]  # recorded once, never dropped
+    seen = [(m.role, m.text) for m in model.requests[1].messages[1:]]
+    assert seen == [("user", "one"), ("assistant", "answer to one"), ("user", "P.S.")]
+
+
+async def test_interrupt_cancels_the_run_in_flight_and_runs_the_new_message(
+    make_session_runtime: HarnessFactory,
+) -> None:
+    model = BlockingModel(echo, blocking=[1])
+    h = make_session_runtime(model)
+    sid = await open_session(h)
+    first = await h.runtime.start_run("one", session_id=sid, principal=ALICE)
+    await model.entered.wait()
+
+    second = await h.runtime.start_run(
+        "never mind, two", session_id=sid, principal=ALICE, queue_mode="interrupt"
+    )
+    one, two = await first.result(), await second.result()
+
+    assert one.status == "cancelled"
+    assert two.ok
+    assert two.text == "answer to never mind, two"
+    events = await h.events(sid)
+    cancelled = only(run_events(events, first.id), "run_cancelled").data
+    assert cancelled.reason == "interrupted by a new message"
+    assert cancelled.cancelled_by == "queue"
+    ends = [(e.type, e.run_id) for e in events if e.type.startswith("run_")]
+    assert ends == [
+        ("run_started", first.id),
+        ("run_cancelled", first.id),
+        ("run_started", second.id),
+        ("run_completed", second.id),
+    ]
+    # The interrupted question stays in the history the new run sees.
+    seen = [(m.role, m.text) for m in model.requests[-1].messages[1:]]
+    assert seen == [("user", "one"), ("user", "never mind, two")]
+
+
+async def test_reject_refuses_a_message_for_a_busy_session_and_records_nothing(
+    make_session_runtime: HarnessFactory,
+) -> None:
+    model = BlockingModel(echo, blocking=[1])
+    h = make_session_runtime(model, agents=[Agent(name="assistant", queue_mode="reject")])
+    sid = await open_session(h)
+    first = await h.runtime.start_run("one", session_id=sid, principal=ALICE)
+    await model.entered.wait()
+    before = await h.events(sid)
+
+    with pytest.raises(SessionBusyError) as refused:
+        await h.runtime.start_run("two", session_id=sid, principal=ALICE)
+
+    assert refused.value.details == {"session_id": sid, "run_id": first.id}
+    assert refused.value.code == "session_busy"
+    assert [r.id for r in h.runtime.active] == [first.id]
+    model.release.set()
+    assert (await first.result()).text == "answer to one"
+    events = await h.events(sid)
+    assert types(events[: len(before)]) == types(before)
+    assert [e.data.message.text for e in of_type(events, "message_received")] == ["one"]
+    assert len(of_type(events, "run_started")) == 1
+    # Once the session is free, the same message is taken.
+    again = await h.runtime.run("two", session_id=sid, principal=ALICE)
+    assert again.text == "answer to two"
