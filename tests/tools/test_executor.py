@@ -606,3 +606,27 @@ def test_registry_errors_are_the_projects_errors() -> None:
         ToolRegistry().require("nothing")
     with pytest.raises(InvalidInputError):
         ToolRegistry().register(object())  # type: ignore[arg-type]
+
+
+async def test_progress_reported_after_the_call_ended_is_not_recorded(
+    bus: InProcessEventBus, workspace: Path
+) -> None:
+    loop = asyncio.get_running_loop()
+    release = threading.Event()
+    reported = asyncio.Event()
+
+    @tool(timeout=0.05)
+    def late(context: ToolContext) -> str:
+        """Reports once its call has timed out (its thread cannot be stopped)."""
+        release.wait(STUCK)
+        context.report_progress(output="too late")
+        loop.call_soon_threadsafe(reported.set)  # runs after the report reached the loop
+        return "unused"
+
+    result = await executor_for(bus, late).execute(ToolCall(name="late"), scope(workspace))
+    release.set()
+    await asyncio.wait_for(reported.wait(), STUCK)
+    await asyncio.sleep(0)  # a publication started by the report would have run by now
+
+    assert result.metadata["outcome"] == "timeout"
+    assert types(await recorded(bus)) == ["tool_command", "tool_result"]

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -87,6 +88,7 @@ class _Progress:
     message: str | None = None
     output: list[str] = field(default_factory=list)
     pending: bool = False
+    ended: bool = False
 
 
 class ToolExecutor:
@@ -231,6 +233,10 @@ class ToolExecutor:
                 await bus.publish(ToolProgressEvent(**envelope, data=data))
 
         def report_in_loop(percent: Any, message: Any, output: Any) -> None:
+            if progress.ended:
+                # A sync tool's thread outlives a time-out; its later reports would land in
+                # the log after the call's tool_result.
+                return
             if percent is not None:
                 progress.percent = max(0.0, min(100.0, float(percent)))
             if message is not None:
@@ -255,7 +261,8 @@ class ToolExecutor:
             if running is loop:
                 report_in_loop(percent, message, output)
             else:
-                loop.call_soon_threadsafe(report_in_loop, percent, message, output)
+                with contextlib.suppress(RuntimeError):  # the loop has closed: nobody listens
+                    loop.call_soon_threadsafe(report_in_loop, percent, message, output)
 
         context = ToolContext(
             call_id=call.id,
@@ -291,6 +298,7 @@ class ToolExecutor:
         else:
             result = self._to_result(call, value)
         finally:
+            progress.ended = True
             if not flushed.is_set():
                 await flushed.wait()
         return result
