@@ -7,10 +7,10 @@ import asyncio
 import shutil
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
-from runtime_support import Harness, build_services
+from runtime_support import DEFAULT, Harness, HarnessFactory, build_services
 
 from promptline.events.bus import InProcessEventBus
 from promptline.events.factory import create_event_store
@@ -21,20 +21,6 @@ from promptline.sessions import SessionManager
 from promptline.storage.database import create_engine
 from promptline.storage.migrate import upgrade
 from promptline.tools.base import Tool
-
-DEFAULT = Agent(name="assistant", model="script")
-
-
-class HarnessFactory(Protocol):
-    def __call__(
-        self,
-        models: ModelCaller,
-        tools: Iterable[Tool] = (),
-        *,
-        agents: Iterable[Agent] = (DEFAULT,),
-        runtime_options: dict[str, Any] | None = None,
-        **options: Any,
-    ) -> Harness: ...
 
 
 @pytest.fixture(scope="session")

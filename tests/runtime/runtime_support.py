@@ -8,7 +8,7 @@ import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -55,6 +55,24 @@ def calling(name: str, arguments: dict[str, Any] | None = None, *, call_id: str 
     """An assistant message that calls tool ``name``."""
     call = ToolCall(name=name, arguments=arguments or {}, **({"id": call_id} if call_id else {}))
     return Message(role="assistant", content="", tool_calls=[call])
+
+
+DEFAULT = Agent(name="assistant", model="script")
+"""The agent of the runtimes built by `make_runtime`, unless a test names others."""
+
+
+class HarnessFactory(Protocol):
+    def __call__(
+        self,
+        models: ModelCaller,
+        tools: Iterable[Tool] = (),
+        *,
+        agents: Iterable[Agent] = (DEFAULT,),
+        runtime_options: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Harness:
+        """A runtime built by hand over ``models`` and ``tools``."""
+        ...
 
 
 class FakeModel:

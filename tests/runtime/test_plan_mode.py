@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from runtime_support import RecordingGate, of_type, only, scripted
+from runtime_support import HarnessFactory, RecordingGate, of_type, only, scripted
 
-from conftest import HarnessFactory
 from promptline.events.protocols import EventBus
 from promptline.runtime import Agent
 from promptline.runtime.prompt import PLAN_MODE

@@ -7,9 +7,17 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from runtime_support import BlockingModel, Harness, add, calling, of_type, only, types
+from runtime_support import (
+    BlockingModel,
+    Harness,
+    HarnessFactory,
+    add,
+    calling,
+    of_type,
+    only,
+    types,
+)
 
-from conftest import HarnessFactory
 from promptline.core.errors import SessionBusyError
 from promptline.core.messages import Message
 from promptline.models.types import ModelRequest

@@ -6,9 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from runtime_support import FakeModel, Harness, add, calling, of_type, only, states
+from runtime_support import FakeModel, Harness, HarnessFactory, add, calling, of_type, only, states
 
-from conftest import HarnessFactory
 from promptline.core.events import LlmResult, LlmResultEvent
 from promptline.core.messages import Message, Usage
 from promptline.models.capabilities import ModelCapabilities

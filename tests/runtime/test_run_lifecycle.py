@@ -6,9 +6,20 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from runtime_support import FakeModel, Gate, moved_to, of_type, only, scripted, states, types
+from runtime_support import (
+    BlockingModel,
+    FakeModel,
+    Gate,
+    HarnessFactory,
+    calling,
+    moved_to,
+    of_type,
+    only,
+    scripted,
+    states,
+    types,
+)
 
-from conftest import HarnessFactory
 from promptline.core.errors import ConflictError
 from promptline.core.events import LifecycleState
 from promptline.runtime.lifecycle import FINAL_STATES, LIFECYCLE_STATES, Lifecycle, is_legal
@@ -193,6 +204,30 @@ async def test_a_stopped_run_finishes_its_tool_call_then_ends_at_the_safe_point(
     assert len(of_type(events, "llm_command")) == 1
     assert only(events, "run_cancelled").data.cancelled_by == "user"
     assert states(events)[-2:] == ["stopping", "stopped"]
+
+
+async def test_a_run_stopped_while_the_model_answers_runs_none_of_its_tool_calls(
+    make_runtime: HarnessFactory,
+) -> None:
+    gate = Gate()
+    model = BlockingModel(lambda _: calling("wait_here", call_id="call_wait"))
+    h = make_runtime(model, [gate.tool])
+    run = await h.runtime.start_run("wait")
+    await model.entered.wait()
+
+    run.stop("enough")
+    model.release.set()
+    result = await run.result()
+
+    assert result.status == "cancelled"
+    assert gate.calls == 0
+    events = await h.events(run.id)
+    assert of_type(events, "tool_command") == []
+    call, answer = (e.data.message for e in of_type(events, "message_sent"))
+    assert call.tool_calls[0].id == "call_wait"
+    assert (answer.role, answer.tool_call_id) == ("tool", "call_wait")
+    assert answer.text == "wait_here did not finish: the run was cancelled."
+    assert only(events, "run_cancelled").data.reason == "enough"
 
 
 async def test_a_cancelled_paused_run_stops_at_once(make_runtime: HarnessFactory) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from runtime_support import (
     FakeModel,
+    HarnessFactory,
     add,
     calling,
     of_type,
@@ -17,8 +18,8 @@ from runtime_support import (
     types,
 )
 
-from conftest import HarnessFactory
 from promptline.core.messages import Usage
+from promptline.models.scripted import DEMO_SCRIPT, ScriptedProvider
 from promptline.models.types import ModelRequest
 from promptline.runtime import Agent
 from promptline.runtime.prompt import CHAIN_OF_THOUGHT
@@ -146,6 +147,10 @@ async def test_the_same_tool_call_repeated_max_repeated_calls_times_fails_the_ru
     assert len(of_type(events, "tool_command")) == 2
     assert only(events, "run_failed").data.error.code == "run_limit"
     assert states(events)[-1] == "error"
+    # The refused call still gets a result, so the conversation stays well-formed.
+    last = of_type(events, "message_sent")[-1].data.message
+    assert last.role == "tool"
+    assert last.text == "add did not finish: the run was failed."
 
 
 async def test_a_call_to_an_unknown_tool_gets_an_error_result_and_the_run_goes_on(
@@ -261,6 +266,18 @@ async def test_a_streaming_agent_publishes_the_deltas_between_command_and_result
     assert kinds.index("llm_command") < first
     assert last < kinds.index("llm_result")
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
+
+
+async def test_the_offline_demo_model_uses_the_add_tool(make_runtime: HarnessFactory) -> None:
+    provider = ScriptedProvider(scripts={"demo": DEMO_SCRIPT})
+    h = make_runtime(provider, [add], agents=[Agent(name="assistant", model="demo")])
+
+    result = await h.runtime.run("what is 20 + 22?")
+
+    assert result.text == "The result is 42."
+    assert result.tool_calls == 1
+    events = await h.events(result.run_id)
+    assert only(events, "tool_command").data.call.arguments == {"a": 20, "b": 22}
 
 
 async def test_a_run_without_tools_offers_none_and_answers_in_one_call(

@@ -8,6 +8,7 @@ import pytest
 from runtime_support import (
     FakeModel,
     Gate,
+    HarnessFactory,
     RecordingGate,
     add,
     calling,
@@ -17,7 +18,6 @@ from runtime_support import (
     types,
 )
 
-from conftest import HarnessFactory
 from promptline.core.errors import NotFoundError
 from promptline.core.messages import Message
 from promptline.models.types import ModelRequest

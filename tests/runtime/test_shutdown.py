@@ -7,9 +7,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from runtime_support import BlockingModel, Gate, of_type, only, scripted, states
+from runtime_support import BlockingModel, Gate, HarnessFactory, of_type, only, scripted, states
 
-from conftest import HarnessFactory
 from promptline.core.errors import SessionBusyError
 from promptline.sessions import Principal
 

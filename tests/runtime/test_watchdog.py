@@ -7,9 +7,17 @@ import asyncio
 import time
 
 import pytest
-from runtime_support import BlockingModel, Gate, moved_to, of_type, only, scripted, states
+from runtime_support import (
+    BlockingModel,
+    Gate,
+    HarnessFactory,
+    moved_to,
+    of_type,
+    only,
+    scripted,
+    states,
+)
 
-from conftest import HarnessFactory
 from promptline.core.errors import NotFoundError
 from promptline.models.types import ModelRequest
 from promptline.sessions import Principal
