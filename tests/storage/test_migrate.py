@@ -75,3 +75,9 @@ async def test_postgres_schema_is_at_head(postgres_url: str) -> None:
         assert col == "tsvector"
     finally:
         await engine.dispose()
+
+
+def test_the_head_revision_constant_is_the_newest_migration_script() -> None:
+    from promptline.storage.migrate import HEAD_REVISION, _script
+
+    assert _script().get_current_head() == HEAD_REVISION

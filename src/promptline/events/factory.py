@@ -5,10 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptline.core.errors import ConfigError
-from promptline.events.postgres import PostgresEventStore
 from promptline.events.protocols import EventStore
-from promptline.events.sql import SqlEventStore
-from promptline.events.sqlite import SqliteEventStore
 
 
 def create_event_store(engine: AsyncEngine, *, owns_engine: bool = False) -> EventStore:
@@ -16,14 +13,17 @@ def create_event_store(engine: AsyncEngine, *, owns_engine: bool = False) -> Eve
 
     With ``owns_engine`` the store disposes the engine when it is closed.
     """
-    kinds: dict[str, type[SqlEventStore]] = {
-        "sqlite": SqliteEventStore,
-        "postgresql": PostgresEventStore,
-    }
-    kind = kinds.get(engine.dialect.name)
-    if kind is None:
-        raise ConfigError(
-            f"no event store for the {engine.dialect.name!r} database",
-            hint="use a sqlite:/// or postgresql:// database URL",
-        )
-    return kind(engine, owns_engine=owns_engine)
+    # Each store is imported only for its own database (asyncpg is not loaded for SQLite).
+    dialect = engine.dialect.name
+    if dialect == "sqlite":
+        from promptline.events.sqlite import SqliteEventStore
+
+        return SqliteEventStore(engine, owns_engine=owns_engine)
+    if dialect == "postgresql":
+        from promptline.events.postgres import PostgresEventStore
+
+        return PostgresEventStore(engine, owns_engine=owns_engine)
+    raise ConfigError(
+        f"no event store for the {dialect!r} database",
+        hint="use a sqlite:/// or postgresql:// database URL",
+    )
