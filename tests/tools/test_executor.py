@@ -630,3 +630,59 @@ async def test_progress_reported_after_the_call_ended_is_not_recorded(
 
     assert result.metadata["outcome"] == "timeout"
     assert types(await recorded(bus)) == ["tool_command", "tool_result"]
+
+
+class BrokenGate:
+    """A permission check that fails with an unexpected error."""
+
+    async def authorize(self, tool: Tool, call: ToolCall, scope: CallScope) -> Authorization:
+        raise RuntimeError("policy store unreachable")
+
+
+async def test_a_gate_that_breaks_refuses_the_call_and_records_a_result(
+    bus: InProcessEventBus, workspace: Path
+) -> None:
+    ran: list[int] = []
+
+    @tool(inline=True)
+    def guarded() -> str:
+        """Guarded."""
+        ran.append(1)
+        return "ran"
+
+    call = ToolCall(name="guarded")
+    result = await executor_for(bus, guarded, gate=BrokenGate()).execute(call, scope(workspace))
+
+    assert result.metadata["outcome"] == "denied"
+    assert "the permission check failed (RuntimeError: policy store unreachable)" in result.text
+    assert ran == []
+    assert types(await recorded(bus)) == ["tool_command", "tool_result"]
+
+
+class BadValidator:
+    """A hand-written tool whose own argument check crashes."""
+
+    name = "fragile"
+    description = "Fragile."
+    parameters: dict[str, Any] = {"type": "object"}
+    read_only = True
+    destructive = False
+    timeout = None
+
+    def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        raise KeyError("oops")
+
+    async def run(self, arguments: dict[str, Any], context: ToolContext) -> Any:
+        return "never"
+
+
+async def test_a_tool_whose_validation_crashes_gets_an_error_result(
+    bus: InProcessEventBus, workspace: Path
+) -> None:
+    result = await executor_for(bus, BadValidator()).execute(
+        ToolCall(name="fragile"), scope(workspace)
+    )
+
+    assert result.metadata["outcome"] == "error"
+    assert "could not check its arguments: KeyError" in result.text
+    assert types(await recorded(bus)) == ["tool_command", "tool_result"]

@@ -87,6 +87,7 @@ class _Progress:
     percent: float | None = None
     message: str | None = None
     output: list[str] = field(default_factory=list)
+    buffered: int = 0
     pending: bool = False
     ended: bool = False
 
@@ -180,15 +181,26 @@ class ToolExecutor:
             return _result(
                 call, f"{exc.message}. Fix the arguments and call again.", "invalid_arguments"
             )
+        except Exception as exc:  # a tool's own validate that breaks: its fault, not the model's
+            return _result(
+                call, f"{call.name} could not check its arguments: {type(exc).__name__}", "error"
+            )
         if scope.mode == "plan" and not tool.read_only:
             return _result(
                 call,
                 f"{call.name} changes things and the run is in plan mode, where only read-only "
-                "tools run: finish the plan; it runs once the plan is approved",
+                "tools run: call submit_plan with your plan; it runs once the plan is approved",
                 "denied",
             )
         if self.gate is not None:
-            decision = await self.gate.authorize(tool, call, scope)
+            try:
+                decision = await self.gate.authorize(tool, call, scope)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Fail closed: a permission check that breaks refuses the call.
+                reason = f"the permission check failed ({type(exc).__name__}: {exc})"
+                return _result(call, f"permission denied for {call.name}: {reason}", "denied")
             if not decision.allowed:
                 reason = decision.reason or "not allowed by the permission policy"
                 return _result(call, f"permission denied for {call.name}: {reason}", "denied")
@@ -229,6 +241,7 @@ class ToolExecutor:
                     output=output,
                 )
                 progress.output.clear()
+                progress.buffered = 0
                 progress.pending = False
                 await bus.publish(ToolProgressEvent(**envelope, data=data))
 
@@ -243,6 +256,12 @@ class ToolExecutor:
                 progress.message = str(message)
             if output is not None:
                 progress.output.append(str(output))
+                progress.buffered += len(progress.output[-1])
+                if progress.buffered > 4 * MAX_PROGRESS_OUTPUT_CHARS:
+                    # A publication is late (a slow store): keep the newest output only.
+                    text = "".join(progress.output)[-2 * MAX_PROGRESS_OUTPUT_CHARS :]
+                    progress.output[:] = [text]
+                    progress.buffered = len(text)
             if not progress.pending:
                 progress.pending = True
                 if flushed.is_set():
