@@ -1,0 +1,438 @@
+"""Shows a run as it happens: the answer streamed as it is written, each tool call with its
+progress and result, and approvals asked (or answered) inline while the run waits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TextIO
+
+if TYPE_CHECKING:
+    from promptline.core.events import Event, PermissionRequest
+    from promptline.events.protocols import Subscription
+    from promptline.runtime.run import Run, RunResult
+    from promptline.security.gate import PermissionManager
+
+GrantScope = Literal["once", "session", "always"]
+
+DRAIN_SECONDS = 2.0
+"""How long the view waits, after a run ended, for its last events to be shown."""
+
+ANSWER_HELP = "y = yes, n = no, a = always, s = for this session"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """An answer to a permission request."""
+
+    approve: bool
+    scope: GrantScope = "once"
+    reason: str | None = None
+
+
+Approver = Callable[["PermissionRequest", bool], Awaitable[Decision | None]]
+"""Answers a request (the bool says whether the run has a session); None cancels the run."""
+
+Reader = Callable[[str], Awaitable[str | None]]
+"""Asks a question and returns the typed line; None when the user gave up (EOF, Ctrl-C)."""
+
+_ANSWERS: dict[str, Decision] = {
+    "y": Decision(True),
+    "yes": Decision(True),
+    "n": Decision(False, reason="the user said no"),
+    "no": Decision(False, reason="the user said no"),
+    "a": Decision(True, "always"),
+    "always": Decision(True, "always"),
+    "s": Decision(True, "session"),
+    "session": Decision(True, "session"),
+}
+
+
+def parse_answer(text: str) -> Decision | None:
+    """The decision ``text`` stands for (y, n, a/always, s/session), or None."""
+    return _ANSWERS.get(text.strip().lower())
+
+
+def approve_all(announce: Callable[[str], None], *, by_whom: str) -> Approver:
+    """An approver that says yes to everything, saying so through ``announce``."""
+
+    async def approve(request: PermissionRequest, has_session: bool) -> Decision:
+        announce(f"approving automatically ({by_whom})")
+        return Decision(True)
+
+    return approve
+
+
+def refuse_all(reason: str) -> Approver:
+    """An approver that refuses everything with ``reason`` (nobody can be asked)."""
+
+    async def refuse(request: PermissionRequest, has_session: bool) -> Decision:
+        return Decision(False, reason=reason)
+
+    return refuse
+
+
+def ask_with(read: Reader, announce: Callable[[str], None]) -> Approver:
+    """An approver that asks through ``read`` until it gets an answer it understands."""
+
+    async def ask(request: PermissionRequest, has_session: bool) -> Decision | None:
+        while True:
+            text = await read(f"allow {request.tool}? [y]es / [n]o / [a]lways / [s]ession (n): ")
+            if text is None:
+                return None
+            decision = parse_answer(text or "n")
+            if decision is None:
+                announce(f"please answer {ANSWER_HELP}")
+                continue
+            if decision.scope == "session" and not has_session:
+                announce("this run has no session: approving this call only")
+                return Decision(True)
+            return decision
+
+    return ask
+
+
+class Style:
+    """ANSI colours on a terminal (unless ``NO_COLOR`` is set); plain text anywhere else."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    @classmethod
+    def for_stream(cls, stream: TextIO) -> Style:
+        tty = _isatty(stream)
+        return cls(tty and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb")
+
+    def _wrap(self, code: str, text: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.enabled and text else text
+
+    def dim(self, text: str) -> str:
+        return self._wrap("2", text)
+
+    def bold(self, text: str) -> str:
+        return self._wrap("1", text)
+
+    def red(self, text: str) -> str:
+        return self._wrap("31", text)
+
+    def green(self, text: str) -> str:
+        return self._wrap("32", text)
+
+    def yellow(self, text: str) -> str:
+        return self._wrap("33", text)
+
+    def cyan(self, text: str) -> str:
+        return self._wrap("36", text)
+
+
+class ThinkingFilter:
+    """Takes ``<thinking>...</thinking>`` out of streamed text, as the run does with the final
+    answer, even when a tag arrives split across chunks."""
+
+    OPEN = "<thinking>"
+    CLOSE = "</thinking>"
+
+    def __init__(self) -> None:
+        self.thinking = False
+        self._pending = ""
+        self._strip = False
+
+    def feed(self, text: str) -> str:
+        """The visible part of ``text`` (a possible partial tag at its end is held back)."""
+        data, self._pending = self._pending + text, ""
+        shown: list[str] = []
+        while data:
+            tag = self.CLOSE if self.thinking else self.OPEN
+            at = data.find(tag)
+            if at >= 0:
+                if not self.thinking:
+                    shown.append(data[:at])
+                data = data[at + len(tag) :]
+                self.thinking = not self.thinking
+                # The answer after a thinking block starts at its first visible character.
+                self._strip = not self.thinking
+                continue
+            keep = _partial_suffix(data, tag)
+            if not self.thinking:
+                shown.append(data[: len(data) - keep])
+            self._pending = data[len(data) - keep :]
+            break
+        visible = "".join(shown)
+        if self._strip and visible:
+            visible = visible.lstrip()
+            self._strip = not visible
+        return visible
+
+    def end(self) -> str:
+        """What is held back at the end of an answer; resets the filter."""
+        rest = "" if self.thinking else self._pending
+        self.thinking, self._pending, self._strip = False, "", False
+        return rest
+
+
+def _partial_suffix(text: str, tag: str) -> int:
+    for size in range(min(len(tag) - 1, len(text)), 0, -1):
+        if tag.startswith(text[-size:]):
+            return size
+    return 0
+
+
+class RunView:
+    """Prints one run's events as they arrive and answers its permission requests.
+
+    The answer goes to ``out``; notes (tool calls, progress, approvals, errors) go to
+    ``notes`` (default: ``out``). With ``stream`` off the answer is printed once the run
+    has ended, with ``show_answer`` off not at all; with ``show_tools`` off only approvals
+    and errors are noted. ``decided_by`` names who answered in the permission events. Set
+    ``approver`` before `follow` (the default refuses every request).
+    """
+
+    def __init__(
+        self,
+        *,
+        permissions: PermissionManager,
+        out: TextIO,
+        notes: TextIO | None = None,
+        approver: Approver | None = None,
+        stream: bool = True,
+        show_answer: bool = True,
+        show_tools: bool = True,
+        footer: bool = False,
+        decided_by: str = "local",
+    ) -> None:
+        self.permissions = permissions
+        self.out = out
+        self.notes = notes or out
+        self.approver = approver or refuse_all("nobody is there to approve it")
+        self.stream = stream and show_answer
+        self.show_answer = show_answer
+        self.show_tools = show_tools
+        self.footer = footer
+        self.decided_by = decided_by
+        self.style = Style.for_stream(self.notes)
+        self._filter = ThinkingFilter()
+        self._streamed = False
+        self._line_open = False
+        self._shared = self.notes is self.out or (_isatty(self.out) and _isatty(self.notes))
+        self._calls: dict[str, str] = {}  # permission request id -> tool call id
+        self._refused: set[str] = set()  # tool call ids whose permission was denied
+
+    # -- output ------------------------------------------------------------------------------
+
+    def write_answer(self, text: str) -> None:
+        """Append streamed answer text."""
+        if not text:
+            return
+        self.out.write(text)
+        self.out.flush()
+        self._line_open = not text.endswith("\n")
+
+    def note(self, line: str) -> None:
+        """Print a line of its own to the notes stream."""
+        self._close_line()
+        self.notes.write(line + "\n")
+        self.notes.flush()
+
+    def _close_line(self) -> None:
+        if self._line_open and self._shared:
+            self.out.write("\n")
+            self.out.flush()
+        self._line_open = False
+
+    # -- following a run ------------------------------------------------------------------------
+
+    async def follow(self, run: Run, subscription: Subscription) -> RunResult:
+        """Show ``run`` until it ends; ``subscription`` is on its events (made as soon as the
+        run was started, so nothing is missed). Returns the run's result."""
+        loop = asyncio.get_running_loop()
+        watcher = loop.create_task(self._watch(run, subscription))
+        outcome = loop.create_task(run.result())
+        try:
+            await asyncio.wait({watcher, outcome}, return_when=asyncio.FIRST_COMPLETED)
+            if watcher.done() and watcher.exception() is not None and not outcome.done():
+                # Nobody would see the run or answer its approvals any more.
+                run.cancel("the command line failed while showing the run", by="user")
+            result = await outcome
+            # The run's last events were published before its result: let them be shown.
+            done, _ = await asyncio.wait({watcher}, timeout=DRAIN_SECONDS)
+            if watcher in done:
+                watcher.result()
+        finally:
+            for task in (watcher, outcome):
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            await subscription.close()
+        self._ended(result)
+        return result
+
+    async def _watch(self, run: Run, subscription: Subscription) -> None:
+        async for event in subscription:
+            await self._show(run, event)
+            if event.type in ("run_completed", "run_failed", "run_cancelled"):
+                return
+
+    async def _show(self, run: Run, event: Event) -> None:
+        data: Any = event.data
+        kind = event.type
+        if kind == "llm_command":
+            self._streamed = False
+        elif kind == "llm_delta":
+            if self.stream and data.text:
+                was_thinking = self._filter.thinking
+                visible = self._filter.feed(data.text)
+                if self._filter.thinking and not was_thinking and self.show_tools:
+                    self.note(self.style.dim("(thinking...)"))
+                self._streamed = self._streamed or bool(visible.strip())
+                self.write_answer(visible)
+        elif kind == "llm_result":
+            self.write_answer(self._filter.end())
+        elif kind == "tool_command" and self.show_tools:
+            call = data.call
+            self.note(self.style.cyan(f"-> {call.name}({format_arguments(call.arguments)})"))
+        elif kind == "tool_progress" and self.show_tools:
+            self._progress(data)
+        elif kind == "tool_result" and self.show_tools:
+            result = data.result
+            outcome = result.metadata.get("outcome", "ok")
+            text = _clip(result.text, 200)
+            if not result.is_error:
+                self.note(self.style.green(f"<- {result.name}: {text}"))
+            elif outcome == "denied" and result.call_id in self._refused:
+                self.note(self.style.yellow(f"<- {result.name} was not run"))
+            elif outcome in ("denied", "cancelled"):
+                self.note(self.style.yellow(f"<- {result.name} {outcome}: {text}"))
+            else:
+                self.note(self.style.red(f"<- {result.name} failed: {text}"))
+        elif kind == "permission_request":
+            await self._ask(run, event)
+        elif kind == "permission_granted":
+            by = f" by {data.decided_by}" if data.decided_by else ""
+            reach = {"once": "for this call", "session": "for this session", "always": "always"}
+            self.note(self.style.green(f"approved {data.tool} {reach[data.scope]}{by}"))
+        elif kind == "permission_denied":
+            call_id = self._calls.get(data.request_id)
+            if call_id:
+                self._refused.add(call_id)
+            from promptline.security.approvals import CANCELLED
+
+            if data.decided_by == CANCELLED:
+                self.note(self.style.dim(f"the request for {data.tool} was withdrawn"))
+                return
+            by = f" by {data.decided_by}" if data.decided_by else ""
+            why = f": {data.reason}" if data.reason else ""
+            self.note(self.style.yellow(f"denied {data.tool}{by}{why}"))
+
+    def _progress(self, data: Any) -> None:
+        if data.output:
+            for line in data.output.rstrip("\n").splitlines():
+                self.note(self.style.dim(f"   | {line}"))
+        if data.message or data.percent is not None:
+            pct = f"{data.percent:.0f}% " if data.percent is not None else ""
+            self.note(self.style.dim(f"   ... {pct}{data.message or ''}".rstrip()))
+
+    async def _ask(self, run: Run, event: Event) -> None:
+        from promptline.core.errors import PromptLineError
+
+        request: Any = event.data
+        if request.call_id:
+            self._calls[request.request_id] = request.call_id
+        heading = f"? {request.tool} needs your approval"
+        if request.destructive:
+            heading += " (it is destructive)"
+        self.note(self.style.bold(self.style.yellow(heading)))
+        if request.tool == "submit_plan":
+            for line in str(request.arguments.get("plan", "")).splitlines():
+                self.note(f"  {line}")
+        elif request.arguments:
+            self.note(f"  {format_arguments(request.arguments, width=400)}")
+        if request.reason:
+            self.note(self.style.dim(f"  why: {request.reason}"))
+        decision = await self.approver(request, event.session_id is not None)
+        if decision is None:
+            run.cancel("cancelled at the approval prompt", by="user")
+            return
+        try:
+            await self.permissions.respond(
+                request.request_id,
+                approve=decision.approve,
+                scope=decision.scope,
+                decided_by=self.decided_by,
+                reason=decision.reason,
+            )
+        except PromptLineError as exc:
+            self.note(self.style.red(f"the answer was not taken: {exc.message}"))
+
+    def _ended(self, result: RunResult) -> None:
+        text = result.text if self.show_answer else ""
+        if text and not (self.stream and self._streamed):
+            self._close_line()
+            self.write_answer(text if text.endswith("\n") else text + "\n")
+        self._close_line()
+        if result.status == "failed" and result.error is not None:
+            self.note(self.style.red(f"error: {result.error.message}"))
+            hint = (result.error.details or {}).get("hint")
+            if hint:
+                self.note(self.style.yellow(f"hint: {hint}"))
+        elif result.status in ("cancelled", "interrupted"):
+            self.note(self.style.yellow(f"run {result.status}"))
+        elif self.footer:
+            self.note(self.style.dim(summary(result)))
+
+
+def summary(result: RunResult) -> str:
+    """One line: tokens, cost, tool calls and time of a run."""
+    tokens = result.usage.total_tokens
+    cost = f"${result.cost_usd:.6f}" if result.cost_usd is not None else "$?"
+    tools = f" | {result.tool_calls} tool call(s)" if result.tool_calls else ""
+    return f"[{tokens:,} tokens | {cost}{tools} | {result.duration_ms / 1000:.1f} s]"
+
+
+def format_arguments(arguments: dict[str, Any], *, width: int = 120) -> str:
+    """``a=2, path="x.txt"``: a call's arguments on one line, values as JSON."""
+    import orjson
+
+    parts = []
+    for name, value in arguments.items():
+        try:
+            shown = orjson.dumps(value, default=str).decode()
+        except TypeError:
+            shown = repr(value)
+        parts.append(f"{name}={shown}")
+    return _clip(", ".join(parts), width)
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def on_interrupt(callback: Callable[[], None]) -> Iterator[None]:
+    """While inside, Ctrl-C (SIGINT) calls ``callback`` instead of stopping the program.
+
+    Where the event loop cannot take over SIGINT (Windows, not the main thread), Ctrl-C
+    keeps its usual meaning.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGINT, callback)
+    except (NotImplementedError, RuntimeError, ValueError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
