@@ -4,6 +4,7 @@ they use inside, so `promptline --help` stays fast."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import click
 
@@ -274,6 +275,121 @@ def models_test(options: CliOptions, model: str, prompt: str | None, stream: boo
     from promptline.cli import models_cmd
 
     models_cmd.test_model(options, model, prompt=prompt, stream=stream)
+
+
+# -- agents: run, runs ------------------------------------------------------------------------
+
+MODE = click.Choice(["plan", "act"])
+MODEL_HELP = (
+    "Model id such as openai/gpt-4o-mini (default: the agent's, else models.default, "
+    "else the offline scripted/demo)."
+)
+
+
+@app.command("run", short_help="Run one task and print the answer.")
+@click.argument("task")
+@click.option("--agent", "-a", help="Agent to run (default: assistant).")
+@click.option("--model", "-m", help=MODEL_HELP)
+@click.option("--session", "-s", help="Run in this session (default: a run of its own).")
+@click.option("--mode", type=MODE, help="plan or act (default: the agent's mode).")
+@click.option("--json", "as_json", is_flag=True, help="Print only the run record, as JSON.")
+@click.option("--yes", "-y", is_flag=True, help="Approve every permission request.")
+@pass_options
+def run_command(
+    options: CliOptions,
+    task: str,
+    agent: str | None,
+    model: str | None,
+    session: str | None,
+    mode: str | None,
+    as_json: bool,
+    yes: bool,
+) -> None:
+    """Run one TASK and print the answer.
+
+    Approvals are asked on a terminal; with --yes they are given; otherwise they are
+    refused. Exit code: 0 completed, 1 failed, 3 cancelled, 130 stopped with Ctrl-C.
+    """
+    from promptline.cli.run_cmd import run_task
+
+    run_task(
+        options,
+        task,
+        agent=agent,
+        model=model,
+        session=session,
+        mode=_mode(mode),
+        as_json=as_json,
+        yes=yes,
+    )
+
+
+@app.group("runs")
+def runs_group() -> None:
+    """List, inspect and replay recorded runs."""
+
+
+@runs_group.command("list")
+@click.option("--session", help="Only runs of this session.")
+@click.option("--agent", help="Only runs of this agent.")
+@click.option(
+    "--status",
+    type=click.Choice(
+        ["running", "waiting_approval", "completed", "failed", "cancelled", "interrupted"]
+    ),
+    help="Only runs with this status.",
+)
+@click.option("--limit", "-n", default=20, show_default=True, help="How many runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run records as JSON.")
+@pass_options
+def runs_list(
+    options: CliOptions,
+    session: str | None,
+    agent: str | None,
+    status: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """The most recent runs, newest first: status, model, tokens and cost."""
+    from promptline.cli import runs_cmd
+
+    runs_cmd.runs_list(
+        options, session=session, agent=agent, status=status, limit=limit, as_json=as_json
+    )
+
+
+@runs_group.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON.")
+@click.option("--events", "with_events", is_flag=True, help="Add the run's event timeline.")
+@pass_options
+def runs_show(options: CliOptions, run_id: str, as_json: bool, with_events: bool) -> None:
+    """A run's record (what it was asked, what it answered, what it used)."""
+    from promptline.cli import runs_cmd
+
+    runs_cmd.runs_show(options, run_id, as_json=as_json, with_events=with_events)
+
+
+@runs_group.command("replay")
+@click.argument("run_id")
+@click.option("--live-tools", is_flag=True, help="Run the tools for real (in a scratch folder).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_options
+def runs_replay(options: CliOptions, run_id: str, live_tools: bool, as_json: bool) -> None:
+    """Run a recorded run again from its log and report every divergence.
+
+    The model's answers come from the record; so do the tools' unless --live-tools. Nothing
+    is written to the log. Exit code: 0 no divergence, 1 it diverged.
+    """
+    from promptline.cli import runs_cmd
+
+    runs_cmd.runs_replay(options, run_id, live_tools=live_tools, as_json=as_json)
+
+
+def _mode(value: str | None) -> Literal["plan", "act"] | None:
+    if value is None:
+        return None
+    return "plan" if value == "plan" else "act"
 
 
 # -- doctor -----------------------------------------------------------------------------------

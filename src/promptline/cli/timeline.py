@@ -22,6 +22,13 @@ def summarize(event: Event) -> str:
         case "llm_command":
             return f"{data.model} ({len(data.messages)} messages, {len(data.tools)} tools)"
         case "llm_delta":
+            if data.tool_call and not data.text:
+                parts = [
+                    str(p)
+                    for p in (data.tool_call.get("name"), data.tool_call.get("arguments"))
+                    if p
+                ]
+                return _clip(" ".join(["tool call", *parts]))
             return _clip(data.text)
         case "llm_result":
             u = data.usage
@@ -40,8 +47,23 @@ def summarize(event: Event) -> str:
             return f"{data.op} {data.scope}{ns}.{data.key} v{data.version}"
         case "agent_lifecycle":
             return f"{data.agent}: {data.from_state or '-'} -> {data.to_state}"
-        case "permission_request" | "permission_granted" | "permission_denied":
-            return f"{data.tool} ({data.request_id})"
+        case "permission_request":
+            return f"{data.tool} ({data.request_id}): {_clip(data.reason or '', 60)}"
+        case "permission_granted":
+            by = f" by {data.decided_by}" if data.decided_by else ""
+            return f"{data.tool} ({data.request_id}) {data.scope}{by}"
+        case "permission_denied":
+            by = f" by {data.decided_by}" if data.decided_by else ""
+            return f"{data.tool} ({data.request_id}){by}: {_clip(data.reason or '', 60)}"
+        case "run_started":
+            said = _clip(data.input.text, 60) if data.input else ""
+            return f"{data.agent} {data.model or '-'} {data.mode or ''}: {said}"
+        case "run_completed":
+            said = _clip(data.output.text, 60) if data.output else ""
+            return f"{said} ({data.usage.total_tokens} tokens, {data.iterations} iterations)"
+        case "run_cancelled":
+            by = f" by {data.cancelled_by}" if data.cancelled_by else ""
+            return f"{data.reason or 'cancelled'}{by}"
         case "session_created":
             return f"channel={data.channel} user={event.user_id} tenant={event.tenant_id}"
         case "session_expired":
