@@ -277,13 +277,36 @@ def models_test(options: CliOptions, model: str, prompt: str | None, stream: boo
     models_cmd.test_model(options, model, prompt=prompt, stream=stream)
 
 
-# -- agents: run, runs ------------------------------------------------------------------------
+# -- agents: chat, run, runs ------------------------------------------------------------------
 
 MODE = click.Choice(["plan", "act"])
 MODEL_HELP = (
     "Model id such as openai/gpt-4o-mini (default: the agent's, else models.default, "
     "else the offline scripted/demo)."
 )
+
+
+@app.command("chat", short_help="Talk to an agent in the terminal (a REPL).")
+@click.option("--agent", "-a", help="Agent to talk to (default: assistant).")
+@click.option("--model", "-m", help=MODEL_HELP)
+@click.option("--session", "-s", help="Continue this session (default: a new one).")
+@click.option("--mode", type=MODE, help="plan or act (default: the agent's mode).")
+@pass_options
+def chat(
+    options: CliOptions,
+    agent: str | None,
+    model: str | None,
+    session: str | None,
+    mode: str | None,
+) -> None:
+    """Talk to an agent: answers stream in, tool calls show, approvals are asked inline.
+
+    Enter sends; Esc then Enter (or a trailing backslash) starts a new line. Ctrl-C stops
+    the answer being written, Ctrl-D or /exit leaves; /help lists the slash commands.
+    """
+    from promptline.cli.chat import chat as chat_body
+
+    chat_body(options, agent=agent, model=model, session=session, mode=_mode(mode))
 
 
 @app.command("run", short_help="Run one task and print the answer.")
