@@ -277,7 +277,7 @@ def models_test(options: CliOptions, model: str, prompt: str | None, stream: boo
     models_cmd.test_model(options, model, prompt=prompt, stream=stream)
 
 
-# -- agents: chat, run, runs ------------------------------------------------------------------
+# -- agents: chat, run, runs, demo ------------------------------------------------------------
 
 MODE = click.Choice(["plan", "act"])
 MODEL_HELP = (
@@ -407,6 +407,17 @@ def runs_replay(options: CliOptions, run_id: str, live_tools: bool, as_json: boo
     from promptline.cli import runs_cmd
 
     runs_cmd.runs_replay(options, run_id, live_tools=live_tools, as_json=as_json)
+
+
+@app.command("demo", short_help="A whole agent run, offline, with an approval and its timeline.")
+@click.option("--keep", is_flag=True, help="Keep the demo's home (under the PromptLine home).")
+@click.option("--interactive", "-i", is_flag=True, help="Answer the approval yourself.")
+def demo(keep: bool, interactive: bool) -> None:
+    """A whole agent run, offline, on a temporary home: a tool call, its approval, the
+    answer, and the run's timeline from the event log. Needs no key and no network."""
+    from promptline.cli.demo import demo as demo_body
+
+    demo_body(CliOptions(), keep=keep, interactive=interactive)
 
 
 def _mode(value: str | None) -> Literal["plan", "act"] | None:
