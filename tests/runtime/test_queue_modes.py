@@ -200,3 +200,25 @@ async def test_reject_refuses_a_message_for_a_busy_session_and_records_nothing(
     # Once the session is free, the same message is taken.
     again = await h.runtime.run("two", session_id=sid, principal=ALICE)
     assert again.text == "answer to two"
+
+
+async def test_a_queued_run_cancelled_before_its_turn_ends_without_a_model_call(
+    make_session_runtime: HarnessFactory,
+) -> None:
+    model = BlockingModel(echo, blocking=[1])
+    h = make_session_runtime(model)
+    sid = await open_session(h)
+    first = await h.runtime.start_run("one", session_id=sid, principal=ALICE)
+    await model.entered.wait()
+    queued = await h.runtime.start_run("two", session_id=sid, principal=ALICE)
+
+    assert queued.cancel("not needed any more")
+    model.release.set()
+    one, two = await first.result(), await queued.result()
+
+    assert one.ok
+    assert two.status == "cancelled"
+    events = run_events(await h.events(sid), queued.id)
+    assert only(events, "run_cancelled").data.reason == "not needed any more"
+    assert of_type(events, "llm_command") == []
+    assert len(model.requests) == 1

@@ -23,7 +23,7 @@ async def test_a_run_blocked_in_a_model_call_is_interrupted_when_the_grace_runs_
     run = await h.runtime.start_run("hello")
     await model.entered.wait()
 
-    stopped = await h.runtime.shutdown(grace=0.05)
+    stopped = await h.runtime.shutdown(grace=0)
     result = await run.result()
 
     assert stopped == [run.id]
@@ -77,7 +77,7 @@ async def test_a_run_waiting_its_turn_at_shutdown_is_recorded_without_a_model_ca
     await model.entered.wait()
     waiting = await h.runtime.start_run("two", session_id=sid, principal=ALICE)
 
-    stopped = await h.runtime.shutdown(grace=0.05)
+    stopped = await h.runtime.shutdown(grace=0)
 
     assert set(stopped) == {first.id, waiting.id}
     assert (await first.result()).status == "interrupted"

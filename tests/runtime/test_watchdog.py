@@ -20,6 +20,7 @@ from runtime_support import (
 
 from promptline.core.errors import NotFoundError
 from promptline.models.types import ModelRequest
+from promptline.runtime.records import load_run
 from promptline.sessions import Principal
 
 ALICE = Principal(user_id="alice")
@@ -113,3 +114,24 @@ async def test_a_run_that_ignores_cancellation_is_recorded_wedged_and_its_sessio
     model.release.set()  # let the stuck call end, so the test leaves no task behind
     assert wedged.task is not None
     await asyncio.wait([wedged.task], timeout=5)
+    events = [e for e in await h.events(sid) if e.run_id == wedged.id]
+    assert [e.type for e in events if e.type.startswith("run_")] == ["run_started", "run_failed"]
+    assert states(events)[-1] == "error"
+    record = await load_run(h.store, wedged.id)
+    assert record.status == "failed"
+
+
+async def test_a_run_stuck_in_a_model_call_with_a_pause_requested_is_still_watched(
+    make_runtime: HarnessFactory,
+) -> None:
+    model = BlockingModel(echo)
+    h = make_runtime(model, runtime_options=WATCHDOG)
+    run = await h.runtime.start_run("hello")
+    await model.entered.wait()
+    run.pause()  # asked for, but the run never reaches a safe point
+
+    acted = await h.runtime.check_watchdog(now=time.monotonic() + 61)
+    result = await run.result()
+
+    assert acted == [run.id]
+    assert result.status == "cancelled"

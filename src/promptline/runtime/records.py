@@ -30,6 +30,7 @@ RunRecordStatus = Literal[
 ]
 
 RUN_TYPES = frozenset({"run_started", "run_completed", "run_failed", "run_cancelled"})
+_ENDINGS = frozenset({"run_completed", "run_failed", "run_cancelled"})
 
 
 @dataclass
@@ -59,7 +60,10 @@ class RunRecord:
     pending_approvals: list[str] = field(default_factory=list)
 
     def apply(self, event: Event) -> None:
-        """Take one event of the run into account."""
+        """Take one event of the run into account. The first ending recorded counts (a run
+        given up as wedged may still record its own ending later)."""
+        if self.ended and event.type in _ENDINGS:
+            return
         if isinstance(event, RunStartedEvent):
             self.agent = event.data.agent
             self.mode = event.data.mode

@@ -209,6 +209,10 @@ class Run:
         self._tool_calls = 0
         self._on_done: list[Callable[[Run], None]] = []
         self._failure: BaseException | None = None
+        self._abandoned = False
+        self._entered = False
+        self._summary: tuple[int, str] | None = None
+        self._prepared: _Prepared | None = None
         self._held = False
         self._launched = asyncio.Event()
 
@@ -274,12 +278,22 @@ class Run:
         self._resumed.set()
 
     def cancel(self, reason: str = "cancelled", *, by: str = "user") -> bool:
-        """End the run now, interrupting a model call or tool calls in flight."""
-        if self._task is None or self._task.done():
+        """End the run now, interrupting a model call or tool calls in flight. A run still
+        waiting for its turn ends as soon as it starts, before any model call."""
+        if self._task is None or not self._entered:
+            # Not begun: a task cancelled before its first step would record nothing.
+            self.stop(reason, by=by)
+            return True
+        if self._task.done():
             return False
         self._cancel_reason = (reason, by)
         self._task.cancel()
         return True
+
+    def abandon(self) -> None:
+        """The runtime gave up on this run (it ignored its cancellation) and recorded its
+        end; whatever it does later must not record another."""
+        self._abandoned = True
 
     def steer(self, message: Message) -> None:
         """Add ``message`` (a user message) to the conversation before the next model call."""
@@ -338,6 +352,7 @@ class Run:
         self._add(self.message)
 
     async def _execute(self) -> RunResult:
+        self._entered = True
         lifecycle = self.lifecycle
         status: RunStatus
         output: Message | None = None
@@ -347,7 +362,7 @@ class Run:
                 lifecycle.move("initializing")
                 if self._failure is not None:
                     raise self._failure
-                prepared = await self._prepare()
+                prepared = self._prepared = await self._prepare()
                 lifecycle.move("ready", "resumed after a restart" if self.resuming else None)
                 if self.resuming is None:
                     self._begin()
@@ -369,7 +384,12 @@ class Run:
                 error = ErrorInfo(code="internal_error", message=f"{type(exc).__name__}: {exc}")
             if status != "completed":
                 self._answer_open_calls(status)
-            return await asyncio.shield(self._finish(status, output, error))
+            finishing = asyncio.ensure_future(self._finish(status, output, error))
+            try:
+                return await asyncio.shield(finishing)
+            except asyncio.CancelledError:
+                # Cancelled while its end is being recorded: the record is finished anyway.
+                return await finishing
         finally:
             self._resumed.set()
 
@@ -378,7 +398,9 @@ class Run:
     ) -> RunResult:
         duration = (time.perf_counter() - self._started) * 1000
         envelope = self._envelope
-        if status == "completed":
+        if self._abandoned:
+            pass  # the runtime recorded this run's end already (run_wedged)
+        elif status == "completed":
             self.events.emit(
                 RunCompletedEvent(
                     **envelope,
@@ -636,16 +658,26 @@ class Run:
             assert response is not None
         else:
             response = await prepared.llm.complete(request, context=context)
+        self._count(response, prepared)
+        return response
+
+    def _count(self, response: ModelResponse, prepared: _Prepared | None) -> None:
+        """Add a model call's usage to the run's, and to the budgets being watched."""
         self._usage = self._usage + response.usage
         if response.cost_usd is not None:
             self._cost = (self._cost or 0.0) + response.cost_usd
+        if prepared is None:
+            return
         tokens = response.usage.total_tokens
         for spent in (prepared.session_spent, prepared.user_spent):
             if spent is not None:
                 spent.add(tokens, response.cost_usd)
-        return response
 
     async def _summarize(self, messages: list[Message]) -> str:
+        # The same older turns are left out at every call until the conversation grows
+        # past the window again: summarise them once.
+        if self._summary is not None and self._summary[0] == len(messages):
+            return self._summary[1]
         transcript = "\n".join(f"{m.role}: {m.text}" for m in messages if m.text)
         request = ModelRequest(
             model=self.model,
@@ -658,8 +690,12 @@ class Run:
                 Message(role="user", content=transcript),
             ],
         )
-        llm = InstrumentedModel(self.services.models, self.events)
+        llm = InstrumentedModel(
+            self.services.models, self.events, capabilities=self.services.capabilities
+        )
         response = await llm.complete(request, context=self._call_context)
+        self._count(response, self._prepared)
+        self._summary = (len(messages), response.message.text)
         return response.message.text
 
     async def _run_tools(self, calls: Sequence[ToolCall], prepared: _Prepared) -> list[ToolResult]:

@@ -391,6 +391,8 @@ class Runtime:
             run_id=item.record.run_id,
             resume=item.resume,
         )
+        if session is not None:
+            run.hold()
         self._runs[run.id] = run
         run.add_done_callback(self._ended)
         if session is None:
@@ -460,7 +462,7 @@ class Runtime:
         now = time.monotonic() if now is None else now
         acted = []
         for run in list(self._runs.values()):
-            if run.task is None or run.done or run.paused:
+            if run.task is None or run.done or run.lifecycle.state == "paused":
                 continue
             idle = now - run.last_activity
             if idle < self.watchdog_secs:
@@ -476,6 +478,10 @@ class Runtime:
     async def _free_wedged(self, run: Run, idle: float) -> None:
         """The run ignored its cancellation: record it as failed and give its session on."""
         self._runs.pop(run.id, None)
+        run.abandon()
+        if not run.lifecycle.final:
+            run.lifecycle.move("error", "wedged: did not end when cancelled")
+            await run.events.flush()
         envelope = {
             "stream": run.session.id if run.session else run.id,
             "session_id": run.session.id if run.session else None,
@@ -530,7 +536,9 @@ class Runtime:
                 run.stop("interrupted: the process is shutting down", by="shutdown")
         tasks = [run.task for run in runs if run.task is not None]
         if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=grace or self.shutdown_timeout_secs)
+            _, pending = await asyncio.wait(
+                tasks, timeout=self.shutdown_timeout_secs if grace is None else grace
+            )
             for run in runs:
                 if run.task in pending:
                     run.cancel("interrupted: shutdown timeout", by="shutdown")
