@@ -242,7 +242,6 @@ class ToolRuleSettings(Section):
         "ask", description="Permission when a `when` condition does not match."
     )
 
-
     @model_validator(mode="before")
     @classmethod
     def _word_is_mode(cls, value: Any) -> Any:
