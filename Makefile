@@ -6,7 +6,7 @@ UV     := $(VENV)/bin/uv
 STAMP  := $(VENV)/.installed-stamp
 UV_VERSION := 0.13.9
 
-.PHONY: install run test lint format bench lock clean
+.PHONY: install run test lint format bench bench-agents lock clean
 
 install: $(STAMP)
 
@@ -36,6 +36,16 @@ format: install
 
 bench: install
 	$(PY) bench/run_all.py
+
+# The agent-framework comparison runs in its own venv, .venv-bench: the frameworks are pinned in
+# bench/frameworks/requirements.txt and are never PromptLine dependencies. BENCH_ARGS=--quick
+# for a smoke run, --no-callgrind to skip the instruction counts.
+bench-agents:
+	test -x .venv-bench/bin/python || $(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/python -m pip install --quiet --disable-pip-version-check \
+		-r bench/frameworks/requirements.txt
+	.venv-bench/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	.venv-bench/bin/python bench/bench_agents.py $(BENCH_ARGS)
 
 # Re-pin every dependency (run after editing pyproject.toml).
 lock: install
