@@ -16,7 +16,7 @@ from promptline.events.bus import InProcessEventBus
 from promptline.events.protocols import EventStore
 from promptline.models.http11 import Http11Transport
 from promptline.models.openai_chat import OpenAIChatProvider
-from promptline.runtime import Agent, Runtime, RunServices
+from promptline.runtime import Agent, RunServices, Runtime
 from promptline.tools import ToolRegistry, tool
 from promptline.tools.executor import ToolExecutor
 
