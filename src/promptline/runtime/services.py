@@ -39,15 +39,11 @@ class RunServices:
     max_repeated_calls: int = 3
     workspaces_dir: Path = field(default_factory=lambda: Path.cwd() / "workspaces")
     plan_approver: PlanApprover | None = None
-    _made: set[Path] = field(default_factory=set, repr=False)
 
     def workspace_for(self, agent: Agent, key: str) -> Path:
-        """The folder file tools of a run may touch: the agent's, or one per session."""
-        path = agent.workspace or self.workspaces_dir / key
-        if path not in self._made:
-            path.mkdir(parents=True, exist_ok=True)
-            self._made.add(path)
-        return path
+        """The folder file tools of a run may touch: the agent's, or one per session (or per
+        run, for a run without a session). The tools make it when they first need it."""
+        return agent.workspace or self.workspaces_dir / key
 
     async def spent_by_session(self, session_id: str) -> Spent:
         """Tokens and dollars the session has used."""

@@ -109,9 +109,18 @@ def test_without_following_the_last_part_a_link_is_the_link_itself(workspace: Pa
         resolve_in_workspace(workspace, "..", follow_last=False)
 
 
-def test_a_missing_workspace_is_reported(tmp_path: Path) -> None:
-    with pytest.raises(ToolError, match="does not exist"):
-        resolve_in_workspace(tmp_path / "nope", "a.txt")
+def test_a_missing_workspace_is_made_on_first_use(tmp_path: Path) -> None:
+    target = resolve_in_workspace(tmp_path / "new" / "ws", "a.txt")
+
+    assert (tmp_path / "new" / "ws").is_dir()
+    assert target == (tmp_path / "new" / "ws" / "a.txt").resolve()
+
+
+def test_a_workspace_that_cannot_be_made_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+
+    with pytest.raises(ToolError, match="cannot be made"):
+        resolve_in_workspace(tmp_path / "file" / "ws", "a.txt")
 
 
 def test_relative_names_are_shown_with_slashes(workspace: Path) -> None:

@@ -12,13 +12,18 @@ __all__ = ["relative_name", "resolve_in_workspace", "workspace_root"]
 
 
 def workspace_root(workspace: Path) -> Path:
-    """The workspace folder with its own symlinks resolved; `ToolError` when it is missing."""
+    """The workspace folder with its own symlinks resolved, made on first use (a run that
+    calls no file tool leaves no folder behind); `ToolError` when it cannot be made."""
     root = Path(os.path.realpath(workspace))
     if not root.is_dir():
-        raise ToolError(
-            f"the workspace folder {str(workspace)!r} does not exist",
-            hint="the runtime creates a workspace per session; check agent.workspace",
-        )
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ToolError(
+                f"the workspace folder {str(workspace)!r} cannot be made: "
+                f"{exc.strerror or exc}",
+                hint="check agent.workspace / agent.workspaces_dir and their permissions",
+            ) from exc
     return root
 
 
