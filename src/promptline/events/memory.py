@@ -14,7 +14,7 @@ from typing import Any
 
 from promptline.core.clock import to_micros
 from promptline.core.errors import ConflictError, InvalidInputError
-from promptline.core.events import Event, decode_event, encode_event
+from promptline.core.events import Event, decode_event
 from promptline.events.checks import (
     check_cursor,
     check_expected,
@@ -225,7 +225,8 @@ class _Stored:
     )
 
     def __init__(self, event: Event) -> None:
-        self.raw = encode_event(event)
+        # Fields left empty are not written: they decode back to the same defaults.
+        self.raw = event.__pydantic_serializer__.to_json(event, exclude_none=True)
         self.type = event.type
         self.stream = event.stream
         self.seq = event.seq
