@@ -20,8 +20,7 @@ def workspace_root(workspace: Path) -> Path:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ToolError(
-                f"the workspace folder {str(workspace)!r} cannot be made: "
-                f"{exc.strerror or exc}",
+                f"the workspace folder {str(workspace)!r} cannot be made: {exc.strerror or exc}",
                 hint="check agent.workspace / agent.workspaces_dir and their permissions",
             ) from exc
     return root
