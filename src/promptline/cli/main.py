@@ -25,7 +25,8 @@ pass_options = click.make_pass_decorator(CliOptions, ensure=True)
 @click.group(
     context_settings=CONTEXT,
     epilog="New here? `promptline demo` shows a whole agent run, offline; "
-    "`promptline chat` starts a conversation; `promptline doctor` checks the setup.")
+    "`promptline chat` starts a conversation; `promptline doctor` checks the setup.",
+)
 @click.option(
     "--config",
     "-c",
