@@ -6,7 +6,10 @@ machine-readable ``details``; ``code`` is stable and is what the REST API return
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class PromptLineError(Exception):
@@ -225,3 +228,15 @@ class RunLimitError(PromptLineError):
     """A run reached ``max_iterations`` or repeated the same tool call too often."""
 
     code = "run_limit"
+
+
+def describe_validation(exc: ValidationError, *, whole: str = "(value)", most: int = 3) -> str:
+    """The first ``most`` problems of a pydantic ``ValidationError`` as one line:
+    ``"a.b: Input should be ...; c: Field required (and 2 more)"``; ``whole`` names a problem
+    with the value itself."""
+    parts = []
+    for err in exc.errors(include_url=False)[:most]:
+        loc = ".".join(str(p) for p in err["loc"]) or whole
+        parts.append(f"{loc}: {err['msg']}")
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, TypeAlias, get_args
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from promptline.core.clock import utcnow
-from promptline.core.errors import InvalidInputError
+from promptline.core.errors import InvalidInputError, describe_validation
 from promptline.core.ids import new_id
 from promptline.core.messages import Message, ToolCall, ToolResult, Usage
 
@@ -463,7 +463,8 @@ def decode_event(raw: str | bytes, *, lenient: bool = False) -> Event:
             except ValidationError:
                 pass
         raise InvalidInputError(
-            f"event is not valid: {_describe(exc)}", errors=exc.errors(include_url=False)
+            f"event is not valid: {describe_validation(exc, whole='(event)')}",
+            errors=exc.errors(include_url=False),
         ) from None
 
 
@@ -481,19 +482,11 @@ def parse_event(obj: Any, *, lenient: bool = False) -> Event:
             except ValidationError:
                 pass
         raise InvalidInputError(
-            f"event is not valid: {_describe(exc)}", errors=exc.errors(include_url=False)
+            f"event is not valid: {describe_validation(exc, whole='(event)')}",
+            errors=exc.errors(include_url=False),
         ) from None
 
 
 def encode_event(event: EventEnvelope) -> bytes:
     """The JSON wire and storage form of an event."""
     return event.__pydantic_serializer__.to_json(event)
-
-
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors(include_url=False)[:3]:
-        loc = ".".join(str(p) for p in err["loc"]) or "(event)"
-        parts.append(f"{loc}: {err['msg']}")
-    more = exc.error_count() - len(parts)
-    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")

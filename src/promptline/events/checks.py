@@ -3,7 +3,8 @@ the same words."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from promptline.core.errors import InvalidInputError
@@ -18,6 +19,7 @@ __all__ = [
     "check_limit",
     "check_name",
     "check_text",
+    "checked_batch",
     "checked_event",
 ]
 
@@ -93,3 +95,22 @@ def check_expected(expected: Mapping[str, int]) -> None:
                 f"expected seq for stream {stream!r} must be a non-negative integer, not {seq!r}",
                 hint="pass the last seq you read (0 for a stream that must not exist yet)",
             )
+
+
+def checked_batch(events: Any) -> list[Event]:
+    """The events of an `append_batch` as typed models: a list, each valid, no id twice."""
+    if isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Sequence):
+        raise InvalidInputError(
+            "append_batch takes a list of events",
+            hint="pass a list, e.g. store.append_batch([event1, event2])",
+        )
+    checked = [checked_event(event, index) for index, event in enumerate(events)]
+    ids = [e.id for e in checked]
+    if len(set(ids)) != len(ids):
+        dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
+        raise InvalidInputError(
+            f"the batch holds the same event id more than once: {', '.join(dupes)}",
+            hint="give every event its own id (leave `id` unset to get a fresh one)",
+            ids=dupes,
+        )
+    return checked

@@ -6,7 +6,6 @@ Nothing is written anywhere; the log ends with the store object.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from itertools import islice
 from operator import attrgetter
@@ -20,6 +19,7 @@ from promptline.events.checks import (
     check_expected,
     check_limit,
     check_name,
+    checked_batch,
     checked_event,
 )
 from promptline.events.protocols import EventFilter
@@ -87,22 +87,10 @@ class InMemoryEventStore:
 
         ``expected_seqs`` maps a stream to the last seq it must have before the batch.
         """
-        if isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Sequence):
-            raise InvalidInputError(
-                "append_batch takes a list of events",
-                hint="pass a list, e.g. store.append_batch([event1, event2])",
-            )
-        batch = [checked_event(event, index) for index, event in enumerate(events)]
+        batch = checked_batch(events)
         if not batch:
             return []
         ids = [e.id for e in batch]
-        if len(set(ids)) != len(ids):
-            dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
-            raise InvalidInputError(
-                f"the batch holds the same event id more than once: {', '.join(dupes)}",
-                hint="give every event its own id (leave `id` unset to get a fresh one)",
-                ids=dupes,
-            )
         if expected_seqs:
             self._check_heads(dict(expected_seqs))
         taken = [i for i in ids if i in self._ids]

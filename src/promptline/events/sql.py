@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -31,6 +30,7 @@ from promptline.events.checks import (
     check_expected,
     check_limit,
     check_name,
+    checked_batch,
     checked_event,
 )
 from promptline.events.protocols import EventFilter
@@ -140,22 +140,9 @@ class SqlEventStore:
 
         ``expected_seqs`` maps a stream to the last seq it must have before the batch.
         """
-        if isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Sequence):
-            raise InvalidInputError(
-                "append_batch takes a list of events",
-                hint="pass a list, e.g. store.append_batch([event1, event2])",
-            )
-        checked = [checked_event(event, index) for index, event in enumerate(events)]
+        checked = checked_batch(events)
         if not checked:
             return []
-        ids = [e.id for e in checked]
-        if len(set(ids)) != len(ids):
-            dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
-            raise InvalidInputError(
-                f"the batch holds the same event id more than once: {', '.join(dupes)}",
-                hint="give every event its own id (leave `id` unset to get a fresh one)",
-                ids=dupes,
-            )
         return await self._append(checked, dict(expected_seqs) if expected_seqs else None)
 
     async def _append(self, batch: list[Event], expected: dict[str, int] | None) -> list[Event]:

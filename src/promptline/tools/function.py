@@ -13,7 +13,7 @@ from typing import Any, TypeVar, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from promptline.core.errors import InvalidInputError
+from promptline.core.errors import InvalidInputError, describe_validation
 from promptline.tools.base import Progress, ToolContext
 
 __all__ = ["FunctionTool", "tool"]
@@ -107,7 +107,8 @@ class FunctionTool:
             model = self.arguments_model.model_validate(arguments)
         except ValidationError as exc:
             raise InvalidInputError(
-                f"invalid arguments for {self._name}: {_describe(exc)}",
+                f"invalid arguments for {self._name}: "
+                f"{describe_validation(exc, whole='(arguments)')}",
                 hint=f"arguments must match the schema of {self._name}",
                 errors=exc.errors(include_url=False, include_context=False),
             ) from None
@@ -263,12 +264,3 @@ def _clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
     cleaned.setdefault("properties", {})
     cleaned["additionalProperties"] = False
     return cleaned
-
-
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors(include_url=False)[:3]:
-        loc = ".".join(str(p) for p in err["loc"]) or "(arguments)"
-        parts.append(f"{loc}: {err['msg']}")
-    more = exc.error_count() - len(parts)
-    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
