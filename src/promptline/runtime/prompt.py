@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from promptline.core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -68,6 +70,22 @@ def _template(source: str) -> jinja2.Template:
         ) from exc
 
 
+@functools.lru_cache(maxsize=64)
+def _variables_of(source: str) -> frozenset[str]:
+    """The variables a template reads: only they decide what it renders to."""
+    from jinja2 import meta
+
+    template = _template(source)  # a syntax error is reported here, as a ConfigError
+    return frozenset(meta.find_undeclared_variables(template.environment.parse(source)))
+
+
+@functools.lru_cache(maxsize=512)
+def _rendered(source: str, variables: bytes) -> str:
+    """``source`` rendered with ``variables`` (JSON): the same prompt is rendered once, not at
+    every run (rendering costs more than the rest of setting a run up)."""
+    return _template(source).render(orjson.loads(variables)).strip()
+
+
 def render_system_prompt(
     agent: Agent,
     *,
@@ -101,8 +119,11 @@ def render_system_prompt(
         "context": dict(context or {}),
         "now": (now.isoformat() if now else ""),
     }
+    source = agent.system_prompt or DEFAULT_SYSTEM_PROMPT
+    used = _variables_of(source)
+    key = orjson.dumps({k: v for k, v in variables.items() if k in used}, default=str)
     try:
-        text = _template(agent.system_prompt or DEFAULT_SYSTEM_PROMPT).render(variables).strip()
+        text = _rendered(source, key)
     except jinja2.UndefinedError as exc:
         raise ConfigError(
             f"the system prompt of agent {agent.name!r} uses an unknown variable: {exc.message}",
