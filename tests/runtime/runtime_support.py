@@ -218,6 +218,8 @@ class Harness:
         tasks = [r.task for r in self.runtime.active if r.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=2)
+        # Also waits for the session projections the runtime brings up to date after runs.
+        await self.runtime.shutdown(grace=2)
         await self.bus.close()
         if self.engine is not None:
             await self.engine.dispose()
