@@ -139,3 +139,28 @@ async def test_import_puts_the_session_in_the_importers_tenant(
     assert (copy.tenant_id, copy.user_id) == ("globex", "alice")
     assert [s.id for s in await sessions.list(GLOBEX_ALICE)] == [copy.id]
     assert [s.id for s in await sessions.list(ALICE)] == [alices.id]
+
+
+ACME_TENANT_ADMIN = Principal(tenant_id=ALICE.tenant_id, user_id="ops", tenant_admin=True)
+GLOBEX_TENANT_ADMIN = Principal(tenant_id=GLOBEX_ALICE.tenant_id, user_id="ops", tenant_admin=True)
+
+
+async def test_a_tenant_admin_reaches_every_session_of_its_tenant_and_no_other(
+    stack: Stack, alices: Session
+) -> None:
+    bobs = await stack.manager.create(BOB, channel="cli")
+    globex = await stack.manager.create(GLOBEX_ALICE, channel="cli")
+
+    assert (await stack.manager.get(alices.id, ACME_TENANT_ADMIN)).user_id == ALICE.user_id
+    listed = {s.id for s in await stack.manager.list(ACME_TENANT_ADMIN)}
+    assert {alices.id, bobs.id} <= listed
+    assert globex.id not in listed
+    assert {s.id for s in await stack.manager.list(ACME_TENANT_ADMIN, user_id=BOB.user_id)} == {
+        bobs.id
+    }
+    hits = await stack.manager.search(ACME_TENANT_ADMIN, "pineapple")
+    assert [h.session_id for h in hits] == [alices.id]
+    with pytest.raises(NotFoundError):
+        await stack.manager.get(alices.id, GLOBEX_TENANT_ADMIN)
+    with pytest.raises(PermissionDeniedError):
+        await stack.manager.list(ACME_TENANT_ADMIN, tenant_id=GLOBEX_ALICE.tenant_id)

@@ -341,13 +341,17 @@ class SessionManager:
                 ("user", user_id, principal.user_id),
                 ("tenant", tenant_id, principal.tenant_id),
             ):
+                if principal.tenant_admin and name == "user":
+                    continue  # a tenant's admin may list any user of its tenant
                 if value is not None and value != own:
                     raise PermissionDeniedError(
                         f"only an admin may list another {name}'s sessions",
                         hint=f"leave {name}_id out to list your own sessions",
                         **{f"{name}_id": value},
                     )
-            user_id, tenant_id = principal.user_id, principal.tenant_id
+            tenant_id = principal.tenant_id
+            if not principal.tenant_admin:
+                user_id = principal.user_id
         if tenant_id is not None:
             conditions.append(t.tenant_id == tenant_id)
         if user_id is not None:
@@ -400,7 +404,7 @@ class SessionManager:
                 conn,
                 words,
                 tenant_id=None if principal.admin else principal.tenant_id,
-                user_id=None if principal.admin else principal.user_id,
+                user_id=None if principal.admin or principal.tenant_admin else principal.user_id,
                 session_id=session_id,
                 limit=limit,
             )
@@ -429,7 +433,7 @@ class SessionManager:
         parsed = parse_document(document)
         record = parsed.session
         user_id = _check_user_id(record.user_id)
-        if not principal.admin and user_id != principal.user_id:
+        if not (principal.admin or principal.tenant_admin) and user_id != principal.user_id:
             raise PermissionDeniedError(
                 f"this document is a session of user {user_id!r}; you may import only your own",
                 hint="ask an admin to import it",
@@ -772,7 +776,9 @@ def _id_in_use(sid: str, *, importing: bool) -> ConflictError:
 def _may_see(principal: Principal, head: SessionHead) -> bool:
     if principal.admin:
         return True
-    return head.tenant_id == principal.tenant_id and head.user_id == principal.user_id
+    if head.tenant_id != principal.tenant_id:
+        return False
+    return principal.tenant_admin or head.user_id == principal.user_id
 
 
 def _check_principal(principal: Any) -> Principal:

@@ -67,16 +67,20 @@ class Session(_Record):
 
 
 class Principal(_Record):
-    """Who is asking: a user of a tenant, or (``admin``) an operator of the installation.
+    """Who is asking: a user of a tenant, a tenant's admin, or (``admin``) an operator of the
+    installation.
 
-    A non-admin sees and changes only its own sessions, in its own tenant. An admin sees and
-    changes every session of every tenant (what the local CLI and operators need); give it
-    only to people who run the installation, never to a tenant's users.
+    A user sees and changes only its own sessions, in its own tenant. A ``tenant_admin``
+    sees and changes every session of its own tenant (what an API key with the admin role
+    gets). An ``admin`` sees and changes every session of every tenant (what the local CLI
+    and operators need); give it only to people who run the installation, never to a
+    tenant's users.
     """
 
     tenant_id: str = Field(default=DEFAULT_TENANT, min_length=1, max_length=255)
     user_id: str = Field(min_length=1, max_length=255)
     admin: bool = False
+    tenant_admin: bool = False
 
 
 @dataclass(frozen=True, slots=True)
