@@ -146,7 +146,8 @@ async def build_app(
         file_dir=settings.state.file_dir,
         clock=clock,
     )
-    state = EventedStateStore(inner, bus)
+    # API keys (their hashes) are kept out of the event log's state_change values.
+    state = EventedStateStore(inner, bus, redact=lambda scope, key: key.startswith("auth/"))
     sessions = SessionManager(
         engine,
         bus,

@@ -445,3 +445,66 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# -- gateway ----------------------------------------------------------------------------------
+
+
+@app.command("serve")
+@click.option("--host", help="Interface to bind (default: gateway.host).")
+@click.option("--port", type=int, help="Port (default: gateway.port; 0 picks a free one).")
+@click.option("--no-auth", is_flag=True, help="No API keys (allowed on loopback only).")
+@pass_options
+def serve(options: CliOptions, host: str | None, port: int | None, no_auth: bool) -> None:
+    """Run the gateway: REST /v1, WebSocket /v1/ws, the OpenAI-compatible API."""
+    from promptline.cli import serve_cmd
+
+    serve_cmd.serve(options, host=host, port=port, no_auth=no_auth)
+
+
+@app.group("keys")
+def keys_group() -> None:
+    """Make, list and revoke API keys (stored as hashes)."""
+
+
+@keys_group.command("create")
+@click.option("--user", "-u", required=True, help="The user the key acts as.")
+@click.option("--tenant", "-t", default="default", show_default=True, help="The user's tenant.")
+@click.option(
+    "--role",
+    type=click.Choice(["user", "admin"]),
+    default="user",
+    show_default=True,
+    help="admin sees every session of its tenant.",
+)
+@click.option("--name", default="", help="A note to tell keys apart.")
+@click.option("--json", "as_json", is_flag=True, help="Print the record and the key as JSON.")
+@pass_options
+def keys_create(
+    options: CliOptions, user: str, tenant: str, role: str, name: str, as_json: bool
+) -> None:
+    """Make an API key; it is printed once."""
+    from promptline.cli import serve_cmd
+
+    serve_cmd.keys_create(options, user=user, tenant=tenant, role=role, name=name, as_json=as_json)
+
+
+@keys_group.command("list")
+@click.option("--tenant", "-t", help="Only keys of this tenant.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_options
+def keys_list(options: CliOptions, tenant: str | None, as_json: bool) -> None:
+    """List the keys (never the keys themselves)."""
+    from promptline.cli import serve_cmd
+
+    serve_cmd.keys_list(options, tenant=tenant, as_json=as_json)
+
+
+@keys_group.command("revoke")
+@click.argument("key_id")
+@pass_options
+def keys_revoke(options: CliOptions, key_id: str) -> None:
+    """Revoke a key: it stops working at once."""
+    from promptline.cli import serve_cmd
+
+    serve_cmd.keys_revoke(options, key_id)

@@ -57,7 +57,28 @@ class GatewaySettings(Section):
         "127.0.0.1", description="Interface to bind; 0.0.0.0 listens on every interface."
     )
     port: Port = Field(8080, description="Port of the REST API.")
-    websocket_port: Port = Field(8081, description="Port of the WebSocket control plane.")
+    websocket_port: Port | None = Field(
+        None,
+        description="A second port for the WebSocket control plane; unset (or equal to "
+        "port): /v1/ws on the main port only.",
+    )
+    auth: bool = Field(
+        True, description="Require an API key on every call (off is allowed on loopback only)."
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins browsers may open the WebSocket from (http://host:port); "
+        "requests without an Origin (programs) are always allowed.",
+    )
+    max_body_bytes: Count = Field(1_048_576, description="Largest request body accepted.")
+    rate_limit_per_minute: Count = Field(
+        600, description="Requests per minute per API key before 429."
+    )
+    ws_max_frame_bytes: Count = Field(1_048_576, description="Largest WebSocket frame accepted.")
+    ws_send_queue: Count = Field(
+        1000, description="Messages queued for a slow WebSocket client before it is dropped."
+    )
+    ws_heartbeat_secs: Seconds = Field(20.0, description="Interval of WebSocket pings.")
 
 
 ProviderType = Literal["openai", "anthropic", "gemini", "scripted"]

@@ -240,3 +240,27 @@ def describe_validation(exc: ValidationError, *, whole: str = "(value)", most: i
         parts.append(f"{loc}: {err['msg']}")
     more = exc.error_count() - len(parts)
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+class AuthenticationError(PromptLineError):
+    """No credentials, or credentials that do not check out (HTTP 401)."""
+
+    code = "unauthorized"
+
+
+class RateLimitedError(PromptLineError):
+    """Too many requests for this caller; ``retry_after`` seconds until the next is taken."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float, **details: Any) -> None:
+        super().__init__(
+            message, hint=f"retry in {retry_after:.1f} s", retry_after=retry_after, **details
+        )
+        self.retry_after = retry_after
+
+
+class PayloadTooLargeError(InvalidInputError):
+    """A request body or frame is larger than allowed (HTTP 413)."""
+
+    code = "payload_too_large"

@@ -1,0 +1,10 @@
+"""The gateway's routers; `promptline.gateway.app.create_gateway` includes every one listed
+in `ROUTERS` (a new group of endpoints adds its module here)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from promptline.gateway.routes import catalog, health
+
+ROUTERS: list[APIRouter] = [health.router, catalog.router]

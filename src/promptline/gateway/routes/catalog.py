@@ -1,0 +1,86 @@
+"""What the installation offers: agents, tools and models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from promptline.core.errors import NotFoundError
+from promptline.gateway.deps import CallerDep, gateway
+from promptline.runtime.agent import Agent
+
+router = APIRouter(prefix="/v1", tags=["catalog"])
+
+
+def agent_json(agent: Agent) -> dict[str, Any]:
+    """An agent as the API shows it."""
+    return {
+        "name": agent.name,
+        "description": agent.description,
+        "model": agent.model,
+        "mode": agent.mode,
+        "tools": list(agent.tools) if agent.tools is not None else None,
+        "max_iterations": agent.max_iterations,
+        "queue_mode": agent.queue_mode,
+    }
+
+
+@router.get("/agents", summary="List the agents")
+async def list_agents(request: Request, caller: CallerDep) -> dict[str, Any]:
+    """Every configured agent (and the built-in ``assistant``)."""
+    runtime = gateway(request).app.runtime
+    return {"items": [agent_json(a) for a in runtime.agents.values()], "next_cursor": None}
+
+
+@router.get("/agents/{name}", summary="One agent")
+async def get_agent(name: str, request: Request, caller: CallerDep) -> dict[str, Any]:
+    """The agent ``name``; 404 when there is none."""
+    return agent_json(gateway(request).app.runtime.agent(name))
+
+
+@router.get("/tools", summary="List the tools")
+async def list_tools(request: Request, caller: CallerDep) -> dict[str, Any]:
+    """Every registered tool: its schema, flags, and what the policy says for the caller."""
+    app = gateway(request).app
+    items = []
+    for tool in app.tools:
+        decision = app.permissions.policy.decide(
+            tool.name, read_only=tool.read_only, user=caller.user_id
+        )
+        items.append(
+            {
+                "name": tool.name,
+                "description": tool.description,
+                "parameters": tool.parameters,
+                "read_only": tool.read_only,
+                "destructive": tool.destructive,
+                "permission": decision.mode,
+            }
+        )
+    return {"items": items, "next_cursor": None}
+
+
+@router.get("/models/catalogue", summary="The model catalogue")
+async def list_models(request: Request, caller: CallerDep) -> dict[str, Any]:
+    """Every known model: its capabilities, prices, and whether it is configured here."""
+    registry = gateway(request).app.registry
+    items = []
+    for entry in registry.catalogue():
+        caps = entry.capabilities
+        items.append(
+            {
+                "id": entry.id,
+                "configured": entry.configured,
+                "supports_vision": caps.supports_vision,
+                "supports_function_calling": caps.supports_function_calling,
+                "supports_streaming": caps.supports_streaming,
+                "context_window": caps.context_window,
+                "max_tokens": caps.max_tokens,
+                "input_price_per_mtok": caps.input_price_per_mtok,
+                "output_price_per_mtok": caps.output_price_per_mtok,
+            }
+        )
+    if not items:
+        raise NotFoundError("no model is known")
+    return {"items": items, "next_cursor": None}

@@ -1,0 +1,176 @@
+"""``promptline serve``: the gateway on uvicorn, inside the app's lifetime, with a graceful
+stop on SIGTERM/SIGINT (stop accepting, let runs reach a safe point, flush the log)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import signal
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from promptline.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from promptline.config.settings import Settings
+
+__all__ = ["ServeInfo", "is_loopback", "serve"]
+
+
+@dataclass
+class ServeInfo:
+    """Where the gateway listens, and the admin key made on the first start (else None)."""
+
+    host: str
+    port: int
+    websocket_port: int | None = None
+    admin_key: str | None = None
+    urls: list[str] = field(default_factory=list)
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            hint="is another server on that port? choose another with --port or gateway.port",
+        ) from exc
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    auth: bool | None = None,
+    on_ready: Callable[[ServeInfo], None] | None = None,
+    log_level: str = "warning",
+) -> None:
+    """Serve until SIGTERM/SIGINT (or cancellation), then stop gracefully."""
+    import uvicorn
+
+    from promptline.app import build_app
+    from promptline.gateway.app import create_gateway
+    from promptline.security.auth import KeyStore
+
+    gw = settings.gateway
+    host = host or gw.host
+    port = gw.port if port is None else port
+    use_auth = gw.auth if auth is None else auth
+    if not use_auth and not is_loopback(host):
+        raise ConfigError(
+            f"refusing to serve {host} without authentication",
+            hint="keep gateway.auth on, or bind a loopback address such as 127.0.0.1",
+        )
+    sockets = [_listen(host, port)]
+    ws_port = gw.websocket_port
+    if ws_port is not None and ws_port != port:
+        sockets.append(_listen(host, ws_port))
+    try:
+        async with build_app(settings) as app:
+            await app.start_runtime()
+            info = ServeInfo(host=host, port=sockets[0].getsockname()[1])
+            if len(sockets) > 1:
+                info.websocket_port = sockets[1].getsockname()[1]
+            keys = KeyStore(app.state, clock=app.clock)
+            if use_auth and not await keys.any():
+                _, info.admin_key = await keys.create(
+                    "admin", role="admin", name="made on the first start"
+                )
+            api = create_gateway(app, auth=use_auth)
+            grace = max(1, round(settings.agent.shutdown_timeout_secs))
+            servers = [
+                _server(
+                    uvicorn.Config(
+                        api,
+                        lifespan="off",
+                        log_level=log_level,
+                        access_log=False,
+                        ws_max_size=gw.ws_max_frame_bytes,
+                        ws_ping_interval=gw.ws_heartbeat_secs,
+                        ws_ping_timeout=gw.ws_heartbeat_secs,
+                        timeout_graceful_shutdown=grace,
+                    )
+                )
+                for _ in sockets
+            ]
+            shown = "localhost" if host in ("127.0.0.1", "::1") else host
+            info.urls = [f"http://{shown}:{info.port}"]
+            if info.websocket_port:
+                info.urls.append(f"ws://{shown}:{info.websocket_port}/v1/ws")
+            with _stop_on_signals(servers):
+                tasks = [
+                    asyncio.create_task(server.serve(sockets=[sock]))
+                    for server, sock in zip(servers, sockets, strict=True)
+                ]
+                while not all(s.started for s in servers):
+                    if any(t.done() for t in tasks):
+                        break
+                    await asyncio.sleep(0.01)
+                if on_ready is not None and all(s.started for s in servers):
+                    on_ready(info)
+                try:
+                    await asyncio.gather(*tasks)
+                finally:
+                    for server in servers:
+                        server.should_exit = True
+                    await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _server(config: uvicorn.Config) -> uvicorn.Server:
+    """A uvicorn server that leaves signals to `serve` (which stops every listener, then the
+    app, in order) instead of re-raising them once it has stopped."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return Server(config)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(servers: list[uvicorn.Server]) -> Iterator[None]:
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for server in servers:
+            server.should_exit = True
+
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop)
+            installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,203 @@
+"""API keys: who a request comes from. A key belongs to a user of a tenant and has a role;
+only its hash is stored, the key itself is shown once, when it is made.
+
+A key reads ``pl_<key id>_<secret>``; the key id finds the record, the secret is checked
+against its SHA-256 in constant time. Records live in the state store's global scope under
+``auth/keys/<key id>`` (so every state backend keeps them, and a key works on every gateway of
+a fleet that shares the store).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from promptline.core.clock import Clock, SystemClock
+from promptline.core.errors import AuthenticationError, InvalidInputError, NotFoundError
+from promptline.core.ids import new_id
+from promptline.sessions.models import DEFAULT_TENANT, Principal
+from promptline.state.protocols import StateStore
+
+__all__ = ["KEY_PREFIX", "ApiKey", "Caller", "KeyStore", "Role"]
+
+Role = Literal["admin", "user"]
+KEY_PREFIX = "auth/keys/"
+_TOKEN = re.compile(r"^pl_(key_[0-9A-Z]{26})_([A-Za-z0-9_-]{20,100})$")
+_NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,255}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A stored key (its hash, never the key itself)."""
+
+    key_id: str
+    user_id: str
+    tenant_id: str
+    role: Role
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        """True until revoked."""
+        return self.revoked_at is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record for listings (no secret: it is not stored)."""
+        return {
+            "key_id": self.key_id,
+            "user_id": self.user_id,
+            "tenant_id": self.tenant_id,
+            "role": self.role,
+            "name": self.name,
+            "created_at": self.created_at.isoformat(),
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who a request comes from, once its key checked out."""
+
+    user_id: str
+    tenant_id: str
+    role: Role
+    key_id: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        """True for a tenant's admin."""
+        return self.role == "admin"
+
+    @property
+    def principal(self) -> Principal:
+        """What the session store knows the caller as: a user, or its tenant's admin."""
+        return Principal(tenant_id=self.tenant_id, user_id=self.user_id, tenant_admin=self.is_admin)
+
+
+class KeyStore:
+    """Makes, checks, lists and revokes API keys."""
+
+    def __init__(self, state: StateStore, *, clock: Clock | None = None) -> None:
+        self._state = state
+        self._clock: Clock = clock or SystemClock()
+
+    async def create(
+        self,
+        user_id: str,
+        *,
+        tenant_id: str = DEFAULT_TENANT,
+        role: Role = "user",
+        name: str = "",
+    ) -> tuple[ApiKey, str]:
+        """A new key for ``user_id``: its record and the key itself (shown once)."""
+        for field, value in (("user_id", user_id), ("tenant_id", tenant_id)):
+            if not isinstance(value, str) or not _NAME.match(value):
+                raise InvalidInputError(
+                    f"{field} {value!r} is not valid",
+                    hint="use letters, digits and _ . : @ - (at most 255)",
+                    field=field,
+                )
+        if role not in ("admin", "user"):
+            raise InvalidInputError(f"role must be 'admin' or 'user', not {role!r}")
+        key_id = new_id("key_")
+        secret = secrets.token_urlsafe(32)
+        record = ApiKey(
+            key_id=key_id,
+            user_id=user_id,
+            tenant_id=tenant_id,
+            role=role,
+            name=name[:200],
+            created_at=self._clock.now(),
+        )
+        await self._state.set(
+            "global", KEY_PREFIX + key_id, _stored(record, _hash(secret)), expected_version=0
+        )
+        return record, f"pl_{key_id}_{secret}"
+
+    async def authenticate(self, token: str | None) -> Caller:
+        """The caller a key belongs to; `AuthenticationError` (the same for every bad key,
+        so nothing is learnt about which keys exist) when it does not check out."""
+        match = _TOKEN.match(token or "")
+        if match is None:
+            raise _refused(token)
+        key_id, secret = match.groups()
+        entry = await self._state.get("global", KEY_PREFIX + key_id)
+        if entry is None or not isinstance(entry.value, dict):
+            raise _refused(token)
+        value = entry.value
+        if value.get("revoked_at") or not hmac.compare_digest(
+            str(value.get("hash", "")), _hash(secret)
+        ):
+            raise _refused(token)
+        return Caller(
+            user_id=str(value["user_id"]),
+            tenant_id=str(value["tenant_id"]),
+            role="admin" if value.get("role") == "admin" else "user",
+            key_id=key_id,
+        )
+
+    async def list(self, *, tenant_id: str | None = None) -> list[ApiKey]:
+        """Every key (of ``tenant_id``), revoked ones included, oldest first."""
+        entries = await self._state.list("global", prefix=KEY_PREFIX)
+        keys = [_record(e.value) for e in entries if isinstance(e.value, dict)]
+        if tenant_id is not None:
+            keys = [k for k in keys if k.tenant_id == tenant_id]
+        return sorted(keys, key=lambda k: k.created_at)
+
+    async def revoke(self, key_id: str) -> ApiKey:
+        """Stop a key from working; `NotFoundError` for an unknown key id."""
+        entry = await self._state.get("global", KEY_PREFIX + key_id)
+        if entry is None or not isinstance(entry.value, dict):
+            raise NotFoundError(
+                f"no API key {key_id!r}", hint="list keys with `promptline keys list`"
+            )
+        record = _record(entry.value)
+        if record.revoked_at is not None:
+            return record
+        value = dict(entry.value, revoked_at=self._clock.now().isoformat())
+        await self._state.set("global", KEY_PREFIX + key_id, value, expected_version=entry.version)
+        return _record(value)
+
+    async def any(self) -> bool:
+        """True when at least one key exists (revoked or not)."""
+        return bool(await self._state.list("global", prefix=KEY_PREFIX, limit=1))
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _stored(record: ApiKey, digest: str) -> dict[str, Any]:
+    return {**record.to_dict(), "hash": digest}
+
+
+def _record(value: dict[str, Any]) -> ApiKey:
+    revoked = value.get("revoked_at")
+    return ApiKey(
+        key_id=str(value["key_id"]),
+        user_id=str(value["user_id"]),
+        tenant_id=str(value["tenant_id"]),
+        role="admin" if value.get("role") == "admin" else "user",
+        name=str(value.get("name", "")),
+        created_at=datetime.fromisoformat(str(value["created_at"])),
+        revoked_at=datetime.fromisoformat(str(revoked)) if revoked else None,
+    )
+
+
+def _refused(token: str | None) -> AuthenticationError:
+    if not token:
+        return AuthenticationError(
+            "this call needs an API key",
+            hint="send `Authorization: Bearer <key>` (make one with `promptline keys create`)",
+        )
+    return AuthenticationError(
+        "the API key is not valid (unknown, revoked or mistyped)",
+        hint="check the key, or make a new one with `promptline keys create`",
+    )
