@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
@@ -90,6 +90,20 @@ class FeishuChannelSettings(Section):
     encrypt_key: Secret = Field(None, description="Event encryption key.")
 
 
+class ChannelRoute(Section):
+    """Which agent answers messages of a channel, user and thread, and which session holds
+    the conversation. Empty matchers match anything; the first route that matches wins."""
+
+    channel: str | None = Field(None, description="Channel name or glob (slack, tele*).")
+    user: str | None = Field(None, description="User id or glob.")
+    thread: str | None = Field(None, description="Thread / chat / channel id or glob.")
+    agent: str = Field("assistant", description="The agent that answers.")
+    session: Literal["per_thread", "per_user", "shared"] = Field(
+        "per_thread",
+        description="One session per thread (of a user), per user, or one for the whole channel.",
+    )
+
+
 class ChannelsSettings(Section):
     """Every channel; each one is switched on by its ``enabled`` flag."""
 
@@ -102,6 +116,11 @@ class ChannelsSettings(Section):
     wecom: WeComChannelSettings = Field(default_factory=WeComChannelSettings)
     dingtalk: DingTalkChannelSettings = Field(default_factory=DingTalkChannelSettings)
     feishu: FeishuChannelSettings = Field(default_factory=FeishuChannelSettings)
+    routes: list[ChannelRoute] = Field(
+        default_factory=list,
+        description="Routing rules, tried in order; none matching: the default agent, a "
+        "session per thread.",
+    )
 
 
 CHANNEL_CREDENTIALS: dict[str, tuple[str, ...]] = {
