@@ -4,6 +4,7 @@ controls a caller holds on it (pause, resume, stop, cancel, steer)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +54,8 @@ from promptline.tools.executor import Authorization, CallScope, ToolExecutor
 if TYPE_CHECKING:
     from promptline.runtime.agent import Agent
     from promptline.runtime.services import RunServices
+
+_log = logging.getLogger("promptline.runtime")
 
 __all__ = ["SUBMIT_PLAN", "Resume", "Run", "RunResult", "RunStatus", "SessionView"]
 
@@ -439,6 +442,12 @@ class Run:
                 lifecycle.move("stopping", None if status == "completed" else status)
                 lifecycle.move("stopped")
         await self.events.flush()
+        if self.services.after_run is not None and self.session is not None:
+            # Before the outcome is seen: whoever reads the session next finds the run in it.
+            try:
+                await self.services.after_run(self)
+            except Exception:
+                _log.exception("bringing session %s up to date failed", self.session.id)
         return RunResult(
             run_id=self.id,
             agent=self.agent.name,

@@ -76,9 +76,10 @@ class Runtime:
         self._watchdog: asyncio.Task[None] | None = None
         self._closing = False
         self._stale: set[str] = set()
-        self._background: set[asyncio.Task[None]] = set()
         self._suspended: set[str] = set()
         self._decisions: asyncio.Task[None] | None = None
+        if sessions is not None and services.after_run is None:
+            services.after_run = self._refresh_session
 
     # -- agents ---------------------------------------------------------------------------
 
@@ -231,7 +232,6 @@ class Runtime:
             lane.waiting.remove(run)
         if lane.current is None and not lane.waiting:
             self._lanes.pop(sid, None)
-        self._refresh_session(sid)
 
     def _advance(self, session_id: str) -> None:
         lane = self._lanes.get(session_id)
@@ -287,18 +287,9 @@ class Runtime:
         )
         return view, list(session.history)
 
-    def _refresh_session(self, session_id: str) -> None:
-        if self.sessions is None:
-            return
-        sessions = self.sessions
-
-        async def refresh() -> None:
-            with contextlib.suppress(Exception):
-                await sessions.refresh(session_id)
-
-        task = asyncio.get_running_loop().create_task(refresh())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+    async def _refresh_session(self, run: Run) -> None:
+        if self.sessions is not None and run.session is not None:
+            await self.sessions.refresh(run.session.id)
 
     # -- after a restart -----------------------------------------------------------------
 
@@ -544,6 +535,4 @@ class Runtime:
                     run.cancel("interrupted: shutdown timeout", by="shutdown")
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
-        if self._background:
-            await asyncio.wait(list(self._background), timeout=5.0)
         return [run.id for run in runs]

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from promptline.models.capabilities import ModelCapabilities
     from promptline.models.instrumented import ModelCaller
     from promptline.runtime.agent import Agent
+    from promptline.runtime.run import Run
 
 __all__ = ["PlanApprover", "RunServices"]
 
@@ -39,6 +40,9 @@ class RunServices:
     max_repeated_calls: int = 3
     workspaces_dir: Path = field(default_factory=lambda: Path.cwd() / "workspaces")
     plan_approver: PlanApprover | None = None
+    after_run: Callable[[Run], Awaitable[None]] | None = None
+    """Called as a run of a session ends, before its outcome is seen (the runtime brings the
+    session's record up to date there)."""
 
     def workspace_for(self, agent: Agent, key: str) -> Path:
         """The folder file tools of a run may touch: the agent's, or one per session (or per

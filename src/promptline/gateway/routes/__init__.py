@@ -5,6 +5,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from promptline.gateway.routes import catalog, health
+from promptline.gateway.routes import catalog, channels, health
 
-ROUTERS: list[APIRouter] = [health.router, catalog.router]
+ROUTERS: list[APIRouter] = [health.router, catalog.router, channels.router]
