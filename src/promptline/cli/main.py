@@ -438,15 +438,6 @@ def doctor(options: CliOptions) -> None:
     raise SystemExit(run_doctor(options))
 
 
-def main() -> None:
-    """Entry point of the `promptline` script."""
-    app(prog_name="promptline")
-
-
-if __name__ == "__main__":
-    main()
-
-
 # -- gateway ----------------------------------------------------------------------------------
 
 
@@ -508,3 +499,12 @@ def keys_revoke(options: CliOptions, key_id: str) -> None:
     from promptline.cli import serve_cmd
 
     serve_cmd.keys_revoke(options, key_id)
+
+
+def main() -> None:
+    """Entry point of the `promptline` script."""
+    app(prog_name="promptline")
+
+
+if __name__ == "__main__":
+    main()
