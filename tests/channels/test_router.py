@@ -61,3 +61,22 @@ def test_tenants_never_share_a_session() -> None:
 
     assert acme.session_id != globex.session_id
     assert len(acme.session_id) <= 64
+
+
+def test_the_routes_example_in_the_docs_loads_and_routes(tmp_path: object) -> None:
+    import re
+    from pathlib import Path
+
+    from promptline.config import load_settings
+
+    doc = (Path(__file__).parents[2] / "docs" / "channels.md").read_text(encoding="utf-8")
+    [example] = re.findall(r"```yaml\n(.*?)```", doc, flags=re.S)
+    path = Path(str(tmp_path)) / "config.yaml"
+    path.write_text(example, encoding="utf-8")
+    router = ChannelRouter(load_settings(path, environ={}).channels.routes)
+
+    oncall = router.route(msg(channel="slack", thread="C-oncall-eu"))
+    assert oncall.agent == "oncall"
+    assert oncall.owner == "slack-channel"
+    assert router.route(msg(channel="telegram", thread="x")).agent == "helper"
+    assert router.route(msg(channel="http")).agent == "assistant"
