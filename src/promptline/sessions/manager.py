@@ -53,7 +53,12 @@ from promptline.sessions.models import (
     SessionStatus,
     ToolRef,
 )
-from promptline.sessions.projection import SESSION_EVENT_TYPES, SessionHead, fold
+from promptline.sessions.projection import (
+    DELETED_REASON,
+    SESSION_EVENT_TYPES,
+    SessionHead,
+    fold,
+)
 from promptline.sessions.search import query_words, search_messages
 from promptline.sessions.tables import (
     FULL_COLUMNS,
@@ -289,6 +294,24 @@ class SessionManager:
             expired.append(sid)
         return expired
 
+    async def delete(self, session_id: str, principal: Principal) -> None:
+        """Delete a session the principal may see; `NotFoundError` otherwise.
+
+        The log stays append-only: this publishes ``session_expired`` with reason
+        ``deleted``, which the projection folds into status ``deleted``. From then on the
+        session is invisible to every read (`get`, `list`, `search`, `export`; the same
+        `NotFoundError` as an unknown id) and refuses every write; its events stay in the
+        log (audit, replay) and its id stays taken. Runs already in flight are not stopped
+        here (the gateway cancels them).
+        """
+        principal = _check_principal(principal)
+        async with self._locks.hold(_check_id(session_id)):
+            head = await self._visible_head(session_id, principal)
+            event = SessionExpiredEvent(
+                **self._envelope(head), data=SessionExpired(reason=DELETED_REASON)
+            )
+            await self._write(head, [event])
+
     # -- reading --------------------------------------------------------------------------
 
     async def get(
@@ -319,7 +342,8 @@ class SessionManager:
         limit: int = 50,
         before: str | None = None,
     ) -> builtins.list[Session]:
-        """Sessions ``principal`` may see, newest first, without their histories.
+        """Sessions ``principal`` may see, newest first, without their histories (deleted ones
+        never appear).
 
         Filters: ``user_id`` and ``tenant_id`` (an admin's choice; a user may only name
         itself and its tenant), ``channel``, ``status``. Pages: pass the id of the last
@@ -328,7 +352,7 @@ class SessionManager:
         principal = _check_principal(principal)
         limit = _check_limit(limit, "limit", maximum=1000)
         t = sessions_table.c
-        conditions: builtins.list[Any] = []
+        conditions: builtins.list[Any] = [t.status != "deleted"]
         for name, value in (("user_id", user_id), ("tenant_id", tenant_id)):
             if value is not None and not isinstance(value, str):
                 raise InvalidInputError(
@@ -496,7 +520,7 @@ class SessionManager:
                 events.append(
                     MessageSentEvent(**envelope, ts=now, data=MessageSent(message=message))
                 )
-        if record.status == "expired":
+        if record.status != "active":
             events.append(
                 SessionExpiredEvent(**envelope, ts=now, data=SessionExpired(reason="imported"))
             )
@@ -603,7 +627,7 @@ class SessionManager:
                 head = await load_head(own, session_id, full=full)
         else:
             head = await load_head(conn, session_id, full=full)
-        if head is None or not _may_see(principal, head):
+        if head is None or head.status == "deleted" or not _may_see(principal, head):
             raise NotFoundError(
                 f"no session {session_id!r}",
                 hint="check the id; a session of another user or tenant is not visible",

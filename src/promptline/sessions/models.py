@@ -13,8 +13,9 @@ from promptline.core.messages import Message
 ContextState: TypeAlias = dict[str, Any]
 """What an agent keeps about a conversation between turns: any JSON object."""
 
-SessionStatus = Literal["active", "expired"]
-"""``active`` takes messages; ``expired`` (past its TTL, or closed) keeps its data, read-only."""
+SessionStatus = Literal["active", "expired", "deleted"]
+"""``active`` takes messages; ``expired`` (past its TTL, or closed) keeps its data, read-only;
+``deleted`` is hidden from every read (its events stay in the log)."""
 
 PermissionMode = Literal["allow", "ask", "deny"]
 """What happens when a tool is called: run it, ask a person first, or refuse."""

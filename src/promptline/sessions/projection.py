@@ -37,6 +37,10 @@ SESSION_EVENT_TYPES = frozenset(
 
 JSON_FIELDS = ("context", "tools", "permissions", "metadata")
 
+DELETED_REASON = "deleted"
+"""The ``session_expired`` reason that deletes a session (status ``deleted``) rather than
+just closing it."""
+
 
 @dataclass(slots=True)
 class SessionHead:
@@ -121,7 +125,7 @@ def fold(head: SessionHead | None, event: Event) -> tuple[SessionHead | None, Me
             head.changed.add("metadata")
         head.updated_at = event.ts
     elif isinstance(event, SessionExpiredEvent):
-        head.status = "expired"
+        head.status = "deleted" if event.data.reason == DELETED_REASON else "expired"
         head.updated_at = event.ts
     return head, message
 

@@ -27,7 +27,7 @@ SELECT m.session_id, m.idx, m.message,
 FROM session_messages_fts
 JOIN session_messages AS m ON m.id = session_messages_fts.rowid
 JOIN sessions AS s ON s.id = m.session_id
-WHERE session_messages_fts MATCH :match {where}
+WHERE session_messages_fts MATCH :match AND s.status <> 'deleted' {where}
 ORDER BY rank DESC, m.session_id, m.idx
 LIMIT :limit
 """
@@ -40,7 +40,7 @@ SELECT m.session_id, m.idx, m.message,
 FROM session_messages AS m
 JOIN sessions AS s ON s.id = m.session_id
 CROSS JOIN (SELECT plainto_tsquery('simple', :match) AS query) AS q
-WHERE m.tsv @@ q.query {where}
+WHERE m.tsv @@ q.query AND s.status <> 'deleted' {where}
 ORDER BY rank DESC, m.session_id, m.idx
 LIMIT :limit
 """
