@@ -4,12 +4,15 @@ they use inside, so `promptline --help` stays fast."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import click
 
 from promptline import __version__
 from promptline.cli.runtime import CliOptions
+
+if TYPE_CHECKING:
+    from promptline.cli.daemon import StartOptions
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -499,6 +502,234 @@ def keys_revoke(options: CliOptions, key_id: str) -> None:
     from promptline.cli import serve_cmd
 
     serve_cmd.keys_revoke(options, key_id)
+
+
+# -- the resident gateway: start, stop, restart, status, logs ---------------------------------
+
+START_TIMEOUT_HELP = "Seconds to wait for /healthz to answer."
+STOP_TIMEOUT_HELP = (
+    "Seconds to wait for a graceful stop (default: 2 x agent.shutdown_timeout_secs + 10)."
+)
+
+
+def _start_options(host: str | None, port: int | None, no_auth: bool, wait: float) -> StartOptions:
+    from promptline.cli.daemon import StartOptions
+
+    return StartOptions(host=host, port=port, no_auth=no_auth, timeout=wait)
+
+
+@app.command("start", short_help="Run the gateway in the background (pid file, rotating log).")
+@click.option("--host", help="Interface to bind (default: gateway.host).")
+@click.option("--port", type=int, help="Port (default: gateway.port; 0 picks a free one).")
+@click.option("--no-auth", is_flag=True, help="No API keys (allowed on loopback only).")
+@click.option("--wait", default=30.0, show_default=True, help=START_TIMEOUT_HELP)
+@pass_options
+def start(
+    options: CliOptions, host: str | None, port: int | None, no_auth: bool, wait: float
+) -> None:
+    """Start `promptline serve` in the background and wait until it answers.
+
+    Its pid goes to $PROMPTLINE_HOME/gateway.pid, its output to
+    $PROMPTLINE_HOME/logs/gateway.log (rotated at 10 MiB, 5 kept). A second start is
+    refused while it runs. On the first start an admin API key is made: it is printed, and
+    a copy is kept in $PROMPTLINE_HOME/admin.key (mode 0600) for `promptline status`.
+    """
+    from promptline.cli import daemon
+
+    daemon.start(options, _start_options(host, port, no_auth, wait))
+
+
+@app.command("stop", short_help="Stop the background gateway gracefully.")
+@click.option("--timeout", type=float, help=STOP_TIMEOUT_HELP)
+@click.option("--force", is_flag=True, help="SIGKILL it if it has not stopped by then.")
+@pass_options
+def stop(options: CliOptions, timeout: float | None, force: bool) -> None:
+    """Send SIGTERM and wait for the gateway to stop: runs reach a safe point, the log is
+    flushed. Exit 1 if it is still running after the timeout (unless --force)."""
+    from promptline.cli import daemon
+
+    daemon.stop(options, timeout=timeout, force=force)
+
+
+@app.command("restart", short_help="Stop the background gateway and start it again.")
+@click.option("--host", help="Interface to bind (default: as before, else gateway.host).")
+@click.option("--port", type=int, help="Port (default: as before, else gateway.port).")
+@click.option("--no-auth", is_flag=True, help="No API keys (allowed on loopback only).")
+@click.option("--wait", default=30.0, show_default=True, help=START_TIMEOUT_HELP)
+@click.option("--timeout", type=float, help=STOP_TIMEOUT_HELP)
+@click.option("--force", is_flag=True, help="SIGKILL it if it has not stopped by then.")
+@pass_options
+def restart(
+    options: CliOptions,
+    host: str | None,
+    port: int | None,
+    no_auth: bool,
+    wait: float,
+    timeout: float | None,
+    force: bool,
+) -> None:
+    """`stop`, then `start` with the host, port and auth the gateway had (or those given)."""
+    from promptline.cli import daemon
+
+    daemon.restart(options, _start_options(host, port, no_auth, wait), timeout=timeout, force=force)
+
+
+@app.command("status", short_help="Is the gateway up? Health, sessions, active runs, providers.")
+@click.option("--url", envvar="PROMPTLINE_URL", help="Gateway to ask (env PROMPTLINE_URL).")
+@click.option(
+    "--key",
+    envvar="PROMPTLINE_API_KEY",
+    help="API key (env PROMPTLINE_API_KEY; locally, else $PROMPTLINE_HOME/admin.key).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_options
+def status(options: CliOptions, url: str | None, key: str | None, as_json: bool) -> None:
+    """Ask a gateway how it is: its process (local), /healthz, /readyz, the sessions and
+    active runs its key can see, its providers.
+
+    Exit code: 0 ready, 1 answering but not ready (or its process does not answer),
+    3 not running.
+    """
+    from promptline.cli import status_cmd
+
+    status_cmd.status(options, url=url, key=key, as_json=as_json)
+
+
+@app.command("logs", short_help="Print the background gateway's log.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing what it writes (Ctrl-C stops).")
+@click.option("--lines", "-n", default=50, show_default=True, help="How many recent lines.")
+@pass_options
+def logs(options: CliOptions, follow: bool, lines: int) -> None:
+    """The last lines of $PROMPTLINE_HOME/logs/gateway.log (and its rotated files)."""
+    from promptline.cli import logs_cmd
+
+    logs_cmd.logs(options, lines=lines, follow=follow)
+
+
+# -- setup: init, service ---------------------------------------------------------------------
+
+PROVIDERS = ["openai", "anthropic", "gemini", "deepseek", "kimi", "ollama", "compatible", "demo"]
+
+
+@app.command("init", short_help="First-run setup: providers, keys, channels -> config.yaml.")
+@click.option("--non-interactive", is_flag=True, help="Ask nothing: take every answer from flags.")
+@click.option("--force", is_flag=True, help="Replace an existing config (kept as .bak).")
+@click.option("--skip-test", is_flag=True, help="Do not call each provider once (offline).")
+@click.option(
+    "--provider",
+    "providers",
+    multiple=True,
+    type=click.Choice(PROVIDERS),
+    help="A provider to configure (repeatable; default: demo).",
+)
+@click.option(
+    "--api-key-env",
+    multiple=True,
+    metavar="[PROVIDER=]VAR",
+    help="Write the key as ${VAR} (default: the provider's usual variable).",
+)
+@click.option(
+    "--api-key",
+    multiple=True,
+    metavar="[PROVIDER=]KEY",
+    help="Write the key itself into the file (prefer --api-key-env).",
+)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    metavar="[PROVIDER=]NAMES",
+    help="Models it serves, comma-separated (default: a small one).",
+)
+@click.option(
+    "--base-url",
+    multiple=True,
+    metavar="[PROVIDER=]URL",
+    help="Its endpoint (required for compatible).",
+)
+@click.option(
+    "--compatible-name",
+    default="compatible",
+    show_default=True,
+    help="Name of the compatible provider in the config.",
+)
+@click.option("--default-model", help="models.default (default: the first model).")
+@click.option(
+    "--channel",
+    "channels",
+    multiple=True,
+    type=click.Choice(["cli", "http", "websocket"]),
+    help="A channel to enable (repeatable; default: all three).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="gateway.host")
+@click.option(
+    "--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="gateway.port"
+)
+@pass_options
+def init(
+    options: CliOptions,
+    non_interactive: bool,
+    force: bool,
+    skip_test: bool,
+    providers: tuple[str, ...],
+    api_key_env: tuple[str, ...],
+    api_key: tuple[str, ...],
+    models: tuple[str, ...],
+    base_url: tuple[str, ...],
+    compatible_name: str,
+    default_model: str | None,
+    channels: tuple[str, ...],
+    host: str,
+    port: int,
+) -> None:
+    """Write $PROMPTLINE_HOME/config.yaml: pick providers, say where their keys are, test
+    each with one call, enable channels. Refuses to overwrite a config without --force.
+
+    \b
+    promptline init                      # asks
+    promptline init --non-interactive --provider openai \\
+        --api-key-env OPENAI_API_KEY --model gpt-4o-mini
+    promptline init --non-interactive --provider demo --skip-test
+    """
+    from promptline.cli.init_cmd import InitFlags
+    from promptline.cli.init_cmd import init as init_body
+
+    init_body(
+        options,
+        InitFlags(
+            non_interactive=non_interactive,
+            force=force,
+            skip_test=skip_test,
+            providers=list(providers),
+            api_key_env=list(api_key_env),
+            api_key=list(api_key),
+            models=list(models),
+            base_url=list(base_url),
+            compatible_name=compatible_name,
+            default_model=default_model,
+            channels=list(channels),
+            host=host,
+            port=port,
+        ),
+    )
+
+
+@app.group("service")
+def service_group() -> None:
+    """Run the gateway as a system service."""
+
+
+@service_group.command("install")
+@click.option("--print", "print_only", is_flag=True, help="Print the unit; write nothing.")
+@click.option("--force", is_flag=True, help="Replace a unit that differs.")
+@pass_options
+def service_install(options: CliOptions, print_only: bool, force: bool) -> None:
+    """Write a systemd user unit (~/.config/systemd/user/promptline.service) that runs
+    `promptline serve` for this PromptLine home, and print the systemctl commands that
+    enable it (they are not run)."""
+    from promptline.cli import service_cmd
+
+    service_cmd.install(options, print_only=print_only, force=force)
 
 
 def main() -> None:
