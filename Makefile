@@ -17,10 +17,10 @@ $(STAMP): pyproject.toml requirements.lock
 	$(UV) pip install --quiet --python $(PY) --no-deps -e .
 	@touch $(STAMP)
 
+# The gateway in the foreground on gateway.host:gateway.port (127.0.0.1:8080); Ctrl-C stops it.
 run: install
 	$(VENV)/bin/promptline db upgrade
-	$(VENV)/bin/promptline doctor
-	$(VENV)/bin/promptline events tail --limit 20
+	$(VENV)/bin/promptline serve
 
 test: install lint
 	$(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS)
