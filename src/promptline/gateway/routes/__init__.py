@@ -5,6 +5,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from promptline.gateway.routes import catalog, channels, health
+from promptline.gateway.routes import catalog, channels, health, openai_compat
 
-ROUTERS: list[APIRouter] = [health.router, catalog.router, channels.router]
+ROUTERS: list[APIRouter] = [health.router, catalog.router, channels.router, openai_compat.router]

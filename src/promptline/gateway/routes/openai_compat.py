@@ -1,0 +1,314 @@
+"""The OpenAI-compatible API: ``POST /v1/chat/completions`` (streamed or not) runs an agent,
+``GET /v1/models`` lists the agents and models, so any OpenAI client can talk to PromptLine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from promptline.core.errors import (
+    InvalidInputError,
+    ModelNotFoundError,
+    NotFoundError,
+    PromptLineError,
+)
+from promptline.gateway.deps import CallerDep, gateway
+from promptline.gateway.errors import error_body
+from promptline.gateway.openai_wire import (
+    AGENT_PREFIX,
+    ChatCompletionRequest,
+    chat_input,
+    completion_chunk,
+    completion_json,
+    finish_reason,
+)
+from promptline.gateway.run_answer import RunAnswer
+from promptline.gateway.service import MAX_CONTENT_CHARS, visible_session
+from promptline.models.types import ModelRequest
+
+if TYPE_CHECKING:
+    from promptline.app import App
+    from promptline.runtime.agent import Agent
+    from promptline.runtime.run import Run, RunResult
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+SESSION_HEADER = "X-Session-Id"
+RUN_HEADER = "X-Run-Id"
+
+# The run failed, so retrying would start another run (and repeat its tool calls): the
+# `openai` client retries 409, 429 and 5xx answers unless told not to.
+_NO_RETRY = {"X-Should-Retry": "false"}
+_FAILED_STATUS = {"capability_missing": 422, "invalid_input": 422}
+
+
+@router.get("/models", summary="List agents and models (OpenAI shape)")
+async def list_models(request: Request, caller: CallerDep) -> dict[str, Any]:
+    """Every agent as ``agent/NAME`` and every configured model id, in OpenAI's list shape
+    (``kind`` and ``description`` are PromptLine's own)."""
+    app = gateway(request).app
+    created = int(app.clock.now().timestamp())
+    data: list[dict[str, Any]] = [
+        {
+            "id": f"{AGENT_PREFIX}{agent.name}",
+            "object": "model",
+            "created": created,
+            "owned_by": "promptline",
+            "kind": "agent",
+            "description": agent.description,
+        }
+        for agent in app.runtime.agents.values()
+    ]
+    for model_id in app.router.model_ids:
+        provider, slash, _ = model_id.partition("/")
+        data.append(
+            {
+                "id": model_id,
+                "object": "model",
+                "created": created,
+                "owned_by": provider if slash else "promptline",
+                "kind": "model",
+            }
+        )
+    return {"object": "list", "data": data}
+
+
+@router.post(
+    "/chat/completions",
+    summary="Run an agent, OpenAI chat-completions style",
+    response_model=None,
+    responses={200: {"description": "A chat.completion, or (stream) SSE chat.completion.chunk"}},
+)
+async def chat_completions(
+    body: ChatCompletionRequest,
+    request: Request,
+    caller: CallerDep,
+    x_session_id: Annotated[
+        str | None,
+        Header(description="Continue this session: only the new user message is added."),
+    ] = None,
+) -> Response:
+    """Run the agent ``model`` names (``agent/NAME``, or ``provider/model`` for the default
+    agent with that model) on the last user message; the answer is the run's final answer."""
+    app = gateway(request).app
+    chat = chat_input(body)
+    if len(chat.message.text) > MAX_CONTENT_CHARS:
+        raise InvalidInputError(
+            f"the new message is longer than {MAX_CONTENT_CHARS} characters",
+            field=f"messages.{len(body.messages) - 1}.content",
+        )
+    agent, model = _target(app, body)
+    headers: dict[str, str] = {}
+    if x_session_id is not None:
+        session = await visible_session(app, caller, x_session_id)
+        run = await app.runtime.start_run(
+            chat.message,
+            session_id=session.id,
+            principal=caller.principal,
+            agent=agent,
+            model=model,
+        )
+        headers[SESSION_HEADER] = session.id
+    else:
+        run = await app.runtime.start_run(
+            chat.message, principal=caller.principal, agent=agent, model=model, history=chat.history
+        )
+    # No await between start_run and here: the subscription sees every event of the run.
+    answer = RunAnswer(app.bus, run.id, deltas=body.stream)
+    headers[RUN_HEADER] = run.id
+    reply = _Reply(
+        id=f"chatcmpl-{run.id}",
+        created=int(app.clock.now().timestamp()),
+        model=body.model,
+        include_usage=body.include_usage,
+    )
+    if body.stream:
+        return _EventStream(_frames(run, answer, reply), on_leave=answer.close, headers=headers)
+    try:
+        await answer.wait()
+    finally:
+        await answer.close()
+    result = await run.result()
+    if not result.ok:
+        return _failed(result, headers)
+    document = completion_json(
+        id=reply.id,
+        created=reply.created,
+        model=reply.model,
+        content=result.text,
+        finish=finish_reason(answer.finish_reason),
+        usage=result.usage,
+    )
+    return Response(orjson.dumps(document), media_type="application/json", headers=headers)
+
+
+def _target(app: App, body: ChatCompletionRequest) -> tuple[Agent, str | None]:
+    """The agent to run and the model to run it with (None: the agent's own)."""
+    runtime = app.runtime
+    if body.model.startswith(AGENT_PREFIX):
+        name = body.model[len(AGENT_PREFIX) :]
+        if not name:
+            raise NotFoundError(
+                "model 'agent/' names no agent",
+                hint=f"write agent/NAME; agents: {', '.join(runtime.agents)}",
+            )
+        agent, model = runtime.agent(name), None
+    else:
+        _check_model(app, body.model)
+        agent, model = runtime.agent(None), body.model
+    changes: dict[str, Any] = {}
+    if body.temperature is not None:
+        changes["temperature"] = body.temperature
+    if body.output_limit is not None:
+        changes["max_tokens"] = body.output_limit
+    if body.stream and not agent.stream:
+        changes["stream"] = True  # the answer can only stream if the model calls do
+    return (agent.evolve(**changes) if changes else agent), model
+
+
+def _check_model(app: App, model: str) -> None:
+    router = app.router
+    if model in router.model_ids:
+        return
+    try:
+        router.plan(ModelRequest(model=model, messages=[]))
+    except ModelNotFoundError:
+        agents = ", ".join(f"{AGENT_PREFIX}{name}" for name in app.runtime.agents)
+        raise ModelNotFoundError(
+            f"no agent or model {model!r}",
+            hint=f"name an agent ({agents}) or a configured model "
+            f"({', '.join(router.model_ids) or 'none'}); GET /v1/models lists both",
+            model=model,
+        ) from None
+    except PromptLineError:
+        return  # a known model that this empty probe does not suit: the run will tell
+
+
+class _Reply:
+    """What every chunk (or the completion) of one answer repeats."""
+
+    __slots__ = ("created", "id", "include_usage", "model")
+
+    def __init__(self, *, id: str, created: int, model: str, include_usage: bool) -> None:
+        self.id = id
+        self.created = created
+        self.model = model
+        self.include_usage = include_usage
+
+    def chunk(self, **fields: Any) -> bytes:
+        data = completion_chunk(
+            id=self.id,
+            created=self.created,
+            model=self.model,
+            with_usage=self.include_usage,
+            **fields,
+        )
+        return _frame(data)
+
+
+def _frame(data: Mapping[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+_DONE = b"data: [DONE]\n\n"
+
+
+async def _frames(run: Run, answer: RunAnswer, reply: _Reply) -> AsyncGenerator[bytes, None]:
+    """The SSE frames of a streamed answer: the role, the text as it streams, the finish
+    reason, the usage (when asked), ``[DONE]``; an error frame when the run fails."""
+    yield reply.chunk(delta={"role": "assistant", "content": ""})
+    async for text in answer.pieces():
+        yield reply.chunk(delta={"content": text})
+    if answer.closed:
+        return  # the client left
+    result = await run.result()
+    if result.ok:
+        if not answer.answer_streamed and result.text:
+            yield reply.chunk(delta={"content": result.text})
+        yield reply.chunk(finish=finish_reason(answer.finish_reason))
+        if reply.include_usage:
+            yield reply.chunk(usage=result.usage)
+    else:
+        _, body = _failure(result)
+        yield _frame(body)
+    yield _DONE
+
+
+def _failure(result: RunResult) -> tuple[int, dict[str, Any]]:
+    """The status and error body of a run that did not complete."""
+    details: dict[str, Any] = {"run_id": result.run_id, "session_id": result.session_id}
+    if result.status == "failed" and result.error is not None:
+        error = result.error
+        code = error.code
+        status = _FAILED_STATUS.get(code, 502 if code.startswith("provider_") else 500)
+        if code == "budget_exceeded":
+            # A spending budget used up (it names its scope), or a conversation too long
+            # for the model's context window.
+            status = 429 if "scope" in error.details else 400
+        message = f"the run failed: {error.message}"
+        details.update(error.details)
+    elif result.status == "interrupted":
+        code, status = "run_interrupted", 503
+        message = "the run was interrupted: the server is shutting down"
+    else:
+        code, status = "run_cancelled", 409
+        message = "the run was cancelled before it answered"
+    return status, error_body(code, message, details)
+
+
+def _failed(result: RunResult, headers: Mapping[str, str]) -> Response:
+    status, body = _failure(result)
+    return Response(
+        orjson.dumps(body),
+        status_code=status,
+        media_type="application/json",
+        headers={**headers, **_NO_RETRY},
+    )
+
+
+class _EventStream(Response):
+    """``text/event-stream`` of ``frames``. A client that leaves stops the frames, not the
+    run: ``on_leave`` is called as soon as the connection closes, even between frames."""
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        frames: AsyncGenerator[bytes, None],
+        *,
+        on_leave: Callable[[], Awaitable[None]],
+        headers: Mapping[str, str],
+    ) -> None:
+        self._frames = frames
+        self._on_leave = on_leave
+        self.status_code = 200
+        self.background = None
+        self.init_headers({**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        watcher = asyncio.ensure_future(self._watch(receive))
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async for frame in self._frames:
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            pass  # the client left mid-stream; its run goes on
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watcher
+            await self._on_leave()
+            await self._frames.aclose()
+
+    async def _watch(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        await self._on_leave()
