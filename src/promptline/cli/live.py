@@ -9,13 +9,12 @@ import os
 import signal
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
 
 if TYPE_CHECKING:
     from promptline.core.events import Event, PermissionRequest
     from promptline.events.protocols import Subscription
     from promptline.runtime.run import Run, RunResult
-    from promptline.security.gate import PermissionManager
 
 GrantScope = Literal["once", "session", "always"]
 
@@ -39,6 +38,25 @@ Approver = Callable[["PermissionRequest", bool], Awaitable[Decision | None]]
 
 Reader = Callable[[str], Awaitable[str | None]]
 """Asks a question and returns the typed line; None when the user gave up (EOF, Ctrl-C)."""
+
+Canceller = Callable[[str], None]
+"""Cancels the run being shown, with a reason."""
+
+
+class Responder(Protocol):
+    """Where answers to permission requests go: the local permission manager, or a
+    gateway's approvals API."""
+
+    async def respond(
+        self,
+        request_id: str,
+        *,
+        approve: bool,
+        scope: GrantScope = "once",
+        decided_by: str | None = None,
+        reason: str | None = None,
+    ) -> object: ...
+
 
 _ANSWERS: dict[str, Decision] = {
     "y": Decision(True),
@@ -194,7 +212,7 @@ class RunView:
     def __init__(
         self,
         *,
-        permissions: PermissionManager,
+        permissions: Responder,
         out: TextIO,
         notes: TextIO | None = None,
         approver: Approver | None = None,
@@ -268,16 +286,21 @@ class RunView:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
             await subscription.close()
-        self._ended(result)
+        self.end(result)
         return result
 
     async def _watch(self, run: Run, subscription: Subscription) -> None:
+        def cancel(reason: str) -> None:
+            run.cancel(reason, by="user")
+
         async for event in subscription:
-            await self._show(run, event)
+            await self.show(event, cancel)
             if event.type in ("run_completed", "run_failed", "run_cancelled"):
                 return
 
-    async def _show(self, run: Run, event: Event) -> None:
+    async def show(self, event: Event, cancel: Canceller) -> None:
+        """Show one event of the run (asking for a permission request's answer; ``cancel``
+        is called when the user gives up at that prompt)."""
         data: Any = event.data
         kind = event.type
         if kind == "llm_command":
@@ -310,7 +333,7 @@ class RunView:
             else:
                 self.note(self.style.red(f"<- {result.name} failed: {text}"))
         elif kind == "permission_request":
-            await self._ask(run, event)
+            await self._ask(event, cancel)
         elif kind == "permission_granted":
             by = f" by {data.decided_by}" if data.decided_by else ""
             reach = {"once": "for this call", "session": "for this session", "always": "always"}
@@ -336,7 +359,7 @@ class RunView:
             pct = f"{data.percent:.0f}% " if data.percent is not None else ""
             self.note(self.style.dim(f"   ... {pct}{data.message or ''}".rstrip()))
 
-    async def _ask(self, run: Run, event: Event) -> None:
+    async def _ask(self, event: Event, cancel: Canceller) -> None:
         from promptline.core.errors import PromptLineError
 
         request: Any = event.data
@@ -355,7 +378,7 @@ class RunView:
             self.note(self.style.dim(f"  why: {request.reason}"))
         decision = await self.approver(request, event.session_id is not None)
         if decision is None:
-            run.cancel("cancelled at the approval prompt", by="user")
+            cancel("cancelled at the approval prompt")
             return
         try:
             await self.permissions.respond(
@@ -368,7 +391,8 @@ class RunView:
         except PromptLineError as exc:
             self.note(self.style.red(f"the answer was not taken: {exc.message}"))
 
-    def _ended(self, result: RunResult) -> None:
+    def end(self, result: RunResult) -> None:
+        """Show how the run ended (its answer, if it was not streamed)."""
         text = result.text if self.show_answer else ""
         if text and not (self.stream and self._streamed):
             self._close_line()

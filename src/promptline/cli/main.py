@@ -294,6 +294,20 @@ MODEL_HELP = (
 @click.option("--model", "-m", help=MODEL_HELP)
 @click.option("--session", "-s", help="Continue this session (default: a new one).")
 @click.option("--mode", type=MODE, help="plan or act (default: the agent's mode).")
+@click.option(
+    "--remote",
+    "-r",
+    metavar="URL",
+    envvar="PROMPTLINE_URL",
+    help="Talk to the gateway at URL (promptline serve) instead of running agents here "
+    "[env: PROMPTLINE_URL].",
+)
+@click.option(
+    "--key",
+    "-k",
+    envvar="PROMPTLINE_API_KEY",
+    help="API key for --remote [env: PROMPTLINE_API_KEY].",
+)
 @pass_options
 def chat(
     options: CliOptions,
@@ -301,12 +315,20 @@ def chat(
     model: str | None,
     session: str | None,
     mode: str | None,
+    remote: str | None,
+    key: str | None,
 ) -> None:
     """Talk to an agent: answers stream in, tool calls show, approvals are asked inline.
 
     Enter sends; Esc then Enter (or a trailing backslash) starts a new line. Ctrl-C stops
     the answer being written, Ctrl-D or /exit leaves; /help lists the slash commands.
+    With --remote the agents run on a gateway, reached through the client library.
     """
+    if remote:
+        from promptline.cli.remote_chat import remote_chat
+
+        remote_chat(remote, key, agent=agent, model=model, session=session, mode=_mode(mode))
+        return
     from promptline.cli.chat import chat as chat_body
 
     chat_body(options, agent=agent, model=model, session=session, mode=_mode(mode))

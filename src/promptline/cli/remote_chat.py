@@ -1,0 +1,409 @@
+"""``promptline chat --remote URL``: the chat REPL against a running gateway, through the
+client library. It looks like the local chat: the answer streams in (over the WebSocket),
+tool calls show, approvals are asked inline and answered through the API, Ctrl-C cancels the
+run (``run.cancel``)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import TYPE_CHECKING, Literal, TextIO
+
+from promptline.cli.chat import HISTORY_FILE, PROMPT
+from promptline.cli.runtime import run
+
+if TYPE_CHECKING:
+    from promptline.cli.live import GrantScope
+    from promptline.cli.terminal import LineInput
+    from promptline.client import AsyncPromptLine, RunStream
+    from promptline.core.events import Event
+    from promptline.runtime.run import RunResult
+
+Mode = Literal["plan", "act"]
+
+DEFAULT_AGENT = "assistant"
+"""The agent a gateway runs when a message names none."""
+
+HELP = """\
+/help                this list
+/model [ID]          show the model, or switch to ID (provider/model, one the gateway serves)
+/mode plan|act       plan: tools that change things wait until you approve a plan; act: they run
+/session new         start a new session
+/session list        your recent sessions on the gateway
+/session switch ID   continue session ID
+/tools               the tools of the gateway, and their permission for you (allow, ask, deny)
+/cost                tokens and dollars this session has used, from the gateway's event log
+/exit                leave (Ctrl-D does too)
+
+Enter sends. Esc then Enter, or a line ending in a backslash, starts a new line.
+Ctrl-C cancels the run in flight on the gateway (at the prompt it clears the line).
+Approvals: y (yes, once), n (no), a (always, for this tool), s (for the rest of the session)."""
+
+
+def remote_chat(
+    url: str,
+    api_key: str | None,
+    *,
+    agent: str | None,
+    model: str | None,
+    session: str | None,
+    mode: Mode | None,
+) -> None:
+    """Open the REPL on the gateway at ``url``; returns when the user leaves."""
+    from promptline.cli.live import on_interrupt
+    from promptline.cli.terminal import PlainInput, TerminalInput, is_terminal
+    from promptline.client import AsyncPromptLine
+    from promptline.config import promptline_home
+
+    async def main() -> None:
+        async with AsyncPromptLine(url, api_key) as client:
+            line_input: LineInput
+            if is_terminal():
+                line_input = TerminalInput(promptline_home() / HISTORY_FILE)
+            else:
+                line_input = PlainInput(sys.stdout)
+            repl = RemoteChat(client, line_input, sys.stdout)
+            await repl.setup(agent=agent, model=model, session=session, mode=mode)
+            with on_interrupt(repl.interrupt):
+                await repl.loop()
+
+    run(main)
+
+
+class GatewayApprovals:
+    """Answers permission requests through the gateway's approvals API (the gateway records
+    the caller's user as who decided)."""
+
+    def __init__(self, client: AsyncPromptLine) -> None:
+        self.client = client
+
+    async def respond(
+        self,
+        request_id: str,
+        *,
+        approve: bool,
+        scope: GrantScope = "once",
+        decided_by: str | None = None,
+        reason: str | None = None,
+    ) -> object:
+        return await self.client.approvals.respond(
+            request_id, approve=approve, scope=scope, reason=reason
+        )
+
+
+class RemoteChat:
+    """The REPL's state (agent, model, mode, session) and what each input does, against a
+    gateway."""
+
+    def __init__(self, client: AsyncPromptLine, line_input: LineInput, out: TextIO) -> None:
+        from promptline.cli.live import Style
+
+        self.client = client
+        self.input = line_input
+        self.out = out
+        self.style = Style.for_stream(out)
+        self.agent = DEFAULT_AGENT
+        self.agent_model: str | None = None
+        self.model: str | None = None
+        self.mode: Mode = "act"
+        self.session_id: str | None = None
+        self._current: RunStream | None = None
+        self._tasks: set[asyncio.Task[object]] = set()
+
+    # -- output -------------------------------------------------------------------------------
+
+    def say(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def error(self, message: str, hint: str | None = None) -> None:
+        self.say(self.style.red(f"error: {message}"))
+        if hint:
+            self.say(self.style.yellow(f"hint: {hint}"))
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def setup(
+        self, *, agent: str | None, model: str | None, session: str | None, mode: Mode | None
+    ) -> None:
+        """Apply the command-line choices; a bad one (or an unreachable gateway, a refused
+        key) raises, and the command fails."""
+        found = await self.client.agents.get(agent or DEFAULT_AGENT)
+        self.agent = found.name
+        self.agent_model = found.model
+        self.mode = mode or ("plan" if found.mode == "plan" else "act")
+        if model:
+            await self._check_model(model)
+        self.model = model
+        if session:
+            self.session_id = (await self.client.sessions.get(session, history_limit=0)).id
+        await self.client.websocket()  # fail now, not at the first message
+        self.say(
+            self.style.bold("PromptLine chat")
+            + f": agent {self.agent}, model {self.model_id}, mode {self.mode}"
+            + (f", session {self.session_id}" if self.session_id else "")
+        )
+        self.say(self.style.dim(f"(remote: {self.client.base_url})"))
+        self.say(self.style.dim("/help lists the commands; /exit or Ctrl-D leaves."))
+
+    async def loop(self) -> None:
+        """Read and answer until the user leaves."""
+        try:
+            while True:
+                text = await self.input.read(PROMPT)
+                if text is None:
+                    self.say()
+                    return
+                if not text.strip():
+                    continue
+                stripped = text.strip()
+                if stripped.startswith("/") and not stripped.startswith("//"):
+                    if not await self.command(stripped):
+                        return
+                    continue
+                await self.send(text[1:] if stripped.startswith("//") else text)
+        finally:
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def interrupt(self) -> None:
+        """Ctrl-C outside the prompt: cancel the run in flight on the gateway, if any."""
+        current = self._current
+        if current is not None and current.run_id is not None and current.final is None:
+            self._cancel(current.run_id)
+
+    def _cancel(self, run_id: str) -> None:
+        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(
+            self._cancel_run(run_id)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _cancel_run(self, run_id: str) -> object:
+        from promptline.core.errors import PromptLineError
+
+        try:
+            return await self.client.runs.cancel(run_id)
+        except PromptLineError as exc:
+            self.error(f"the run was not cancelled: {exc.message}", exc.hint)
+            return None
+
+    # -- a message ----------------------------------------------------------------------------
+
+    async def send(self, text: str) -> None:
+        """Answer ``text`` with a run on the gateway, shown as it happens."""
+        from promptline.cli.live import RunView, ask_with
+        from promptline.core.errors import PromptLineError
+
+        view = RunView(permissions=GatewayApprovals(self.client), out=self.out, footer=True)
+        view.approver = ask_with(self.input.ask, view.note)
+        try:
+            session_id = await self._session()
+            connection = await self.client.websocket()
+            stream = connection.stream(
+                session_id, text, agent=self.agent, model=self.model, mode=self.mode
+            )
+            await stream.start()
+        except PromptLineError as exc:
+            self.error(exc.message, exc.hint)
+            return
+        run_id = stream.run_id or ""
+
+        def cancel(reason: str) -> None:
+            self._cancel(run_id)
+
+        self._current = stream
+        tool_calls = 0
+        try:
+            async for event in stream:
+                if event.type == "tool_command":
+                    tool_calls += 1
+                await view.show(event, cancel)
+        except PromptLineError as exc:
+            view.note(self.style.red(f"error: {exc.message}"))
+            if exc.hint:
+                view.note(self.style.yellow(f"hint: {exc.hint}"))
+            return
+        finally:
+            self._current = None
+            await stream.aclose()
+        if stream.final is not None:
+            view.end(result_of(stream.final, run_id, self.agent, session_id, tool_calls))
+
+    async def _session(self) -> str:
+        if self.session_id is None:
+            created = await self.client.sessions.create(channel="cli")
+            self.session_id = created.id
+            self.say(self.style.dim(f"(session {created.id})"))
+        return self.session_id
+
+    # -- slash commands -----------------------------------------------------------------------
+
+    async def command(self, line: str) -> bool:
+        """Run a slash command; False when the REPL should end."""
+        from promptline.core.errors import PromptLineError
+
+        name, _, rest = line[1:].partition(" ")
+        args = rest.split()
+        try:
+            match name.lower():
+                case "exit" | "quit" | "q":
+                    return False
+                case "help" | "h" | "?":
+                    self.say(HELP)
+                case "model":
+                    await self._model(args)
+                case "mode":
+                    self._mode(args)
+                case "session":
+                    await self._session_command(args)
+                case "tools":
+                    await self._tools()
+                case "cost":
+                    await self._cost()
+                case _:
+                    self.error(f"unknown command /{name}", "/help lists the commands")
+        except PromptLineError as exc:
+            self.error(exc.message, exc.hint)
+        return True
+
+    @property
+    def model_id(self) -> str:
+        return self.model or self.agent_model or "the gateway's default"
+
+    async def _check_model(self, model: str) -> None:
+        """Refuse a model no configured provider of the gateway serves."""
+        from promptline.core.errors import ModelNotFoundError
+
+        if model.startswith("tag:"):
+            return
+        configured = [m.id for m in await self.client.models.catalogue() if m.configured]
+        provider = model.partition("/")[0]
+        if model in configured or any(m.partition("/")[0] == provider for m in configured):
+            return
+        raise ModelNotFoundError(
+            f"no configured provider serves model {model!r}",
+            hint="configured on the gateway: " + (", ".join(configured) or "none"),
+        )
+
+    async def _model(self, args: list[str]) -> None:
+        if args:
+            await self._check_model(args[0])
+            self.model = args[0]
+        self.say(f"model: {self.model_id}")
+
+    def _mode(self, args: list[str]) -> None:
+        if not args:
+            self.say(f"mode: {self.mode}")
+            return
+        if args[0] not in ("plan", "act"):
+            self.error(f"unknown mode {args[0]!r}", "use /mode plan or /mode act")
+            return
+        self.mode = "plan" if args[0] == "plan" else "act"
+        self.say(f"mode: {self.mode}")
+
+    async def _session_command(self, args: list[str]) -> None:
+        action = args[0] if args else ""
+        if action == "":
+            self.say(f"session: {self.session_id or '(a new one starts with your next message)'}")
+        elif action == "new":
+            created = await self.client.sessions.create(channel="cli")
+            self.session_id = created.id
+            self.say(f"session: {created.id} (new)")
+        elif action == "list":
+            page = await self.client.sessions.list(limit=20)
+            if not page.items:
+                self.say("no sessions yet")
+            for s in page.items:
+                mark = "*" if s.id == self.session_id else " "
+                updated = s.updated_at.strftime("%Y-%m-%d %H:%M") if s.updated_at else ""
+                self.say(f"{mark} {s.id}  {s.message_count:>4} messages  {updated}  {s.status}")
+        elif action == "switch" and len(args) == 2:
+            found = await self.client.sessions.get(args[1], history_limit=0)
+            self.session_id = found.id
+            self.say(f"session: {found.id} ({found.message_count} messages)")
+        else:
+            self.error("usage: /session new | list | switch ID")
+
+    async def _tools(self) -> None:
+        tools = await self.client.tools.list()
+        if not tools:
+            self.say("the gateway has no tools")
+            return
+        for tool in tools:
+            summary = " ".join(tool.description.split())
+            summary = summary if len(summary) <= 60 else summary[:57] + "..."
+            self.say(f"{tool.name:<16} {tool.permission or '?':<5}  {summary}")
+        if self.mode == "plan":
+            self.say(self.style.dim("plan mode: only read-only tools run until you approve a plan"))
+
+    async def _cost(self) -> None:
+        from promptline.core.events import LlmResultEvent
+        from promptline.core.messages import Usage
+
+        if self.session_id is None:
+            self.say("nothing spent yet: this session has not started")
+            return
+        usage = Usage()
+        cost = 0.0
+        calls = unknown = 0
+        cursor: str | None = None
+        while True:
+            page = await self.client.events.list(
+                session_id=self.session_id, types=["llm_result"], limit=1000, cursor=cursor
+            )
+            for event in page.items:
+                if isinstance(event, LlmResultEvent):
+                    calls += 1
+                    usage = usage + event.data.usage
+                    if event.data.cost_usd is None:
+                        unknown += 1
+                    else:
+                        cost += event.data.cost_usd
+            if not page.next_cursor:
+                break
+            cursor = page.next_cursor
+        note = f" (+ {unknown} call(s) of unknown price)" if unknown else ""
+        self.say(
+            f"session {self.session_id}: {calls} model call(s), "
+            f"{usage.total_tokens:,} tokens ({usage.input_tokens:,} in, "
+            f"{usage.output_tokens:,} out), ${cost:.6f}{note}"
+        )
+
+
+def result_of(final: Event, run_id: str, agent: str, session_id: str, tool_calls: int) -> RunResult:
+    """How a run ended, from the event that ended it (as the local view shows it)."""
+    from promptline.core.events import RunCancelledEvent, RunCompletedEvent, RunFailedEvent
+    from promptline.runtime.run import RunResult
+
+    if isinstance(final, RunCompletedEvent):
+        data = final.data
+        return RunResult(
+            run_id,
+            agent,
+            session_id,
+            "completed",
+            tool_calls=tool_calls,
+            output=data.output,
+            usage=data.usage,
+            cost_usd=data.cost_usd,
+            iterations=data.iterations,
+            duration_ms=data.duration_ms or 0.0,
+        )
+    if isinstance(final, RunFailedEvent):
+        return RunResult(
+            run_id,
+            agent,
+            session_id,
+            "failed",
+            tool_calls=tool_calls,
+            error=final.data.error,
+            usage=final.data.usage,
+            iterations=final.data.iterations,
+            duration_ms=final.data.duration_ms or 0.0,
+        )
+    by = final.data.cancelled_by if isinstance(final, RunCancelledEvent) else None
+    status: Literal["cancelled", "interrupted"] = (
+        "interrupted" if by in ("shutdown", "recovery") else "cancelled"
+    )
+    return RunResult(run_id, agent, session_id, status, tool_calls=tool_calls)
