@@ -5,6 +5,10 @@ a client that leaves mid-stream."""
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import shutil
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -85,9 +89,12 @@ BROKEN = """\
 
 MESSAGE = [{"role": "user", "content": "hello"}]
 
+API_PAGE = Path(__file__).parents[2] / "docs" / "api.md"
+
 
 @dataclass
 class Live:
+    port: int
     base_url: str
     keys: Keys
     session_id: str  # alice's
@@ -137,6 +144,7 @@ async def live(tmp_path: Path) -> AsyncIterator[Live]:
         session = await app.sessions.create(alice.principal, channel="http")
     async with live_gateway(settings) as info, build_app(settings) as reader:
         yield Live(
+            port=info.port,
             base_url=f"http://127.0.0.1:{info.port}/v1",
             keys=keys,
             session_id=session.id,
@@ -439,3 +447,47 @@ async def _wait_for(live: Live, run_id: str, kind: str) -> None:
     while not await live.reader.events.count(wanted):
         assert time.monotonic() < deadline, f"no {kind} event of {run_id} within 30 s"
         await asyncio.sleep(0.02)
+
+
+def _api_page_examples(language: str) -> list[str]:
+    """The ``language`` code blocks of the API page's OpenAI-compatible section."""
+    page = API_PAGE.read_text(encoding="utf-8")
+    section = page.split("\n## OpenAI-compatible API\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(rf"```{language}\n(.*?)```", section, re.DOTALL)
+
+
+async def _run(*command: str, env: dict[str, str] | None = None) -> str:
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, f"stdout:\n{out.decode()}\nstderr:\n{err.decode()}"
+    return out.decode()
+
+
+async def test_the_api_page_python_example_works_as_written(live: Live) -> None:
+    [example] = _api_page_examples("python")
+    assert 'api_key="pl_key_..."' in example
+    code = example.replace("localhost:8080", f"127.0.0.1:{live.port}").replace(
+        "pl_key_...", live.keys.alice
+    )
+
+    out = await _run(sys.executable, "-c", code)
+
+    assert out.startswith("Hello from PromptLine's offline demo model!")
+    assert out.count("tokens in the whole run") == 2
+
+
+@pytest.mark.skipif(not (shutil.which("bash") and shutil.which("curl")), reason="needs curl")
+async def test_the_api_page_curl_examples_work_as_written(live: Live) -> None:
+    [example] = _api_page_examples("sh")
+    script = "set -euo pipefail\n" + example.replace("localhost:8080", f"127.0.0.1:{live.port}")
+
+    out = await _run("bash", "-c", script, env={"PROMPTLINE_API_KEY": live.keys.alice})
+
+    assert '"object":"chat.completion"' in out
+    assert '"object":"chat.completion.chunk"' in out
+    assert out.rstrip().endswith("data: [DONE]")
