@@ -491,3 +491,17 @@ async def test_the_api_page_curl_examples_work_as_written(live: Live) -> None:
     assert '"object":"chat.completion"' in out
     assert '"object":"chat.completion.chunk"' in out
     assert out.rstrip().endswith("data: [DONE]")
+
+
+def test_the_listening_socket_says_tcp_so_asyncio_turns_nagle_off() -> None:
+    # Accepted connections inherit the protocol; with 0 instead of TCP asyncio leaves Nagle's
+    # algorithm on, and every response written in two parts waits for a delayed ACK (~40 ms).
+    import socket
+
+    from promptline.gateway.server import _listen
+
+    sock = _listen("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()
