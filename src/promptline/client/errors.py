@@ -60,8 +60,11 @@ def _classes() -> dict[str, type[PromptLineError]]:
     for value in vars(core).values():
         if isinstance(value, type) and issubclass(value, PromptLineError):
             found.setdefault(value.code, value)
-    # Codes the gateway answers for HTTP-level failures (no route, no credentials).
+    # Codes of failures outside an endpoint: HTTP (no route, no credentials) and JSON-RPC
+    # (no such method, a malformed frame). The exception keeps the server's code.
     found["forbidden"] = PermissionDeniedError
+    found["method_not_found"] = NotFoundError
+    found["invalid_request"] = InvalidInputError
     return found
 
 
@@ -99,6 +102,8 @@ def build_error(
     # same way so the server's message, hint and details are what the caller sees.
     error = kind.__new__(kind)
     PromptLineError.__init__(error, message, hint=hint, **details)
+    if error.code != code:
+        error.code = code
     for name in _ATTRIBUTES:
         if name in details:
             setattr(error, name, details[name])

@@ -51,8 +51,8 @@ __all__ = ["WebSocketConnection"]
 _log = logging.getLogger("promptline.client")
 
 Head = Callable[[str], Awaitable[int]]
-"""The seq of a session's latest event (read over REST), to resume a subscription that had
-not received anything yet."""
+"""The seq of a session's latest event (read over REST): where a subscription "from now on"
+starts, so that it can be resumed even before its first event."""
 
 ORPHANS = 1000
 """Notifications kept for a subscription id not known yet (they may overtake its answer)."""
@@ -223,9 +223,12 @@ class WebSocketConnection:
             self._pending[request_id] = _Pending(future, on_result)
             try:
                 await ws.send(orjson.dumps(frame).decode())
-            except ConnectionClosed:
+            except ConnectionClosed as closed:
                 self._pending.pop(request_id, None)
-                raise ConnectionLostError(
+                if future.done():  # the reader heard of the close first, and said why
+                    raise future.exception() or ConnectionLostError("closed") from None
+                fatal = _fatal(closed.rcvd.code if closed.rcvd is not None else None)
+                raise fatal or ConnectionLostError(
                     f"the connection dropped while sending {method}",
                     hint="it was not carried out; retry",
                 ) from None
@@ -258,27 +261,30 @@ class WebSocketConnection:
     # -- subscriptions -----------------------------------------------------------------------
 
     async def subscribe(self, session_id: str, *, from_seq: int | None = None) -> Subscription:
-        """The session's events after ``from_seq`` (its seq; None: only what happens from
-        now on). Iterate the result; close it (or use ``async with``) when done."""
+        """The session's events after ``from_seq`` (its seq). Iterate the result; close it
+        (or use ``async with``) when done.
+
+        None means from now on: the connection reads the session's latest seq first (over
+        REST), so that a drop before the first event is resumed from there too. That seq
+        comes from the session's record, which may be a few events behind its stream while
+        a run writes: such a subscription may start with the last few events before it.
+        """
+        if from_seq is None and self._head is not None:
+            from_seq = await self._head(session_id)
         sub = Subscription(self, session_id, from_seq=from_seq, max_buffer=self._max_buffer)
         while True:
             try:
-                await self._subscribe(sub, initial=True)
+                await self._subscribe(sub)
                 return sub
             except ConnectionLostError:
                 if self._failure is not None or self._closing:
                     raise
                 # Dropped before the answer: ask again once the connection is back.
 
-    async def _subscribe(self, sub: Subscription, *, initial: bool = False) -> None:
+    async def _subscribe(self, sub: Subscription) -> None:
+        # resume_seq is None only for a live subscription of a connection that cannot read
+        # the session's head: resubscribed after a drop, it goes on from then.
         from_seq = sub.resume_seq
-        if from_seq is None and not initial and self._head is not None:
-            # Nothing arrived before the drop: start from the session's head as it is now
-            # (possibly a little behind, never ahead: no gap; nothing was delivered, so no
-            # duplicate either).
-            from_seq = await self._head(sub.session_id)
-            if sub.resume_seq is None:
-                sub.resume_seq = from_seq
 
         def registered(result: Any) -> None:
             server_id = str(result.get("subscription") if isinstance(result, dict) else result)
