@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar
@@ -43,7 +44,9 @@ class Portal:
             raise
 
     def iterate(self, iterator: AsyncIterator[T]) -> Iterator[T]:
-        """The items of an async iterator, one blocking step at a time."""
+        """The items of an async iterator, one blocking step at a time. Leaving the loop
+        early closes an async generator (as ``async for`` would not, but nobody could read
+        it on), never an iterator object such as a run's stream, which may be read on."""
         try:
             while True:
                 item = self.call(_next(iterator))
@@ -51,9 +54,8 @@ class Portal:
                     return
                 yield item
         finally:
-            aclose = getattr(iterator, "aclose", None)
-            if aclose is not None and self.loop.is_running():
-                self.call(aclose())
+            if inspect.isasyncgen(iterator) and self.loop.is_running():
+                self.call(iterator.aclose())
 
     def close(self) -> None:
         """Stop the loop and its thread (after the loop's own clean-up)."""
