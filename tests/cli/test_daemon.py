@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import queue
+import shutil
 import signal
 import socket
 import subprocess
@@ -253,3 +254,14 @@ def test_the_log_rotates_by_size_and_keeps_a_few_backups(tmp_path: Path) -> None
     assert files == ["gateway.log", "gateway.log.1", "gateway.log.2"]
     assert all(p.stat().st_size <= 100 for p in path.parent.iterdir())
     assert last_lines(path, 12, backups=2) == [f"line {n:02d} of the log" for n in range(18, 30)]
+
+
+@pytest.mark.skipif(shutil.which("ps") is None, reason="needs ps")
+def test_without_proc_ps_tells_a_live_gateway_from_a_gone_one() -> None:
+    from promptline.cli.daemon_files import _ps_says_promptline
+
+    with stubborn_process() as process:
+        assert _ps_says_promptline(process.pid)
+    gone = subprocess.Popen([sys.executable, "-c", "pass  # promptline"])
+    gone.wait()
+    assert not _ps_says_promptline(gone.pid)

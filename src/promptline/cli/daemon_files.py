@@ -134,7 +134,7 @@ def alive(pid: int) -> bool:
         return True  # someone else's process: alive, and not ours to judge
     proc = Path("/proc") / str(pid)
     if not proc.is_dir():
-        return True  # no /proc (macOS): the signal check is all there is
+        return _ps_says_promptline(pid)
     try:
         stat = (proc / "stat").read_text(encoding="ascii", errors="replace")
         cmdline = (proc / "cmdline").read_bytes()
@@ -142,6 +142,27 @@ def alive(pid: int) -> bool:
         return False
     state = stat.rsplit(")", 1)[-1].split()[0] if ")" in stat else ""
     return state != "Z" and b"promptline" in cmdline
+
+
+def _ps_says_promptline(pid: int) -> bool:
+    """Without /proc (macOS, the BSDs): ask ps for the command line; if ps cannot tell,
+    the process counts as alive (refusing a start is safer than running two)."""
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            ["ps", "-p", str(pid), "-o", "stat=", "-o", "command="],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return True
+    if done.returncode != 0:
+        return not done.stdout and bool(done.stderr)  # no such process: exit 1, no output
+    line = done.stdout.strip()
+    return not line.startswith("Z") and "promptline" in line
 
 
 def terminate(pid: int, *, force: bool = False) -> None:

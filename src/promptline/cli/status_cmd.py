@@ -100,7 +100,7 @@ def gather(options: CliOptions, *, url: str | None, key: str | None) -> StatusRe
             report.log_file = str(files.log_file)
         else:
             gw = load_settings(options).gateway
-            report.url = f"http://{'localhost' if gw.host == '127.0.0.1' else gw.host}:{gw.port}"
+            report.url = f"http://{_url_host(gw.host)}:{gw.port}"
         if not key:
             key = files.read_admin_key()
             if key:
@@ -113,6 +113,12 @@ def gather(options: CliOptions, *, url: str | None, key: str | None) -> StatusRe
         if report.running:
             _details(client, report, has_key=bool(key), files_hint=str(files.admin_key_file))
     return report
+
+
+def _url_host(host: str) -> str:
+    if host in ("127.0.0.1", "::1"):
+        return "localhost"  # as `promptline serve` shows it
+    return f"[{host}]" if ":" in host else host
 
 
 def _health(client: httpx.Client, report: StatusReport) -> None:
