@@ -66,7 +66,10 @@ def test_wrong_type_says_what_is_expected_and_what_was_given(write_config: Write
         ("gateway:\n  port: 0\n", "gateway.port: expected an integer between 1 and 65535, got 0"),
         ("gateway:\n  port: true\n", "gateway.port: expected an integer between 1 and 65535"),
         ("gateway:\n  port: 80.5\n", "got 80.5"),
-        ("gateway: 5\n", "gateway: expected a mapping with the keys host, port, websocket_port, auth"),
+        (
+            "gateway: 5\n",
+            "gateway: expected a mapping with the keys host, port, websocket_port, auth",
+        ),
         ("gateway:\n  host: 5\n", "expected a string, got 5; put quotes around it"),
         ("channels:\n  cli:\n    enabled: maybe\n", "enabled: expected true or false"),
         ("security:\n  resource_limits:\n    cpu_percent: 101\n", "between 1 and 100, got 101"),
