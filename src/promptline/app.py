@@ -6,6 +6,7 @@ Everything else receives its collaborators as arguments; nothing is a module-lev
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -229,6 +230,7 @@ def build_runtime(app: App) -> Runtime:
         max_repeated_calls=settings.agent.max_repeated_calls,
         workspaces_dir=settings.agent.workspaces_dir,
         plan_approver=approve_plan,
+        instance=settings.agent.instance_id or socket.gethostname(),
     )
     return Runtime(
         services,

@@ -343,6 +343,11 @@ class AgentSettings(Section):
         10.0, description="Time runs get to reach a safe point when the process stops."
     )
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
+    instance_id: str | None = Field(
+        None,
+        description="This process's name among processes sharing a database (unset: the "
+        "host name); after a restart it settles only runs it started itself.",
+    )
 
 
 class AgentDefinition(Section):

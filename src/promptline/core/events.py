@@ -152,6 +152,7 @@ class RunStarted(_Data):
     model: str | None = None
     mode: str | None = None
     input: Message | None = None
+    instance: str | None = None
 
 
 class RunCompleted(_Data):

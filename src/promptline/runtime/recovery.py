@@ -43,13 +43,20 @@ class Unfinished:
 
 
 async def find_unfinished(
-    store: EventStore, *, since: datetime, run_id: str | None = None
+    store: EventStore,
+    *,
+    since: datetime,
+    run_id: str | None = None,
+    instance: str | None = None,
 ) -> list[Unfinished]:
-    """Runs started since ``since`` (or just ``run_id``) that have no ending in the log."""
+    """Runs started since ``since`` (or just ``run_id``) that have no ending in the log;
+    with ``instance``, only those that process started (or that name no process)."""
     heads = await store.read_all(EventFilter(types=RUN_TYPES, since=since, run_id=run_id))
     open_runs: dict[str, RunStartedEvent] = {}
     for event in heads:
         if isinstance(event, RunStartedEvent) and event.run_id:
+            if instance is not None and event.data.instance not in (None, instance):
+                continue  # another process's run: it is that process's to settle
             open_runs[event.run_id] = event
         elif event.run_id in open_runs:
             del open_runs[event.run_id]

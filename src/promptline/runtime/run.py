@@ -349,6 +349,7 @@ class Run:
                     model=self.model or None,
                     mode=self.mode,
                     input=self.message,
+                    instance=self.services.instance,
                 ),
             )
         )

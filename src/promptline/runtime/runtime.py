@@ -305,7 +305,10 @@ class Runtime:
 
         since = since or self.services.clock.now() - RECOVERY_WINDOW
         done: dict[str, list[str]] = {"resumed": [], "waiting": [], "interrupted": []}
-        for item in await find_unfinished(self.services.store, since=since):
+        found = await find_unfinished(
+            self.services.store, since=since, instance=self.services.instance
+        )
+        for item in found:
             run_id = item.record.run_id
             if run_id in self._runs:
                 continue

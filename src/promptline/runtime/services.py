@@ -40,6 +40,8 @@ class RunServices:
     max_repeated_calls: int = 3
     workspaces_dir: Path = field(default_factory=lambda: Path.cwd() / "workspaces")
     plan_approver: PlanApprover | None = None
+    instance: str | None = None
+    """This process's name in the log's ``run_started`` events (see `Runtime.recover`)."""
     after_run: Callable[[Run], Awaitable[None]] | None = None
     """Called as a run of a session ends, before its outcome is seen (the runtime brings the
     session's record up to date there)."""
