@@ -4,11 +4,12 @@ approvals, and the JSON forms of sessions, events, runs and approvals."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
-from promptline.core.errors import InvalidInputError, NotFoundError
+from promptline.core.errors import ConflictError, InvalidInputError, NotFoundError
 from promptline.core.events import Event, encode_event
 from promptline.runtime.records import RunRecord, load_run
 from promptline.security.auth import Caller
@@ -20,12 +21,21 @@ if TYPE_CHECKING:
     from promptline.sessions.models import Session
 
 __all__ = [
+    "active_run",
     "approval_json",
+    "approval_outcome_json",
+    "check_agent",
+    "control_run",
+    "delete_session",
     "event_json",
+    "may_see_session",
     "respond_approval",
+    "run_json",
     "session_json",
     "start_message",
+    "unlogged_run_json",
     "visible_approval",
+    "visible_approvals",
     "visible_run",
     "visible_session",
 ]
@@ -156,3 +166,168 @@ def approval_json(request: ApprovalRequest) -> dict[str, Any]:
         "requested_at": request.requested_at.isoformat(),
         "expires_at": request.expires_at.isoformat(),
     }
+
+
+# -- additions for the REST resources (and any protocol that needs the same) ------------------
+
+CANCEL_WAIT_SECS = 5.0
+"""How long a cancel waits for the run to end before answering ``cancelling``."""
+
+RunAction = Literal["cancel", "pause", "resume"]
+
+
+async def visible_approvals(
+    app: App, caller: Caller, session_id: str | None = None
+) -> list[ApprovalRequest]:
+    """Pending requests ``caller`` may answer (of one session when given: 404 if it may not
+    see that session), oldest first."""
+    if session_id is not None:
+        await visible_session(app, caller, session_id)
+    found = []
+    sessions: dict[str, bool] = {}
+    for request in await app.permissions.pending(session_id):
+        if not _may_see(caller, request.tenant_id, request.user_id, request.session_id):
+            continue
+        sid = request.session_id
+        if sid is not None:
+            if sid not in sessions:
+                sessions[sid] = await may_see_session(app, caller, sid)
+            if not sessions[sid]:
+                continue
+        found.append(request)
+    return found
+
+
+async def may_see_session(app: App, caller: Caller, session_id: str) -> bool:
+    """True if ``caller`` may see the session (it exists, is not deleted, and is theirs or
+    their tenant's, for a tenant admin)."""
+    try:
+        await visible_session(app, caller, session_id)
+    except NotFoundError:
+        return False
+    return True
+
+
+async def active_run(app: App, caller: Caller, run_id: str) -> Run:
+    """A run in flight (or waiting its turn) in this process that ``caller`` may see.
+
+    `NotFoundError` for a run the caller may not see or that does not exist;
+    `ConflictError` for a visible run that is not in flight here (it ended, or it waits
+    for an approval since a restart)."""
+    run = _runtime_run(app, run_id)
+    if run is not None:
+        if run.session is not None:
+            if not await may_see_session(app, caller, run.session.id):
+                raise NotFoundError(f"no run {run_id!r}", run_id=run_id)
+        else:
+            await visible_run(app, caller, run_id)
+        return run
+    record = await visible_run(app, caller, run_id)
+    hint = (
+        "answer its pending approvals to let it go on"
+        if record.status == "waiting_approval"
+        else "only runs in flight can be cancelled, paused or resumed"
+    )
+    raise ConflictError(
+        f"run {run_id!r} is not in flight in this process (its status is {record.status})",
+        hint=hint,
+        run_id=run_id,
+        status=record.status,
+    )
+
+
+async def control_run(app: App, caller: Caller, run_id: str, action: RunAction) -> dict[str, str]:
+    """Cancel, pause or resume a run ``caller`` may see; ``{run_id, status}``.
+
+    A cancel waits up to `CANCEL_WAIT_SECS` for the run to end and says how it ended
+    (``cancelling`` if it has not ended yet); pause and resume take effect at the run's
+    next safe point."""
+    run = await active_run(app, caller, run_id)
+    if action == "pause":
+        run.pause()
+        return {"run_id": run.id, "status": "paused"}
+    if action == "resume":
+        run.resume()
+        return {"run_id": run.id, "status": "running"}
+    run.cancel(f"cancelled by {caller.user_id}", by=caller.user_id)
+    try:
+        result = await asyncio.wait_for(run.result(), timeout=CANCEL_WAIT_SECS)
+    except TimeoutError:
+        return {"run_id": run.id, "status": "cancelling"}
+    return {"run_id": run.id, "status": result.status}
+
+
+async def run_json(app: App, caller: Caller, run_id: str) -> dict[str, Any]:
+    """The record of a run ``caller`` may see, also for a run started but not on the log
+    yet (status ``queued`` while it waits for its session's turn); 404 otherwise."""
+    try:
+        return (await visible_run(app, caller, run_id)).to_dict()
+    except NotFoundError:
+        run = _runtime_run(app, run_id)
+        if run is None or run.session is None:
+            raise
+        if not await may_see_session(app, caller, run.session.id):
+            raise
+        return unlogged_run_json(run)
+
+
+def unlogged_run_json(run: Run) -> dict[str, Any]:
+    """The record of a run of this process that has not written its start yet."""
+    session = run.session
+    record = RunRecord(
+        run_id=run.id,
+        agent=run.agent.name,
+        session_id=session.id if session else None,
+        user_id=session.user_id if session else None,
+        tenant_id=session.tenant_id if session else None,
+        mode=run.mode,
+        model=run.model or None,
+        input=run.message.text,
+    )
+    data = record.to_dict()
+    data["status"] = "queued" if run.task is None else "running"
+    return data
+
+
+async def delete_session(app: App, caller: Caller, session_id: str) -> None:
+    """Delete a session ``caller`` may see (see `SessionManager.delete`: the log keeps it,
+    every read hides it) and cancel its runs in flight."""
+    await app.sessions.delete(session_id, caller.principal)
+    for run in app.runtime.active:
+        if run.session is not None and run.session.id == session_id:
+            run.cancel("the session was deleted", by=caller.user_id)
+
+
+def approval_outcome_json(outcome: ApprovalOutcome) -> dict[str, Any]:
+    """The recorded answer to a permission request, as the API shows it."""
+    return {
+        "request_id": outcome.request_id,
+        "tool": outcome.tool,
+        "approved": outcome.approved,
+        "status": "granted" if outcome.approved else "denied",
+        "scope": outcome.scope,
+        "decided_by": outcome.decided_by,
+        "reason": outcome.reason,
+        "decided_at": outcome.decided_at.isoformat(),
+    }
+
+
+def _runtime_run(app: App, run_id: str) -> Run | None:
+    if not isinstance(run_id, str) or not run_id:
+        return None
+    try:
+        return app.runtime.get(run_id)
+    except NotFoundError:
+        return None
+
+
+def check_agent(app: App, name: str | None) -> str | None:
+    """``name`` if it names a configured agent (None stays None: the default agent);
+    `InvalidInputError` listing the agents otherwise."""
+    if name is None or name in app.runtime.agents:
+        return name
+    raise InvalidInputError(
+        f"no agent {name!r}",
+        hint=f"agents: {', '.join(app.runtime.agents) or 'none'} (GET /v1/agents)",
+        field="agent",
+    )

@@ -5,6 +5,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from promptline.gateway.routes import catalog, channels, health, openai_compat
+from promptline.gateway.routes import (
+    approvals,
+    catalog,
+    channels,
+    events,
+    health,
+    messages,
+    openai_compat,
+    runs,
+    sessions,
+    state,
+)
 
 ROUTERS: list[APIRouter] = [health.router, catalog.router, channels.router, openai_compat.router]
+ROUTERS += [sessions.router, messages.router, runs.router, approvals.router]  # REST
+ROUTERS += [events.router, state.router]  # REST

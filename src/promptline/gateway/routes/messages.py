@@ -1,0 +1,94 @@
+"""A message to a session starts the run that answers it: answered at once (202), when the
+run ends (``?wait=true``), or as the run's events while it goes (``?stream=true``, SSE)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from promptline.core.errors import InvalidInputError
+from promptline.core.events import Event
+from promptline.gateway.deps import CallerDep, gateway
+from promptline.gateway.schemas import MessageIn, MessageStarted, RunOut
+from promptline.gateway.service import check_agent, run_json, start_message, visible_session
+from promptline.gateway.sse import RUN_ENDINGS, EventStreamResponse, follow, sse_frames
+
+router = APIRouter(prefix="/v1/sessions", tags=["messages"])
+
+_STREAM_DOC = (
+    "With `stream=true`: the run's events as Server-Sent Events, each frame `id: <seq>`, "
+    "`event: <type>`, `data: <event JSON>`, ending after `run_completed`, `run_failed` or "
+    "`run_cancelled`."
+)
+
+
+@router.post(
+    "/{session_id}/messages",
+    status_code=202,
+    summary="Send a message (starts a run)",
+    response_model=None,
+    responses={
+        202: {"model": MessageStarted, "description": "The run is started."},
+        200: {
+            "model": RunOut,
+            "description": "With `wait=true`: the run's record once it has ended. " + _STREAM_DOC,
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        404: {"description": "No such session (or not the caller's)."},
+        409: {"description": "The session is busy and `queue_mode` is `reject`, or expired."},
+    },
+)
+async def post_message(
+    body: MessageIn,
+    request: Request,
+    caller: CallerDep,
+    session_id: Annotated[str, Path(description="The session's id.")],
+    wait: Annotated[bool, Query(description="Answer when the run has ended.")] = False,
+    stream: Annotated[bool, Query(description="Answer with the run's events (SSE).")] = False,
+) -> Response:
+    """Add a user message to the session and start the run that answers it.
+
+    A client that leaves a stream (or a wait) early does not stop the run: it goes on and
+    all its events are stored (read them with `GET /v1/events?run_id=` or the session's
+    event stream)."""
+    if wait and stream:
+        raise InvalidInputError(
+            "wait and stream cannot both be true",
+            hint="use wait=true for the run's record, or stream=true for its events",
+            field="stream",
+        )
+    app = gateway(request).app
+    session = await visible_session(app, caller, session_id)
+    chosen = body.agent
+    if chosen is None and isinstance(session.metadata.get("agent"), str):
+        chosen = session.metadata["agent"]
+    check_agent(app, chosen)
+    # Where the session's stream stands before the run writes anything: the SSE starts
+    # after it, so it misses none of the run's events, however fast the run is.
+    start_seq = await app.events.last_seq(session_id) if stream else None
+    run = await start_message(
+        app,
+        caller,
+        session_id,
+        body.content,
+        agent=chosen,
+        model=body.model,
+        mode=body.mode,
+        queue_mode=body.queue_mode,
+    )
+    if stream:
+        run_id = run.id
+
+        def ended(event: Event) -> bool:
+            return event.type in RUN_ENDINGS and event.run_id == run_id
+
+        events = follow(app.bus, session_id, from_seq=start_seq, run_id=run_id, until=ended)
+        return EventStreamResponse(sse_frames(events))
+    if wait:
+        await run.result()
+        record: dict[str, Any] = await run_json(app, caller, run.id)
+        return JSONResponse(RunOut.model_validate(record).model_dump(mode="json"))
+    started = MessageStarted(run_id=run.id, session_id=session_id)
+    return JSONResponse(started.model_dump(mode="json"), status_code=202)
