@@ -1,0 +1,238 @@
+"""Server-Sent Events over real HTTP (a served gateway): a message's run streamed as it
+goes, a client that leaves mid-stream, and a session's live tail from a seq."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from gateway_support import Keys, auth, live_gateway
+from rest_support import (
+    Frame,
+    ended,
+    eventually,
+    frames,
+    keys_for,
+    live_client,
+    new_session,
+    rest_settings,
+    send,
+    subscribers,
+)
+
+from promptline.config.settings import Settings
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return rest_settings(tmp_path / "home")
+
+
+async def _stored(client: httpx.AsyncClient, key: str, **params: Any) -> list[dict[str, Any]]:
+    """Every stored event the query names, read page by page."""
+    found: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        query = {**params, "limit": 1000, **({"cursor": cursor} if cursor else {})}
+        page = (await client.get("/v1/events", params=query, headers=auth(key))).json()
+        found.extend(page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return found
+
+
+async def test_a_streamed_message_sends_the_runs_events_and_ends_with_the_run(
+    settings: Settings,
+) -> None:
+    keys = await keys_for(settings)
+    async with live_gateway(settings) as info, live_client(info) as client:
+        session = await new_session(client, keys.alice)
+        got: list[Frame] = []
+        async with client.stream(
+            "POST",
+            f"/v1/sessions/{session['id']}/messages",
+            params={"stream": "true"},
+            json={"content": "tell me something"},
+            headers=auth(keys.alice),
+        ) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            assert response.headers["cache-control"] == "no-cache"
+            async for frame in frames(response):
+                got.append(frame)
+        # The response ended by itself after the run's last event.
+        run_id = got[0].data["run_id"]
+        stored = await _stored(client, keys.alice, run_id=run_id)
+
+    assert got[-1].event == "run_completed"
+    assert {"run_started", "llm_command", "llm_delta", "message_sent"} <= {f.event for f in got}
+    assert all(f.id == f.data["seq"] and f.event == f.data["type"] for f in got)
+    assert all(f.data["run_id"] == run_id for f in got)
+    upto = [e for e in stored if e["seq"] <= got[-1].id]
+    assert [f.data for f in got] == upto
+
+
+async def test_a_client_leaving_mid_stream_does_not_stop_the_run_and_its_events_are_stored(
+    settings: Settings,
+) -> None:
+    keys = await keys_for(settings)
+    async with live_gateway(settings) as info, live_client(info) as client:
+        session = await new_session(client, keys.alice)
+        before = await subscribers(client)
+        seen: list[str] = []
+        async with client.stream(
+            "POST",
+            f"/v1/sessions/{session['id']}/messages",
+            params={"stream": "true"},
+            json={"content": "write the note", "model": "scripted/writer"},
+            headers=auth(keys.alice),
+        ) as response:
+            await eventually(
+                lambda: _subscribers_are(client, before + 1), what="the stream's subscription"
+            )
+            async for frame in frames(response):
+                seen.append(frame.event)
+                if frame.event == "permission_request":
+                    run_id = frame.data["run_id"]
+                    request_id = frame.data["data"]["request_id"]
+                    break  # the client leaves while the run waits
+        await eventually(
+            lambda: _subscribers_are(client, before), what="the stream's subscription to end"
+        )
+        answer = await client.post(
+            f"/v1/approvals/{request_id}", json={"approve": True}, headers=auth(keys.alice)
+        )
+        status = await ended(client, keys.alice, run_id)
+        of_run = await _stored(client, keys.alice, run_id=run_id)
+        of_session = await _stored(client, keys.alice, session_id=session["id"])
+
+    assert "run_completed" not in seen
+    assert answer.status_code == 200
+    assert status == "completed"
+    kinds = [e["type"] for e in of_run]
+    for kind in ("run_started", "permission_request", "permission_granted", "tool_result"):
+        assert kind in kinds
+    assert "run_completed" in kinds
+    assert [e["seq"] for e in of_session] == list(range(1, len(of_session) + 1))
+
+
+async def test_a_tail_from_seq_n_during_a_streamed_run_gives_exactly_the_stored_events_after_n(
+    settings: Settings,
+) -> None:
+    keys = await keys_for(settings)
+    async with live_gateway(settings) as info, live_client(info) as client:
+        session = await new_session(client, keys.alice)
+        sid = session["id"]
+        await send(client, keys.alice, sid, "a first exchange")
+        n = len(await _stored(client, keys.alice, session_id=sid)) // 2
+
+        async def stream_a_run() -> list[Frame]:
+            async with client.stream(
+                "POST",
+                f"/v1/sessions/{sid}/messages",
+                params={"stream": "true"},
+                json={"content": "and a second one"},
+                headers=auth(keys.alice),
+            ) as response:
+                return [frame async for frame in frames(response)]
+
+        tailed: list[Frame] = []
+        async with client.stream(
+            "GET",
+            f"/v1/sessions/{sid}/events",
+            params={"from_seq": n},
+            headers=auth(keys.alice),
+        ) as tail:
+            assert tail.status_code == 200
+            streamed = asyncio.create_task(stream_a_run())
+            target: int | None = None
+            async for frame in frames(tail):
+                tailed.append(frame)
+                if target is None and streamed.done():
+                    target = (await _stored(client, keys.alice, session_id=sid))[-1]["seq"]
+                if target is None and frame.event == "run_completed":
+                    await streamed
+                    target = (await _stored(client, keys.alice, session_id=sid))[-1]["seq"]
+                if target is not None and frame.id >= target:
+                    break
+        stored = await _stored(client, keys.alice, session_id=sid)
+
+    assert (await streamed)[-1].event == "run_completed"
+    after_n = [e for e in stored if e["seq"] > n]
+    assert [f.id for f in tailed] == [e["seq"] for e in after_n]
+    assert [f.data for f in tailed] == after_n
+
+
+async def test_a_tail_resumes_after_last_event_id_which_wins_over_from_seq(
+    settings: Settings,
+) -> None:
+    keys = await keys_for(settings)
+    async with live_gateway(settings) as info, live_client(info) as client:
+        session = await new_session(client, keys.alice)
+        await send(client, keys.alice, session["id"], "fill the stream")
+        stored = await _stored(client, keys.alice, session_id=session["id"])
+        async with client.stream(
+            "GET",
+            f"/v1/sessions/{session['id']}/events",
+            params={"from_seq": 0},
+            headers={**auth(keys.alice), "Last-Event-ID": "3"},
+        ) as tail:
+            got: list[Frame] = []
+            async for frame in frames(tail):
+                got.append(frame)
+                if frame.id == stored[-1]["seq"]:
+                    break
+        bad = await client.get(
+            f"/v1/sessions/{session['id']}/events",
+            headers={**auth(keys.alice), "Last-Event-ID": "three"},
+        )
+
+    assert [f.data for f in got] == stored[3:]
+    assert bad.status_code == 422
+
+
+async def test_a_tail_ends_when_its_session_is_deleted(settings: Settings) -> None:
+    keys = await keys_for(settings)
+    async with live_gateway(settings) as info, live_client(info) as client:
+        session = await new_session(client, keys.alice)
+        got: list[Frame] = []
+        async with client.stream(
+            "GET",
+            f"/v1/sessions/{session['id']}/events",
+            params={"from_seq": 0},
+            headers=auth(keys.alice),
+        ) as tail:
+            async for frame in frames(tail):
+                got.append(frame)
+                if frame.event == "session_created":
+                    deleted = await client.delete(
+                        f"/v1/sessions/{session['id']}", headers=auth(keys.alice)
+                    )
+                    assert deleted.status_code == 204
+
+    assert [f.event for f in got] == ["session_created", "session_expired"]
+    assert got[-1].data["data"]["reason"] == "deleted"
+
+
+@pytest.mark.parametrize("params", [{"from_seq": -1}, {"from_seq": "x"}])
+async def test_a_bad_tail_request_is_an_error_not_a_stream(
+    served: tuple[object, httpx.AsyncClient], keys: Keys, params: dict[str, Any]
+) -> None:
+    _, client = served
+    session = await new_session(client, keys.alice)
+
+    bad = await client.get(
+        f"/v1/sessions/{session['id']}/events", params=params, headers=auth(keys.alice)
+    )
+    unknown = await client.get("/v1/sessions/ses_nope/events", headers=auth(keys.alice))
+
+    assert bad.status_code == 422
+    assert unknown.status_code == 404
+    assert unknown.headers["content-type"] == "application/json"
+
+
+async def _subscribers_are(client: httpx.AsyncClient, expected: int) -> bool:
+    return await subscribers(client) == expected
