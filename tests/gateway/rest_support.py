@@ -96,8 +96,9 @@ class Waiting:
 async def waiting_run(
     client: httpx.AsyncClient, key: str, session_id: str | None = None
 ) -> Waiting:
-    """Start a ``scripted/writer`` run (in a new session unless given) and wait until it
-    asks for its approval."""
+    """Start a ``scripted/writer`` run (in a new session unless given; a given one must
+    hold no answer yet, as the writer asks on its first turn) and wait until it asks for
+    its approval."""
     if session_id is None:
         session_id = (await new_session(client, key))["id"]
     started = await client.post(

@@ -217,6 +217,23 @@ async def test_a_tail_ends_when_its_session_is_deleted(settings: Settings) -> No
     assert got[-1].data["data"]["reason"] == "deleted"
 
 
+async def test_the_tenant_admin_follows_a_users_session_and_another_tenant_may_not(
+    settings: Settings,
+) -> None:
+    keys = await keys_for(settings)
+    async with live_gateway(settings) as info, live_client(info) as client:
+        session = await new_session(client, keys.alice)
+        url = f"/v1/sessions/{session['id']}/events"
+        async with client.stream(
+            "GET", url, params={"from_seq": 0}, headers=auth(keys.acme_admin)
+        ) as tail:
+            first = await anext(frames(tail))
+        refused = await client.get(url, params={"from_seq": 0}, headers=auth(keys.carol))
+
+    assert first.event == "session_created"
+    assert refused.status_code == 404
+
+
 @pytest.mark.parametrize("params", [{"from_seq": -1}, {"from_seq": "x"}])
 async def test_a_bad_tail_request_is_an_error_not_a_stream(
     served: tuple[object, httpx.AsyncClient], keys: Keys, params: dict[str, Any]

@@ -63,13 +63,23 @@ async def visible_run(app: App, caller: Caller, run_id: str) -> RunRecord:
     if not _may_see(caller, record.tenant_id, record.user_id, record.session_id):
         raise NotFoundError(f"no run {run_id!r}", run_id=run_id)
     if record.session_id is not None:
-        await visible_session(app, caller, record.session_id)
+        try:
+            await visible_session(app, caller, record.session_id)
+        except NotFoundError:
+            # The same answer as for an unknown run: naming the session would leak its id.
+            raise NotFoundError(f"no run {run_id!r}", run_id=run_id) from None
     return record
 
 
 async def visible_approval(app: App, caller: Caller, request_id: str) -> ApprovalRequest:
-    """A pending or decided request if ``caller`` may answer in its session; else 404."""
-    record = await app.permissions.broker.get(request_id)
+    """A pending or decided request if ``caller`` may answer in its session; else 404 (the
+    same for an unknown request, so nothing tells them apart)."""
+    try:
+        record = await app.permissions.broker.get(request_id)
+    except NotFoundError:
+        raise NotFoundError(
+            f"no permission request {request_id!r}", request_id=request_id
+        ) from None
     request = record.request
     if not _may_see(caller, request.tenant_id, request.user_id, request.session_id):
         raise NotFoundError(f"no permission request {request_id!r}", request_id=request_id)

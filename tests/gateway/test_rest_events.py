@@ -1,0 +1,146 @@
+"""REST events: the log of the caller's sessions and runs, filtered and paged by position."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from gateway_support import Keys, auth
+from rest_support import new_session, rest_settings, send
+
+from promptline.app import App
+from promptline.config.settings import Settings
+from promptline.events.protocols import EventFilter
+from promptline.gateway.service import event_json
+
+Served = tuple[App, httpx.AsyncClient]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return rest_settings(tmp_path / "home")
+
+
+async def _read_all(
+    client: httpx.AsyncClient, key: str, limit: int, **params: Any
+) -> list[list[dict[str, Any]]]:
+    pages: list[list[dict[str, Any]]] = []
+    cursor = None
+    while True:
+        query = {**params, "limit": limit, **({"cursor": cursor} if cursor else {})}
+        response = await client.get("/v1/events", params=query, headers=auth(key))
+        assert response.status_code == 200, response.text
+        pages.append(response.json()["items"])
+        cursor = response.json()["next_cursor"]
+        if cursor is None:
+            return pages
+
+
+async def test_pages_of_a_session_join_up_to_exactly_its_stored_events(
+    served: Served, keys: Keys
+) -> None:
+    app, client = served
+    session = await new_session(client, keys.alice)
+    await send(client, keys.alice, session["id"], "one")
+    await send(client, keys.alice, session["id"], "two")
+
+    pages = await _read_all(client, keys.alice, 7, session_id=session["id"])
+
+    stored = [
+        event_json(e) for e in await app.events.read_all(EventFilter(session_id=session["id"]))
+    ]
+    assert [e for page in pages for e in page] == stored
+    assert all(len(page) == 7 for page in pages[:-1])
+    assert 0 < len(pages[-1]) <= 7
+
+
+async def test_filters_by_run_and_types(served: Served, keys: Keys) -> None:
+    _, client = served
+    session = await new_session(client, keys.alice)
+    first = await send(client, keys.alice, session["id"], "one")
+    second = await send(client, keys.alice, session["id"], "two")
+
+    of_run = await _read_all(client, keys.alice, 1000, run_id=second["run_id"])
+    ends = await _read_all(
+        client, keys.alice, 1000, session_id=session["id"], types="run_started, run_completed"
+    )
+
+    assert {e["run_id"] for page in of_run for e in page} == {second["run_id"]}
+    assert [(e["type"], e["run_id"]) for e in ends[0]] == [
+        ("run_started", first["run_id"]),
+        ("run_completed", first["run_id"]),
+        ("run_started", second["run_id"]),
+        ("run_completed", second["run_id"]),
+    ]
+
+
+async def test_without_a_filter_a_user_reads_its_own_events_and_an_admin_its_tenants(
+    served: Served, keys: Keys
+) -> None:
+    _, client = served
+    alices = await new_session(client, keys.alice)
+    bobs = await new_session(client, keys.bob)
+    carols = await new_session(client, keys.carol)
+    for key, sid in ((keys.alice, alices), (keys.bob, bobs), (keys.carol, carols)):
+        await send(client, key, sid["id"], "hello")
+
+    def sessions_of(pages: list[list[dict[str, Any]]]) -> set[str | None]:
+        return {e["session_id"] for page in pages for e in page}
+
+    assert sessions_of(await _read_all(client, keys.alice, 50)) == {alices["id"]}
+    assert sessions_of(await _read_all(client, keys.bob, 50)) == {bobs["id"]}
+    assert sessions_of(await _read_all(client, keys.acme_admin, 50)) == {alices["id"], bobs["id"]}
+    assert sessions_of(await _read_all(client, keys.carol, 50)) == {carols["id"]}
+
+
+async def test_session_state_changes_are_in_the_sessions_events(served: Served, keys: Keys) -> None:
+    _, client = served
+    session = await new_session(client, keys.alice)
+    await client.put(
+        "/v1/state/session/plan",
+        params={"session_id": session["id"]},
+        json={"value": [1, 2]},
+        headers=auth(keys.alice),
+    )
+
+    [page] = await _read_all(
+        client, keys.alice, 100, session_id=session["id"], types="state_change"
+    )
+
+    [change] = page
+    assert change["data"]["key"] == "plan"
+    assert change["data"]["value"] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"cursor": "abc"},
+        {"cursor": "-1"},
+        {"cursor": "1" * 40},
+        {"limit": 0},
+        {"limit": 1001},
+        {"types": ","},
+        {"types": "run_started,DROP TABLE"},
+    ],
+)
+async def test_bad_parameters_are_422(served: Served, keys: Keys, params: dict[str, Any]) -> None:
+    _, client = served
+
+    response = await client.get("/v1/events", params=params, headers=auth(keys.alice))
+
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_input"
+
+
+@pytest.mark.parametrize("params", [{"session_id": "ses_nope"}, {"run_id": "run_nope"}])
+async def test_unknown_sessions_and_runs_are_404(
+    served: Served, keys: Keys, params: dict[str, str]
+) -> None:
+    _, client = served
+
+    response = await client.get("/v1/events", params=params, headers=auth(keys.alice))
+
+    assert response.status_code == 404
