@@ -42,6 +42,9 @@ agents:
     model: scripted/chunks
   tooler:
     model: scripted/tooler
+  thinker:
+    model: scripted/thinker
+    use_chain_of_thought: true
   waiter:
     model: scripted/waiter
   broken:
@@ -81,6 +84,10 @@ WAITER = """\
     - name: shell_execute
       arguments: {{command: "until [ -f '{release}' ]; do sleep 0.02; done; echo released"}}
 - reply: "released at last"
+"""
+
+THINKER = """\
+- reply: "<thinking>the user wants a number</thinking>Forty-two."
 """
 
 BROKEN = """\
@@ -123,6 +130,7 @@ def _settings(tmp_path: Path) -> Settings:
         "tooler": TOOLER,
         "waiter": WAITER.format(release=release),
         "broken": BROKEN,
+        "thinker": THINKER,
     }.items():
         (scripts / f"{name}.yaml").write_text(text, encoding="utf-8")
     (tmp_path / "workspace").mkdir()
@@ -257,6 +265,17 @@ async def test_the_tool_round_is_not_streamed_only_the_answer_is(live: Live) -> 
 
     assert "".join(t or "" for t in texts) == "the tool said hi"
     assert [t for t in texts if t] == ["the tool ", "said hi"]
+
+
+async def test_an_agent_thinking_aloud_streams_its_answer_without_the_thinking(
+    live: Live,
+) -> None:
+    stream = await live.client().chat.completions.create(
+        model="agent/thinker", messages=MESSAGE, stream=True
+    )
+    texts = [c.choices[0].delta.content async for c in stream if c.choices]
+
+    assert "".join(t or "" for t in texts) == "Forty-two."
 
 
 async def test_earlier_messages_are_the_history_of_a_run_without_a_session(live: Live) -> None:
@@ -505,3 +524,61 @@ def test_the_listening_socket_says_tcp_so_asyncio_turns_nagle_off() -> None:
         assert sock.proto == socket.IPPROTO_TCP
     finally:
         sock.close()
+
+
+async def test_a_reader_that_falls_behind_the_bus_picks_up_from_the_log(tmp_path: Path) -> None:
+    from promptline.core.events import (
+        LlmDelta,
+        LlmDeltaEvent,
+        LlmResult,
+        LlmResultEvent,
+        RunCompleted,
+        RunCompletedEvent,
+    )
+    from promptline.gateway.run_answer import RunAnswer
+
+    settings = _settings(tmp_path)
+    settings = settings.model_copy(
+        update={"events": settings.events.model_copy(update={"subscriber_queue": 2})}
+    )
+    envelope = {"stream": "run_x", "run_id": "run_x", "causation_id": "evt_call"}
+    async with build_app(settings) as app:
+        answer = RunAnswer(app.bus, "run_x", deltas=True)
+        words = [f"w{i} " for i in range(8)]
+        for i, word in enumerate(words):  # nobody reads meanwhile: the queue of 2 overflows
+            await app.bus.publish(LlmDeltaEvent(**envelope, data=LlmDelta(index=i, text=word)))
+        await app.bus.publish(
+            LlmResultEvent(**envelope, data=LlmResult(model="m", finish_reason="length"))
+        )
+        await app.bus.publish(RunCompletedEvent(**envelope, data=RunCompleted()))
+
+        texts = [text async for text in answer.pieces()]
+        await answer.close()
+
+    assert texts == words
+    assert answer.ended
+    assert answer.answer_streamed
+    assert answer.finish_reason == "length"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<thinking>plan it</thinking>\n\nThe answer is 4.",
+        "Sure. <thinking>a</thinking>Four <thinking>b</thinking>and more",
+        "1 < 2 and <thinking>x < y</thinking> 3 > 2",
+        "<thinking>never closed, all hidden",
+        "Visible <thinking",
+    ],
+)
+def test_thinking_is_taken_out_of_streamed_text_however_it_is_split(text: str) -> None:
+    from promptline.gateway.run_answer import ThinkingFilter
+    from promptline.runtime.prompt import split_reasoning
+
+    visible = split_reasoning(text)[0] if "<thinking>" in text else text
+    for cut in range(1, len(text)):
+        for size in (1, 3, 7):  # the second part arrives in pieces of this size
+            rest = [text[i : i + size] for i in range(cut, len(text), size)]
+            pieces = ThinkingFilter()
+            shown = "".join(pieces.feed(part) for part in [text[:cut], *rest]) + pieces.flush()
+            assert shown.rstrip() == visible, (cut, size)

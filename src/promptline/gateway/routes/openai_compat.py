@@ -121,7 +121,7 @@ async def chat_completions(
             chat.message, principal=caller.principal, agent=agent, model=model, history=chat.history
         )
     # No await between start_run and here: the subscription sees every event of the run.
-    answer = RunAnswer(app.bus, run.id, deltas=body.stream)
+    answer = RunAnswer(app.bus, run.id, deltas=body.stream, thinking=agent.use_chain_of_thought)
     headers[RUN_HEADER] = run.id
     reply = _Reply(
         id=f"chatcmpl-{run.id}",
