@@ -49,18 +49,58 @@ async def test_a_missing_or_wrong_key_is_401_in_the_error_shape(
     assert set(error) == {"code", "message", "details"}
 
 
-async def test_a_key_works_in_either_header_and_stops_working_when_revoked(
-    served: Served, keys: Keys
+async def test_a_key_works_in_either_header_and_stops_working_when_revoked_elsewhere(
+    tmp_path: object,
 ) -> None:
-    app, client = served
+    from pathlib import Path
+
+    from gateway_support import gateway_app, make_keys
+
     from promptline.security.auth import KeyStore
 
-    assert (await client.get("/v1/agents", headers=auth(keys.alice))).status_code == 200
-    assert (await client.get("/v1/agents", headers={"X-API-Key": keys.alice})).status_code == 200
-    key_id = "_".join(keys.alice.split("_")[1:3])
-    await KeyStore(app.state).revoke(key_id)
+    uncached = settings_for(Path(str(tmp_path)) / "home", "gateway:\n  key_cache_secs: 0\n")
+    async with gateway_app(uncached) as (app, client):
+        keys = await make_keys(app)
+        assert (await client.get("/v1/agents", headers=auth(keys.alice))).status_code == 200
+        assert (
+            await client.get("/v1/agents", headers={"X-API-Key": keys.alice})
+        ).status_code == 200
+        key_id = "_".join(keys.alice.split("_")[1:3])
+        await KeyStore(app.state).revoke(key_id)  # as the CLI would, from another store
 
-    assert (await client.get("/v1/agents", headers=auth(keys.alice))).status_code == 401
+        assert (await client.get("/v1/agents", headers=auth(keys.alice))).status_code == 401
+
+
+async def test_a_checked_key_is_remembered_and_forgotten_when_revoked_here(
+    served: Served, keys: Keys
+) -> None:
+    app, _ = served
+    from promptline.security.auth import KeyStore
+
+    store = KeyStore(app.state, cache_secs=60)
+    caller = await store.authenticate(keys.bob)
+    key_id = caller.key_id or ""
+    await app.state.delete("global", f"auth/keys/{key_id}")  # gone from the store...
+    assert (await store.authenticate(keys.bob)).user_id == "bob"  # ...still remembered
+
+    await app.state.set(
+        "global",
+        f"auth/keys/{key_id}",
+        {
+            "key_id": key_id,
+            "user_id": "bob",
+            "tenant_id": "acme",
+            "role": "user",
+            "name": "",
+            "created_at": "2026-01-01T00:00:00+00:00",
+            "hash": "x",
+        },
+    )
+    await store.revoke(key_id)
+    from promptline.core.errors import AuthenticationError
+
+    with pytest.raises(AuthenticationError):
+        await store.authenticate(keys.bob)
 
 
 async def test_the_stored_key_is_a_hash_and_the_log_does_not_show_it(

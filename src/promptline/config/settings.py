@@ -79,6 +79,11 @@ class GatewaySettings(Section):
         1000, description="Messages queued for a slow WebSocket client before it is dropped."
     )
     ws_heartbeat_secs: Seconds = Field(20.0, description="Interval of WebSocket pings.")
+    key_cache_secs: Annotated[float, Field(ge=0)] = Field(
+        5.0,
+        description="How long a checked API key is remembered; a key revoked elsewhere stops "
+        "working within this time (0: check every request against the store).",
+    )
 
 
 ProviderType = Literal["openai", "anthropic", "gemini", "scripted"]

@@ -47,7 +47,7 @@ def create_gateway(app: App, *, auth: bool | None = None) -> FastAPI:
     )
     api.state.gateway = Gateway(
         app=app,
-        keys=KeyStore(app.state, clock=app.clock),
+        keys=KeyStore(app.state, clock=app.clock, cache_secs=settings.key_cache_secs),
         limiter=RateLimiter(settings.rate_limit_per_minute),
         auth=settings.auth if auth is None else auth,
     )
