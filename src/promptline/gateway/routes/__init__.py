@@ -16,8 +16,10 @@ from promptline.gateway.routes import (
     runs,
     sessions,
     state,
+    ws,
 )
 
 ROUTERS: list[APIRouter] = [health.router, catalog.router, channels.router, openai_compat.router]
 ROUTERS += [sessions.router, messages.router, runs.router, approvals.router]  # REST
 ROUTERS += [events.router, state.router]  # REST
+ROUTERS += [ws.router]  # WebSocket control plane

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 
 from promptline.core.errors import NotFoundError
 from promptline.gateway.deps import CallerDep, gateway
 from promptline.runtime.agent import Agent
+from promptline.security.auth import Caller
+
+if TYPE_CHECKING:
+    from promptline.app import App
 
 router = APIRouter(prefix="/v1", tags=["catalog"])
 
@@ -42,7 +46,21 @@ async def get_agent(name: str, request: Request, caller: CallerDep) -> dict[str,
 @router.get("/tools", summary="List the tools")
 async def list_tools(request: Request, caller: CallerDep) -> dict[str, Any]:
     """Every registered tool: its schema, flags, and what the policy says for the caller."""
-    app = gateway(request).app
+    return {"items": tool_items(gateway(request).app, caller), "next_cursor": None}
+
+
+@router.get("/models/catalogue", summary="The model catalogue")
+async def list_models(request: Request, caller: CallerDep) -> dict[str, Any]:
+    """Every known model: its capabilities, prices, and whether it is configured here."""
+    items = model_items(gateway(request).app)
+    if not items:
+        raise NotFoundError("no model is known")
+    return {"items": items, "next_cursor": None}
+
+
+def tool_items(app: App, caller: Caller) -> list[dict[str, Any]]:
+    """Every registered tool as the API shows it: its schema, flags, and what the policy
+    says of it for ``caller``."""
     items = []
     for tool in app.tools:
         decision = app.permissions.policy.decide(
@@ -58,15 +76,13 @@ async def list_tools(request: Request, caller: CallerDep) -> dict[str, Any]:
                 "permission": decision.mode,
             }
         )
-    return {"items": items, "next_cursor": None}
+    return items
 
 
-@router.get("/models/catalogue", summary="The model catalogue")
-async def list_models(request: Request, caller: CallerDep) -> dict[str, Any]:
-    """Every known model: its capabilities, prices, and whether it is configured here."""
-    registry = gateway(request).app.registry
+def model_items(app: App) -> list[dict[str, Any]]:
+    """Every known model as the API shows it: capabilities, prices, configured or not."""
     items = []
-    for entry in registry.catalogue():
+    for entry in app.registry.catalogue():
         caps = entry.capabilities
         items.append(
             {
@@ -81,6 +97,4 @@ async def list_models(request: Request, caller: CallerDep) -> dict[str, Any]:
                 "output_price_per_mtok": caps.output_price_per_mtok,
             }
         )
-    if not items:
-        raise NotFoundError("no model is known")
-    return {"items": items, "next_cursor": None}
+    return items

@@ -1,0 +1,108 @@
+"""JSON-RPC 2.0 as the control plane speaks it: the frames (response, error, notification),
+the error codes, and how a PromptLine error becomes a JSON-RPC error object."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from promptline.core.errors import PromptLineError
+from promptline.gateway.errors import status_of
+
+__all__ = [
+    "INTERNAL_ERROR",
+    "INVALID_PARAMS",
+    "INVALID_REQUEST",
+    "METHOD_NOT_FOUND",
+    "PARSE_ERROR",
+    "SERVER_ERROR_CODES",
+    "RequestId",
+    "RpcError",
+    "dumps",
+    "error_frame",
+    "notification",
+    "result_frame",
+    "rpc_error_of",
+]
+
+RequestId = str | int | None
+"""What a request's ``id`` may be (``None`` only when the request said ``"id": null`` or
+its id could not be read)."""
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+
+SERVER_ERROR_CODES: dict[int, int] = {
+    400: -32000,
+    401: -32001,
+    403: -32003,
+    404: -32004,
+    409: -32009,
+    413: -32013,
+    422: INVALID_PARAMS,
+    429: -32029,
+    503: -32053,
+}
+"""A PromptLine error's JSON-RPC code, by the HTTP status REST gives the same error (a
+value the caller got wrong is "invalid params"; the others sit in -32000..-32099)."""
+
+
+class RpcError(Exception):
+    """A JSON-RPC error to answer with: ``code``, ``message`` and ``data`` ``{code, details}``
+    (``data.code`` is the stable PromptLine error code, as in REST's error shape)."""
+
+    def __init__(
+        self, code: int, message: str, *, kind: str, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.kind = kind
+        self.details = details or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``error`` member of a response."""
+        return {
+            "code": self.code,
+            "message": self.message,
+            "data": {"code": self.kind, "details": self.details},
+        }
+
+
+def rpc_error_of(exc: PromptLineError) -> RpcError:
+    """The JSON-RPC error for a PromptLine error (its message; its details and hint in
+    ``data.details``)."""
+    code = SERVER_ERROR_CODES.get(status_of(exc), -32000)
+    return RpcError(code, exc.message, kind=exc.code, details=_jsonable(exc.to_dict()["details"]))
+
+
+def result_frame(request_id: RequestId, result: Any) -> dict[str, Any]:
+    """A successful response."""
+    return {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+
+def error_frame(request_id: RequestId, error: RpcError) -> dict[str, Any]:
+    """An error response."""
+    return {"jsonrpc": "2.0", "id": request_id, "error": error.to_dict()}
+
+
+def notification(method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """A message the server sends unasked (no ``id``, no answer expected)."""
+    return {"jsonrpc": "2.0", "method": method, "params": params}
+
+
+def dumps(frame: Any) -> str:
+    """A frame as the text of a WebSocket message."""
+    return orjson.dumps(frame).decode()
+
+
+def _jsonable(details: dict[str, Any]) -> dict[str, Any]:
+    try:
+        orjson.dumps(details)
+    except TypeError:
+        return {k: str(v) for k, v in details.items()}
+    return details
