@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-from gateway_support import Keys, auth, make_keys, settings_for
+from gateway_support import Keys, auth, make_keys
 
 from promptline.app import build_app
+from promptline.config import load_settings
 from promptline.config.settings import Settings
 from promptline.gateway.server import ServeInfo
 
@@ -27,10 +28,21 @@ WRITER = """\
 """A scripted model (``scripted/writer``) whose first turn calls ``file_write``, which the
 settings below make ask for an approval: its run waits for a person."""
 
-ASK_FOR_WRITES = """\
+CONFIG = """\
+models:
+  default: scripted/demo
+  providers:
+    scripted:
+      scripts_dir: "{scripts}"
+agent:
+  default_mode: act
+  stream_enabled: true
+  shutdown_timeout_secs: 0.2
 tools:
   file_write: ask
 """
+"""The gateway tests' base config, plus: ``file_write`` asks for an approval, the writer
+script is served, and runs left waiting when a test ends are stopped at once."""
 
 T = TypeVar("T")
 
@@ -40,11 +52,9 @@ def rest_settings(home: Path) -> Settings:
     scripts = home / "scripts"
     scripts.mkdir(parents=True, exist_ok=True)
     (scripts / "writer.yaml").write_text(WRITER, encoding="utf-8")
-    settings = settings_for(home, ASK_FOR_WRITES)
-    # Runs left waiting for an approval when a test ends are stopped at once, not after
-    # the default grace period.
-    agent = settings.agent.model_copy(update={"shutdown_timeout_secs": 0.2})
-    return settings.model_copy(update={"agent": agent})
+    config = home / "config.yaml"
+    config.write_text(CONFIG.format(scripts=scripts), encoding="utf-8")
+    return load_settings(config, environ={"PROMPTLINE_HOME": str(home)})
 
 
 async def eventually(

@@ -21,6 +21,7 @@ __all__ = [
     "ApprovalAnswer",
     "ApprovalOut",
     "ApprovalOutcomeOut",
+    "ErrorOut",
     "EventOut",
     "MessageIn",
     "MessageStarted",
@@ -33,6 +34,7 @@ __all__ = [
     "SessionWithHistory",
     "StateEntryOut",
     "StateWrite",
+    "error_responses",
 ]
 
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
@@ -45,6 +47,49 @@ MAX_TTL_SECS = 10 * 365 * 24 * 3600
 
 class _Request(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong, and what to do (``details.hint``, when there is one)."""
+
+    code: str = Field(description="Stable, for programs: `not_found`, `invalid_input`, ...")
+    message: str = Field(description="For people.")
+    details: dict[str, Any]
+
+
+class ErrorOut(BaseModel):
+    """Every error has this one shape."""
+
+    error: ErrorDetail
+
+
+_ERROR_MEANINGS = {
+    401: "No API key, or one that is unknown or revoked.",
+    403: "The key may not do this (a user naming another user's data).",
+    404: "Unknown, or not the caller's (the two answer alike).",
+    409: "A conflict: a busy or expired session, a decided request, a lost write race.",
+    422: "Malformed JSON, a wrong type, a missing field, an unknown field.",
+    429: "Too many requests for this key (see `Retry-After`).",
+}
+
+
+def error_responses(
+    *statuses: int, media_type: str | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """The documented error answers of endpoints, for ``responses=`` of a router or route.
+
+    ``media_type`` names the errors' type explicitly, for a route whose own responses are
+    of another (an event stream's errors are still JSON)."""
+    if media_type is None:
+        return {s: {"model": ErrorOut, "description": _ERROR_MEANINGS[s]} for s in statuses}
+    schema = {"$ref": "#/components/schemas/ErrorOut"}
+    return {
+        s: {"description": _ERROR_MEANINGS[s], "content": {media_type: {"schema": schema}}}
+        for s in statuses
+    }
 
 
 # -- sessions ---------------------------------------------------------------------------------

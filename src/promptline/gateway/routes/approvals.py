@@ -8,7 +8,12 @@ from fastapi import APIRouter, Path, Query, Request
 
 from promptline.gateway.deps import CallerDep, gateway
 from promptline.gateway.pagination import Page
-from promptline.gateway.schemas import ApprovalAnswer, ApprovalOut, ApprovalOutcomeOut
+from promptline.gateway.schemas import (
+    ApprovalAnswer,
+    ApprovalOut,
+    ApprovalOutcomeOut,
+    error_responses,
+)
 from promptline.gateway.service import (
     approval_json,
     approval_outcome_json,
@@ -16,7 +21,11 @@ from promptline.gateway.service import (
     visible_approvals,
 )
 
-router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
+router = APIRouter(
+    prefix="/v1/approvals",
+    tags=["approvals"],
+    responses=error_responses(401, 404, 409, 422, 429),
+)
 
 
 @router.get("", summary="List pending approvals", response_model=Page[ApprovalOut])

@@ -13,12 +13,12 @@ from promptline.core.events import Event, SessionExpiredEvent
 from promptline.events.protocols import EventFilter
 from promptline.gateway.deps import CallerDep, gateway
 from promptline.gateway.pagination import Cursor, Limit, Page, page_of, position_cursor
-from promptline.gateway.schemas import EventOut
+from promptline.gateway.schemas import EventOut, error_responses
 from promptline.gateway.service import event_json, may_see_session, visible_run, visible_session
 from promptline.gateway.sse import EventStreamResponse, follow, resume_seq, sse_frames
 from promptline.sessions.projection import DELETED_REASON
 
-router = APIRouter(prefix="/v1", tags=["events"])
+router = APIRouter(prefix="/v1", tags=["events"], responses=error_responses(401, 404, 422, 429))
 
 _TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_SEQ = 2**62
@@ -90,7 +90,8 @@ async def query_events(
             "`data: <event JSON>`; a comment (`: ping`) while idle.",
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
-        404: {"description": "No such session (or not the caller's)."},
+        # Errors are JSON, not events: name their media type (not the route's).
+        **error_responses(401, 404, 422, 429, media_type="application/json"),
     },
 )
 async def tail_session(

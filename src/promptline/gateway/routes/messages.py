@@ -11,11 +11,15 @@ from fastapi.responses import JSONResponse
 from promptline.core.errors import InvalidInputError
 from promptline.core.events import Event
 from promptline.gateway.deps import CallerDep, gateway
-from promptline.gateway.schemas import MessageIn, MessageStarted, RunOut
+from promptline.gateway.schemas import ErrorOut, MessageIn, MessageStarted, RunOut, error_responses
 from promptline.gateway.service import check_agent, run_json, start_message, visible_session
 from promptline.gateway.sse import RUN_ENDINGS, EventStreamResponse, follow, sse_frames
 
-router = APIRouter(prefix="/v1/sessions", tags=["messages"])
+router = APIRouter(
+    prefix="/v1/sessions",
+    tags=["messages"],
+    responses=error_responses(401, 404, 409, 422, 429),
+)
 
 _STREAM_DOC = (
     "With `stream=true`: the run's events as Server-Sent Events, each frame `id: <seq>`, "
@@ -36,8 +40,11 @@ _STREAM_DOC = (
             "description": "With `wait=true`: the run's record once it has ended. " + _STREAM_DOC,
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
-        404: {"description": "No such session (or not the caller's)."},
-        409: {"description": "The session is busy and `queue_mode` is `reject`, or expired."},
+        404: {"model": ErrorOut, "description": "No such session (or not the caller's)."},
+        409: {
+            "model": ErrorOut,
+            "description": "The session is busy and `queue_mode` is `reject`, or expired.",
+        },
     },
 )
 async def post_message(

@@ -11,7 +11,7 @@ from promptline.core.errors import NotFoundError
 from promptline.events.protocols import EventFilter
 from promptline.gateway.deps import CallerDep, gateway
 from promptline.gateway.pagination import Cursor, Limit, Page, page_of, position_cursor
-from promptline.gateway.schemas import RunControlOut, RunOut, RunStatus
+from promptline.gateway.schemas import RunControlOut, RunOut, RunStatus, error_responses
 from promptline.gateway.service import (
     control_run,
     may_see_session,
@@ -24,7 +24,9 @@ from promptline.security.auth import Caller
 if TYPE_CHECKING:
     from promptline.app import App
 
-router = APIRouter(prefix="/v1/runs", tags=["runs"])
+router = APIRouter(
+    prefix="/v1/runs", tags=["runs"], responses=error_responses(401, 404, 409, 422, 429)
+)
 
 RECORD_TYPES = frozenset(
     {

@@ -16,6 +16,7 @@ from promptline.gateway.schemas import (
     SessionImport,
     SessionOut,
     SessionWithHistory,
+    error_responses,
 )
 from promptline.gateway.service import (
     check_agent,
@@ -25,7 +26,11 @@ from promptline.gateway.service import (
 )
 from promptline.sessions.export import SessionDocument
 
-router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+router = APIRouter(
+    prefix="/v1/sessions",
+    tags=["sessions"],
+    responses=error_responses(401, 403, 404, 409, 422, 429),
+)
 
 MAX_HISTORY = 1_000_000
 SessionId = Annotated[str, Path(description="The session's id.")]

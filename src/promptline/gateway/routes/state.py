@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from promptline.core.errors import InvalidInputError, NotFoundError
 from promptline.gateway.deps import CallerDep, gateway
-from promptline.gateway.schemas import StateEntryOut, StateWrite
+from promptline.gateway.schemas import StateEntryOut, StateWrite, error_responses
 from promptline.gateway.service import visible_session
 from promptline.security.auth import Caller
 from promptline.state.protocols import Scope, StateEntry
@@ -17,7 +17,9 @@ from promptline.state.protocols import Scope, StateEntry
 if TYPE_CHECKING:
     from promptline.app import App
 
-router = APIRouter(prefix="/v1/state", tags=["state"])
+router = APIRouter(
+    prefix="/v1/state", tags=["state"], responses=error_responses(401, 404, 409, 422, 429)
+)
 
 ScopePath = Annotated[
     Literal["global", "session", "local"],
