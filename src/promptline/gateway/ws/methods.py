@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from promptline.core.errors import NotFoundError
-from promptline.gateway.routes.catalog import model_items, tool_items
+from promptline.gateway.catalog_items import model_items, tool_items
 from promptline.gateway.service import (
     approval_outcome_json,
     control_run,
