@@ -23,7 +23,9 @@ from rest_support import (
     subscribers,
 )
 
+from promptline.app import build_app
 from promptline.config.settings import Settings
+from promptline.gateway.service import event_json
 
 
 @pytest.fixture
@@ -158,7 +160,8 @@ async def test_a_tail_from_seq_n_during_a_streamed_run_gives_exactly_the_stored_
                     target = (await _stored(client, keys.alice, session_id=sid))[-1]["seq"]
                 if target is not None and frame.id >= target:
                     break
-        stored = await _stored(client, keys.alice, session_id=sid)
+    async with build_app(settings) as app:  # the store itself, once the server is gone
+        stored = [event_json(e) for e in await app.events.read_stream(sid)]
 
     assert (await streamed)[-1].event == "run_completed"
     after_n = [e for e in stored if e["seq"] > n]
