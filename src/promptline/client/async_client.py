@@ -74,9 +74,11 @@ class AsyncPromptLine:
         self._websocket: WebSocketConnection | None = None
         self._websocket_lock: asyncio.Lock | None = None
 
-    def connect(self, *, compression: bool = True) -> WebSocketConnection:
+    def connect(self, *, compression: bool = False) -> WebSocketConnection:
         """A new WebSocket connection of its own (``async with client.connect() as ws``); it
-        reconnects and resumes its subscriptions after a drop."""
+        reconnects and resumes its subscriptions after a drop. ``compression`` asks for
+        permessage-deflate: less traffic on a slow link, but about 70 KiB more memory on the
+        gateway per connection (see docs/benchmarks.md)."""
         return WebSocketConnection(
             self.websocket_url,
             api_key=self.api_key,
