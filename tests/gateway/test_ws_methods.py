@@ -51,8 +51,8 @@ async def test_session_create_records_the_caller_and_what_it_was_given(tmp_path:
     assert session["metadata"] == {"ticket": 7, "agent": "assistant"}
     assert session["expires_at"] is not None
     assert plain["metadata"] == {}
-    assert unknown_agent["code"] == NOT_FOUND
-    assert unknown_agent["data"]["code"] == "not_found"
+    assert unknown_agent["code"] == -32602  # as REST: 422, a value the caller got wrong
+    assert unknown_agent["data"]["details"]["field"] == "agent"
 
 
 async def test_session_send_starts_a_run_that_answers_in_the_session(tmp_path: Path) -> None:

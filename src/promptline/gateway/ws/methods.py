@@ -15,6 +15,7 @@ from promptline.core.errors import NotFoundError
 from promptline.gateway.catalog_items import model_items, tool_items
 from promptline.gateway.service import (
     approval_outcome_json,
+    check_agent,
     control_run,
     respond_approval,
     session_json,
@@ -52,9 +53,9 @@ async def session_create(ctx: MethodContext, p: SessionCreate) -> dict[str, Any]
     """A new session of the caller; its ``agent`` (kept as ``metadata.agent``) answers the
     messages that name none."""
     metadata = dict(p.metadata or {})
-    if p.agent is not None:
-        ctx.app.runtime.agent(p.agent)  # an unknown agent is refused now, not at the first run
-        metadata["agent"] = p.agent
+    agent = check_agent(ctx.app, p.agent)  # an unknown one is refused now, not at a run
+    if agent is not None:
+        metadata["agent"] = agent
     session = await ctx.app.sessions.create(
         ctx.caller.principal,
         channel=p.channel,
@@ -71,6 +72,7 @@ async def session_send(ctx: MethodContext, p: SessionSend) -> dict[str, Any]:
     agent = p.agent
     if agent is None and isinstance(session.metadata.get("agent"), str):
         agent = session.metadata["agent"]
+    check_agent(ctx.app, agent)
     run = await start_message(
         ctx.app,
         ctx.caller,
