@@ -4,12 +4,18 @@ goes, a client that leaves mid-stream, and a session's live tail from a seq."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+from asyncio.subprocess import DEVNULL, PIPE
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from gateway_support import Keys, auth, live_gateway
+from gateway_support import Keys, auth, live_gateway, make_keys
 from rest_support import (
     Frame,
     ended,
@@ -25,6 +31,7 @@ from rest_support import (
 
 from promptline.app import build_app
 from promptline.config.settings import Settings
+from promptline.gateway.app import create_gateway
 from promptline.gateway.service import event_json
 
 
@@ -235,6 +242,100 @@ async def test_the_tenant_admin_follows_a_users_session_and_another_tenant_may_n
 
     assert first.event == "session_created"
     assert refused.status_code == 404
+
+
+async def test_an_open_tail_ends_cleanly_when_the_gateway_begins_to_stop(
+    settings: Settings,
+) -> None:
+    async with build_app(settings) as app:
+        keys = await make_keys(app)
+        api = create_gateway(app)
+        transport = httpx.ASGITransport(app=api)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            session = await new_session(client, keys.alice)
+            before = app.bus.subscriber_count  # type: ignore[attr-defined]
+            tail = asyncio.create_task(
+                client.get(
+                    f"/v1/sessions/{session['id']}/events",
+                    params={"from_seq": 0},
+                    headers=auth(keys.alice),
+                )
+            )
+            await eventually(
+                lambda: _true(app.bus.subscriber_count > before),  # type: ignore[attr-defined]
+                what="the tail's subscription",
+            )
+            api.state.gateway.stopping.set()  # what `promptline serve` does on SIGTERM
+            response = await asyncio.wait_for(tail, timeout=10)
+
+        assert response.status_code == 200
+        assert "event: session_created" in response.text
+        assert app.bus.subscriber_count == before  # type: ignore[attr-defined]
+
+
+SERVE_CONFIG = """\
+models:
+  default: scripted/demo
+agent:
+  shutdown_timeout_secs: 60
+"""
+
+
+async def test_serve_stops_at_once_on_sigterm_with_a_tail_open(tmp_path: Path) -> None:
+    """The real thing: a tail open on `promptline serve`, SIGTERM, a clean end of the stream
+    and of the process, long before the 60 s grace period runs out."""
+    home = tmp_path / "serve-home"
+    home.mkdir()
+    (home / "config.yaml").write_text(SERVE_CONFIG, encoding="utf-8")
+    env = {**os.environ, "PROMPTLINE_HOME": str(home)}
+    promptline = [sys.executable, "-m", "promptline.cli.main"]
+    made = await asyncio.create_subprocess_exec(
+        *promptline, "keys", "create", "--user", "u", "--json", env=env, stdout=PIPE
+    )
+    key = json.loads((await made.communicate())[0])["key"]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = await asyncio.create_subprocess_exec(
+        *promptline, "serve", "--port", str(port), env=env, stdout=DEVNULL, stderr=PIPE
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+
+            async def up() -> bool:
+                try:
+                    return (await client.get("/healthz")).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            await eventually(up, within=60, what="the server to start")
+            session = await new_session(client, key)
+            async with client.stream(
+                "GET",
+                f"/v1/sessions/{session['id']}/events",
+                params={"from_seq": 0},
+                headers=auth(key),
+            ) as tail:
+                reader = frames(tail)
+                first = await anext(reader)
+                server.send_signal(signal.SIGTERM)
+                rest = [frame async for frame in reader]  # ends, without an error
+            await asyncio.wait_for(server.wait(), timeout=20)
+    finally:
+        if server.returncode is None:
+            server.kill()
+            await server.wait()
+    assert server.stderr is not None
+    log = (await server.stderr.read()).decode()
+
+    assert first.event == "session_created"
+    assert rest == []
+    assert server.returncode == 0
+    assert "Traceback" not in log
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 @pytest.mark.parametrize("params", [{"from_seq": -1}, {"from_seq": "x"}])

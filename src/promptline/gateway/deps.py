@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
@@ -28,6 +29,9 @@ class Gateway:
     keys: KeyStore
     limiter: RateLimiter
     auth: bool = True
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the server begins a graceful stop: endless streams (SSE tails) end then, so
+    the stop does not wait for them (clients resume from their last seq)."""
 
 
 def gateway(conn: HTTPConnection) -> Gateway:

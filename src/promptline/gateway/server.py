@@ -125,7 +125,8 @@ async def serve(
             info.urls = [f"http://{shown}:{info.port}"]
             if info.websocket_port:
                 info.urls.append(f"ws://{shown}:{info.websocket_port}/v1/ws")
-            with _stop_on_signals(servers), _frozen_heap():
+            stopping = api.state.gateway.stopping
+            with _stop_on_signals(servers, stopping), _frozen_heap():
                 tasks = [
                     asyncio.create_task(server.serve(sockets=[sock]))
                     for server, sock in zip(servers, sockets, strict=True)
@@ -139,6 +140,7 @@ async def serve(
                 try:
                     await asyncio.gather(*tasks)
                 finally:
+                    stopping.set()
                     for server in servers:
                         server.should_exit = True
                     await asyncio.gather(*tasks, return_exceptions=True)
@@ -174,10 +176,11 @@ def _frozen_heap() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _stop_on_signals(servers: list[uvicorn.Server]) -> Iterator[None]:
+def _stop_on_signals(servers: list[uvicorn.Server], stopping: asyncio.Event) -> Iterator[None]:
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
+        stopping.set()
         for server in servers:
             server.should_exit = True
 

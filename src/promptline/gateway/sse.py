@@ -14,7 +14,7 @@ from functools import partial
 
 import anyio
 from starlette.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from promptline.core.errors import InvalidInputError, SubscriberLagged
 from promptline.core.events import Event, encode_event
@@ -102,26 +102,57 @@ def resume_seq(from_seq: int | None, last_event_id: str | None) -> int | None:
 class EventStreamResponse(StreamingResponse):
     """A ``text/event-stream`` response that sends a comment every `PING_SECS` while idle
     and stops its source as soon as the client disconnects (whatever the server's ASGI
-    version), closing the bus subscription behind it."""
+    version), closing the bus subscription behind it; it also ends when ``stopping`` is
+    set (the server's graceful stop), which a client resumes from with ``Last-Event-ID``."""
 
     media_type = "text/event-stream"
 
-    def __init__(self, frames: AsyncIterator[bytes], *, ping_secs: float = PING_SECS) -> None:
+    def __init__(
+        self,
+        frames: AsyncIterator[bytes],
+        *,
+        stopping: asyncio.Event | None = None,
+        ping_secs: float = PING_SECS,
+    ) -> None:
         super().__init__(
             _with_pings(frames, ping_secs),
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+        self._stopping = stopping
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = finished = stopped = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started, finished
+            await send(message)
+            started = True
+            finished = message["type"] == "http.response.body" and not message.get("more_body")
+
         async with anyio.create_task_group() as group:
 
-            async def until_done(step: Callable[[], Awaitable[None]]) -> None:
+            async def until_done(step: Callable[[], Awaitable[object]]) -> None:
                 with contextlib.suppress(OSError):
                     await step()
                 group.cancel_scope.cancel()
 
-            group.start_soon(until_done, partial(self.stream_response, send))
+            async def until_stopping(stopping: asyncio.Event) -> None:
+                nonlocal stopped
+                await stopping.wait()
+                stopped = True
+                group.cancel_scope.cancel()
+
+            group.start_soon(until_done, partial(self.stream_response, tracked))
+            if self._stopping is not None:
+                group.start_soon(until_stopping, self._stopping)
             await until_done(partial(self.listen_for_disconnect, receive))
+        if stopped and not finished:  # end it properly: the client sees an end, not an error
+            with contextlib.suppress(OSError):
+                if not started:
+                    await send(
+                        {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
+                    )
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _with_pings(frames: AsyncIterator[bytes], every: float) -> AsyncIterator[bytes]:

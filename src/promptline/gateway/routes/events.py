@@ -120,7 +120,7 @@ async def tail_session(
     if start is not None and start > MAX_SEQ:
         raise InvalidInputError("Last-Event-ID is too large", field="Last-Event-ID")
     events = follow(app.bus, session_id, from_seq=start, until=_deleted)
-    return EventStreamResponse(sse_frames(events))
+    return EventStreamResponse(sse_frames(events), stopping=gateway(request).stopping)
 
 
 def _deleted(event: Event) -> bool:

@@ -92,7 +92,7 @@ async def post_message(
             return event.type in RUN_ENDINGS and event.run_id == run_id
 
         events = follow(app.bus, session_id, from_seq=start_seq, run_id=run_id, until=ended)
-        return EventStreamResponse(sse_frames(events))
+        return EventStreamResponse(sse_frames(events), stopping=gateway(request).stopping)
     if wait:
         await run.result()
         record: dict[str, Any] = await run_json(app, caller, run.id)
