@@ -7,15 +7,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from promptline.core.errors import InvalidInputError, NotFoundError
+from promptline.core.errors import NotFoundError
 from promptline.gateway.deps import CallerDep, gateway
 from promptline.gateway.schemas import StateEntryOut, StateWrite, error_responses
-from promptline.gateway.service import visible_session
-from promptline.security.auth import Caller
-from promptline.state.protocols import Scope, StateEntry
+from promptline.gateway.state_access import entry_json, state_address
 
 if TYPE_CHECKING:
-    from promptline.app import App
+    pass
 
 router = APIRouter(
     prefix="/v1/state", tags=["state"], responses=error_responses(401, 404, 409, 422, 429)
@@ -41,11 +39,11 @@ async def get_state(
 ) -> Any:
     """The value and its version; 404 when there is none."""
     app = gateway(request).app
-    namespace, stored = await _address(app, caller, scope, key, session_id)
-    entry = await app.state.get(scope, stored, namespace=namespace)
+    where = await state_address(app, caller, scope, key, session_id)
+    entry = await app.state.get(scope, where.stored_key, namespace=where.namespace)
     if entry is None:
         raise _missing(scope, key)
-    return _entry_json(entry, key, session_id)
+    return entry_json(where, entry)
 
 
 @router.put("/{scope}/{key:path}", summary="Write a value", response_model=StateEntryOut)
@@ -61,11 +59,15 @@ async def put_state(
     write happens only if the stored version is that (0: the key must not exist), else 409.
     Every write is recorded as a ``state_change`` event."""
     app = gateway(request).app
-    namespace, stored = await _address(app, caller, scope, key, session_id)
+    where = await state_address(app, caller, scope, key, session_id)
     entry = await app.state.set(
-        scope, stored, body.value, namespace=namespace, expected_version=body.expected_version
+        scope,
+        where.stored_key,
+        body.value,
+        namespace=where.namespace,
+        expected_version=body.expected_version,
     )
-    return _entry_json(entry, key, session_id)
+    return entry_json(where, entry)
 
 
 @router.delete("/{scope}/{key:path}", status_code=204, summary="Delete a value")
@@ -81,49 +83,13 @@ async def delete_state(
 ) -> Response:
     """Remove the value; 404 when there is none."""
     app = gateway(request).app
-    namespace, stored = await _address(app, caller, scope, key, session_id)
+    where = await state_address(app, caller, scope, key, session_id)
     existed = await app.state.delete(
-        scope, stored, namespace=namespace, expected_version=expected_version
+        scope, where.stored_key, namespace=where.namespace, expected_version=expected_version
     )
     if not existed:
         raise _missing(scope, key)
     return Response(status_code=204)
-
-
-async def _address(
-    app: App, caller: Caller, scope: Scope, key: str, session_id: str | None
-) -> tuple[str, str]:
-    """The store's namespace and key for the caller's ``scope``/``key``."""
-    if scope == "session":
-        if session_id is None:
-            raise InvalidInputError(
-                "the session scope needs session_id",
-                hint="add ?session_id=<the session's id>",
-                field="session_id",
-            )
-        await visible_session(app, caller, session_id)
-        return session_id, key
-    if session_id is not None:
-        raise InvalidInputError(
-            f"session_id is only for the session scope, not {scope!r}",
-            hint="leave session_id out",
-            field="session_id",
-        )
-    if scope == "global":
-        return "", f"tenants/{caller.tenant_id}/{key}"
-    return f"{caller.tenant_id}:{caller.user_id}", key
-
-
-def _entry_json(entry: StateEntry, key: str, session_id: str | None) -> dict[str, Any]:
-    return {
-        "scope": entry.scope,
-        "key": key,
-        "session_id": session_id if entry.scope == "session" else None,
-        "value": entry.value,
-        "version": entry.version,
-        "updated_at": entry.updated_at.isoformat(),
-        "expires_at": entry.expires_at.isoformat() if entry.expires_at else None,
-    }
 
 
 def _missing(scope: str, key: str) -> NotFoundError:

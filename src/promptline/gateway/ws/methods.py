@@ -22,6 +22,7 @@ from promptline.gateway.service import (
     start_message,
     visible_session,
 )
+from promptline.gateway.state_access import entry_json, state_address
 from promptline.gateway.ws.context import MethodContext
 from promptline.gateway.ws.params import (
     EventsSubscribe,
@@ -34,7 +35,6 @@ from promptline.gateway.ws.params import (
     StateGet,
     StateSet,
 )
-from promptline.gateway.ws.state_access import entry_json, state_address
 
 __all__ = ["METHODS", "Method"]
 
