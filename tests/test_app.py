@@ -46,3 +46,15 @@ async def test_model_calls_go_through_the_router_and_land_in_the_log(tmp_path: P
         report = await usage_report(app.events)
         assert report.total.calls == 1
         assert report.total.output_tokens == answer.usage.output_tokens
+
+
+async def test_a_fresh_install_answers_with_the_offline_model(tmp_path: Path) -> None:
+    settings = load_settings(None, environ={"PROMPTLINE_HOME": str(tmp_path)})
+    async with build_app(settings) as app:
+        runtime = await app.start_runtime()
+        principal = Principal(user_id="alice")
+        session = await app.sessions.create(principal, channel="http")
+        result = await runtime.run("hello", session_id=session.id, principal=principal)
+
+    assert result.ok
+    assert "offline demo model" in result.text

@@ -175,6 +175,18 @@ async def build_app(
         await engine.dispose()
 
 
+OFFLINE_MODEL = "scripted/demo"
+"""What answers when nothing is configured: the offline demo model (it says so)."""
+
+
+def default_model(settings: Settings) -> str | None:
+    """``models.default``; with no provider configured at all, the offline demo model, so a
+    fresh install answers (and says how to configure a real model) instead of failing."""
+    if settings.models.default:
+        return settings.models.default
+    return None if settings.models.providers else OFFLINE_MODEL
+
+
 def build_runtime(app: App) -> Runtime:
     """The agent runtime of ``app``: its agents, tools, permission gate and loop settings."""
     from promptline.runtime.agent import agents_from_settings
@@ -219,7 +231,7 @@ def build_runtime(app: App) -> Runtime:
         executor=executor,
         capabilities=capabilities,
         clock=app.clock,
-        default_model=settings.models.default,
+        default_model=default_model(settings),
         budget=Budget(
             session_tokens=budget.session_tokens,
             session_cost_usd=budget.session_cost_usd,
