@@ -77,7 +77,7 @@ class AsyncPromptLine:
     def connect(self, *, compression: bool = False) -> WebSocketConnection:
         """A new WebSocket connection of its own (``async with client.connect() as ws``); it
         reconnects and resumes its subscriptions after a drop. ``compression`` asks for
-        permessage-deflate: less traffic on a slow link, but about 70 KiB more memory on the
+        permessage-deflate: less traffic on a slow link, but about 35 KiB more memory on the
         gateway per connection (see docs/benchmarks.md)."""
         return WebSocketConnection(
             self.websocket_url,

@@ -74,7 +74,7 @@ class WebSocketConnection:
     made while reconnecting wait for the new connection.
 
     ``compression`` asks for permessage-deflate (off by default: it costs the gateway about
-    70 KiB per connection); ``max_buffer`` bounds the events a subscription holds unread.
+    35 KiB more per connection); ``max_buffer`` bounds the events a subscription holds unread.
     """
 
     def __init__(
