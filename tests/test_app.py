@@ -58,3 +58,25 @@ async def test_a_fresh_install_answers_with_the_offline_model(tmp_path: Path) ->
 
     assert result.ok
     assert "offline demo model" in result.text
+
+
+async def test_many_runs_ending_at_once_all_complete_and_land_in_their_sessions(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    settings = load_settings(None, environ={"PROMPTLINE_HOME": str(tmp_path)})
+    async with build_app(settings) as app:
+        runtime = await app.start_runtime()
+        principal = Principal(user_id="alice")
+        sessions = [await app.sessions.create(principal, channel="http") for _ in range(40)]
+        results = await asyncio.gather(
+            *(
+                runtime.run(f"hello {i}", session_id=s.id, principal=principal)
+                for i, s in enumerate(sessions)
+            )
+        )
+        counts = [(await app.sessions.get(s.id, principal)).message_count for s in sessions]
+
+    assert [r.status for r in results] == ["completed"] * 40
+    assert counts == [2] * 40

@@ -690,30 +690,43 @@ class SessionManager:
     async def _catch_up(self, sid: str, *, own_floor: int | None = None) -> bool:
         """Bring the stored session up to the end of its stream; True if anything was applied.
 
-        Runs in one write transaction that locks the session's row first (SQLite: the
-        database write lock), so no other projector can move the row meanwhile.
+        The stream is read first, with no transaction open; then one write transaction
+        locks the session's row (SQLite: the database write lock) and applies what the row
+        does not reflect yet, so no other projector can move the row meanwhile. Reading
+        inside that transaction would hold a pooled connection (and the lock) while waiting
+        for a second one: with many runs ending at once, the pool runs dry.
         """
         for _ in range(_CATCH_UP_ATTEMPTS):
             try:
+                async with self._reading(f"reading session {sid!r}") as conn:
+                    seen = await load_head(conn, sid)
+                start = 0 if seen is None else seen.last_seq
+                events: builtins.list[Event] = []
+                while True:
+                    page = await self._store.read_stream(sid, from_seq=start, limit=_READ_PAGE)
+                    events.extend(page)
+                    if len(page) < _READ_PAGE:
+                        break
+                    start = page[-1].seq
+                if not events:
+                    return False
                 async with write_transaction(self._engine) as conn:
                     head = await load_head(conn, sid, for_update=True)
-                    start = None if head is None else head.last_seq
-                    cursor = start or 0
-                    while True:
-                        page = await self._store.read_stream(sid, from_seq=cursor, limit=_READ_PAGE)
-                        if page:
-                            previous = None if head is None else head.last_seq
-                            head, messages = _fold_all(head, page)
-                            if head is not None and head.last_seq != previous:
-                                await write_head(
-                                    conn, head, previous_seq=previous, messages=messages
-                                )
-                                head.changed.clear()
-                            cursor = page[-1].seq
-                        if len(page) < _READ_PAGE:
-                            break
-                    changed = head is not None and head.last_seq != start
+                    current = 0 if head is None else head.last_seq
+                    if current < (0 if seen is None else seen.last_seq):
+                        continue  # the row went back (a re-created session): read again
+                    pending = [e for e in events if e.seq > current]
+                    if not pending:
+                        return False  # another projector applied them meanwhile
+                    if pending[0].seq != current + 1:
+                        continue  # the row moved past what was read: read again
+                    previous = None if head is None else head.last_seq
+                    head, messages = _fold_all(head, pending)
+                    changed = head is not None and head.last_seq != previous
                     if changed:
+                        assert head is not None
+                        await write_head(conn, head, previous_seq=previous, messages=messages)
+                        head.changed.clear()
                         checkpoint = self._watermark.safe(own_floor=own_floor)
                         if checkpoint is not None:
                             await write_checkpoint(conn, checkpoint, self._clock)
