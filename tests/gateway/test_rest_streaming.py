@@ -269,7 +269,10 @@ async def test_an_open_tail_ends_cleanly_when_the_gateway_begins_to_stop(
             response = await asyncio.wait_for(tail, timeout=10)
 
         assert response.status_code == 200
-        assert "event: session_created" in response.text
+        # The stop may come before the replay's first frame is written: the stream then ends
+        # empty (the client resumes with Last-Event-ID); whatever was sent is whole frames.
+        text = response.text
+        assert text == "" or (text.endswith("\n\n") and text.startswith(("id:", ":")))
         assert app.bus.subscriber_count == before  # type: ignore[attr-defined]
 
 
