@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Literal, TextIO
 
+from promptline.cli.chat_screen import ChatScreen
 from promptline.cli.runtime import CliOptions, run, services
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ def chat(
     run(main)
 
 
-class Chat:
+class Chat(ChatScreen):
     """The REPL's state (agent, model, mode, session) and what each input does."""
 
     def __init__(self, app: App, line_input: LineInput, out: TextIO) -> None:
@@ -82,15 +83,6 @@ class Chat:
         self._current: Run | None = None
 
     # -- output -------------------------------------------------------------------------------
-
-    def say(self, text: str = "") -> None:
-        self.out.write(text + "\n")
-        self.out.flush()
-
-    def error(self, message: str, hint: str | None = None) -> None:
-        self.say(self.style.red(f"error: {message}"))
-        if hint:
-            self.say(self.style.yellow(f"hint: {hint}"))
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -227,16 +219,6 @@ class Chat:
         self.model = args[0]
         self.say(f"model: {self.model_id}")
 
-    def _mode(self, args: list[str]) -> None:
-        if not args:
-            self.say(f"mode: {self.mode}")
-            return
-        if args[0] not in ("plan", "act"):
-            self.error(f"unknown mode {args[0]!r}", "use /mode plan or /mode act")
-            return
-        self.mode = "plan" if args[0] == "plan" else "act"
-        self.say(f"mode: {self.mode}")
-
     async def _session_command(self, args: list[str]) -> None:
         from promptline.cli.launch import LOCAL_USER, local_principal
 
@@ -254,9 +236,7 @@ class Chat:
             if not found:
                 self.say("no sessions yet")
             for s in found:
-                mark = "*" if s.id == self.session_id else " "
-                updated = s.updated_at.strftime("%Y-%m-%d %H:%M")
-                self.say(f"{mark} {s.id}  {s.message_count:>4} messages  {updated}  {s.status}")
+                self._say_session(s.id, s.message_count, s.updated_at, s.status)
         elif action == "switch" and len(args) == 2:
             found_session = await self.app.sessions.get(args[1], local_principal())
             self.session_id = found_session.id

@@ -10,6 +10,7 @@ import sys
 from typing import TYPE_CHECKING, Literal, TextIO
 
 from promptline.cli.chat import HISTORY_FILE, PROMPT
+from promptline.cli.chat_screen import ChatScreen
 from promptline.cli.runtime import run
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ class GatewayApprovals:
         )
 
 
-class RemoteChat:
+class RemoteChat(ChatScreen):
     """The REPL's state (agent, model, mode, session) and what each input does, against a
     gateway."""
 
@@ -111,15 +112,6 @@ class RemoteChat:
         self._tasks: set[asyncio.Task[object]] = set()
 
     # -- output -------------------------------------------------------------------------------
-
-    def say(self, text: str = "") -> None:
-        self.out.write(text + "\n")
-        self.out.flush()
-
-    def error(self, message: str, hint: str | None = None) -> None:
-        self.say(self.style.red(f"error: {message}"))
-        if hint:
-            self.say(self.style.yellow(f"hint: {hint}"))
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -292,16 +284,6 @@ class RemoteChat:
             self.model = args[0]
         self.say(f"model: {self.model_id}")
 
-    def _mode(self, args: list[str]) -> None:
-        if not args:
-            self.say(f"mode: {self.mode}")
-            return
-        if args[0] not in ("plan", "act"):
-            self.error(f"unknown mode {args[0]!r}", "use /mode plan or /mode act")
-            return
-        self.mode = "plan" if args[0] == "plan" else "act"
-        self.say(f"mode: {self.mode}")
-
     async def _session_command(self, args: list[str]) -> None:
         action = args[0] if args else ""
         if action == "":
@@ -315,9 +297,7 @@ class RemoteChat:
             if not page.items:
                 self.say("no sessions yet")
             for s in page.items:
-                mark = "*" if s.id == self.session_id else " "
-                updated = s.updated_at.strftime("%Y-%m-%d %H:%M") if s.updated_at else ""
-                self.say(f"{mark} {s.id}  {s.message_count:>4} messages  {updated}  {s.status}")
+                self._say_session(s.id, s.message_count, s.updated_at, s.status)
         elif action == "switch" and len(args) == 2:
             found = await self.client.sessions.get(args[1], history_limit=0)
             self.session_id = found.id
