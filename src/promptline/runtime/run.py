@@ -4,6 +4,7 @@ controls a caller holds on it (pause, resume, stop, cancel, steer)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -180,15 +181,6 @@ class Run:
         self.history = list(history)
         self.last_activity = time.monotonic()
         self.events = RunEvents(services.bus, on_activity=self._touch)
-        self._envelope = {
-            "stream": session.id if session else self.id,
-            "session_id": session.id if session else None,
-            "run_id": self.id,
-            "user_id": session.user_id if session else principal_user,
-            "tenant_id": session.tenant_id if session else None,
-            "agent_id": agent.name,
-            "correlation_id": self.id,
-        }
         self._call_context = CallContext(
             session_id=session.id if session else None,
             run_id=self.id,
@@ -198,6 +190,8 @@ class Run:
             correlation_id=self.id,
             stream=session.id if session else self.id,
         )
+        # The envelope of every event the run records itself: the same who and where.
+        self._envelope: dict[str, Any] = dataclasses.asdict(self._call_context)
         self.lifecycle = Lifecycle(self._on_lifecycle)
         self._resumed = asyncio.Event()
         self._resumed.set()
