@@ -754,6 +754,15 @@ def service_install(options: CliOptions, print_only: bool, force: bool) -> None:
     service_cmd.install(options, print_only=print_only, force=force)
 
 
+from promptline.cli.mcp_cmd import mcp_group  # noqa: E402
+from promptline.cli.skills_cmd import skills_group  # noqa: E402
+from promptline.cli.tools_cmd import tools_group  # noqa: E402
+
+app.add_command(mcp_group)
+app.add_command(skills_group)
+app.add_command(tools_group)
+
+
 def main() -> None:
     """Entry point of the `promptline` script."""
     app(prog_name="promptline")

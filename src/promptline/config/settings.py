@@ -35,6 +35,13 @@ from promptline.config.fieldtypes import (
 )
 from promptline.config.home import promptline_home
 from promptline.config.keypath import KeyPath, format_path, parse_path
+from promptline.config.plugins import (
+    CatalogueSettings,
+    McpServerSettings,
+    McpServeSettings,
+    PluginsSettings,
+    SkillsSettings,
+)
 from promptline.core.errors import ConfigError
 
 ToolPermission = Literal["allow", "ask", "deny"]
@@ -423,6 +430,13 @@ class Settings(Section):
     )
     sessions: SessionsSettings = Field(default_factory=SessionsSettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
+    mcp_servers: dict[str, McpServerSettings] = Field(
+        default_factory=dict, description="MCP servers whose tools agents may use, by name."
+    )
+    mcp_server: McpServeSettings = Field(default_factory=McpServeSettings)
+    skills: SkillsSettings = Field(default_factory=SkillsSettings)
+    plugins: PluginsSettings = Field(default_factory=PluginsSettings)
+    catalogue: CatalogueSettings = Field(default_factory=CatalogueSettings)
 
     _unresolved: dict[str, str] = PrivateAttr(default_factory=dict)
     _sources: tuple[Path, ...] = PrivateAttr(default=())
