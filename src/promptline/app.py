@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from promptline.state.protocols import StateStore
     from promptline.tools.executor import CallScope
     from promptline.tools.registry import ToolRegistry
+    from promptline.tools.skills import SkillLibrary
 
 
 @dataclass
@@ -48,6 +49,7 @@ class App:
     _tools: ToolRegistry | None = field(default=None, repr=False)
     _permissions: PermissionManager | None = field(default=None, repr=False)
     _runtime: Runtime | None = field(default=None, repr=False)
+    _skills: SkillLibrary | None = field(default=None, repr=False)
 
     @property
     def router(self) -> ModelRouter:
@@ -77,7 +79,22 @@ class App:
             from promptline.tools.registry import ToolRegistry
 
             self._tools = ToolRegistry(builtin_tools())
+            if self.settings.skills.enabled:
+                from promptline.tools.skills import register_skill_tools
+
+                # The tools look the library up when called, so it is built on first use.
+                register_skill_tools(self._tools, lambda: self.skills)
         return self._tools
+
+    @property
+    def skills(self) -> SkillLibrary:
+        """The skills found in the workspace's ``skills/``, ``<home>/skills`` and
+        ``skills.paths`` (read on first use; `start_runtime` loads and watches them)."""
+        if self._skills is None:
+            from promptline.tools.skills import SkillLibrary
+
+            self._skills = SkillLibrary.from_settings(self.settings, tools=self.tools)
+        return self._skills
 
     @property
     def permissions(self) -> PermissionManager:
@@ -105,6 +122,10 @@ class App:
         await runtime.recover()
         runtime.watch_decisions()
         runtime.start_watchdog()
+        if self.settings.skills.enabled:
+            self.skills.reload()
+            if self.settings.skills.watch:
+                self.skills.watch()
         return runtime
 
 
@@ -166,6 +187,8 @@ async def build_app(
         if app is not None:
             if app._runtime is not None:
                 await app._runtime.shutdown()
+            if app._skills is not None:
+                await app._skills.close()
             if app._permissions is not None:
                 await app._permissions.close()
         await registry.aclose()
@@ -242,6 +265,7 @@ def build_runtime(app: App) -> Runtime:
         max_repeated_calls=settings.agent.max_repeated_calls,
         workspaces_dir=settings.agent.workspaces_dir,
         plan_approver=approve_plan,
+        skills=app.skills.prompt_section if settings.skills.enabled else None,
         instance=settings.agent.instance_id or socket.gethostname(),
     )
     return Runtime(

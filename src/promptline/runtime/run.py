@@ -474,8 +474,10 @@ class Run:
         if budget.any_user and self._envelope["user_id"]:
             user_spent = await services.spent_by_user_today(str(self._envelope["user_id"]))
         workspace = services.workspace_for(self.agent, self.session.id if self.session else self.id)
+        skills = services.skills(frozenset(s.name for s in specs)) if services.skills else None
         return _Prepared(
             specs=specs,
+            skills=skills,
             limit=max(window - reserve, 1),
             budget=budget,
             session_spent=session_spent,
@@ -501,6 +503,8 @@ class Run:
                 now=self.services.clock.now(),
                 mode=self.mode,
             )
+            if prepared.skills:
+                text = f"{text}\n\n{prepared.skills}" if text else prepared.skills
             cached = [Message(role="system", content=text)] if text else []
             prepared.system[key] = cached
         return cached
@@ -785,6 +789,8 @@ class _Prepared:
     user_spent: Spent | None
     workspace: Path
     llm: InstrumentedModel
+    skills: str | None = None
+    """The skills section of the system prompt (`RunServices.skills`)."""
     system: dict[str, list[Message]] = field(default_factory=dict)
     _tokens: dict[str, int] = field(default_factory=dict)
 

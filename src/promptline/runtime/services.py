@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -45,6 +45,9 @@ class RunServices:
     after_run: Callable[[Run], Awaitable[None]] | None = None
     """Called as a run of a session ends, before its outcome is seen (the runtime brings the
     session's record up to date there)."""
+    skills: Callable[[Collection[str]], str | None] | None = None
+    """The skills section of a run's system prompt, given the names of the tools the run is
+    offered (None: no section). Called once per run: it must be cheap (no file reads)."""
 
     def workspace_for(self, agent: Agent, key: str) -> Path:
         """The folder file tools of a run may touch: the agent's, or one per session (or per
