@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from promptline.runtime.agent import Agent
 
 __all__ = [
+    "ATTACHMENTS",
     "CHAIN_OF_THOUGHT",
     "DEFAULT_SYSTEM_PROMPT",
     "PLAN_MODE",
@@ -49,6 +50,11 @@ just answer it."""
 CHAIN_OF_THOUGHT = """\
 Think the problem through step by step inside <thinking>...</thinking> before you answer; \
 only the text after </thinking> is shown to the user."""
+
+ATTACHMENTS = "attachments"
+"""Key of a session's context listing what is attached to the conversation (``{"key",
+"title", "text"}`` objects, e.g. an MCP resource): rendered after the prompt, not as a
+context entry."""
 
 _THINKING = re.compile(r"<thinking>(.*?)(?:</thinking>|$)", re.S)
 
@@ -100,11 +106,14 @@ def render_system_prompt(
     Template variables: ``agent`` (name, description, mode, model), ``persona``,
     ``session`` (id, user_id, channel, ...), ``user`` (the session's user id), ``tools``
     (name and description of each), ``context`` (the session's context), ``now`` (ISO time).
-    A variable the template uses that is not there is a `ConfigError` naming it.
+    A variable the template uses that is not there is a `ConfigError` naming it. What is
+    attached to the conversation (``context["attachments"]``) follows the rendered prompt.
     """
     import jinja2
 
     mode = mode or agent.mode
+    context = dict(context or {})
+    attached = _attachments(context.pop(ATTACHMENTS, None))
     variables = {
         "agent": {
             "name": agent.name,
@@ -116,7 +125,7 @@ def render_system_prompt(
         "session": dict(session or {}),
         "user": (session or {}).get("user_id"),
         "tools": [{"name": t.name, "description": t.description} for t in tools],
-        "context": dict(context or {}),
+        "context": context,
         "now": (now.isoformat() if now else ""),
     }
     source = agent.system_prompt or DEFAULT_SYSTEM_PROMPT
@@ -130,12 +139,26 @@ def render_system_prompt(
             hint="available: agent, persona, session, user, tools, context, now; "
             "add it to agents.<name>.persona or guard it with {% if ... is defined %}",
         ) from exc
-    extra = []
+    extra = [attached] if attached else []
     if mode == "plan":
         extra.append(PLAN_MODE)
     if agent.use_chain_of_thought:
         extra.append(CHAIN_OF_THOUGHT)
     return "\n\n".join([text, *extra]) if extra else text
+
+
+def _attachments(value: Any) -> str:
+    """The attachments section: each attachment's title and text."""
+    if not isinstance(value, list):
+        return ""
+    sections = [
+        f"## {item.get('title') or item.get('key') or 'attachment'}\n{item['text']}"
+        for item in value
+        if isinstance(item, Mapping) and isinstance(item.get("text"), str)
+    ]
+    if not sections:
+        return ""
+    return "Attached to this conversation:\n\n" + "\n\n".join(sections)
 
 
 def split_reasoning(text: str) -> tuple[str, str]:
