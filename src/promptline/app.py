@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from promptline.sessions.manager import SessionManager
     from promptline.state.protocols import StateStore
     from promptline.tools.executor import CallScope
+    from promptline.tools.plugins import PluginManager
     from promptline.tools.registry import ToolRegistry
     from promptline.tools.skills import SkillLibrary
 
@@ -49,6 +50,7 @@ class App:
     _tools: ToolRegistry | None = field(default=None, repr=False)
     _permissions: PermissionManager | None = field(default=None, repr=False)
     _runtime: Runtime | None = field(default=None, repr=False)
+    _plugins: PluginManager | None = field(default=None, repr=False)
     _skills: SkillLibrary | None = field(default=None, repr=False)
 
     @property
@@ -97,6 +99,16 @@ class App:
         return self._skills
 
     @property
+    def plugins(self) -> PluginManager:
+        """The tool packages (entry points, ``plugins.modules``, ``plugins.dir``), registered
+        into `tools`; `start_runtime` loads them and follows their switches."""
+        if self._plugins is None:
+            from promptline.tools.plugins import PluginManager
+
+            self._plugins = PluginManager.from_settings(self.settings, self.tools)
+        return self._plugins
+
+    @property
     def permissions(self) -> PermissionManager:
         """The permission gate: policy, grants and approvals."""
         if self._permissions is None:
@@ -117,6 +129,8 @@ class App:
     async def start_runtime(self) -> Runtime:
         """The runtime, ready to serve: overdue approvals expired, runs the last process left
         unfinished resumed or recorded as interrupted, the watchdog running."""
+        # Tool packages first: runs resumed below may call their tools.
+        await self.plugins.start()
         runtime = self.runtime
         await self.permissions.recover()
         await runtime.recover()
@@ -187,6 +201,8 @@ async def build_app(
         if app is not None:
             if app._runtime is not None:
                 await app._runtime.shutdown()
+            if app._plugins is not None:
+                await app._plugins.close()
             if app._skills is not None:
                 await app._skills.close()
             if app._permissions is not None:

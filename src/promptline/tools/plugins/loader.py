@@ -190,20 +190,34 @@ def _import_installed(spec: PackageSpec) -> ImportedPackage:
 
 
 def _inside(module: ModuleType, folder: Path) -> bool:
+    return _location_inside(module, _prefixes(folder))
+
+
+def _prefixes(folder: Path) -> tuple[str, ...]:
+    """The folder as written and as resolved, each ending with a separator: a module's file
+    is compared as text (resolving the path of every loaded module would be slow)."""
+    written = os.path.abspath(folder)
+    real = os.path.realpath(folder)
+    return tuple({written.rstrip(os.sep) + os.sep, real.rstrip(os.sep) + os.sep})
+
+
+def _location_inside(module: ModuleType, prefixes: tuple[str, ...]) -> bool:
     location = getattr(module, "__file__", None)
     if not location:
-        paths = list(getattr(module, "__path__", []) or [])
+        paths = list(getattr(module, "__path__", None) or [])
         location = paths[0] if paths else None
-    if not location:
+    if not isinstance(location, str) or not location:
         return False
-    try:
-        return Path(location).resolve().is_relative_to(folder.resolve())
-    except OSError:
-        return False
+    return location.startswith(prefixes)
 
 
 def _modules_under(folder: Path) -> list[str]:
-    return [name for name, mod in list(sys.modules.items()) if mod and _inside(mod, folder)]
+    prefixes = _prefixes(folder)
+    return [
+        name
+        for name, mod in list(sys.modules.items())
+        if mod is not None and _location_inside(mod, prefixes)
+    ]
 
 
 def _family(name: str) -> list[str]:

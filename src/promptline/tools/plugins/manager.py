@@ -160,12 +160,15 @@ class PluginManager:
             plugins_dir=self.settings.dir,
         )
 
-    def is_enabled(self, spec: PackageSpec) -> bool:
+    def is_enabled(self, spec: PackageSpec, switches: dict[str, bool] | None = None) -> bool:
         """Whether ``spec`` should be loaded: its switch (or its default), unless
-        ``plugins.disabled`` lists it."""
+        ``plugins.disabled`` lists it. ``switches`` is the ``plugins`` switches read once
+        (read from the file when omitted)."""
         if spec.name in self.settings.disabled:
             return False
-        return self.switches.is_enabled("plugins", spec.name, default=spec.default_enabled)
+        if switches is None:
+            switches = self.switches.all("plugins")
+        return switches.get(spec.name, spec.default_enabled)
 
     # -- changes ----------------------------------------------------------------------------
 
@@ -357,6 +360,7 @@ class PluginManager:
                 continue
             specs[spec.name] = spec
         self._specs = specs
+        switched = self.switches.all("plugins")
 
         # Loaded packages that vanished, changed or were switched off go first.
         for name in list(self._loaded):
@@ -365,7 +369,7 @@ class PluginManager:
             if (
                 found is None
                 or (found.origin, found.target) != (current.origin, current.target)
-                or not self.is_enabled(found)
+                or not self.is_enabled(found, switched)
                 or name in self._held
             ):
                 self._unload(name)
@@ -383,7 +387,7 @@ class PluginManager:
             if name in self._held:
                 statuses[name] = _status(spec, "unloaded")
                 continue
-            if not self.is_enabled(spec):
+            if not self.is_enabled(spec, switched):
                 statuses[name] = _status(spec, "disabled")
                 continue
             if spec.requires is not None:
@@ -521,12 +525,8 @@ class PluginManager:
 
     def _skills(self) -> set[str]:
         found = skills_present(self.skill_folders)
-        return {
-            s
-            for s in found
-            if s not in self._disabled_skills
-            and self.switches.is_enabled("skills", s, default=True)
-        }
+        switched = self.switches.all("skills") if found else {}
+        return {s for s in found if s not in self._disabled_skills and switched.get(s, True)}
 
     def _why_absent(self, dep: str, statuses: dict[str, PackageStatus]) -> str:
         status = statuses.get(dep)

@@ -11,6 +11,7 @@ from typing import Any
 from promptline.core.errors import InvalidInputError
 
 __all__ = [
+    "MANIFEST_FIELDS",
     "MANIFEST_FILE",
     "NAME_PATTERN",
     "PackageManifest",
@@ -24,7 +25,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 """Names of tool packages and catalogue entries: no dots, so ``<package>.<tool>`` stays clear."""
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _DISTRIBUTION = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
-_FIELDS = {"name", "version", "description", "module", "requires", "python", "namespace"}
+MANIFEST_FIELDS = {"name", "version", "description", "module", "requires", "python", "namespace"}
 
 
 def check_name(name: str, *, what: str = "tool package") -> str:
@@ -59,7 +60,9 @@ def read_manifest(folder: Path) -> PackageManifest:
 
     path = folder / MANIFEST_FILE
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        # The C loader when PyYAML has it: a refresh reads every manifest.
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
     except FileNotFoundError:
         raise InvalidInputError(
             f"{folder} has no {MANIFEST_FILE}",
@@ -74,11 +77,11 @@ def parse_manifest(data: Any, *, where: str) -> PackageManifest:
     """A manifest from its parsed YAML ``data``; errors name ``where``."""
     if not isinstance(data, dict):
         raise InvalidInputError(f"{where}: must be a mapping of name, version, module, ...")
-    unknown = sorted(set(map(str, data)) - _FIELDS)
+    unknown = sorted(set(map(str, data)) - MANIFEST_FIELDS)
     if unknown:
         raise InvalidInputError(
             f"{where}: unknown field {', '.join(unknown)}",
-            hint=f"the fields are {', '.join(sorted(_FIELDS))}",
+            hint=f"the fields are {', '.join(sorted(MANIFEST_FIELDS))}",
         )
 
     def text(key: str, *, required: bool) -> str | None:
