@@ -154,6 +154,22 @@ def test_a_broken_skill_is_logged_once_not_at_every_scan(
     assert caplog.text.count("skill not loaded") == 1
 
 
+def test_a_broken_skill_fixed_and_broken_again_is_logged_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "flaky").mkdir()
+    skill_md = tmp_path / "flaky" / "SKILL.md"
+    skill_md.write_text("nothing\n")
+    library = SkillLibrary([tmp_path])
+    library.reload()
+    write_skill(tmp_path, "flaky")
+    library.reload()
+    assert library.require("flaky").available
+    skill_md.write_text("nothing\n")
+    library.reload()
+    assert caplog.text.count("skill not loaded") == 2
+
+
 def test_an_unknown_name_is_refused_with_close_matches(tmp_path: Path) -> None:
     write_skill(tmp_path, "pdf-forms")
     library = SkillLibrary([tmp_path])

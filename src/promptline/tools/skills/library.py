@@ -192,6 +192,7 @@ class SkillLibrary:
         self._parsed: dict[Path, _CachedParse] = {}
         self._switch_state: dict[str, bool] = {}
         self._logged: set[tuple[Path, str]] = set()
+        self._reported: set[tuple[Path, str]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed = asyncio.Event()
         self._watch_task: asyncio.Task[None] | None = None
@@ -315,6 +316,7 @@ class SkillLibrary:
 
     def _scan(self) -> _Snapshot:
         checker = self._checker_factory()
+        self._reported = set()
         problems: list[str] = []
         switch_state = self._read_switches(problems)
         found: list[_Found] = []
@@ -344,9 +346,11 @@ class SkillLibrary:
                             if reasons:
                                 item = _replace(item, problems=tuple(reasons))
                 found.append(item)
-        # Forget parses of files that are gone, so the cache does not outgrow the folders.
+        # Forget parses of files that are gone, so the cache does not outgrow the folders, and
+        # errors that are fixed, so they are logged again if they come back.
         for path in [p for p in self._parsed if p not in seen_stamps]:
             del self._parsed[path]
+        self._logged &= self._reported
         return _Snapshot(tuple(found), tuple(problems))
 
     def _read_switches(self, problems: list[str]) -> dict[str, bool]:
@@ -424,6 +428,7 @@ class SkillLibrary:
 
     def _log_once(self, path: Path, message: str) -> None:
         key = (path, message)
+        self._reported.add(key)
         if key not in self._logged:
             self._logged.add(key)
             _log.warning("skill not loaded: %s", message)
