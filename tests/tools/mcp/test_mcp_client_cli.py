@@ -1,0 +1,106 @@
+"""`promptline mcp list|tools|call|resources|prompts` against a config with the test
+server over stdio (and one that cannot start)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from mcp_support import PYTHON, SERVER_SCRIPT
+
+from promptline.cli.main import app
+
+CONFIG = f"""\
+mcp_servers:
+  test:
+    command: "{PYTHON}"
+    args: ["{SERVER_SCRIPT}"]
+  broken:
+    command: "/nowhere/mcp-server"
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG, encoding="utf-8")
+    return path
+
+
+def promptline(config: Path, *args: str, code: int = 0) -> Result:
+    result = CliRunner().invoke(app, ["--config", str(config), "mcp", *args])
+    assert result.exit_code == code, (result.output, result.stderr)
+    return result
+
+
+def test_mcp_list_shows_each_server_with_its_state_tools_and_error(config: Path) -> None:
+    rows = {r["name"]: r for r in json.loads(promptline(config, "list", "--json").stdout)}
+
+    assert rows["test"]["state"] == "connected"
+    assert rows["test"]["transport"] == "stdio"
+    assert rows["test"]["tools"] > 5
+    assert rows["test"]["skipped"] == ["bad_schema"]
+    assert rows["broken"]["state"] == "down"
+    assert "no such program" in rows["broken"]["error"]
+
+
+def test_mcp_tools_lists_names_flags_and_descriptions(config: Path) -> None:
+    rows = json.loads(promptline(config, "tools", "test", "--json").stdout)
+    tools = {r["name"]: r for r in rows}
+
+    assert tools["mcp.test.echo"]["read_only"] is True
+    assert tools["mcp.test.echo"]["description"] == "Send the text back."
+    assert tools["mcp.test.hang"]["read_only"] is False
+    assert "mcp.test.bad_schema" not in tools
+
+
+def test_mcp_tools_of_a_server_that_cannot_start_fails_with_the_reason(config: Path) -> None:
+    result = promptline(config, "tools", "broken", code=1)
+
+    assert "no such program" in result.stderr
+
+
+def test_mcp_call_prints_progress_as_it_comes_and_the_result(config: Path) -> None:
+    result = promptline(config, "call", "test", "progress", "steps=3")
+
+    assert result.stdout.strip() == "counted to 3"
+    assert "progress 33% step 1 of 3" in result.stderr
+    assert "progress 100% step 3 of 3" in result.stderr
+
+
+def test_mcp_call_takes_json_arguments_and_fails_on_an_error_result(config: Path) -> None:
+    echoed = promptline(config, "call", "test", "echo", "--args", '{"text": "hi there"}')
+    assert echoed.stdout.strip() == "hi there"
+
+    failed = promptline(config, "call", "test", "fail", code=1)
+    assert "the tool failed on purpose" in failed.stderr
+
+
+def test_mcp_resources_and_prompts_are_listed(config: Path) -> None:
+    resources = json.loads(promptline(config, "resources", "test", "--json").stdout)
+    assert [r["uri"] for r in resources] == ["test://readme"]
+    prompts = json.loads(promptline(config, "prompts", "test", "--json").stdout)
+    assert prompts == [
+        {
+            "name": "greet",
+            "description": "Greet someone.",
+            "arguments": ["name"],
+            "required": ["name"],
+        }
+    ]
+
+
+def test_no_mcp_module_is_imported_by_the_runtime_and_the_cli() -> None:
+    probe = (
+        "import sys, promptline.app, promptline.runtime, promptline.cli.main, "
+        "promptline.cli.mcp_cmd, promptline.tools.mcp; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mcp', 'mcp_types')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
