@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from promptline.sessions.manager import SessionManager
     from promptline.state.protocols import StateStore
     from promptline.tools.executor import CallScope
+    from promptline.tools.mcp import McpManager
     from promptline.tools.plugins import PluginManager
     from promptline.tools.registry import ToolRegistry
     from promptline.tools.skills import SkillLibrary
@@ -50,6 +51,7 @@ class App:
     _tools: ToolRegistry | None = field(default=None, repr=False)
     _permissions: PermissionManager | None = field(default=None, repr=False)
     _runtime: Runtime | None = field(default=None, repr=False)
+    _mcp: McpManager | None = field(default=None, repr=False)
     _plugins: PluginManager | None = field(default=None, repr=False)
     _skills: SkillLibrary | None = field(default=None, repr=False)
 
@@ -109,6 +111,23 @@ class App:
         return self._plugins
 
     @property
+    def mcp(self) -> McpManager:
+        """The MCP servers of ``mcp_servers``, their tools registered into `tools` as
+        ``mcp.<server>.<tool>``; `start_runtime` connects them."""
+        if self._mcp is None:
+            from promptline.config.home import promptline_home
+            from promptline.tools.mcp import McpManager
+
+            home = promptline_home()
+            self._mcp = McpManager(
+                self.settings.mcp_servers,
+                self.tools,
+                cache_dir=home / "cache" / "mcp",
+                log_dir=home / "logs" / "mcp",
+            )
+        return self._mcp
+
+    @property
     def permissions(self) -> PermissionManager:
         """The permission gate: policy, grants and approvals."""
         if self._permissions is None:
@@ -132,6 +151,10 @@ class App:
         # Tool packages first: runs resumed below may call their tools.
         await self.plugins.start()
         runtime = self.runtime
+        if self.settings.mcp_servers:
+            # Before runs are resumed: they may call MCP tools. A server that does not start
+            # is logged and shown by `promptline mcp list`; it never fails the start.
+            await self.mcp.start()
         await self.permissions.recover()
         await runtime.recover()
         runtime.watch_decisions()
@@ -201,6 +224,8 @@ async def build_app(
         if app is not None:
             if app._runtime is not None:
                 await app._runtime.shutdown()
+            if app._mcp is not None:
+                await app._mcp.close()
             if app._plugins is not None:
                 await app._plugins.close()
             if app._skills is not None:
