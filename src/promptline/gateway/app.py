@@ -54,5 +54,9 @@ def create_gateway(app: App, *, auth: bool | None = None) -> FastAPI:
     install_error_handlers(api)
     for router in ROUTERS:
         api.include_router(router)
+    if app.settings.mcp_server.enabled:
+        from promptline.gateway.mcp_server import mount_mcp
+
+        mount_mcp(api, app)  # /mcp, running for the lifetime of the app's lifespan
     api.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return api

@@ -85,6 +85,9 @@ MAX_TOOL_NAME = 128
 _NOT_IN_NAMES = re.compile(r"[^A-Za-z0-9_.-]")
 _NOT_IN_FOLDERS = re.compile(r"[^A-Za-z0-9_.-]")
 
+MAX_PROGRESS_LINE = 200
+"""Characters of a tool's output a progress message carries (its last line)."""
+
 FOLLOW_WAIT_SECS = 5.0
 """How long a call waits, once its run has ended, for the last progress to be passed on."""
 
@@ -201,14 +204,17 @@ class McpService:
 
     def offers(self) -> dict[str, Offer]:
         """The tools offered, by MCP name: the agents first (in name order), then, with
-        ``expose_tools``, the registered tools. A name already taken gets ``_2``, ``_3``..."""
+        ``expose_tools``, the registered tools. A name already taken (by an agent, or once
+        made to fit MCP's rules) gets ``_2``, ``_3``..."""
         settings = self.app.settings.mcp_server
         version = self.app.tools.version if settings.expose_tools else -1
         if self._offers is not None and self._offers[0] == version:
             return self._offers[1]
         taken: set[str] = set()
         offers: dict[str, Offer] = {}
-        for agent in self.agents():
+        # Names that fit MCP's rules as they are keep them; made-to-fit ones come second.
+        agents = sorted(self.agents(), key=lambda agent: tool_name(agent.name) != agent.name)
+        for agent in agents:
             name = _unique(tool_name(agent.name), taken)
             offers[name] = Offer(
                 name=name,
@@ -220,7 +226,8 @@ class McpService:
                 title=f"PromptLine agent {agent.name}",
             )
         if settings.expose_tools:
-            for tool in self.app.tools:
+            tools = sorted(self.app.tools, key=lambda tool: tool_name(tool.name) != tool.name)
+            for tool in tools:
                 name = _unique(tool_name(tool.name), taken)
                 schema = dict(tool.parameters or {})
                 schema.setdefault("type", "object")
@@ -505,6 +512,13 @@ def _follow_tool(app: App, caller: Caller, call: ToolCall, progress: ProgressRep
     return follower.start()
 
 
+def _last_line(output: str | None) -> str:
+    """The last line of a tool's output so far, short enough for a progress message."""
+    lines = [line for line in (output or "").splitlines() if line.strip()]
+    last = lines[-1].strip() if lines else ""
+    return last if len(last) <= MAX_PROGRESS_LINE else last[: MAX_PROGRESS_LINE - 3] + "..."
+
+
 def _step(event: Event, names: dict[str, str]) -> str | None:
     """One event of a call as a progress message (None: not worth one)."""
     from promptline.core.events import (
@@ -521,7 +535,8 @@ def _step(event: Event, names: dict[str, str]) -> str | None:
         data = event.data
         tool = names.get(data.call_id, "a tool")
         done = f" {data.percent:.0f}%" if data.percent is not None else ""
-        said = f": {data.message}" if data.message else ""
+        said = data.message or _last_line(data.output)
+        said = f": {said}" if said else ""
         return f"{tool}{done}{said}" if done or said else None
     if isinstance(event, ToolResultEvent):
         result = event.data.result

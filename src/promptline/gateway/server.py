@@ -94,7 +94,7 @@ async def serve(
     if ws_port is not None and ws_port != port:
         sockets.append(_listen(host, ws_port))
     try:
-        async with build_app(settings) as app:
+        async with build_app(settings) as app, contextlib.AsyncExitStack() as lifespan:
             await app.start_runtime()
             info = ServeInfo(host=host, port=sockets[0].getsockname()[1])
             if len(sockets) > 1:
@@ -105,6 +105,10 @@ async def serve(
                     "admin", role="admin", name="made on the first start"
                 )
             api = create_gateway(app, auth=use_auth)
+            # The ASGI app's lifespan (what runs while it serves, such as /mcp's session
+            # manager) is entered here, around every listener, rather than by uvicorn per
+            # listener: it closes before the app does, however serving ends.
+            await lifespan.enter_async_context(api.router.lifespan_context(api))
             grace = max(1, round(settings.agent.shutdown_timeout_secs))
             servers = [
                 _server(
