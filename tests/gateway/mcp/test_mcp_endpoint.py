@@ -1,0 +1,338 @@
+"""``/mcp`` on a real gateway (`promptline serve` on 127.0.0.1), driven by the official MCP
+client over Streamable HTTP with API keys: calls, progress, cancellation, tenants, bad input."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import httpx2
+import pytest
+from gateway_support import Keys, auth, gateway_app, live_gateway, make_keys
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+from mcp_server_support import CALL_SECS, NOTE, home_settings, http_client, mcp_home
+from mcp_types import INVALID_PARAMS
+
+from promptline.app import build_app
+from promptline.config.settings import Settings
+from promptline.gateway.app import create_gateway
+
+MODES = ["auto", "legacy"]
+"""How the client connects: 2026-07-28 single requests (its default), or a handshake-era
+session (what most clients in the field still do)."""
+
+
+@dataclass
+class Served:
+    """A live gateway and the keys of its tenants' users."""
+
+    base: str
+    keys: Keys
+
+    @property
+    def mcp(self) -> str:
+        return f"{self.base}/mcp"
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[Served]:
+    settings = home_settings(mcp_home(tmp_path))
+    async with build_app(settings) as app:
+        keys = await make_keys(app)
+    async with live_gateway(settings) as info:
+        yield Served(f"http://127.0.0.1:{info.port}", keys)
+
+
+async def _rest(served: Served, method: str, path: str, key: str, **options: Any) -> Any:
+    async with httpx.AsyncClient(base_url=served.base, timeout=CALL_SECS) as client:
+        response = await client.request(method, path, headers=auth(key), **options)
+    assert response.status_code < 300, response.text
+    return response.json()
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_key_lists_the_agents_and_calls_one_in_a_session_of_its_own(
+    served: Served, mode: str
+) -> None:
+    async with http_client(served.mcp, served.keys.alice, mode=mode) as client:
+        names = [tool.name for tool in (await client.list_tools()).tools]
+        result = await client.call_tool("assistant", {"task": "hello over http"})
+        assert client.server_info is not None
+        assert client.server_info.name == "promptline"
+
+    assert {"assistant", "reader", "sleeper", "file_read"} <= set(names)
+    assert result.is_error is False
+    assert 'You said: "hello over http"' in result.content[0].text
+    assert result.structured_content is not None
+    session_id = result.structured_content["session_id"]
+    # The session is alice's: hers over REST, not even visible to bob of the same tenant.
+    session = await _rest(served, "GET", f"/v1/sessions/{session_id}", served.keys.alice)
+    assert (session["user_id"], session["channel"]) == ("alice", "mcp")
+    async with httpx.AsyncClient(base_url=served.base) as rest:
+        seen_by_bob = await rest.get(f"/v1/sessions/{session_id}", headers=auth(served.keys.bob))
+    assert seen_by_bob.status_code == 404
+
+
+async def test_the_result_session_id_continues_the_conversation(served: Served) -> None:
+    async with http_client(served.mcp, served.keys.alice) as client:
+        first = await client.call_tool("assistant", {"task": "one"})
+        assert first.structured_content is not None
+        session_id = first.structured_content["session_id"]
+        second = await client.call_tool("assistant", {"task": "two", "session_id": session_id})
+    assert second.structured_content is not None
+    assert second.structured_content["session_id"] == session_id
+    session = await _rest(
+        served, "GET", f"/v1/sessions/{session_id}?history_limit=10", served.keys.alice
+    )
+    asked = [m["content"][0]["text"] for m in session["history"] if m["role"] == "user"]
+    assert asked == ["one", "two"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_progress_of_a_run_with_tool_calls_reaches_the_client(
+    served: Served, mode: str
+) -> None:
+    steps: list[str | None] = []
+
+    async def progress(value: float, total: float | None, message: str | None) -> None:
+        steps.append(message)
+
+    async with http_client(served.mcp, served.keys.alice, mode=mode) as client:
+        result = await client.call_tool("reader", {"task": "read"}, progress_callback=progress)
+    assert result.content[0].text == "The note says hello."
+    assert steps.index("calling file_read") < steps.index("file_read done")
+    assert steps[-1] == "the model answered"
+
+
+async def test_without_a_valid_key_mcp_is_refused_in_the_gateway_error_shape(
+    served: Served,
+) -> None:
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    async with httpx.AsyncClient(timeout=CALL_SECS) as client:
+        for headers in ({}, auth("pl_nope_nope"), {"X-API-Key": "not-a-key"}):
+            refused = await client.post(served.mcp, json=body, headers=headers)
+            assert refused.status_code == 401
+            assert refused.json()["error"]["code"] == "unauthorized"
+            assert refused.headers["www-authenticate"] == "Bearer"
+        # X-API-Key works as on every other endpoint.
+        ok = await client.post(
+            served.mcp,
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "raw", "version": "1"},
+                },
+            },
+            headers={
+                "X-API-Key": served.keys.alice,
+                "Accept": "application/json, text/event-stream",
+            },
+        )
+        assert ok.status_code == 200, ok.text
+    refused_by_the_client = False
+    try:
+        async with http_client(served.mcp, None) as client:
+            await client.list_tools()
+    except* MCPError:
+        refused_by_the_client = True
+    assert refused_by_the_client
+
+
+async def test_another_tenant_cannot_continue_a_session_and_learns_nothing_of_it(
+    served: Served,
+) -> None:
+    async with http_client(served.mcp, served.keys.alice) as client:
+        mine = await client.call_tool("assistant", {"task": "my secret plan"})
+    assert mine.structured_content is not None
+    session_id = mine.structured_content["session_id"]
+
+    async with http_client(served.mcp, served.keys.carol) as client:
+        theirs = await client.call_tool(
+            "assistant", {"task": "what was said?", "session_id": session_id}
+        )
+    assert theirs.is_error is True
+    said = theirs.content[0].text
+    assert f"no session {session_id!r}" in said
+    assert "secret" not in said
+    assert theirs.structured_content is None
+    # Nothing reached alice's session.
+    session = await _rest(
+        served, "GET", f"/v1/sessions/{session_id}?history_limit=10", served.keys.alice
+    )
+    assert [m["role"] for m in session["history"]] == ["user", "assistant"]
+
+
+async def test_cancelling_a_call_over_http_cancels_its_run(served: Served) -> None:
+    started = anyio.Event()
+
+    async def progress(value: float, total: float | None, message: str | None) -> None:
+        if message and "started" in message:
+            started.set()
+
+    async with (
+        http_client(served.mcp, served.keys.alice) as client,
+        anyio.create_task_group() as group,
+    ):
+
+        async def call() -> None:
+            await client.call_tool("sleeper", {"task": "wait"}, progress_callback=progress)
+
+        group.start_soon(call)
+        with anyio.fail_after(CALL_SECS):
+            await started.wait()
+        group.cancel_scope.cancel()
+
+    with anyio.fail_after(CALL_SECS):
+        while True:
+            runs = await _rest(served, "GET", "/v1/runs", served.keys.alice)
+            statuses = [r["status"] for r in runs["items"] if r["agent"] == "sleeper"]
+            if statuses and statuses[0] != "running":
+                break
+            await anyio.sleep(0.2)  # polls the log; the deadline above bounds it
+    assert statuses == ["cancelled"]
+
+
+async def test_the_gateway_keeps_serving_rest_after_mcp_traffic(served: Served) -> None:
+    for mode in MODES:
+        async with http_client(served.mcp, served.keys.alice, mode=mode) as client:
+            await client.call_tool("reader", {"task": "read"})
+            await client.call_tool("file_read", {"path": "note.txt"})
+    created = await _rest(served, "POST", "/v1/sessions", served.keys.bob, json={"channel": "api"})
+    run = await _rest(
+        served,
+        "POST",
+        f"/v1/sessions/{created['id']}/messages?wait=true",
+        served.keys.bob,
+        json={"content": "still there?"},
+    )
+    assert run["status"] == "completed"
+    async with httpx.AsyncClient(base_url=served.base) as rest:
+        assert (await rest.get("/healthz")).status_code == 200
+
+
+async def test_bad_calls_get_clear_errors(served: Served) -> None:
+    async with http_client(served.mcp, served.keys.alice) as client:
+        with pytest.raises(MCPError) as unknown:
+            await client.call_tool("no_such_agent", {"task": "x"})
+        wrong_type = await client.call_tool("assistant", {"task": 42})
+        missing = await client.call_tool("assistant", {})
+        extra = await client.call_tool("assistant", {"task": "x", "model": "other"})
+        bad_session = await client.call_tool("assistant", {"task": "x", "session_id": 7})
+        bad_tool_arguments = await client.call_tool("file_read", {"path": 3})
+        read = await client.call_tool("file_read", {"path": "note.txt"})
+
+    assert unknown.value.code == INVALID_PARAMS
+    assert "unknown tool 'no_such_agent'" in unknown.value.message
+    assert "assistant" in unknown.value.message  # the hint lists the tools
+    expected = {
+        "`task` must be a string, not a number": wrong_type,
+        "`task` is missing": missing,
+        "unknown argument 'model'": extra,
+        "`session_id` must be a non-empty string, not a number": bad_session,
+        "file_read": bad_tool_arguments,
+    }
+    for needle, result in expected.items():
+        assert result.is_error is True, needle
+        assert needle in result.content[0].text
+    assert "invalid arguments" in bad_tool_arguments.content[0].text
+    assert read.content[0].text == NOTE
+
+
+async def test_an_origin_not_allowed_is_refused(served: Served) -> None:
+    async with httpx.AsyncClient() as client:
+        refused = await client.post(
+            served.mcp,
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={**auth(served.keys.alice), "Origin": "https://evil.example"},
+        )
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "permission_denied"
+
+
+async def test_mcp_server_enabled_false_removes_the_endpoint(tmp_path: Path) -> None:
+    settings = home_settings(mcp_home(tmp_path, "mcp_server:\n  enabled: false\n"))
+    async with gateway_app(settings) as (app, client):
+        keys = await make_keys(app)
+        gone = await client.post("/mcp", json={}, headers=auth(keys.alice))
+    assert gone.status_code == 404
+    assert gone.json()["error"]["code"] == "not_found"
+
+
+async def test_outside_the_gateway_lifespan_mcp_answers_503_not_a_crash(tmp_path: Path) -> None:
+    settings = home_settings(mcp_home(tmp_path))
+    async with gateway_app(settings) as (app, client):  # no lifespan: an embedder's mistake
+        keys = await make_keys(app)
+        answer = await client.post("/mcp", json={}, headers=auth(keys.alice))
+    assert answer.status_code == 503
+    assert "lifespan" in answer.json()["error"]["details"]["hint"]
+
+
+@contextlib.asynccontextmanager
+async def in_process(settings: Settings) -> AsyncIterator[tuple[Client, httpx.AsyncClient]]:
+    """The gateway in this process, inside its ASGI lifespan: an MCP client (alice's key)
+    and a REST client (alice's key)."""
+    async with build_app(settings) as app:
+        await app.start_runtime()
+        keys = await make_keys(app)
+        api = create_gateway(app)
+        async with api.router.lifespan_context(api):
+            headers = auth(keys.alice)
+            transport = httpx2.ASGITransport(app=api)
+            async with (
+                httpx2.AsyncClient(transport=transport, headers=headers) as http,
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=api),
+                    base_url="http://gateway",
+                    headers=headers,
+                ) as rest,
+            ):
+                mcp = streamable_http_client("http://gateway/mcp", http_client=http)
+                async with Client(mcp, read_timeout_seconds=CALL_SECS) as client:
+                    yield client, rest
+
+
+async def test_the_endpoint_works_in_process_within_the_asgi_lifespan(tmp_path: Path) -> None:
+    async with in_process(home_settings(mcp_home(tmp_path))) as (client, _):
+        result = await client.call_tool("reader", {"task": "read"})
+    assert result.content[0].text == "The note says hello."
+
+
+async def test_mcp_server_agents_picks_the_agents_and_names_are_made_to_fit(
+    tmp_path: Path,
+) -> None:
+    extra = """\
+mcp_server:
+  agents: ["support*"]
+"""
+    home = mcp_home(tmp_path, extra)
+    config = home / "config.yaml"
+    config.write_text(
+        config.read_text().replace(
+            "agents:\n",
+            "agents:\n  support bot:\n    description: Spaces in its name.\n"
+            "  support_bot:\n    description: A fitting name.\n",
+            1,
+        )
+    )
+    async with in_process(home_settings(home)) as (client, rest):
+        listed = {tool.name: tool for tool in (await client.list_tools()).tools}
+        result = await client.call_tool("support_bot_2", {"task": "who are you?"})
+        assert result.structured_content is not None
+        run = (await rest.get(f"/v1/runs/{result.structured_content['run_id']}")).json()
+    assert sorted(listed) == ["support_bot", "support_bot_2"]
+    assert listed["support_bot"].description is not None
+    assert listed["support_bot"].description.startswith("A fitting name.")
+    assert listed["support_bot_2"].description is not None
+    assert listed["support_bot_2"].description.startswith("Spaces in its name.")
+    assert run["agent"] == "support bot"
