@@ -535,6 +535,8 @@ class McpConnection:
 
         if isinstance(leaf, MCPError) and leaf.code == CONNECTION_CLOSED:
             return self._ended_reason() + " before it was initialized"
+        if self.transport != "stdio" and type(leaf).__module__.startswith(("httpx", "httpcore")):
+            return f"cannot reach {self.settings.url}: {_describe(leaf)}"
         return _describe(leaf)
 
     # -- transports ---------------------------------------------------------------------------
