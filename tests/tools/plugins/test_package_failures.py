@@ -224,6 +224,22 @@ def test_a_broken_manifest_is_reported_and_does_not_stop_the_others(
     assert manager.status("still_fine").state == "loaded"
 
 
+def test_a_loaded_package_whose_manifest_breaks_is_unloaded_and_reported(
+    tmp_path: Path, site: Path, make_manager: ManagerFactory
+) -> None:
+    folder = tmp_path / "home" / "plugins" / "fragile"
+    write(folder / MANIFEST_FILE, "name: fragile\nversion: '1'\nmodule: fragile_m\n")
+    write(folder / "fragile_m.py", tool_module())
+    manager = make_manager()
+    assert manager.enable("fragile").state == "loaded"
+
+    write(folder / MANIFEST_FILE, "name: fragile\nversion: '1'\nmodule: 'not a module'\n")
+    manager.refresh()
+
+    assert manager.status("fragile").state == "failed"
+    assert "fragile.hello" not in manager.registry
+
+
 def test_two_packages_of_one_name_keep_the_first(
     tmp_path: Path, site: Path, make_manager: ManagerFactory
 ) -> None:

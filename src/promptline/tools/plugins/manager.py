@@ -362,12 +362,13 @@ class PluginManager:
         self._specs = specs
         switched = self.switches.all("plugins")
 
-        # Loaded packages that vanished, changed or were switched off go first.
+        # Loaded packages that vanished, moved, broke or were switched off go first.
         for name in list(self._loaded):
             found = specs.get(name)
             current = self._loaded[name].spec
             if (
                 found is None
+                or found.error is not None
                 or (found.origin, found.target) != (current.origin, current.target)
                 or not self.is_enabled(found, switched)
                 or name in self._held
