@@ -19,14 +19,18 @@ def test_a_package_raising_on_import_is_reported_and_the_others_load(
     site: Path, make_manager: ManagerFactory
 ) -> None:
     write(site / "boom_on_import.py", "raise RuntimeError('no database here')\n")
+    write(site / "exits_on_import.py", "import sys\nsys.exit(3)\n")
     write(site / "fine_pkg.py", tool_module())
-    manager = make_manager(modules=["boom_on_import", "fine_pkg", "not_there_at_all"])
+    manager = make_manager(
+        modules=["boom_on_import", "exits_on_import", "fine_pkg", "not_there_at_all"]
+    )
 
     manager.load_all()
 
     boom = manager.status("boom_on_import")
     assert boom.state == "failed"
     assert boom.error == "failed to import: RuntimeError: no database here"
+    assert manager.status("exits_on_import").error == "failed to import: SystemExit: 3"
     missing = manager.status("not_there_at_all")
     assert missing.state == "failed"
     assert "ModuleNotFoundError" in (missing.error or "")

@@ -397,9 +397,7 @@ class PluginManager:
             try:
                 imported = import_package(spec)
                 requires = imported.requires
-            except BaseException as exc:
-                if not isinstance(exc, Exception):
-                    raise
+            except (Exception, SystemExit) as exc:  # sys.exit() in a package is its failure
                 statuses[name] = _status(spec, "failed", error=_describe(exc, "import"))
                 log.warning("tool package %s failed to import: %s", name, exc)
                 continue
@@ -502,13 +500,13 @@ class PluginManager:
             for item in tools:
                 registered.append(self.registry.register(item, namespace=namespace or None))
         except BaseException as exc:
-            if not isinstance(exc, Exception):
-                raise
             for done in registered:
                 with contextlib.suppress(Exception):
                     self.registry.unregister(done)
             if imported is not None:
                 purge(imported)
+            if not isinstance(exc, (Exception, SystemExit)):
+                raise
             error = str(exc) if isinstance(exc, _Conflict) else _describe(exc, stage)
             log.warning("tool package %s failed: %s", spec.name, error)
             return _status(spec, "failed", error=error, requires=requires)
