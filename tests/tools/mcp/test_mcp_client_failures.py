@@ -40,7 +40,7 @@ async def execute(manager: McpManager, name: str, **arguments: Any) -> ToolResul
 
 
 class Lively:
-    """A manager of one good stdio server (1 s call limit), reconnected quickly."""
+    """A manager of one good stdio server (2 s call limit), reconnected quickly."""
 
     def __init__(self, manager: McpManager, root: Path) -> None:
         self.manager = manager
@@ -55,7 +55,7 @@ class Lively:
 async def lively(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Lively]:
     root = tmp_path_factory.mktemp("mcp-lively")
     manager = McpManager(
-        servers(t=stdio_server(root / "state", timeout_secs=1)),
+        servers(t=stdio_server(root / "state", timeout_secs=2)),
         cache_dir=root / "cache",
         log_dir=root / "logs",
         backoff_first=0.05,
@@ -165,7 +165,7 @@ async def test_a_call_past_the_servers_time_limit_times_out_and_is_cancelled_on_
     result = await execute(lively.manager, "mcp.t.hang", tag="timeout")
 
     assert result.metadata["outcome"] == "timeout"
-    assert "timed out after 1 s" in result.text
+    assert "timed out after 2 s" in result.text
     await wait_until(
         lambda: (lively.state / "cancelled-timeout").exists(), "the server saw the cancellation"
     )
