@@ -29,6 +29,7 @@ from promptline.core.errors import (
     SubscriberLagged,
 )
 from promptline.events.protocols import EventFilter
+from promptline.gateway.service import MAX_CONTENT_CHARS
 from promptline.security.auth import Caller
 from promptline.tools.registry import matches
 
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
     from mcp_types import CallToolRequestParams, CallToolResult, ListToolsResult
     from mcp_types import PaginatedRequestParams as PageParams
-    from starlette.types import Receive, Scope, Send
+    from starlette.types import Message, Receive, Scope, Send
 
     from promptline.app import App
     from promptline.core.events import Event
@@ -82,8 +83,8 @@ LOCAL_CALLER = Caller(user_id="local", tenant_id="default", role="admin")
 """Who a stdio client is: the local user, the owner of the sessions the CLI makes."""
 
 MAX_TOOL_NAME = 128
-_NOT_IN_NAMES = re.compile(r"[^A-Za-z0-9_.-]")
-_NOT_IN_FOLDERS = re.compile(r"[^A-Za-z0-9_.-]")
+_NOT_ALLOWED = re.compile(r"[^A-Za-z0-9_.-]")
+"""What may not be in an MCP tool name (nor, here, in a folder name)."""
 
 MAX_PROGRESS_LINE = 200
 """Characters of a tool's output a progress message carries (its last line)."""
@@ -124,11 +125,9 @@ AGENT_OUTPUT_SCHEMA: dict[str, Any] = {
 """The structured result of every agent tool (its ``structuredContent``)."""
 
 _AGENT_ARGUMENTS = frozenset(AGENT_INPUT_SCHEMA["properties"])
-_RUN_PROGRESS = frozenset(
-    {"tool_command", "tool_progress", "tool_result", "llm_result"}
-    | {"run_completed", "run_failed", "run_cancelled"}
-)
 _RUN_ENDINGS = frozenset({"run_completed", "run_failed", "run_cancelled"})
+_RUN_PROGRESS = frozenset({"tool_command", "tool_progress", "tool_result", "llm_result"})
+_RUN_FOLLOWED = _RUN_PROGRESS | _RUN_ENDINGS
 
 ProgressReport = Callable[[str], Awaitable[None]]
 """``report(message)``: pass one step of a call's progress on to the client."""
@@ -171,15 +170,10 @@ class Outcome:
 
         return cls([TextPart(text=message)], structured, is_error=True)
 
-    @property
-    def text(self) -> str:
-        """The text of the content."""
-        return "".join(getattr(part, "text", "") for part in self.content)
-
 
 def tool_name(name: str) -> str:
     """``name`` as an MCP tool name: 1 to 128 of ``A-Z a-z 0-9 _ - .``, others made ``_``."""
-    cleaned = _NOT_IN_NAMES.sub("_", name.strip())[:MAX_TOOL_NAME]
+    cleaned = _NOT_ALLOWED.sub("_", name.strip())[:MAX_TOOL_NAME]
     return cleaned or "_"
 
 
@@ -401,6 +395,10 @@ def _agent_arguments(arguments: dict[str, Any]) -> tuple[str, str | None]:
         raise InvalidInputError(f"`task` must be a string, not {_json_type(task)}", field="task")
     if not task.strip():
         raise InvalidInputError("`task` is empty", hint="say what the agent should do")
+    if len(task) > MAX_CONTENT_CHARS:
+        raise InvalidInputError(
+            f"`task` is longer than {MAX_CONTENT_CHARS} characters", field="task"
+        )
     session_id = arguments.get("session_id")
     if session_id is not None and (not isinstance(session_id, str) or not session_id):
         raise InvalidInputError(
@@ -430,7 +428,7 @@ def _said(exc: PromptLineError) -> str:
 def _folder_part(value: str) -> str:
     """``value`` as part of a folder name; altered values get a short hash, so two ids
     never share a folder."""
-    cleaned = _NOT_IN_FOLDERS.sub("_", value)[:64]
+    cleaned = _NOT_ALLOWED.sub("_", value)[:64]
     if cleaned == value and value not in ("", ".", ".."):
         return value
     return f"{cleaned}_{hashlib.sha256(value.encode()).hexdigest()[:8]}"
@@ -490,7 +488,7 @@ class _Follower:
 def _follow_run(app: App, run_id: str, progress: ProgressReport) -> _Follower:
     """Pass the run's steps (tool calls, their progress and results, model answers) on as
     progress. Subscribes at once: call it with no await since the run was started."""
-    subscription = app.bus.subscribe(EventFilter(run_id=run_id, types=_RUN_PROGRESS))
+    subscription = app.bus.subscribe(EventFilter(run_id=run_id, types=_RUN_FOLLOWED))
     return _Follower(subscription, progress, lambda event: True, _RUN_ENDINGS).start()
 
 
@@ -775,7 +773,7 @@ class McpEndpoint:
         scope["user"] = _sdk_user(caller)
         if scope.get("method") == "GET":
             # A GET is the client's endless event stream: it ends when the server stops.
-            await _until(state.stopping, manager.handle_request(scope, receive, send))
+            await _stream_until(state.stopping, manager.handle_request, scope, receive, send)
         else:
             await manager.handle_request(scope, receive, send)
 
@@ -834,9 +832,26 @@ def _sdk_user(caller: Caller) -> Any:
     return AuthenticatedUser(token)
 
 
-async def _until(stopping: asyncio.Event, work: Awaitable[None]) -> None:
-    """Await ``work`` until it ends or ``stopping`` is set (then cancel it)."""
-    job = asyncio.ensure_future(work)
+async def _stream_until(
+    stopping: asyncio.Event,
+    app: Callable[[Scope, Receive, Send], Awaitable[None]],
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+) -> None:
+    """Serve an endless response with ``app`` until the client leaves or ``stopping`` is
+    set: then the response is ended (an empty last chunk, or 503 if it had not begun)."""
+    begun = ended = False
+
+    async def tracking_send(message: Message) -> None:
+        nonlocal begun, ended
+        if message["type"] == "http.response.start":
+            begun = True
+        elif message["type"] == "http.response.body" and not message.get("more_body"):
+            ended = True
+        await send(message)
+
+    job = asyncio.ensure_future(app(scope, receive, tracking_send))
     stop = asyncio.ensure_future(stopping.wait())
     try:
         await asyncio.wait({job, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -846,3 +861,15 @@ async def _until(stopping: asyncio.Event, work: Awaitable[None]) -> None:
             job.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await job
+    if ended:
+        return
+    with contextlib.suppress(OSError, RuntimeError):  # the client may be gone already
+        if begun:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        else:
+            from starlette.responses import JSONResponse
+
+            from promptline.gateway.errors import error_body
+
+            body = error_body("service_unavailable", "the server is stopping")
+            await JSONResponse(body, status_code=503)(scope, receive, send)

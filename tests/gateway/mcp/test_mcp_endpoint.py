@@ -3,7 +3,14 @@ client over Streamable HTTP with API keys: calls, progress, cancellation, tenant
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+from asyncio.subprocess import DEVNULL, PIPE
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -336,3 +343,46 @@ mcp_server:
     assert listed["support_bot_2"].description is not None
     assert listed["support_bot_2"].description.startswith("Spaces in its name.")
     assert run["agent"] == "support bot"
+
+
+async def test_serve_stops_at_once_on_sigterm_with_an_mcp_session_open(tmp_path: Path) -> None:
+    """A handshake-era client keeps an event stream (GET /mcp) open: SIGTERM still stops
+    `promptline serve` cleanly, long before its 60 s grace period runs out."""
+    home = mcp_home(tmp_path)
+    config = home / "config.yaml"
+    text = config.read_text().replace("agent:\n", "agent:\n  shutdown_timeout_secs: 60\n", 1)
+    config.write_text(text)
+    env = {**os.environ, "PROMPTLINE_HOME": str(home)}
+    promptline = [sys.executable, "-m", "promptline.cli.main"]
+    made = await asyncio.create_subprocess_exec(
+        *promptline, "keys", "create", "--user", "u", "--json", env=env, stdout=PIPE
+    )
+    key = json.loads((await made.communicate())[0])["key"]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = await asyncio.create_subprocess_exec(
+        *promptline, "serve", "--port", str(port), env=env, stdout=DEVNULL, stderr=PIPE
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with anyio.fail_after(CALL_SECS):
+            async with httpx.AsyncClient(base_url=base) as rest:
+                while True:
+                    with contextlib.suppress(httpx.HTTPError):
+                        if (await rest.get("/healthz")).status_code == 200:
+                            break
+                    await asyncio.sleep(0.05)  # polls until it answers; the deadline bounds it
+        async with http_client(f"{base}/mcp", key, mode="legacy") as client:
+            assert (await client.call_tool("assistant", {"task": "hi"})).is_error is False
+            server.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(server.wait(), timeout=20)
+    finally:
+        if server.returncode is None:
+            server.kill()
+            await server.wait()
+    assert server.stderr is not None
+    log = (await server.stderr.read()).decode()
+    assert server.returncode == 0
+    assert "Traceback" not in log
+    assert "without completing response" not in log
