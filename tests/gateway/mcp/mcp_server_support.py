@@ -35,6 +35,10 @@ SCRIPTS = {
       arguments: {command: "echo started; sleep 60"}
 - reply: "Done waiting."
 """,
+    # The provider refuses the request: a run that fails.
+    "broken.yaml": """\
+- error: {kind: rejected, message: "the model refused the request"}
+""",
 }
 
 CONFIG = """\
@@ -53,6 +57,9 @@ agents:
   sleeper:
     model: scripted/sleeper
     description: Waits a minute.
+  broken:
+    model: scripted/broken
+    description: Always fails.
 tools:
   shell_execute: allow
   file_delete: deny
@@ -69,8 +76,8 @@ CALL_SECS = 60.0
 
 def mcp_home(root: Path, extra: str = MCP_SETTINGS) -> Path:
     """A PromptLine home under ``root``: the scripts, a workspace holding note.txt, and a
-    config with the agents `reader` and `sleeper` (plus the built-in `assistant`) and
-    ``extra`` (by default: the registered tools offered over MCP)."""
+    config with the agents `reader`, `sleeper` and `broken` (plus the built-in `assistant`)
+    and ``extra`` (by default: the registered tools offered over MCP)."""
     home = root / "home"
     scripts = root / "scripts"
     work = root / "work"

@@ -118,6 +118,39 @@ async def test_progress_of_a_run_with_tool_calls_reaches_the_client(
     assert steps[-1] == "the model answered"
 
 
+async def test_a_failed_run_is_an_error_result_that_says_why_and_where(served: Served) -> None:
+    async with http_client(served.mcp, served.keys.alice) as client:
+        result = await client.call_tool("broken", {"task": "try"})
+    assert result.is_error is True
+    assert result.content[0].text.startswith("the run failed: ")
+    assert "the model refused the request" in result.content[0].text
+    assert result.structured_content is not None
+    assert result.structured_content["status"] == "failed"
+    run = await _rest(
+        served, "GET", f"/v1/runs/{result.structured_content['run_id']}", served.keys.alice
+    )
+    assert run["status"] == "failed"
+    assert run["session_id"] == result.structured_content["session_id"]
+
+
+async def test_a_tool_called_directly_reports_its_progress(served: Served) -> None:
+    steps: list[str | None] = []
+
+    async def progress(value: float, total: float | None, message: str | None) -> None:
+        steps.append(message)
+
+    async with http_client(served.mcp, served.keys.alice) as client:
+        result = await client.call_tool(
+            "shell_execute", {"command": "echo first line"}, progress_callback=progress
+        )
+    assert result.is_error is False
+    assert "first line" in result.content[0].text
+    assert result.structured_content is not None
+    assert result.structured_content["outcome"] == "ok"
+    assert "shell_execute: first line" in steps
+    assert steps[-1] == "shell_execute done"
+
+
 async def test_without_a_valid_key_mcp_is_refused_in_the_gateway_error_shape(
     served: Served,
 ) -> None:
