@@ -146,8 +146,9 @@ class App:
         return self._runtime
 
     async def start_runtime(self) -> Runtime:
-        """The runtime, ready to serve: overdue approvals expired, runs the last process left
-        unfinished resumed or recorded as interrupted, the watchdog running."""
+        """The runtime, ready to serve: tool packages loaded, MCP servers connected, skills
+        read (each followed while the app runs), overdue approvals expired, runs the last
+        process left unfinished resumed or recorded as interrupted, the watchdog running."""
         # Tool packages first: runs resumed below may call their tools.
         await self.plugins.start()
         runtime = self.runtime
@@ -155,14 +156,15 @@ class App:
             # Before runs are resumed: they may call MCP tools. A server that does not start
             # is logged and shown by `promptline mcp list`; it never fails the start.
             await self.mcp.start()
+        if self.settings.skills.enabled:
+            # Also before runs are resumed: their prompts list the skills.
+            self.skills.reload()
+            if self.settings.skills.watch:
+                self.skills.watch()
         await self.permissions.recover()
         await runtime.recover()
         runtime.watch_decisions()
         runtime.start_watchdog()
-        if self.settings.skills.enabled:
-            self.skills.reload()
-            if self.settings.skills.watch:
-                self.skills.watch()
         return runtime
 
 

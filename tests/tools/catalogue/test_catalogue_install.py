@@ -4,12 +4,15 @@ reported or installed with ``with_deps``; uninstall removes exactly what install
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
 from catalogue_helpers import catalogue, entry, index, listing, package, skill, tar_folder, write
 
+from promptline.app import build_app
+from promptline.config import load_settings
 from promptline.config.plugins import PluginsSettings
 from promptline.core.errors import ConflictError, InvalidInputError, NotFoundError
 from promptline.core.messages import ToolCall
@@ -108,6 +111,25 @@ async def test_an_installed_tool_package_is_off_until_enabled_then_its_tool_work
     finally:
         await bus.close()
     assert result.text == "hello Ada"
+
+
+async def test_a_package_installed_and_enabled_while_the_app_runs_loads_without_a_restart(
+    cat: Catalogue, home: Path, source: Path, clean_imports: None
+) -> None:
+    # The installation starts with no tool package at all, and no plugins folder.
+    write(home / "config.yaml", "plugins:\n  entry_points: false\n")
+    settings = load_settings(None, environ={"PROMPTLINE_HOME": str(home)})
+
+    async with build_app(settings) as app:
+        await app.start_runtime()
+        assert app.plugins.statuses() == []
+
+        cat.install("greeter")  # what `promptline tools install` does, from another process
+        switches(home).set("plugins", "greeter", True)  # and `promptline tools enable`
+
+        async with asyncio.timeout(20):
+            await app.plugins.wait_until(lambda m: "greeter.greet" in app.tools)
+        assert app.plugins.status("greeter").state == "loaded"
 
 
 @pytest.mark.parametrize("entry_path", ["dist/greeter-1.0.tar.gz", "skills/pdf-forms"])

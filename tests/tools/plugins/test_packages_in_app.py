@@ -1,5 +1,5 @@
 """The app loads tool packages when its runtime starts, follows their switches while it runs,
-and stops following them when it closes; with no package it watches nothing."""
+and stops following them when it closes."""
 
 from __future__ import annotations
 
@@ -39,12 +39,3 @@ async def test_start_runtime_loads_packages_and_follows_their_switches(
         assert "later.hello" in app.tools
         manager = app.plugins
     assert not manager.watching
-
-
-async def test_without_packages_nothing_is_watched(tmp_path: Path) -> None:
-    settings = load_settings(None, environ={"PROMPTLINE_HOME": str(tmp_path / "home")})
-
-    async with build_app(settings) as app:
-        await app.start_runtime()
-        assert app.plugins.statuses() == []
-        assert not app.plugins.watching

@@ -267,15 +267,11 @@ class PluginManager:
             remove()
 
     async def start(self, *, watch: bool | None = None) -> list[PackageStatus]:
-        """Load every enabled package, then follow the switches file while the app runs.
-
-        ``watch`` None watches only when there is something to follow: a package was found or
-        the plugins folder exists (so nothing is imported for an installation without any).
-        """
+        """Load every enabled package, then follow the switches file while the app runs
+        (unless ``watch`` is False), so a package installed and enabled while PromptLine runs
+        is loaded without a restart even when there was none at start."""
         statuses = self.load_all()
-        if watch is None:
-            watch = bool(self._specs) or self.settings.dir.is_dir()
-        if watch:
+        if watch is not False:
             await self.start_watching()
         return statuses
 
