@@ -1,5 +1,5 @@
 """The catalogue as every protocol shows it: the tools (with what the policy says of each for
-the caller) and the known models."""
+the caller), the skills, the tool packages, the MCP servers and the known models."""
 
 from __future__ import annotations
 
@@ -9,8 +9,16 @@ from promptline.security.auth import Caller
 
 if TYPE_CHECKING:
     from promptline.app import App
+    from promptline.tools.skills import SkillStatus
 
-__all__ = ["model_items", "tool_items"]
+__all__ = [
+    "mcp_server_items",
+    "model_items",
+    "package_items",
+    "skill_item",
+    "skill_items",
+    "tool_items",
+]
 
 
 def tool_items(app: App, caller: Caller) -> list[dict[str, Any]]:
@@ -53,3 +61,44 @@ def model_items(app: App) -> list[dict[str, Any]]:
             }
         )
     return items
+
+
+def skill_items(app: App, caller: Caller) -> list[dict[str, Any]]:
+    """Every skill found, with its state (available, unavailable, disabled, broken, shadowed)
+    judged against the registered tools; empty when skills are off."""
+    if not app.settings.skills.enabled:
+        return []
+    names = app.tools.names()
+    return [skill_item(s, admin=caller.is_admin) for s in app.skills.statuses(names)]
+
+
+def skill_item(status: SkillStatus, *, admin: bool, instructions: bool = False) -> dict[str, Any]:
+    """One skill as the API shows it; its folder only to admins (it is a path on the host),
+    its instructions only when asked for (and only when it is offered to agents)."""
+    skill = status.skill
+    item: dict[str, Any] = {
+        "name": status.name,
+        "version": status.version,
+        "state": status.state,
+        "reason": status.reason,
+        "description": skill.summary if skill else None,
+        "origin": status.source.origin,
+    }
+    if admin:
+        item["path"] = str(status.path)
+    if instructions:
+        item["instructions"] = skill.body if skill and status.available else None
+        item["files"] = list(skill.files) if skill and status.available else []
+    return item
+
+
+def package_items(app: App) -> list[dict[str, Any]]:
+    """Every tool package found, with its state, version, tools or error."""
+    return [s.to_dict() for s in app.plugins.statuses()]
+
+
+def mcp_server_items(app: App) -> list[dict[str, Any]]:
+    """Every configured MCP server with its connection state (nothing is connected to tell)."""
+    if not app.settings.mcp_servers:
+        return []
+    return [s.to_dict() for s in app.mcp.status()]
