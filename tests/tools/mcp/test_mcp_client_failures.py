@@ -4,6 +4,7 @@ tool-list changes; the SSE transport and tool filters."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -141,9 +142,10 @@ async def test_a_server_crashing_mid_call_gives_an_error_then_reconnects_with_a_
 
 
 async def test_a_server_writing_what_is_not_json_rpc_mid_call_is_cut_off_and_reconnected(
-    lively: Lively,
+    lively: Lively, caplog: pytest.LogCaptureFixture
 ) -> None:
     connected_before = lively.status().last_connected
+    caplog.set_level(logging.INFO)
 
     result = await execute(lively.manager, "mcp.t.garbage")
 
@@ -157,6 +159,9 @@ async def test_a_server_writing_what_is_not_json_rpc_mid_call_is_cut_off_and_rec
         "the server is connected again",
     )
     assert (await execute(lively.manager, "mcp.t.echo", text="back")).text == "back"
+    # Said once, by PromptLine, naming the server; not a traceback per line from the SDK.
+    assert not [r for r in caplog.records if r.name.startswith("mcp.") and r.exc_info]
+    assert any(r.name == "promptline.mcp" and "JSON-RPC" in r.getMessage() for r in caplog.records)
 
 
 async def test_a_call_past_the_servers_time_limit_times_out_and_is_cancelled_on_the_server(

@@ -32,6 +32,17 @@ __all__ = [
 
 _log = logging.getLogger("promptline.mcp")
 
+
+class _ParseErrorsReportedOnce(logging.Filter):
+    """Drops the SDK's traceback for each stdout line of a server that is not JSON-RPC: the
+    connection reports such a server once, by name, and opens it again."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to parse JSONRPC message")
+
+
+logging.getLogger("mcp.client.stdio").addFilter(_ParseErrorsReportedOnce())
+
 ConnectionState = Literal["idle", "connecting", "connected", "down", "closed"]
 """``idle``: a ``first_use`` server not connected yet; ``connecting``: starting or
 initializing; ``connected``; ``down``: lost or never reached, waiting to try again;
