@@ -248,6 +248,62 @@ def mcp_read(options: CliOptions, server: str, uri: str) -> None:
     click.echo(run(main))
 
 
+@mcp_group.command("attach")
+@click.argument("server")
+@click.argument("session_id")
+@click.option("--resource", "uri", metavar="URI", help="Attach this resource of SERVER.")
+@click.option("--prompt", "prompt", metavar="NAME", help="Attach this prompt of SERVER, rendered.")
+@click.option(
+    "--arg", "-a", "arguments", multiple=True, metavar="KEY=VALUE", help="A prompt argument."
+)
+@pass_options
+def mcp_attach(
+    options: CliOptions,
+    server: str,
+    session_id: str,
+    uri: str | None,
+    prompt: str | None,
+    arguments: tuple[str, ...],
+) -> None:
+    """Attach a resource (--resource URI) or a rendered prompt (--prompt NAME) of SERVER to
+    session SESSION_ID: the agent sees it in the session's next runs. Attaching the same one
+    again replaces it."""
+    from promptline.cli.commands import operator
+    from promptline.cli.runtime import console, fail, run, services
+
+    if (uri is None) == (prompt is None):
+        fail("give exactly one of --resource URI or --prompt NAME")
+    if arguments and prompt is None:
+        fail("--arg goes with --prompt")
+    pairs = dict(_pair(a) for a in arguments)
+
+    async def main() -> str:
+        async with services(options) as app, _manager(options) as manager:
+            if uri is not None:
+                session = await manager.attach_resource(
+                    app.sessions, session_id, operator(), server, uri
+                )
+            else:
+                assert prompt is not None
+                session = await manager.attach_prompt(
+                    app.sessions, session_id, operator(), server, prompt, pairs
+                )
+            return session.id
+
+    attached = run(main)
+    what = f"resource {uri}" if uri is not None else f"prompt {prompt}"
+    console().print(f"attached {what} of {server} to session {attached}", markup=False)
+
+
+def _pair(text: str) -> tuple[str, str]:
+    from promptline.cli.runtime import fail
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        fail(f"--arg {text!r} is not KEY=VALUE")
+    return key, value
+
+
 @mcp_group.command("prompts")
 @click.argument("server")
 @click.option("--json", "as_json", is_flag=True, help="Print the prompts as JSON.")

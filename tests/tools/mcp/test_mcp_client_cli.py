@@ -1,8 +1,9 @@
-"""`promptline mcp list|tools|call|resources|prompts` against a config with the test
+"""`promptline mcp list|tools|call|resources|prompts|attach` against a config with the test
 server over stdio (and one that cannot start)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -12,7 +13,10 @@ import pytest
 from click.testing import CliRunner, Result
 from mcp_support import PYTHON, SERVER_SCRIPT
 
+from promptline.app import build_app
 from promptline.cli.main import app
+from promptline.config import load_settings
+from promptline.sessions.models import Principal
 
 CONFIG = f"""\
 mcp_servers:
@@ -92,6 +96,40 @@ def test_mcp_resources_and_prompts_are_listed(config: Path) -> None:
             "required": ["name"],
         }
     ]
+
+
+def test_mcp_attach_puts_a_resource_and_a_rendered_prompt_in_the_sessions_context(
+    config: Path,
+) -> None:
+    settings = load_settings(config)
+    owner = Principal(tenant_id="default", user_id="ada")
+
+    async def new_session() -> str:
+        async with build_app(settings) as built:
+            return (await built.sessions.create(owner, channel="cli")).id
+
+    async def attachments(session_id: str) -> list[dict[str, str]]:
+        async with build_app(settings) as built:
+            session = await built.sessions.get(session_id, owner)
+            found: list[dict[str, str]] = session.context["attachments"]
+            return found
+
+    session_id = asyncio.run(new_session())
+
+    done = promptline(config, "attach", "test", session_id, "--resource", "test://readme")
+    assert f"to session {session_id}" in done.stdout
+    promptline(config, "attach", "test", session_id, "--prompt", "greet", "-a", "name=Ada")
+
+    found = {a["key"]: a["text"] for a in asyncio.run(attachments(session_id))}
+    assert "has tools, one resource and one prompt" in found["mcp:test:resource:test://readme"]
+    assert "Ada" in found["mcp:test:prompt:greet"]
+
+    wrong = promptline(config, "attach", "test", session_id, code=1)
+    assert "exactly one of --resource URI or --prompt NAME" in wrong.stderr
+    unknown = promptline(
+        config, "attach", "test", "ses_nope", "--resource", "test://readme", code=1
+    )
+    assert "ses_nope" in unknown.stderr
 
 
 def test_no_mcp_module_is_imported_by_the_runtime_and_the_cli() -> None:
