@@ -29,7 +29,7 @@ def test_a_switch_set_by_one_reader_is_seen_by_another(tmp_path: Path) -> None:
 
     other.forget("skills", "pdf")
     assert Switches(path).state("skills", "pdf") is None
-    assert not list(path.parent.glob(".switches-*"))  # no temporary file left behind
+    assert not list(path.parent.glob(".*.tmp"))  # no temporary file left behind
 
 
 def test_a_broken_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -180,14 +180,9 @@ def health_url(base: str) -> str:
 
 def write_replacing(path: Path, text: str, *, mode: int = 0o644) -> None:
     """Write ``text`` to ``path`` atomically (a reader sees the old file or the new one)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()  # a leftover keeps its old mode: never write a secret into one
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
-    os.replace(tmp, path)
+    from promptline.storage.files import write_atomically
+
+    write_atomically(path, text.encode("utf-8"), mode=mode)
 
 
 def write_private(path: Path, text: str) -> None:

@@ -12,7 +12,6 @@ import builtins
 import contextlib
 import fcntl
 import os
-import tempfile
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +31,7 @@ from promptline.state.rules import (
     check_write,
     version_conflict,
 )
+from promptline.storage.files import fsync_dir, write_atomically
 
 _SUFFIX = ".json"
 _LOCK_FILE = ".lock"
@@ -317,21 +317,9 @@ def _read(path: Path) -> _Record | None:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    """Write a temp file next to ``path``, fsync it, rename it over ``path``, fsync the dir."""
-    directory = path.parent
+    """Write ``data`` over ``path`` whole (see `write_atomically`)."""
     try:
-        fd, temp = tempfile.mkstemp(prefix=".tmp-", suffix=_SUFFIX, dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
-            raise
-        _fsync_dir(directory)
+        write_atomically(path, data)
     except OSError as exc:
         raise _storage_error("write", path, exc) from exc
 
@@ -339,17 +327,9 @@ def _write_atomically(path: Path, data: bytes) -> None:
 def _remove(path: Path) -> None:
     try:
         path.unlink(missing_ok=True)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except OSError as exc:
         raise _storage_error("delete", path, exc) from exc
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _storage_error(action: str, path: Path, exc: OSError) -> StorageError:

@@ -11,9 +11,6 @@ installed from a catalogue is off until enabled). Writes replace the file atomic
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Literal
@@ -85,15 +82,8 @@ class Switches:
         return {k: v for k, v in data.items() if isinstance(v, dict)}
 
     def _write(self, data: dict[str, dict[str, object]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".switches-", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        from promptline.storage.files import write_atomically
+
+        write_atomically(
+            self.path, orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+        )

@@ -4,9 +4,6 @@ and refuses anything it did not put there."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +12,7 @@ from typing import Any
 import orjson
 
 from promptline.core.errors import ConfigError
+from promptline.storage.files import write_atomically
 from promptline.tools.catalogue.index import EntryKind
 
 __all__ = ["INSTALLED_FILE", "InstalledItem", "InstalledRecords"]
@@ -111,15 +109,4 @@ class InstalledRecords:
 
     def _write(self, items: list[InstalledItem]) -> None:
         data = {"format": _FORMAT, "items": [i.to_dict() for i in items]}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".installed-", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(orjson.dumps(data, option=orjson.OPT_INDENT_2))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_atomically(self.path, orjson.dumps(data, option=orjson.OPT_INDENT_2))
