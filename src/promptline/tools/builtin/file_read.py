@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import Field
 
 from promptline.tools.base import ToolContext, ToolError
-from promptline.tools.builtin.text_files import looks_binary
+from promptline.tools.builtin.text_files import read_text_page
 from promptline.tools.builtin.workspace import resolve_in_workspace
 from promptline.tools.function import tool
 
@@ -47,42 +47,15 @@ def file_read(
             f"{path!r} is a folder, not a file",
             hint="list it with shell_execute 'ls', or search it with codebase_search",
         )
-    size = target.stat().st_size
-    if size > MAX_READ_BYTES:
-        raise ToolError(
-            f"{path!r} is {size / 1048576:.1f} MiB, more than file_read's limit of "
-            f"{MAX_READ_BYTES // 1048576} MiB",
-            hint="find the lines you need with codebase_search, or read a part with "
-            "shell_execute (head, tail, sed -n)",
-        )
-    data = target.read_bytes()
-    if looks_binary(data):
-        raise ToolError(
-            f"{path!r} is a binary file ({size} bytes); file_read returns text only",
-            hint="inspect it with shell_execute (file, xxd | head) if you must",
-        )
-    lines = data.decode("utf-8", errors="replace").splitlines(keepends=True)
-    if not lines:
-        return "(the file is empty)"
-    if offset > len(lines):
-        raise ToolError(
-            f"offset {offset} is past the end of {path!r}, which has {len(lines)} lines",
-            hint=f"give an offset from 1 to {len(lines)}",
-        )
-    start = offset - 1
-    stop = len(lines) if limit is None else min(len(lines), start + limit)
-    taken: list[str] = []
-    used = 0
-    for line in lines[start:stop]:
-        if taken and used + len(line) > MAX_READ_CHARS:
-            break
-        taken.append(line[:MAX_READ_CHARS])
-        used += len(line)
-    last = start + len(taken)  # the number of the last line returned
-    text = "".join(taken)
-    if last < len(lines) and (limit is None or last < stop):
-        text += (
-            f"\n[lines {offset}-{last} of {len(lines)}; the rest did not fit in one answer: "
-            f"call file_read with offset={last + 1} to read on]"
-        )
-    return text
+    return read_text_page(
+        target,
+        path,
+        tool="file_read",
+        offset=offset,
+        limit=limit,
+        max_bytes=MAX_READ_BYTES,
+        max_chars=MAX_READ_CHARS,
+        too_big_hint="find the lines you need with codebase_search, or read a part with "
+        "shell_execute (head, tail, sed -n)",
+        binary_hint="inspect it with shell_execute (file, xxd | head) if you must",
+    )

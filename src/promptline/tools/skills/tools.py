@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import Field
 
 from promptline.tools.base import Tool, ToolError, ToolOutput
-from promptline.tools.builtin.text_files import looks_binary
+from promptline.tools.builtin.text_files import read_text_page
 from promptline.tools.builtin.workspace import resolve_in_workspace
 from promptline.tools.function import FunctionTool
 from promptline.tools.registry import ToolRegistry
@@ -137,39 +137,13 @@ def _read(skill: Skill, path: str, offset: int) -> str:
             f"{path!r} is {what}",
             hint=f"use_skill {skill.name} lists the skill's files",
         )
-    size = target.stat().st_size
-    if size > MAX_SKILL_FILE_BYTES:
-        raise ToolError(
-            f"{path!r} is {size / 1048576:.1f} MiB, more than {READ_SKILL_FILE}'s limit of "
-            f"{MAX_SKILL_FILE_BYTES // 1048576} MiB",
-            hint="use the file through the skill's scripts instead of reading it",
-        )
-    data = target.read_bytes()
-    if looks_binary(data):
-        raise ToolError(
-            f"{path!r} is a binary file ({size} bytes); {READ_SKILL_FILE} returns text only",
-            hint="use it by its full path in the skill's folder instead",
-        )
-    lines = data.decode("utf-8", errors="replace").splitlines(keepends=True)
-    if not lines:
-        return "(the file is empty)"
-    if offset > len(lines):
-        raise ToolError(
-            f"offset {offset} is past the end of {path!r}, which has {len(lines)} lines",
-            hint=f"give an offset from 1 to {len(lines)}",
-        )
-    taken: list[str] = []
-    used = 0
-    for line in lines[offset - 1 :]:
-        if taken and used + len(line) > MAX_SKILL_FILE_CHARS:
-            break
-        taken.append(line[:MAX_SKILL_FILE_CHARS])
-        used += len(line)
-    last = offset - 1 + len(taken)
-    text = "".join(taken)
-    if last < len(lines):
-        text += (
-            f"\n[lines {offset}-{last} of {len(lines)}: call {READ_SKILL_FILE} with "
-            f"offset={last + 1} to read on]"
-        )
-    return text
+    return read_text_page(
+        target,
+        path,
+        tool=READ_SKILL_FILE,
+        offset=offset,
+        max_bytes=MAX_SKILL_FILE_BYTES,
+        max_chars=MAX_SKILL_FILE_CHARS,
+        too_big_hint="use the file through the skill's scripts instead of reading it",
+        binary_hint="use it by its full path in the skill's folder instead",
+    )
