@@ -1,31 +1,22 @@
-"""PromptLine as an MCP server: its agents (and, with ``mcp_server.expose_tools``, its tools)
-as MCP tools, on stdin/stdout (``promptline mcp serve``) and at ``/mcp`` on the gateway.
-
-The ``mcp`` SDK takes half a second to import, so it is loaded only when a server is built:
-by ``promptline mcp serve``, and by the gateway on the first ``/mcp`` request."""
+"""What PromptLine offers over MCP and how a call runs: a tool per agent (a run of it,
+followed for progress) and, when enabled, the registered tools (through the executor)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import hashlib
-import io
 import logging
-import os
 import re
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from promptline import __version__
 from promptline.core.errors import (
     InvalidInputError,
     NotFoundError,
-    PermissionDeniedError,
     PromptLineError,
-    ServiceUnavailableError,
     SubscriberLagged,
 )
 from promptline.events.protocols import EventFilter
@@ -34,41 +25,14 @@ from promptline.security.auth import Caller
 from promptline.tools.registry import matches
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
-    from mcp.server.context import ServerRequestContext
-    from mcp.server.lowlevel.server import Server
-    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-    from mcp_types import CallToolRequestParams, CallToolResult, ListToolsResult
-    from mcp_types import PaginatedRequestParams as PageParams
-    from starlette.types import Message, Receive, Scope, Send
-
     from promptline.app import App
     from promptline.core.events import Event
     from promptline.core.messages import ContentPart, ToolCall
     from promptline.events.protocols import Subscription
     from promptline.runtime.agent import Agent
 
-__all__ = [
-    "AGENT_INPUT_SCHEMA",
-    "AGENT_OUTPUT_SCHEMA",
-    "CALLER_SCOPE_KEY",
-    "CHANNEL",
-    "LOCAL_CALLER",
-    "SERVER_NAME",
-    "McpEndpoint",
-    "McpService",
-    "Offer",
-    "Outcome",
-    "ProgressReport",
-    "UnknownToolError",
-    "build_server",
-    "mount_mcp",
-    "serve_stdio",
-    "stdio_wire",
-    "tool_name",
-]
-
 _log = logging.getLogger("promptline.gateway.mcp")
+
 
 SERVER_NAME = "promptline"
 """The ``serverInfo.name`` clients see (its version is PromptLine's)."""
@@ -269,9 +233,9 @@ class McpService:
                 return await self._run_agent(caller, offer, dict(arguments or {}), progress)
             return await self._run_tool(caller, offer, dict(arguments or {}), progress)
         except InvalidInputError as exc:
-            return Outcome.error(f"invalid arguments for {name}: {_said(exc)}")
+            return Outcome.error(f"invalid arguments for {name}: {error_text(exc)}")
         except PromptLineError as exc:
-            return Outcome.error(_said(exc))
+            return Outcome.error(error_text(exc))
 
     # -- agents -------------------------------------------------------------------------
 
@@ -421,7 +385,8 @@ def _json_type(value: Any) -> str:
     return "an array" if isinstance(value, list) else "an object"
 
 
-def _said(exc: PromptLineError) -> str:
+def error_text(exc: PromptLineError) -> str:
+    """What went wrong, and the hint when there is one, in one line for an MCP client."""
     return f"{exc.message} (hint: {exc.hint})" if exc.hint else exc.message
 
 
@@ -545,331 +510,3 @@ def _step(event: Event, names: dict[str, str]) -> str | None:
             return "the model asked for tools"
         return "the model answered"
     return None
-
-
-# -- the SDK server -------------------------------------------------------------------------
-
-
-def build_server(service: McpService, *, caller: Caller | None = None) -> Server[Any]:
-    """The SDK's low-level server over ``service``. Calls run as the `Caller` ``/mcp`` put
-    in the request's scope, else as ``caller`` (stdio: `LOCAL_CALLER`)."""
-    import mcp_types as types
-    from mcp.server.lowlevel.server import Server
-    from mcp.shared.exceptions import MCPError
-    from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
-
-    def caller_of(ctx: ServerRequestContext[Any, Any]) -> Caller:
-        scope = getattr(ctx.request, "scope", None)
-        found = scope.get(CALLER_SCOPE_KEY) if isinstance(scope, dict) else None
-        if isinstance(found, Caller):
-            return found
-        if caller is None:
-            raise MCPError(types.INVALID_REQUEST, "the request carries no authenticated caller")
-        return caller
-
-    async def list_tools(
-        ctx: ServerRequestContext[Any, Any], params: PageParams | None
-    ) -> ListToolsResult:
-        return types.ListToolsResult(
-            tools=[_mcp_tool(offer) for offer in service.offers().values()]
-        )
-
-    async def call_tool(
-        ctx: ServerRequestContext[Any, Any], params: CallToolRequestParams
-    ) -> CallToolResult:
-        who = caller_of(ctx)
-        report: ProgressReport | None = None
-        if progress_token_from_params(ctx.params) is not None:
-            steps = 0
-
-            async def report(message: str) -> None:
-                nonlocal steps
-                steps += 1
-                await ctx.session.report_progress(steps, None, message)
-
-        try:
-            outcome = await service.call(who, params.name, params.arguments, progress=report)
-        except UnknownToolError as exc:
-            raise MCPError(types.INVALID_PARAMS, _said(exc), {"tool": params.name}) from None
-        return types.CallToolResult(
-            content=[_mcp_content(part) for part in outcome.content],
-            structured_content=outcome.structured,
-            is_error=outcome.is_error,
-        )
-
-    def input_schema(name: str) -> dict[str, Any] | None:
-        offer = service.offers().get(name)
-        return None if offer is None else offer.input_schema
-
-    return Server(
-        SERVER_NAME,
-        version=__version__,
-        title="PromptLine",
-        instructions="PromptLine's agents as tools: each runs an agent on a task and answers; "
-        "pass a result's session_id back to continue that conversation.",
-        on_list_tools=list_tools,
-        on_call_tool=call_tool,
-        get_tool_input_schema=input_schema,
-    )
-
-
-def _mcp_tool(offer: Offer) -> Any:
-    import mcp_types as types
-
-    annotations = types.ToolAnnotations(
-        title=offer.title, read_only_hint=offer.read_only, destructive_hint=offer.destructive
-    )
-    return types.Tool(
-        name=offer.name,
-        title=offer.title,
-        description=offer.description,
-        input_schema=offer.input_schema,
-        output_schema=offer.output_schema,
-        annotations=annotations,
-    )
-
-
-def _mcp_content(part: ContentPart) -> Any:
-    import mcp_types as types
-
-    from promptline.core.messages import ImagePart, TextPart
-
-    if isinstance(part, TextPart):
-        return types.TextContent(text=part.text)
-    if isinstance(part, ImagePart) and part.data and part.media_type:
-        return types.ImageContent(data=part.data, mime_type=part.media_type)
-    where = part.url or getattr(part, "name", None) or "inline data"
-    return types.TextContent(text=f"[{part.type}: {where}]")
-
-
-# -- stdio ----------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def stdio_wire() -> Iterator[tuple[BinaryIO, BinaryIO]]:
-    """Take this process's stdin and stdout for MCP alone, for as long as it lasts: yields
-    private copies of them, and points fd 0 at the null device and fd 1 at stderr, so
-    nothing else (a print, a log, a tool's child process) reads the client's messages or
-    writes into its stream."""
-    sys.stdout.flush()
-    wire_in, wire_out = os.dup(0), os.dup(1)
-    null = os.open(os.devnull, os.O_RDONLY)
-    try:
-        os.dup2(null, 0)
-        os.dup2(2, 1)
-    finally:
-        os.close(null)
-    # closefd=False: the text layers the SDK puts over these close them when collected.
-    reader = os.fdopen(wire_in, "rb", closefd=False)
-    writer = os.fdopen(wire_out, "wb", closefd=False)
-    try:
-        yield reader, writer
-    finally:
-        with contextlib.suppress(OSError, ValueError):
-            writer.flush()
-        sys.stdout.flush()
-        os.dup2(wire_in, 0)
-        os.dup2(wire_out, 1)
-        os.close(wire_in)
-        os.close(wire_out)
-
-
-async def serve_stdio(
-    app: App,
-    stdin: BinaryIO | None = None,
-    stdout: BinaryIO | None = None,
-    *,
-    caller: Caller = LOCAL_CALLER,
-) -> None:
-    """Serve MCP on ``stdin``/``stdout`` (default: the process's own) until the client
-    closes its end. Calls run as ``caller``."""
-    import anyio
-    from mcp.server.stdio import stdio_server
-
-    server = build_server(McpService(app), caller=caller)
-    text_in = text_out = None
-    if stdin is not None:
-        text_in = anyio.wrap_file(io.TextIOWrapper(stdin, encoding="utf-8", errors="replace"))
-    if stdout is not None:
-        text_out = anyio.wrap_file(io.TextIOWrapper(stdout, encoding="utf-8"))
-    async with stdio_server(text_in, text_out) as (read_stream, write_stream):
-        await server.run(read_stream, write_stream, server.create_initialization_options())
-
-
-# -- Streamable HTTP: /mcp on the gateway -----------------------------------------------------
-
-
-def mount_mcp(api: FastAPI, app: App, *, path: str = "/mcp") -> McpEndpoint:
-    """Serve MCP at ``path`` of the gateway ``api``, behind its API keys, for the lifetime
-    of ``api``'s lifespan (the SDK's session manager runs inside it)."""
-    from starlette.routing import Route
-
-    endpoint = McpEndpoint(app)
-    api.router.routes.append(Route(path, endpoint, include_in_schema=False, name="mcp"))
-    outer = api.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(asgi: Any) -> AsyncIterator[Any]:
-        async with outer(asgi) as state, endpoint.running():
-            yield state
-
-    api.router.lifespan_context = lifespan
-    return endpoint
-
-
-class McpEndpoint:
-    """The ASGI app at ``/mcp``: checks the caller (API key, Origin), then lets the SDK's
-    Streamable HTTP session manager answer, the caller in the request's scope.
-
-    The session manager runs in a task of its own, started by the first request and
-    stopped when the gateway's lifespan ends (`running`): its task group must be entered
-    and left by one task, and loading the SDK only when MCP is used keeps the gateway's
-    start fast. Outside a running lifespan the endpoint answers 503.
-    """
-
-    def __init__(self, app: App) -> None:
-        self.service = McpService(app)
-        self._serving = False
-        self._manager: StreamableHTTPSessionManager | None = None
-        self._owner: asyncio.Task[None] | None = None
-        self._stop: asyncio.Event | None = None
-        self._lock = asyncio.Lock()
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        """The endpoint's lifetime (enter it in the ASGI app's lifespan): on exit the MCP
-        sessions end and their calls are cancelled."""
-        self._serving = True
-        try:
-            yield
-        finally:
-            self._serving = False
-            owner, self._owner, self._manager = self._owner, None, None
-            if owner is not None and self._stop is not None:
-                self._stop.set()
-                with contextlib.suppress(Exception, asyncio.CancelledError):
-                    await owner
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        from starlette.requests import HTTPConnection
-
-        from promptline.gateway.deps import authenticate, gateway
-        from promptline.gateway.ws.handshake import origin_allowed
-
-        conn = HTTPConnection(scope)
-        state = gateway(conn)
-        origin = conn.headers.get("origin")
-        if origin is not None and not origin_allowed(
-            origin, state.app.settings.gateway.allowed_origins
-        ):
-            # Browsers send an Origin: a page of another site must not reach a local server.
-            raise PermissionDeniedError(
-                f"origin not allowed: {origin}", hint="add it to gateway.allowed_origins"
-            )
-        caller = await authenticate(conn)
-        manager = await self._started()
-        scope[CALLER_SCOPE_KEY] = caller
-        # The SDK ties a (stateful) MCP session to the credential that opened it.
-        scope["user"] = _sdk_user(caller)
-        if scope.get("method") == "GET":
-            # A GET is the client's endless event stream: it ends when the server stops.
-            await _stream_until(state.stopping, manager.handle_request, scope, receive, send)
-        else:
-            await manager.handle_request(scope, receive, send)
-
-    async def _started(self) -> StreamableHTTPSessionManager:
-        if not self._serving:
-            raise ServiceUnavailableError(
-                "the MCP endpoint is not running",
-                hint="serve the gateway with its ASGI lifespan on (promptline serve does)",
-            )
-        if self._manager is not None:
-            return self._manager
-        async with self._lock:
-            if self._manager is None:
-                loop = asyncio.get_running_loop()
-                ready: asyncio.Future[StreamableHTTPSessionManager] = loop.create_future()
-                self._stop = asyncio.Event()
-                self._owner = loop.create_task(self._own(ready, self._stop), name="mcp-http")
-                try:
-                    self._manager = await asyncio.shield(ready)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    self._owner = None
-                    _log.exception("the MCP endpoint could not start")
-                    raise ServiceUnavailableError(
-                        f"the MCP endpoint could not start: {type(exc).__name__}: {exc}",
-                        hint="see the server log",
-                    ) from exc
-            return self._manager
-
-    async def _own(
-        self, ready: asyncio.Future[StreamableHTTPSessionManager], stop: asyncio.Event
-    ) -> None:
-        try:
-            from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-
-            manager = StreamableHTTPSessionManager(app=build_server(self.service))
-            async with manager.run():
-                ready.set_result(manager)
-                await stop.wait()
-        except BaseException as exc:
-            if not ready.done():
-                ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError(exc))
-            if not isinstance(exc, Exception):
-                raise
-
-
-def _sdk_user(caller: Caller) -> Any:
-    from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-    from mcp.server.auth.provider import AccessToken
-
-    key = caller.key_id or f"{caller.tenant_id}/{caller.user_id}"
-    token = AccessToken(
-        token=key, client_id=key, scopes=[], subject=f"{caller.tenant_id}/{caller.user_id}"
-    )
-    return AuthenticatedUser(token)
-
-
-async def _stream_until(
-    stopping: asyncio.Event,
-    app: Callable[[Scope, Receive, Send], Awaitable[None]],
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-) -> None:
-    """Serve an endless response with ``app`` until the client leaves or ``stopping`` is
-    set: then the response is ended (an empty last chunk, or 503 if it had not begun)."""
-    begun = ended = False
-
-    async def tracking_send(message: Message) -> None:
-        nonlocal begun, ended
-        if message["type"] == "http.response.start":
-            begun = True
-        elif message["type"] == "http.response.body" and not message.get("more_body"):
-            ended = True
-        await send(message)
-
-    job = asyncio.ensure_future(app(scope, receive, tracking_send))
-    stop = asyncio.ensure_future(stopping.wait())
-    try:
-        await asyncio.wait({job, stop}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stop.cancel()
-        if not job.done():
-            job.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await job
-    if ended:
-        return
-    with contextlib.suppress(OSError, RuntimeError):  # the client may be gone already
-        if begun:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        else:
-            from starlette.responses import JSONResponse
-
-            from promptline.gateway.errors import error_body
-
-            body = error_body("service_unavailable", "the server is stopping")
-            await JSONResponse(body, status_code=503)(scope, receive, send)

@@ -1,0 +1,117 @@
+"""The SDK's low-level MCP server over `McpService`: listing and calling its offers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from promptline import __version__
+from promptline.gateway.mcp_server.service import (
+    CALLER_SCOPE_KEY,
+    SERVER_NAME,
+    McpService,
+    Offer,
+    ProgressReport,
+    UnknownToolError,
+    error_text,
+)
+from promptline.security.auth import Caller
+
+if TYPE_CHECKING:
+    from mcp.server.context import ServerRequestContext
+    from mcp.server.lowlevel.server import Server
+    from mcp_types import CallToolRequestParams, CallToolResult, ListToolsResult
+    from mcp_types import PaginatedRequestParams as PageParams
+
+    from promptline.core.messages import ContentPart
+
+
+def build_server(service: McpService, *, caller: Caller | None = None) -> Server[Any]:
+    """The SDK's low-level server over ``service``. Calls run as the `Caller` ``/mcp`` put
+    in the request's scope, else as ``caller`` (stdio: `LOCAL_CALLER`)."""
+    import mcp_types as types
+    from mcp.server.lowlevel.server import Server
+    from mcp.shared.exceptions import MCPError
+    from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
+
+    def caller_of(ctx: ServerRequestContext[Any, Any]) -> Caller:
+        scope = getattr(ctx.request, "scope", None)
+        found = scope.get(CALLER_SCOPE_KEY) if isinstance(scope, dict) else None
+        if isinstance(found, Caller):
+            return found
+        if caller is None:
+            raise MCPError(types.INVALID_REQUEST, "the request carries no authenticated caller")
+        return caller
+
+    async def list_tools(
+        ctx: ServerRequestContext[Any, Any], params: PageParams | None
+    ) -> ListToolsResult:
+        return types.ListToolsResult(
+            tools=[_mcp_tool(offer) for offer in service.offers().values()]
+        )
+
+    async def call_tool(
+        ctx: ServerRequestContext[Any, Any], params: CallToolRequestParams
+    ) -> CallToolResult:
+        who = caller_of(ctx)
+        report: ProgressReport | None = None
+        if progress_token_from_params(ctx.params) is not None:
+            steps = 0
+
+            async def report(message: str) -> None:
+                nonlocal steps
+                steps += 1
+                await ctx.session.report_progress(steps, None, message)
+
+        try:
+            outcome = await service.call(who, params.name, params.arguments, progress=report)
+        except UnknownToolError as exc:
+            raise MCPError(types.INVALID_PARAMS, error_text(exc), {"tool": params.name}) from None
+        return types.CallToolResult(
+            content=[_mcp_content(part) for part in outcome.content],
+            structured_content=outcome.structured,
+            is_error=outcome.is_error,
+        )
+
+    def input_schema(name: str) -> dict[str, Any] | None:
+        offer = service.offers().get(name)
+        return None if offer is None else offer.input_schema
+
+    return Server(
+        SERVER_NAME,
+        version=__version__,
+        title="PromptLine",
+        instructions="PromptLine's agents as tools: each runs an agent on a task and answers; "
+        "pass a result's session_id back to continue that conversation.",
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+        get_tool_input_schema=input_schema,
+    )
+
+
+def _mcp_tool(offer: Offer) -> Any:
+    import mcp_types as types
+
+    annotations = types.ToolAnnotations(
+        title=offer.title, read_only_hint=offer.read_only, destructive_hint=offer.destructive
+    )
+    return types.Tool(
+        name=offer.name,
+        title=offer.title,
+        description=offer.description,
+        input_schema=offer.input_schema,
+        output_schema=offer.output_schema,
+        annotations=annotations,
+    )
+
+
+def _mcp_content(part: ContentPart) -> Any:
+    import mcp_types as types
+
+    from promptline.core.messages import ImagePart, TextPart
+
+    if isinstance(part, TextPart):
+        return types.TextContent(text=part.text)
+    if isinstance(part, ImagePart) and part.data and part.media_type:
+        return types.ImageContent(data=part.data, mime_type=part.media_type)
+    where = part.url or getattr(part, "name", None) or "inline data"
+    return types.TextContent(text=f"[{part.type}: {where}]")
