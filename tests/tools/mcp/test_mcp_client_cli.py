@@ -133,10 +133,14 @@ def test_mcp_attach_puts_a_resource_and_a_rendered_prompt_in_the_sessions_contex
 
 
 def test_no_mcp_module_is_imported_by_the_runtime_and_the_cli() -> None:
+    # The SDK costs half a second or more to import, watchfiles and yaml a little: none of
+    # them is loaded until a server, a watcher or a file needs it.
     probe = (
-        "import sys, promptline.app, promptline.runtime, promptline.cli.main, "
-        "promptline.cli.mcp_cmd, promptline.tools.mcp; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mcp', 'mcp_types')))"
+        "import sys, promptline.app, promptline.runtime.runtime, promptline.cli.main, "
+        "promptline.cli.mcp_cmd, promptline.tools.mcp, promptline.tools.skills, "
+        "promptline.tools.plugins; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} "
+        "& {'mcp', 'mcp_types', 'watchfiles', 'yaml', 'jsonschema'}))"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
