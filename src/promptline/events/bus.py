@@ -14,6 +14,7 @@ from typing import Any
 
 from promptline.core.errors import InvalidInputError, ServiceUnavailableError, SubscriberLagged
 from promptline.core.events import Event
+from promptline.events.checks import check_cursor, check_filter
 from promptline.events.protocols import EventFilter, EventStore
 
 CATCH_UP_PAGE = 500
@@ -91,25 +92,21 @@ class InProcessEventBus:
         async iterator, and as ``async with`` to close it on exit.
         """
         self._check_open()
-        if filter is not None and not isinstance(filter, EventFilter):
-            raise InvalidInputError(
-                f"filter must be an EventFilter, not {type(filter).__name__}",
-                hint="build one with promptline.events.protocols.EventFilter(...)",
-            )
+        check_filter(filter)
         if from_seq is not None and from_position is not None:
             raise InvalidInputError(
                 "give from_seq or from_position, not both",
                 hint="from_seq resumes one stream, from_position the whole log",
             )
         if from_seq is not None:
-            _check_cursor(from_seq, "from_seq")
+            check_cursor(from_seq, "from_seq")
             if filter is None or filter.stream is None:
                 raise InvalidInputError(
                     "from_seq needs a filter with a stream",
                     hint="subscribe(EventFilter(stream=...), from_seq=...) or use from_position",
                 )
         if from_position is not None:
-            _check_cursor(from_position, "from_position")
+            check_cursor(from_position, "from_position")
         size = self._default_max_queue if max_queue is None else max_queue
         _check_max_queue(size)
         sub = BusSubscription(
@@ -315,14 +312,6 @@ class BusSubscription:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-
-def _check_cursor(value: Any, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidInputError(
-            f"{name} must be a non-negative integer, not {value!r}",
-            hint="pass the last value you received, or 0 for the beginning",
-        )
 
 
 def _check_max_queue(value: Any) -> None:

@@ -1,5 +1,5 @@
-"""Input checks every event store applies alike, so each backend refuses the same input with
-the same words."""
+"""Input checks and refusals every event store applies alike, so each backend refuses the same
+input with the same words."""
 
 from __future__ import annotations
 
@@ -7,20 +7,24 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from promptline.core.errors import InvalidInputError
+from promptline.core.errors import ConflictError, InvalidInputError
 from promptline.core.events import Event, EventEnvelope, parse_event
+from promptline.events.protocols import EventFilter
 
 __all__ = [
     "MAX_ID",
     "MAX_NAME",
     "MAX_TYPE",
+    "already_stored",
     "check_cursor",
     "check_expected",
+    "check_filter",
     "check_limit",
     "check_name",
     "check_text",
     "checked_batch",
     "checked_event",
+    "stream_moved",
 ]
 
 MAX_ID = 64
@@ -114,3 +118,33 @@ def checked_batch(events: Any) -> list[Event]:
             ids=dupes,
         )
     return checked
+
+
+def check_filter(filter: Any) -> None:
+    """`InvalidInputError` unless ``filter`` is None or an `EventFilter`."""
+    if filter is not None and not isinstance(filter, EventFilter):
+        raise InvalidInputError(
+            f"filter must be an EventFilter, not {type(filter).__name__}",
+            hint="build one with promptline.events.protocols.EventFilter(...)",
+        )
+
+
+def stream_moved(stream: str, expected: int, actual: int) -> ConflictError:
+    """The refusal of an append whose expected seq is not the stream's last seq."""
+    return ConflictError(
+        f"stream {stream!r} is at seq {actual}, expected {expected}",
+        hint="read the stream again and retry with its current seq",
+        stream=stream,
+        expected=expected,
+        actual=actual,
+    )
+
+
+def already_stored(ids: Sequence[str]) -> ConflictError:
+    """The refusal of an append holding events whose ids are already in the log."""
+    taken = sorted(ids)
+    return ConflictError(
+        f"event id already stored: {', '.join(taken)}; nothing of this append was kept",
+        hint="an event is appended once; give a new event a fresh id",
+        ids=taken,
+    )

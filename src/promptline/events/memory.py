@@ -12,15 +12,17 @@ from operator import attrgetter
 from typing import Any
 
 from promptline.core.clock import to_micros
-from promptline.core.errors import ConflictError, InvalidInputError
 from promptline.core.events import Event, decode_event
 from promptline.events.checks import (
+    already_stored,
     check_cursor,
     check_expected,
+    check_filter,
     check_limit,
     check_name,
     checked_batch,
     checked_event,
+    stream_moved,
 )
 from promptline.events.protocols import EventFilter
 
@@ -66,7 +68,7 @@ class InMemoryEventStore:
         if expected_seq is not None:
             self._check_heads({stream: expected_seq})
         if checked.id in self._ids:
-            raise _already_stored([checked.id])
+            raise already_stored([checked.id])
         events = self._streams.get(stream)
         if events is None:
             events = self._streams[stream] = []
@@ -95,7 +97,7 @@ class InMemoryEventStore:
             self._check_heads(dict(expected_seqs))
         taken = [i for i in ids if i in self._ids]
         if taken:
-            raise _already_stored(taken)
+            raise already_stored(taken)
         # Every check has passed: number the whole batch, then store it in one go.
         position = len(self._log)
         last: dict[str, int] = {}
@@ -121,13 +123,7 @@ class InMemoryEventStore:
         for stream, want in expected.items():
             actual = len(self._streams.get(stream, ()))
             if actual != want:
-                raise ConflictError(
-                    f"stream {stream!r} is at seq {actual}, expected {want}",
-                    hint="read the stream again and retry with its current seq",
-                    stream=stream,
-                    expected=want,
-                    actual=actual,
-                )
+                raise stream_moved(stream, want, actual)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -252,15 +248,6 @@ def _stamped(event: Event, stream: str, seq: int, position: int) -> Event:
     return stamped
 
 
-def _already_stored(ids: list[str]) -> ConflictError:
-    taken = sorted(ids)
-    return ConflictError(
-        f"event id already stored: {', '.join(taken)}; nothing of this append was kept",
-        hint="an event is appended once; give a new event a fresh id",
-        ids=taken,
-    )
-
-
 def _matcher(filter: EventFilter | None) -> Callable[[_Stored], bool] | None:
     """A test for ``filter``, or None when it lets every event through.
 
@@ -268,13 +255,9 @@ def _matcher(filter: EventFilter | None) -> Callable[[_Stored], bool] | None:
     reads a naive datetime as UTC (`EventFilter.matches` would refuse to compare one with
     an aware datetime).
     """
+    check_filter(filter)
     if filter is None:
         return None
-    if not isinstance(filter, EventFilter):
-        raise InvalidInputError(
-            f"filter must be an EventFilter, not {type(filter).__name__}",
-            hint="build one with promptline.events.protocols.EventFilter(...)",
-        )
     types = filter.types
     fields = [(name, getattr(filter, name)) for name in _ENVELOPE_FILTERS]
     equal = [(name, value) for name, value in fields if value is not None]

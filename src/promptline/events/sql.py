@@ -14,24 +14,22 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from promptline.core.clock import to_micros
-from promptline.core.errors import (
-    ConflictError,
-    InvalidInputError,
-    PromptLineError,
-    StorageError,
-)
+from promptline.core.errors import PromptLineError, StorageError
 from promptline.core.events import (
     Event,
     decode_event,
     encode_event,
 )
 from promptline.events.checks import (
+    already_stored,
     check_cursor,
     check_expected,
+    check_filter,
     check_limit,
     check_name,
     checked_batch,
     checked_event,
+    stream_moved,
 )
 from promptline.events.protocols import EventFilter
 from promptline.storage.database import translate_error, write_transaction
@@ -192,13 +190,8 @@ class SqlEventStore:
             rows = await self._fetch(self._sql(f"SELECT id FROM events WHERE id IN ({marks})"), ids)
         except self._storage_errors:
             rows = []
-        taken = sorted(str(row[0]) for row in rows)
-        if taken:
-            return ConflictError(
-                f"event id already stored: {', '.join(taken)}; nothing of this append was kept",
-                hint="an event is appended once; give a new event a fresh id",
-                ids=taken,
-            )
+        if rows:
+            return already_stored([str(row[0]) for row in rows])
         return translate_error(exc, what="appending events")
 
     # -- reading ----------------------------------------------------------------------------
@@ -345,13 +338,7 @@ def _numbered(
     last = {s: int(v or 0) for s, v in zip(streams, heads[1:], strict=True)}
     for stream, want in (expected or {}).items():
         if last[stream] != want:
-            raise ConflictError(
-                f"stream {stream!r} is at seq {last[stream]}, expected {want}",
-                hint="read the stream again and retry with its current seq",
-                stream=stream,
-                expected=want,
-                actual=last[stream],
-            )
+            raise stream_moved(stream, want, last[stream])
     numbered: list[Event] = []
     for event in batch:
         stream = event.stream_name
@@ -398,13 +385,9 @@ def _row(event: Event) -> Row:
 
 def _where(filter: EventFilter | None) -> tuple[list[str], list[Any]]:
     """WHERE clauses and their parameters for ``filter``; each one uses an indexed column."""
+    check_filter(filter)
     if filter is None:
         return [], []
-    if not isinstance(filter, EventFilter):
-        raise InvalidInputError(
-            f"filter must be an EventFilter, not {type(filter).__name__}",
-            hint="build one with promptline.events.protocols.EventFilter(...)",
-        )
     where: list[str] = []
     params: list[Any] = []
     if filter.types is not None:
