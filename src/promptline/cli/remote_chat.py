@@ -7,38 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, TextIO
 
-from promptline.cli.chat import HISTORY_FILE, PROMPT
-from promptline.cli.chat_screen import ChatScreen
+from promptline.cli.chat_screen import ChatScreen, Mode, line_input
 from promptline.cli.runtime import run
 
 if TYPE_CHECKING:
     from promptline.cli.live import GrantScope
     from promptline.cli.terminal import LineInput
     from promptline.client import AsyncPromptLine, RunStream
+    from promptline.client.models import Session
     from promptline.core.events import Event
     from promptline.runtime.run import RunResult
 
-Mode = Literal["plan", "act"]
-
 DEFAULT_AGENT = "assistant"
 """The agent a gateway runs when a message names none."""
-
-HELP = """\
-/help                this list
-/model [ID]          show the model, or switch to ID (provider/model, one the gateway serves)
-/mode plan|act       plan: tools that change things wait until you approve a plan; act: they run
-/session new         start a new session
-/session list        your recent sessions on the gateway
-/session switch ID   continue session ID
-/tools               the tools of the gateway, and their permission for you (allow, ask, deny)
-/cost                tokens and dollars this session has used, from the gateway's event log
-/exit                leave (Ctrl-D does too)
-
-Enter sends. Esc then Enter, or a line ending in a backslash, starts a new line.
-Ctrl-C cancels the run in flight on the gateway (at the prompt it clears the line).
-Approvals: y (yes, once), n (no), a (always, for this tool), s (for the rest of the session)."""
 
 
 def remote_chat(
@@ -52,18 +36,11 @@ def remote_chat(
 ) -> None:
     """Open the REPL on the gateway at ``url``; returns when the user leaves."""
     from promptline.cli.live import on_interrupt
-    from promptline.cli.terminal import PlainInput, TerminalInput, is_terminal
     from promptline.client import AsyncPromptLine
-    from promptline.config import promptline_home
 
     async def main() -> None:
         async with AsyncPromptLine(url, api_key) as client:
-            line_input: LineInput
-            if is_terminal():
-                line_input = TerminalInput(promptline_home() / HISTORY_FILE)
-            else:
-                line_input = PlainInput(sys.stdout)
-            repl = RemoteChat(client, line_input, sys.stdout)
+            repl = RemoteChat(client, line_input(), sys.stdout)
             await repl.setup(agent=agent, model=model, session=session, mode=mode)
             with on_interrupt(repl.interrupt):
                 await repl.loop()
@@ -96,6 +73,22 @@ class RemoteChat(ChatScreen):
     """The REPL's state (agent, model, mode, session) and what each input does, against a
     gateway."""
 
+    HELP = """\
+/help                this list
+/model [ID]          show the model, or switch to ID (provider/model, one the gateway serves)
+/mode plan|act       plan: tools that change things wait until you approve a plan; act: they run
+/session new         start a new session
+/session list        your recent sessions on the gateway
+/session switch ID   continue session ID
+/tools               the tools of the gateway, and their permission for you (allow, ask, deny)
+/cost                tokens and dollars this session has used, from the gateway's event log
+/exit                leave (Ctrl-D does too)
+
+Enter sends. Esc then Enter, or a line ending in a backslash, starts a new line.
+Ctrl-C cancels the run in flight on the gateway (at the prompt it clears the line).
+Approvals: y (yes, once), n (no), a (always, for this tool), s (for the rest of the session)."""
+    NO_TOOLS = "the gateway has no tools"
+
     def __init__(self, client: AsyncPromptLine, line_input: LineInput, out: TextIO) -> None:
         from promptline.cli.live import Style
 
@@ -111,10 +104,6 @@ class RemoteChat(ChatScreen):
         self._current: RunStream | None = None
         self._tasks: set[asyncio.Task[object]] = set()
 
-    # -- output -------------------------------------------------------------------------------
-
-    # -- lifecycle ----------------------------------------------------------------------------
-
     async def setup(
         self, *, agent: str | None, model: str | None, session: str | None, mode: Mode | None
     ) -> None:
@@ -128,32 +117,14 @@ class RemoteChat(ChatScreen):
             await self._check_model(model)
         self.model = model
         if session:
-            self.session_id = (await self.client.sessions.get(session, history_limit=0)).id
+            self.session_id = (await self._find_session(session)).id
         await self.client.websocket()  # fail now, not at the first message
-        self.say(
-            self.style.bold("PromptLine chat")
-            + f": agent {self.agent}, model {self.model_id}, mode {self.mode}"
-            + (f", session {self.session_id}" if self.session_id else "")
-        )
-        self.say(self.style.dim(f"(remote: {self.client.base_url})"))
-        self.say(self.style.dim("/help lists the commands; /exit or Ctrl-D leaves."))
+        self.greet(self.agent, f"(remote: {self.client.base_url})")
 
     async def loop(self) -> None:
-        """Read and answer until the user leaves."""
+        """Read and answer until the user leaves; then wait for the cancels still in flight."""
         try:
-            while True:
-                text = await self.input.read(PROMPT)
-                if text is None:
-                    self.say()
-                    return
-                if not text.strip():
-                    continue
-                stripped = text.strip()
-                if stripped.startswith("/") and not stripped.startswith("//"):
-                    if not await self.command(stripped):
-                        return
-                    continue
-                await self.send(text[1:] if stripped.startswith("//") else text)
+            await super().loop()
         finally:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -179,8 +150,6 @@ class RemoteChat(ChatScreen):
         except PromptLineError as exc:
             self.error(f"the run was not cancelled: {exc.message}", exc.hint)
             return None
-
-    # -- a message ----------------------------------------------------------------------------
 
     async def send(self, text: str) -> None:
         """Answer ``text`` with a run on the gateway, shown as it happens."""
@@ -222,42 +191,7 @@ class RemoteChat(ChatScreen):
         if stream.final is not None:
             view.end(result_of(stream.final, run_id, self.agent, session_id, tool_calls))
 
-    async def _session(self) -> str:
-        if self.session_id is None:
-            created = await self.client.sessions.create(channel="cli")
-            self.session_id = created.id
-            self.say(self.style.dim(f"(session {created.id})"))
-        return self.session_id
-
-    # -- slash commands -----------------------------------------------------------------------
-
-    async def command(self, line: str) -> bool:
-        """Run a slash command; False when the REPL should end."""
-        from promptline.core.errors import PromptLineError
-
-        name, _, rest = line[1:].partition(" ")
-        args = rest.split()
-        try:
-            match name.lower():
-                case "exit" | "quit" | "q":
-                    return False
-                case "help" | "h" | "?":
-                    self.say(HELP)
-                case "model":
-                    await self._model(args)
-                case "mode":
-                    self._mode(args)
-                case "session":
-                    await self._session_command(args)
-                case "tools":
-                    await self._tools()
-                case "cost":
-                    await self._cost()
-                case _:
-                    self.error(f"unknown command /{name}", "/help lists the commands")
-        except PromptLineError as exc:
-            self.error(exc.message, exc.hint)
-        return True
+    # -- the backend of the slash commands: the gateway's API ---------------------------------
 
     @property
     def model_id(self) -> str:
@@ -278,77 +212,32 @@ class RemoteChat(ChatScreen):
             hint="configured on the gateway: " + (", ".join(configured) or "none"),
         )
 
-    async def _model(self, args: list[str]) -> None:
-        if args:
-            await self._check_model(args[0])
-            self.model = args[0]
-        self.say(f"model: {self.model_id}")
+    async def _create_session(self) -> Session:
+        return await self.client.sessions.create(channel="cli")
 
-    async def _session_command(self, args: list[str]) -> None:
-        action = args[0] if args else ""
-        if action == "":
-            self.say(f"session: {self.session_id or '(a new one starts with your next message)'}")
-        elif action == "new":
-            created = await self.client.sessions.create(channel="cli")
-            self.session_id = created.id
-            self.say(f"session: {created.id} (new)")
-        elif action == "list":
-            page = await self.client.sessions.list(limit=20)
-            if not page.items:
-                self.say("no sessions yet")
-            for s in page.items:
-                self._say_session(s.id, s.message_count, s.updated_at, s.status)
-        elif action == "switch" and len(args) == 2:
-            found = await self.client.sessions.get(args[1], history_limit=0)
-            self.session_id = found.id
-            self.say(f"session: {found.id} ({found.message_count} messages)")
-        else:
-            self.error("usage: /session new | list | switch ID")
+    async def _recent_sessions(self) -> list[Session]:
+        return (await self.client.sessions.list(limit=20)).items
 
-    async def _tools(self) -> None:
-        tools = await self.client.tools.list()
-        if not tools:
-            self.say("the gateway has no tools")
-            return
-        for tool in tools:
-            summary = " ".join(tool.description.split())
-            summary = summary if len(summary) <= 60 else summary[:57] + "..."
-            self.say(f"{tool.name:<16} {tool.permission or '?':<5}  {summary}")
-        if self.mode == "plan":
-            self.say(self.style.dim("plan mode: only read-only tools run until you approve a plan"))
+    async def _find_session(self, session_id: str) -> Session:
+        return await self.client.sessions.get(session_id, history_limit=0)
 
-    async def _cost(self) -> None:
-        from promptline.core.events import LlmResultEvent
-        from promptline.core.messages import Usage
+    async def _tool_rows(self) -> list[tuple[str, str, str]]:
+        return [
+            (tool.name, tool.permission or "?", tool.description)
+            for tool in await self.client.tools.list()
+        ]
 
-        if self.session_id is None:
-            self.say("nothing spent yet: this session has not started")
-            return
-        usage = Usage()
-        cost = 0.0
-        calls = unknown = 0
+    async def _llm_results(self) -> Sequence[Event]:
+        events: list[Event] = []
         cursor: str | None = None
         while True:
             page = await self.client.events.list(
                 session_id=self.session_id, types=["llm_result"], limit=1000, cursor=cursor
             )
-            for event in page.items:
-                if isinstance(event, LlmResultEvent):
-                    calls += 1
-                    usage = usage + event.data.usage
-                    if event.data.cost_usd is None:
-                        unknown += 1
-                    else:
-                        cost += event.data.cost_usd
+            events.extend(page.items)
             if not page.next_cursor:
-                break
+                return events
             cursor = page.next_cursor
-        note = f" (+ {unknown} call(s) of unknown price)" if unknown else ""
-        self.say(
-            f"session {self.session_id}: {calls} model call(s), "
-            f"{usage.total_tokens:,} tokens ({usage.input_tokens:,} in, "
-            f"{usage.output_tokens:,} out), ${cost:.6f}{note}"
-        )
 
 
 def result_of(final: Event, run_id: str, agent: str, session_id: str, tool_calls: int) -> RunResult:
