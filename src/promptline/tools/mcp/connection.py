@@ -264,19 +264,12 @@ class McpConnection:
     async def list_resources(self) -> list[mcp_types.Resource]:
         """Every resource the server lists."""
         client = await self.client()
-        found: list[mcp_types.Resource] = []
-        cursor: str | None = None
-        for _ in range(_MAX_LIST_PAGES):
 
-            async def page_of(c: str | None = cursor) -> mcp_types.ListResourcesResult:
-                return await client.list_resources(cursor=c)
+        async def page(cursor: str | None) -> tuple[list[mcp_types.Resource], str | None]:
+            result = await client.list_resources(cursor=cursor)
+            return result.resources, result.next_cursor
 
-            page = await self._request("listing resources", page_of)
-            found.extend(page.resources)
-            cursor = page.next_cursor
-            if cursor is None:
-                break
-        return found
+        return await self._request("listing resources", lambda: _all_pages(page))
 
     async def read_resource(self, uri: str) -> mcp_types.ReadResourceResult:
         """The contents of resource ``uri``."""
@@ -286,19 +279,12 @@ class McpConnection:
     async def list_prompts(self) -> list[mcp_types.Prompt]:
         """Every prompt the server lists."""
         client = await self.client()
-        found: list[mcp_types.Prompt] = []
-        cursor: str | None = None
-        for _ in range(_MAX_LIST_PAGES):
 
-            async def page_of(c: str | None = cursor) -> mcp_types.ListPromptsResult:
-                return await client.list_prompts(cursor=c)
+        async def page(cursor: str | None) -> tuple[list[mcp_types.Prompt], str | None]:
+            result = await client.list_prompts(cursor=cursor)
+            return result.prompts, result.next_cursor
 
-            page = await self._request("listing prompts", page_of)
-            found.extend(page.prompts)
-            cursor = page.next_cursor
-            if cursor is None:
-                break
-        return found
+        return await self._request("listing prompts", lambda: _all_pages(page))
 
     async def get_prompt(
         self, name: str, arguments: dict[str, str] | None = None
@@ -451,15 +437,11 @@ class McpConnection:
         return asyncio.create_task(listen(), name=f"mcp-{self.name}-listen")
 
     async def _list_tools(self, client: Client) -> list[RemoteTool]:
-        found: list[RemoteTool] = []
-        cursor: str | None = None
-        for _ in range(_MAX_LIST_PAGES):
-            page = await client.list_tools(cursor=cursor)
-            found.extend(RemoteTool.of(t) for t in page.tools)
-            cursor = page.next_cursor
-            if cursor is None:
-                break
-        return found
+        async def page(cursor: str | None) -> tuple[list[RemoteTool], str | None]:
+            result = await client.list_tools(cursor=cursor)
+            return [RemoteTool.of(t) for t in result.tools], result.next_cursor
+
+        return await _all_pages(page)
 
     async def refresh_tools(self) -> list[RemoteTool]:
         """List the tools again and hand them to ``on_tools``."""
@@ -681,6 +663,21 @@ class _WatchedStream:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+async def _all_pages(
+    page: Callable[[str | None], Awaitable[tuple[list[_T], str | None]]],
+) -> list[_T]:
+    """The items of every page of a listing, following its cursor (at most
+    ``_MAX_LIST_PAGES`` pages, against a server whose cursor never ends)."""
+    found: list[_T] = []
+    cursor: str | None = None
+    for _ in range(_MAX_LIST_PAGES):
+        items, cursor = await page(cursor)
+        found.extend(items)
+        if cursor is None:
+            break
+    return found
 
 
 def _leaf(exc: BaseException) -> BaseException:
