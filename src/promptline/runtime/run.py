@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -209,7 +210,6 @@ class Run:
         self._abandoned = False
         self._entered = False
         self._summary: tuple[int, str] | None = None
-        self._prepared: _Prepared | None = None
         self._held = False
         self._launched = asyncio.Event()
 
@@ -360,7 +360,7 @@ class Run:
                 lifecycle.move("initializing")
                 if self._failure is not None:
                     raise self._failure
-                prepared = self._prepared = await self._prepare()
+                prepared = await self._prepare()
                 lifecycle.move("ready", "resumed after a restart" if self.resuming else None)
                 if self.resuming is None:
                     self._begin()
@@ -635,7 +635,11 @@ class Run:
             self.history,
             limit=prepared.limit - prepared.tools_tokens(self.mode),
             strategy=self.services.context_strategy,
-            summarize=self._summarize if self.services.context_strategy == "summarize" else None,
+            summarize=(
+                functools.partial(self._summarize, prepared)
+                if self.services.context_strategy == "summarize"
+                else None
+            ),
         )
         if not fit.fits:
             raise BudgetExceededError(
@@ -669,19 +673,17 @@ class Run:
         self._count(response, prepared)
         return response
 
-    def _count(self, response: ModelResponse, prepared: _Prepared | None) -> None:
+    def _count(self, response: ModelResponse, prepared: _Prepared) -> None:
         """Add a model call's usage to the run's, and to the budgets being watched."""
         self._usage = self._usage + response.usage
         if response.cost_usd is not None:
             self._cost = (self._cost or 0.0) + response.cost_usd
-        if prepared is None:
-            return
         tokens = response.usage.total_tokens
         for spent in (prepared.session_spent, prepared.user_spent):
             if spent is not None:
                 spent.add(tokens, response.cost_usd)
 
-    async def _summarize(self, messages: list[Message]) -> str:
+    async def _summarize(self, prepared: _Prepared, messages: list[Message]) -> str:
         # The same older turns are left out at every call until the conversation grows
         # past the window again: summarise them once.
         if self._summary is not None and self._summary[0] == len(messages):
@@ -698,11 +700,8 @@ class Run:
                 Message(role="user", content=transcript),
             ],
         )
-        llm = InstrumentedModel(
-            self.services.models, self.events, capabilities=self.services.capabilities
-        )
-        response = await llm.complete(request, context=self._call_context)
-        self._count(response, self._prepared)
+        response = await prepared.llm.complete(request, context=self._call_context)
+        self._count(response, prepared)
         self._summary = (len(messages), response.message.text)
         return response.message.text
 
