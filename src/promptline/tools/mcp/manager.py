@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from promptline.core.errors import InvalidInputError, NotFoundError
+from promptline.storage.files import write_atomically
 from promptline.tools.base import ToolOutput
 from promptline.tools.mcp.connection import (
     ConnectionState,
@@ -353,10 +354,7 @@ class McpManager:
             "tools": [t.to_dict() for t in tools],
         }
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(".json.tmp")
-            partial.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
-            partial.replace(path)
+            write_atomically(path, orjson.dumps(data, option=orjson.OPT_INDENT_2))
         except OSError as exc:
             _log.warning("could not cache the tool list of MCP server %s: %s", connection.name, exc)
 
