@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 from promptline.core.events import Event
 from promptline.events.protocols import EventBus, EventFilter, Subscription
@@ -93,6 +92,3 @@ class RunEvents:
     async def close(self) -> None:
         """Write what is buffered (the underlying bus stays open)."""
         await self.flush()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._bus, name)
