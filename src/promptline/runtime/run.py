@@ -226,6 +226,11 @@ class Run:
         return self._task is not None and self._task.done()
 
     @property
+    def envelope(self) -> dict[str, Any]:
+        """The envelope fields of every event this run records (a copy)."""
+        return dict(self._envelope)
+
+    @property
     def paused(self) -> bool:
         """True while a pause is requested or in effect."""
         return not self._resumed.is_set()

@@ -476,18 +476,9 @@ class Runtime:
         if not run.lifecycle.final:
             run.lifecycle.move("error", "wedged: did not end when cancelled")
             await run.events.flush()
-        envelope = {
-            "stream": run.session.id if run.session else run.id,
-            "session_id": run.session.id if run.session else None,
-            "run_id": run.id,
-            "agent_id": run.agent.name,
-            "user_id": run.session.user_id if run.session else None,
-            "tenant_id": run.session.tenant_id if run.session else None,
-            "correlation_id": run.id,
-        }
         await self.services.bus.publish(
             RunFailedEvent(
-                **envelope,
+                **run.envelope,
                 data=RunFailed(
                     error=ErrorInfo(
                         code="run_wedged",
