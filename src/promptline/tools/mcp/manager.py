@@ -257,7 +257,7 @@ class McpManager:
             tool
             for name in self.registry.names()
             if name.startswith(f"mcp.{server}.")
-            and isinstance(tool := _unwrap(self.registry.get(name)), McpTool)
+            and isinstance(tool := self.registry.get(name), McpTool)
             and tool.connection is connection
         ]
 
@@ -500,9 +500,3 @@ def _fingerprint(settings: McpServerSettings) -> str:
         "transport": settings.kind,
     }
     return hashlib.sha256(orjson.dumps(endpoint, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
-
-
-def _unwrap(tool: Any) -> Any:
-    """The tool behind the registry's renaming wrapper, if any."""
-    inner = getattr(tool, "_inner", None)
-    return inner if inner is not None else tool
