@@ -11,7 +11,7 @@ from promptline.core.errors import ConflictError, InvalidInputError, NotFoundErr
 from promptline.models.types import ToolSpec
 from promptline.tools.base import Tool, ToolContext
 
-__all__ = ["ToolRegistry", "matches"]
+__all__ = ["ToolRegistry", "matches", "qualified_name"]
 
 
 def matches(pattern: str, name: str) -> bool:
@@ -20,6 +20,14 @@ def matches(pattern: str, name: str) -> bool:
     if pattern == name:
         return True
     return any(c in pattern for c in "*?[") and fnmatch.fnmatchcase(name, pattern)
+
+
+def qualified_name(name: str, namespace: str | None) -> str:
+    """``namespace.name``; ``name`` alone without a namespace or when it already starts with
+    the namespace."""
+    if namespace and not name.startswith(f"{namespace}."):
+        return f"{namespace}.{name}"
+    return name
 
 
 class ToolRegistry:
@@ -50,9 +58,7 @@ class ToolRegistry:
             raise InvalidInputError(
                 f"{tool!r} is not a tool", hint="decorate a function with @tool, or implement Tool"
             )
-        name = tool.name
-        if namespace and not name.startswith(f"{namespace}."):
-            name = f"{namespace}.{name}"
+        name = qualified_name(tool.name, namespace)
         if name in self._tools and not replace:
             raise ConflictError(
                 f"a tool named {name!r} is already registered",

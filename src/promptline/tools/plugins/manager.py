@@ -17,7 +17,7 @@ from promptline.tools.dependencies import resolve
 from promptline.tools.plugins.discovery import Origin, PackageSpec, discover, skills_present
 from promptline.tools.plugins.loader import ImportedPackage, collect_tools, import_package, purge
 from promptline.tools.plugins.manifest import missing_distributions
-from promptline.tools.registry import ToolRegistry
+from promptline.tools.registry import ToolRegistry, qualified_name
 from promptline.tools.switches import SWITCHES_FILE, Switches
 
 if TYPE_CHECKING:
@@ -484,7 +484,7 @@ class PluginManager:
                 namespace = spec.manifest.namespace
             if namespace is None:
                 namespace = spec.name
-            names = [_full_name(t.name, namespace) for t in tools]
+            names = [qualified_name(t.name, namespace) for t in tools]
             duplicates = sorted({n for n in names if names.count(n) > 1})
             if duplicates:
                 raise _Conflict(f"it declares {', '.join(duplicates)} more than once")
@@ -540,12 +540,6 @@ class PluginManager:
 
 class _Conflict(Exception):
     """A package's tool names clash (among themselves or with registered tools)."""
-
-
-def _full_name(tool_name: str, namespace: str) -> str:
-    if namespace and not tool_name.startswith(f"{namespace}."):
-        return f"{namespace}.{tool_name}"
-    return tool_name
 
 
 def _describe(exc: BaseException, stage: str) -> str:
