@@ -410,10 +410,7 @@ class PluginManager:
             problem = resolution.problems[name]
             if problem.kind == "cycle":
                 return str(problem)
-            reasons = []
-            for dep in problem.detail.split(", "):
-                reasons.append(f"needs {dep}, which {self._why_absent(dep, statuses)}")
-            return "; ".join(reasons)
+            return self._needs(problem.detail.split(", "), statuses)
 
         for name in list(self._loaded):
             if name in resolution.problems:
@@ -441,9 +438,7 @@ class PluginManager:
                 statuses[name] = _status(
                     spec,
                     "blocked",
-                    error="; ".join(
-                        f"needs {d}, which {self._why_absent(d, statuses)}" for d in unmet
-                    ),
+                    error=self._needs(unmet, statuses),
                     requires=requires,
                 )
                 continue
@@ -522,6 +517,10 @@ class PluginManager:
         found = skills_present(self.skill_folders)
         switched = self.switches.all("skills") if found else {}
         return {s for s in found if s not in self._disabled_skills and switched.get(s, True)}
+
+    def _needs(self, deps: Iterable[str], statuses: dict[str, PackageStatus]) -> str:
+        """Why a package is blocked: each dependency it lacks, and why that one is absent."""
+        return "; ".join(f"needs {d}, which {self._why_absent(d, statuses)}" for d in deps)
 
     def _why_absent(self, dep: str, statuses: dict[str, PackageStatus]) -> str:
         status = statuses.get(dep)
