@@ -13,6 +13,7 @@ from promptline.cli.runtime import (
     fail,
     friendly_errors,
     load_settings,
+    print_table,
     run,
     services,
 )
@@ -182,8 +183,6 @@ def events_replay(options: CliOptions, *, session: str, as_json: bool) -> None:
 def sessions_list(
     options: CliOptions, *, user: str | None, channel: str | None, tenant: str | None, limit: int
 ) -> None:
-    from rich.table import Table
-
     async def main() -> None:
         async with services(options) as app:
             found = await app.sessions.list(
@@ -192,20 +191,21 @@ def sessions_list(
         if not found:
             console().print("no sessions")
             return
-        table = Table(header_style="bold")
-        for name in ("id", "tenant", "user", "channel", "status", "messages", "updated (UTC)"):
-            table.add_column(name)
-        for s in found:
-            table.add_row(
-                s.id,
-                s.tenant_id,
-                s.user_id,
-                s.channel,
-                s.status,
-                str(s.message_count),
-                s.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
-            )
-        console().print(table)
+        print_table(
+            ("id", "tenant", "user", "channel", "status", "messages", "updated (UTC)"),
+            (
+                (
+                    s.id,
+                    s.tenant_id,
+                    s.user_id,
+                    s.channel,
+                    s.status,
+                    str(s.message_count),
+                    s.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+                )
+                for s in found
+            ),
+        )
 
     run(main)
 

@@ -56,7 +56,7 @@ def mcp_serve(options: CliOptions) -> None:
 def mcp_list(options: CliOptions, as_json: bool) -> None:
     """The configured MCP servers: transport, state, tool count, last error. Every enabled
     server is connected (first_use ones too) to tell."""
-    from promptline.cli.runtime import console, run, write_json
+    from promptline.cli.runtime import print_table, run, write_json
 
     async def main() -> list[dict[str, Any]]:
         async with _manager(options) as manager:
@@ -70,11 +70,7 @@ def mcp_list(options: CliOptions, as_json: bool) -> None:
     if not rows:
         _no_servers()
         return
-    from rich.table import Table
-
-    table = Table(header_style="bold")
-    for column in ("server", "transport", "connect", "state", "tools", "error"):
-        table.add_column(column, justify="right" if column == "tools" else "left")
+    table: list[tuple[str, ...]] = []
     for row in rows:
         state = row["state"]
         style = {"connected": "green", "down": "red"}.get(state, "yellow")
@@ -82,15 +78,19 @@ def mcp_list(options: CliOptions, as_json: bool) -> None:
         if row["skipped"]:
             error = f"{error}; " if error else ""
             error += f"skipped (invalid schema): {', '.join(row['skipped'])}"
-        table.add_row(
-            row["name"],
-            row["transport"],
-            row["connect"],
-            f"[{style}]{state}[/]",
-            str(row["tools"]),
-            error,
+        table.append(
+            (
+                row["name"],
+                row["transport"],
+                row["connect"],
+                f"[{style}]{state}[/]",
+                str(row["tools"]),
+                error,
+            )
         )
-    console().print(table)
+    print_table(
+        ("server", "transport", "connect", "state", "tools", "error"), table, right={"tools"}
+    )
 
 
 @mcp_group.command("tools")
@@ -100,7 +100,7 @@ def mcp_list(options: CliOptions, as_json: bool) -> None:
 def mcp_tools(options: CliOptions, server: str | None, as_json: bool) -> None:
     """The tools of SERVER (of every enabled server when omitted): the name agents call
     them by, whether they are read-only, what they do."""
-    from promptline.cli.runtime import console, fail, run, write_json
+    from promptline.cli.runtime import console, fail, print_table, run, write_json
 
     async def main() -> tuple[list[dict[str, Any]], dict[str, str]]:
         from promptline.core.errors import PromptLineError
@@ -135,14 +135,10 @@ def mcp_tools(options: CliOptions, server: str | None, as_json: bool) -> None:
     if as_json:
         write_json(rows)
     elif rows:
-        from rich.table import Table
-
-        table = Table(header_style="bold")
-        for column in ("name", "read-only", "description"):
-            table.add_column(column)
-        for row in rows:
-            table.add_row(row["name"], "yes" if row["read_only"] else "", row["description"])
-        console().print(table)
+        print_table(
+            ("name", "read-only", "description"),
+            ((r["name"], "yes" if r["read_only"] else "", r["description"]) for r in rows),
+        )
     elif not failed:
         console().print("no tools")
     for name, message in failed.items():
@@ -213,7 +209,7 @@ def mcp_call(
 @pass_options
 def mcp_resources(options: CliOptions, server: str, as_json: bool) -> None:
     """The resources SERVER offers (read one with `promptline mcp read SERVER URI`)."""
-    from promptline.cli.runtime import console, run, write_json
+    from promptline.cli.runtime import print_table, run, write_json
 
     async def main() -> list[dict[str, Any]]:
         async with _manager(options) as manager:
@@ -223,14 +219,10 @@ def mcp_resources(options: CliOptions, server: str, as_json: bool) -> None:
     if as_json:
         write_json(rows)
         return
-    from rich.table import Table
-
-    table = Table(header_style="bold")
-    for column in ("uri", "name", "type", "description"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(row["uri"], row["name"], row["mime_type"] or "", row["description"])
-    console().print(table)
+    print_table(
+        ("uri", "name", "type", "description"),
+        ((r["uri"], r["name"], r["mime_type"] or "", r["description"]) for r in rows),
+    )
 
 
 @mcp_group.command("read")
@@ -310,7 +302,7 @@ def _pair(text: str) -> tuple[str, str]:
 @pass_options
 def mcp_prompts(options: CliOptions, server: str, as_json: bool) -> None:
     """The prompts SERVER offers and their arguments (* marks a required one)."""
-    from promptline.cli.runtime import console, run, write_json
+    from promptline.cli.runtime import print_table, run, write_json
 
     async def main() -> list[dict[str, Any]]:
         async with _manager(options) as manager:
@@ -320,15 +312,17 @@ def mcp_prompts(options: CliOptions, server: str, as_json: bool) -> None:
     if as_json:
         write_json(rows)
         return
-    from rich.table import Table
-
-    table = Table(header_style="bold")
-    for column in ("name", "arguments", "description"):
-        table.add_column(column)
-    for row in rows:
-        marked = [f"{a}*" if a in row["required"] else a for a in row["arguments"]]
-        table.add_row(row["name"], ", ".join(marked), row["description"])
-    console().print(table)
+    print_table(
+        ("name", "arguments", "description"),
+        (
+            (
+                r["name"],
+                ", ".join(f"{a}*" if a in r["required"] else a for a in r["arguments"]),
+                r["description"],
+            )
+            for r in rows
+        ),
+    )
 
 
 @contextlib.asynccontextmanager

@@ -10,6 +10,7 @@ from promptline.cli.runtime import (
     console,
     friendly_errors,
     load_settings,
+    print_table,
     run,
     write_json,
 )
@@ -24,8 +25,6 @@ DEFAULT_PROMPT = "Say hello in one short sentence."
 
 def list_models(options: CliOptions, *, as_json: bool) -> None:
     """Print the catalogue: capabilities, prices, and which models are configured."""
-    from rich.table import Table
-
     from promptline.models.registry import ProviderRegistry
 
     with friendly_errors():
@@ -39,25 +38,25 @@ def list_models(options: CliOptions, *, as_json: bool) -> None:
             ]
         )
         return
-    table = Table(header_style="bold")
-    for name in ("id", "configured", "vision", "tools", "streaming", "context", "max tokens"):
-        table.add_column(name, justify="right" if name in ("context", "max tokens") else "left")
-    table.add_column("$/Mtok in", justify="right")
-    table.add_column("$/Mtok out", justify="right")
-    for e in entries:
-        caps = e.capabilities
-        table.add_row(
-            e.id,
-            "yes" if e.configured else "",
-            _flag(caps.supports_vision),
-            _flag(caps.supports_function_calling),
-            _flag(caps.supports_streaming),
-            f"{caps.context_window:,}",
-            f"{caps.max_tokens:,}",
-            _price(caps.input_price_per_mtok),
-            _price(caps.output_price_per_mtok),
-        )
-    console().print(table)
+    numbers = ("context", "max tokens", "$/Mtok in", "$/Mtok out")
+    print_table(
+        ("id", "configured", "vision", "tools", "streaming", *numbers),
+        (
+            (
+                e.id,
+                "yes" if e.configured else "",
+                _flag(e.capabilities.supports_vision),
+                _flag(e.capabilities.supports_function_calling),
+                _flag(e.capabilities.supports_streaming),
+                f"{e.capabilities.context_window:,}",
+                f"{e.capabilities.max_tokens:,}",
+                _price(e.capabilities.input_price_per_mtok),
+                _price(e.capabilities.output_price_per_mtok),
+            )
+            for e in entries
+        ),
+        right=numbers,
+    )
 
 
 def test_model(options: CliOptions, model: str, *, prompt: str | None, stream: bool) -> None:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -35,6 +43,21 @@ def console(*, stderr: bool = False) -> Console:
     # Piped output is read by programs and people with wide windows: do not fold ids at 80.
     width = None if stream.isatty() else PIPED_WIDTH
     return Console(file=stream, highlight=False, soft_wrap=True, width=width)
+
+
+def print_table(
+    columns: Sequence[str], rows: Iterable[Sequence[str]], *, right: Collection[str] = ()
+) -> None:
+    """Print rows under a bold header to stdout; ``right`` names the columns of numbers.
+    Cells may hold Rich markup (escape what came from outside)."""
+    from rich.table import Table
+
+    table = Table(header_style="bold")
+    for column in columns:
+        table.add_column(column, justify="right" if column in right else "left")
+    for row in rows:
+        table.add_row(*row)
+    console().print(table)
 
 
 def fail(message: str, *, hint: str | None = None, code: int = 1) -> None:

@@ -36,9 +36,8 @@ def skills_list(options: CliOptions, as_json: bool) -> None:
     """Every skill found, with its state: available, unavailable (why), disabled, broken (the
     error) or shadowed (by a skill of the same name found first)."""
     from rich.markup import escape
-    from rich.table import Table
 
-    from promptline.cli.runtime import console, friendly_errors, write_json
+    from promptline.cli.runtime import console, friendly_errors, print_table, write_json
 
     with friendly_errors():
         library = _library(options)
@@ -54,14 +53,18 @@ def skills_list(options: CliOptions, as_json: bool) -> None:
             out.print(f"  {source.path} ({source.origin})", markup=False)
         out.print("A skill is a folder with a SKILL.md: see `promptline skills --help`.")
     else:
-        table = Table(header_style="bold")
-        for column in ("name", "version", "state", "source folder"):
-            table.add_column(column)
-        for s in statuses:
-            state = f"[{_STATE_STYLE[s.state]}]{s.state}[/]"
-            folder = f"{s.source.path} ({s.source.origin})"
-            table.add_row(escape(s.name), escape(s.version or "-"), state, escape(folder))
-        out.print(table)
+        print_table(
+            ("name", "version", "state", "source folder"),
+            (
+                (
+                    escape(s.name),
+                    escape(s.version or "-"),
+                    f"[{_STATE_STYLE[s.state]}]{s.state}[/]",
+                    escape(f"{s.source.path} ({s.source.origin})"),
+                )
+                for s in statuses
+            ),
+        )
         # Reasons go below the table, one line each: they are long and should not fold.
         for s in statuses:
             if s.reason:

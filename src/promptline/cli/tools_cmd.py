@@ -49,17 +49,16 @@ def tools_list(options: CliOptions, as_json: bool) -> None:
 
         write_json(rows)
         return
-    from rich.table import Table
+    from promptline.cli.runtime import print_table
 
-    from promptline.cli.runtime import console
-
-    table = Table(header_style="bold")
-    for column in ("tool", "source", "read-only", "description"):
-        table.add_column(column)
-    for row in rows:
-        read_only = {True: "yes", False: "", None: "?"}[row["read_only"]]
-        table.add_row(row["name"], row["source"], read_only, _first_line(row["description"]))
-    console().print(table)
+    read_only = {True: "yes", False: "", None: "?"}
+    print_table(
+        ("tool", "source", "read-only", "description"),
+        (
+            (r["name"], r["source"], read_only[r["read_only"]], _first_line(r["description"]))
+            for r in rows
+        ),
+    )
 
 
 def _tool_rows(app: App) -> list[dict[str, Any]]:
@@ -114,30 +113,27 @@ def tools_packages(options: CliOptions, as_json: bool) -> None:
 
         write_json([s.to_dict() for s in statuses])
         return
-    from promptline.cli.runtime import console
+    from promptline.cli.runtime import console, print_table
 
-    out = console()
     if not statuses:
-        out.print(
+        console().print(
             "No tool packages. Install one with `promptline tools install NAME`, or see "
             "docs/plugins.md to write one."
         )
         return
-    from rich.table import Table
-
-    table = Table(header_style="bold")
-    for column in ("package", "state", "version", "from", "tools / problem"):
-        table.add_column(column)
-    for status in statuses:
-        detail = ", ".join(status.tools) if status.state == "loaded" else status.error or ""
-        table.add_row(
-            status.name,
-            _state(status.state),
-            status.version or "",
-            _origin(status),
-            detail,
-        )
-    out.print(table)
+    print_table(
+        ("package", "state", "version", "from", "tools / problem"),
+        (
+            (
+                s.name,
+                _state(s.state),
+                s.version or "",
+                _origin(s),
+                ", ".join(s.tools) if s.state == "loaded" else s.error or "",
+            )
+            for s in statuses
+        ),
+    )
 
 
 def _state(state: str) -> str:
@@ -272,23 +268,22 @@ def tools_search(
             ]
         )
     elif hits:
-        from rich.table import Table
+        from promptline.cli.runtime import print_table
 
-        table = Table(header_style="bold")
-        for column in ("name", "version", "kind", "source", "installed", "description"):
-            table.add_column(column)
-        for hit in hits:
-            entry = hit.entry
-            more = f" (+{len(hit.versions) - 1})" if len(hit.versions) > 1 else ""
-            table.add_row(
-                entry.name,
-                entry.version + more,
-                entry.kind,
-                entry.source,
-                hit.installed or "",
-                _first_line(entry.description),
-            )
-        console().print(table)
+        print_table(
+            ("name", "version", "kind", "source", "installed", "description"),
+            (
+                (
+                    h.entry.name,
+                    h.entry.version + (f" (+{len(h.versions) - 1})" if len(h.versions) > 1 else ""),
+                    h.entry.kind,
+                    h.entry.source,
+                    h.installed or "",
+                    _first_line(h.entry.description),
+                )
+                for h in hits
+            ),
+        )
     else:
         console().print("Nothing found." if words else "The catalogue is empty.")
     if problems and len(problems) == len(catalogue.sources):
