@@ -12,7 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from promptline.core.errors import NotFoundError, SessionBusyError, SubscriberLagged
+from promptline.core.errors import (
+    ConflictError,
+    NotFoundError,
+    SessionBusyError,
+    SubscriberLagged,
+)
 from promptline.core.events import (
     AgentLifecycle,
     AgentLifecycleEvent,
@@ -30,13 +35,13 @@ from promptline.core.messages import Message
 from promptline.events.protocols import EventFilter
 from promptline.runtime.agent import DEFAULT_AGENT, Agent, QueueMode
 from promptline.runtime.lifecycle import is_legal
+from promptline.runtime.recovery import RECOVERY_WINDOW, Unfinished, find_unfinished
 from promptline.runtime.run import Run, RunResult, SessionView
+from promptline.sessions.models import Principal
 
 if TYPE_CHECKING:
-    from promptline.runtime.recovery import Unfinished
     from promptline.runtime.services import RunServices
     from promptline.sessions.manager import SessionManager
-    from promptline.sessions.models import Principal
 
 __all__ = ["Runtime"]
 
@@ -263,14 +268,10 @@ class Runtime:
                 f"no session {session_id!r}: this runtime has no session store",
                 hint="build the runtime with a SessionManager, or run without a session",
             )
-        from promptline.sessions.models import Principal
-
         who = principal or Principal(user_id="runtime", admin=True)
         await self.sessions.refresh(session_id)
         session = await self.sessions.get(session_id, who)
         if session.status != "active":
-            from promptline.core.errors import ConflictError
-
             raise ConflictError(
                 f"session {session_id!r} has expired and takes no more messages",
                 hint="start a new session",
@@ -301,8 +302,6 @@ class Runtime:
         meanwhile goes on now; any other is recorded as interrupted. Returns the run ids by
         what was done: ``resumed``, ``waiting``, ``interrupted``.
         """
-        from promptline.runtime.recovery import RECOVERY_WINDOW, find_unfinished
-
         since = since or self.services.clock.now() - RECOVERY_WINDOW
         done: dict[str, list[str]] = {"resumed": [], "waiting": [], "interrupted": []}
         found = await find_unfinished(
@@ -325,8 +324,6 @@ class Runtime:
 
     async def resume_if_decided(self, run_id: str) -> Run | None:
         """Pick up a run suspended since a restart if its approvals are now all decided."""
-        from promptline.runtime.recovery import find_unfinished
-
         if run_id not in self._suspended:
             return None
         since = self.services.clock.now() - timedelta(days=3650)
