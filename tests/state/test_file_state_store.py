@@ -70,6 +70,14 @@ async def test_a_write_leaves_only_the_finished_file_behind(
     assert record["key"] == "k"
 
 
+async def test_state_files_are_readable_by_their_owner_only(
+    store: FileStateStore, root: Path
+) -> None:
+    await store.set("global", "k", "secret")
+    await store.set("global", "k", "secret again")
+    assert (root / "global" / "_" / "k.json").stat().st_mode & 0o777 == 0o600
+
+
 async def test_a_leftover_temp_file_is_ignored(store: FileStateStore, root: Path) -> None:
     await store.set("global", "k", 1)
     # What a process killed between writing and renaming leaves behind.

@@ -317,9 +317,10 @@ def _read(path: Path) -> _Record | None:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` over ``path`` whole (see `write_atomically`)."""
+    """Write ``data`` over ``path`` whole (see `write_atomically`), readable by its owner only:
+    a state value may be anything an agent or a grant keeps, secrets included."""
     try:
-        write_atomically(path, data)
+        write_atomically(path, data, mode=0o600)
     except OSError as exc:
         raise _storage_error("write", path, exc) from exc
 
