@@ -28,7 +28,8 @@ pass_options = click.make_pass_decorator(CliOptions, ensure=True)
 @click.group(
     context_settings=CONTEXT,
     epilog="New here? `promptline demo` shows a whole agent run, offline; "
-    "`promptline chat` starts a conversation; `promptline doctor` checks the setup.",
+    "`promptline init` writes a config; `promptline chat` starts a conversation; "
+    "`promptline doctor` checks the setup.",
 )
 @click.option(
     "--config",
@@ -52,7 +53,7 @@ def config_group() -> None:
     """Show, check and locate the configuration."""
 
 
-@config_group.command("show")
+@config_group.command("show", short_help="Print the effective configuration.")
 @click.option("--show-secrets", is_flag=True, help="Print secrets instead of ***.")
 @pass_options
 def config_show(options: CliOptions, show_secrets: bool) -> None:
@@ -62,7 +63,7 @@ def config_show(options: CliOptions, show_secrets: bool) -> None:
     commands.config_show(options, show_secrets=show_secrets)
 
 
-@config_group.command("validate")
+@config_group.command("validate", short_help="Check a config file and list every problem.")
 @click.argument("path", required=False, type=click.Path(path_type=Path, dir_okay=False))
 @pass_options
 def config_validate(options: CliOptions, path: Path | None) -> None:
@@ -72,7 +73,7 @@ def config_validate(options: CliOptions, path: Path | None) -> None:
     commands.config_validate(options, path)
 
 
-@config_group.command("path")
+@config_group.command("path", short_help="Print where the config file and the home are.")
 @pass_options
 def config_path(options: CliOptions) -> None:
     """Print where the config file is (or would be) and the home directory."""
@@ -98,7 +99,7 @@ def db_upgrade(options: CliOptions) -> None:
     commands.db_upgrade(options)
 
 
-@db_group.command("current")
+@db_group.command("current", short_help="Print the schema revision; is it up to date?")
 @pass_options
 def db_current(options: CliOptions) -> None:
     """Print the database's schema revision and whether it is up to date."""
@@ -258,7 +259,7 @@ def models_group() -> None:
     """List the model catalogue and try a model."""
 
 
-@models_group.command("list")
+@models_group.command("list", short_help="Every known model: capabilities and prices.")
 @click.option("--json", "as_json", is_flag=True, help="Print the catalogue as JSON.")
 @pass_options
 def models_list(options: CliOptions, as_json: bool) -> None:
@@ -268,7 +269,7 @@ def models_list(options: CliOptions, as_json: bool) -> None:
     models_cmd.list_models(options, as_json=as_json)
 
 
-@models_group.command("test")
+@models_group.command("test", short_help="Make one real call to a model.")
 @click.argument("model")
 @click.option("--prompt", help="What to send (default: ask for a short greeting).")
 @click.option("--stream", is_flag=True, help="Stream the answer as it is produced.")
@@ -377,7 +378,7 @@ def runs_group() -> None:
     """List, inspect and replay recorded runs."""
 
 
-@runs_group.command("list")
+@runs_group.command("list", short_help="The most recent runs: status, model, tokens, cost.")
 @click.option("--session", help="Only runs of this session.")
 @click.option("--agent", help="Only runs of this agent.")
 @click.option(
@@ -406,7 +407,7 @@ def runs_list(
     )
 
 
-@runs_group.command("show")
+@runs_group.command("show", short_help="One run's record (and with --events, its timeline).")
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON.")
 @click.option("--events", "with_events", is_flag=True, help="Add the run's event timeline.")
@@ -454,7 +455,7 @@ def _mode(value: str | None) -> Literal["plan", "act"] | None:
 # -- doctor -----------------------------------------------------------------------------------
 
 
-@app.command("doctor")
+@app.command("doctor", short_help="Check the setup and say how to fix what is wrong.")
 @pass_options
 def doctor(options: CliOptions) -> None:
     """Check the configuration, database and services; say what is wrong and how to fix it."""
@@ -466,7 +467,7 @@ def doctor(options: CliOptions) -> None:
 # -- gateway ----------------------------------------------------------------------------------
 
 
-@app.command("serve")
+@app.command("serve", short_help="Run the gateway in the foreground (REST, WebSocket).")
 @click.option("--host", help="Interface to bind (default: gateway.host).")
 @click.option("--port", type=int, help="Port (default: gateway.port; 0 picks a free one).")
 @click.option("--no-auth", is_flag=True, help="No API keys (allowed on loopback only).")
@@ -741,7 +742,7 @@ def service_group() -> None:
     """Run the gateway as a system service."""
 
 
-@service_group.command("install")
+@service_group.command("install", short_help="Write a systemd user unit that runs the gateway.")
 @click.option("--print", "print_only", is_flag=True, help="Print the unit; write nothing.")
 @click.option("--force", is_flag=True, help="Replace a unit that differs.")
 @pass_options

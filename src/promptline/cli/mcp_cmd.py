@@ -19,12 +19,12 @@ if TYPE_CHECKING:
 pass_options = click.make_pass_decorator(CliOptions, ensure=True)
 
 
-@click.group("mcp")
+@click.group("mcp", short_help="MCP servers: list, inspect, call; serve PromptLine.")
 def mcp_group() -> None:
     """MCP: inspect the configured servers, call their tools, serve PromptLine over MCP."""
 
 
-@mcp_group.command("serve")
+@mcp_group.command("serve", short_help="Serve PromptLine over MCP on stdin/stdout.")
 @pass_options
 def mcp_serve(options: CliOptions) -> None:
     """Serve PromptLine over MCP on stdin/stdout, for clients that start their servers.
@@ -50,7 +50,7 @@ def mcp_serve(options: CliOptions) -> None:
 # -- the MCP servers PromptLine uses ------------------------------------------------------------
 
 
-@mcp_group.command("list")
+@mcp_group.command("list", short_help="The configured MCP servers and their state.")
 @click.option("--json", "as_json", is_flag=True, help="Print the statuses as JSON.")
 @pass_options
 def mcp_list(options: CliOptions, as_json: bool) -> None:
@@ -93,7 +93,7 @@ def mcp_list(options: CliOptions, as_json: bool) -> None:
     )
 
 
-@mcp_group.command("tools")
+@mcp_group.command("tools", short_help="The tools of one MCP server, or of all.")
 @click.argument("server", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the tools as JSON.")
 @pass_options
@@ -147,7 +147,7 @@ def mcp_tools(options: CliOptions, server: str | None, as_json: bool) -> None:
         fail("no MCP server could be reached", hint="`promptline mcp list` shows why")
 
 
-@mcp_group.command("call")
+@mcp_group.command("call", short_help="Call a tool of an MCP server; print its result.")
 @click.argument("server")
 @click.argument("tool")
 @click.argument("pairs", nargs=-1, metavar="[KEY=VALUE]...")
@@ -203,7 +203,7 @@ def mcp_call(
         raise SystemExit(1)
 
 
-@mcp_group.command("resources")
+@mcp_group.command("resources", short_help="The resources an MCP server offers.")
 @click.argument("server")
 @click.option("--json", "as_json", is_flag=True, help="Print the resources as JSON.")
 @pass_options
@@ -240,7 +240,7 @@ def mcp_read(options: CliOptions, server: str, uri: str) -> None:
     click.echo(run(main))
 
 
-@mcp_group.command("attach")
+@mcp_group.command("attach", short_help="Attach an MCP resource or prompt to a session.")
 @click.argument("server")
 @click.argument("session_id")
 @click.option("--resource", "uri", metavar="URI", help="Attach this resource of SERVER.")
@@ -296,7 +296,7 @@ def _pair(text: str) -> tuple[str, str]:
     return key, value
 
 
-@mcp_group.command("prompts")
+@mcp_group.command("prompts", short_help="The prompts an MCP server offers.")
 @click.argument("server")
 @click.option("--json", "as_json", is_flag=True, help="Print the prompts as JSON.")
 @pass_options

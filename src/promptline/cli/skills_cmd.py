@@ -29,7 +29,7 @@ def skills_group() -> None:
     """Skills: list, show, enable and disable them."""
 
 
-@skills_group.command("list")
+@skills_group.command("list", short_help="Every skill found, and its state.")
 @click.option("--json", "as_json", is_flag=True, help="Print the skills as JSON.")
 @pass_options
 def skills_list(options: CliOptions, as_json: bool) -> None:
@@ -73,7 +73,7 @@ def skills_list(options: CliOptions, as_json: bool) -> None:
         console(stderr=True).print(f"[yellow]warning:[/] {escape(problem)}")
 
 
-@skills_group.command("show")
+@skills_group.command("show", short_help="One skill: front matter, requirements, files.")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print the skill as JSON.")
 @pass_options
@@ -109,7 +109,7 @@ def skills_enable(options: CliOptions, name: str) -> None:
     _switch(options, name, True)
 
 
-@skills_group.command("disable")
+@skills_group.command("disable", short_help="Switch a skill off.")
 @click.argument("name")
 @pass_options
 def skills_disable(options: CliOptions, name: str) -> None:

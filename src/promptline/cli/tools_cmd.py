@@ -22,7 +22,7 @@ pass_options = click.make_pass_decorator(CliOptions, ensure=True)
 KIND = click.Choice(["skill", "tools"])
 
 
-@click.group("tools")
+@click.group("tools", short_help="Tools: list, manage packages, search and install.")
 def tools_group() -> None:
     """Tools: list them, manage tool packages, search and install from catalogues."""
 
@@ -30,7 +30,7 @@ def tools_group() -> None:
 # -- registered tools and packages -------------------------------------------------------------
 
 
-@tools_group.command("list")
+@tools_group.command("list", short_help="Every tool agents may use, and where it comes from.")
 @click.option("--json", "as_json", is_flag=True, help="Print the tools as JSON.")
 @pass_options
 def tools_list(options: CliOptions, as_json: bool) -> None:
@@ -95,7 +95,7 @@ def _tool_rows(app: App) -> list[dict[str, Any]]:
     return rows
 
 
-@tools_group.command("packages")
+@tools_group.command("packages", short_help="Every tool package found, and its state.")
 @click.option("--json", "as_json", is_flag=True, help="Print the statuses as JSON.")
 @pass_options
 def tools_packages(options: CliOptions, as_json: bool) -> None:
@@ -151,7 +151,7 @@ def _origin(status: PackageStatus) -> str:
             return status.target
 
 
-@tools_group.command("enable")
+@tools_group.command("enable", short_help="Switch a tool package on.")
 @click.argument("name")
 @pass_options
 def tools_enable(options: CliOptions, name: str) -> None:
@@ -159,7 +159,7 @@ def tools_enable(options: CliOptions, name: str) -> None:
     _switch(options, name, True)
 
 
-@tools_group.command("disable")
+@tools_group.command("disable", short_help="Switch a tool package off.")
 @click.argument("name")
 @pass_options
 def tools_disable(options: CliOptions, name: str) -> None:
@@ -241,7 +241,7 @@ def _warn_problems(problems: list[Any]) -> None:
             err.print(f"  [yellow]hint:[/] {problem.hint}", markup=True)
 
 
-@tools_group.command("search")
+@tools_group.command("search", short_help="Search the catalogues for skills and tool packages.")
 @click.argument("words", nargs=-1)
 @click.option("--source", help="Search only this source.")
 @click.option("--refresh", is_flag=True, help="Fetch git sources again first.")
@@ -290,7 +290,7 @@ def tools_search(
         fail("no catalogue source could be read", hint="see the warnings above")
 
 
-@tools_group.command("info")
+@tools_group.command("info", short_help="Show a catalogue entry.")
 @click.argument("spec", metavar="NAME[@VERSION]")
 @click.option("--source", help="Look only in this source.")
 @click.option("--json", "as_json", is_flag=True, help="Print the entry as JSON.")
@@ -387,7 +387,7 @@ def _print_install(report: InstallReport, name: str) -> None:
         )
 
 
-@tools_group.command("uninstall")
+@tools_group.command("uninstall", short_help="Remove what `promptline tools install` installed.")
 @click.argument("name")
 @click.option("--kind", type=KIND, help="skill or tools, when both are installed by that name.")
 @pass_options
@@ -405,7 +405,7 @@ def tools_uninstall(options: CliOptions, name: str, kind: str | None) -> None:
         out.print(f"[yellow]still installed and needing it:[/] {', '.join(dependents)}")
 
 
-@tools_group.command("checksum")
+@tools_group.command("checksum", short_help="Print the catalogue checksum of a file or folder.")
 @click.argument("path", type=click.Path(path_type=Path, exists=True))
 def tools_checksum(path: Path) -> None:
     """Print the catalogue checksum of PATH (a folder's tree, or an archive's bytes): the
