@@ -37,6 +37,20 @@ def test_config_validate_accepts_the_seed_example() -> None:
     assert "ok" in run("config", "validate", str(seed)).output
 
 
+def test_config_validate_accepts_a_home_without_a_config_file(tmp_path: Path) -> None:
+    home = tmp_path / "fresh"
+    home.mkdir()
+    out = run("config", "validate", home=home).output
+    assert "ok" in out
+    assert "defaults are used" in out
+
+
+def test_config_validate_refuses_a_named_file_that_is_missing(tmp_path: Path) -> None:
+    result = run("config", "validate", str(tmp_path / "nope.yaml"), ok=False)
+    assert result.exit_code == 1
+    assert "config file not found" in result.output
+
+
 def test_config_validate_names_file_line_and_key_path_of_a_broken_file(tmp_path: Path) -> None:
     bad = tmp_path / "config.yaml"
     bad.write_text("gateway:\n  port: eighty\nstate:\n  backend: sqlit\n")

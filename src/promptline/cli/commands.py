@@ -45,16 +45,20 @@ def config_show(options: CliOptions, *, show_secrets: bool) -> None:
 def config_validate(options: CliOptions, path: Path | None) -> None:
     from promptline.config import config_path, validate_config
 
-    target = path or options.config or config_path()
+    chosen = path or options.config
+    target = chosen or config_path()
     with friendly_errors():
-        problems = validate_config(target, profile=options.profile)
+        # Without a chosen file the loader finds the default one, and a missing default is
+        # valid (defaults are used), as every other command treats it.
+        problems = validate_config(chosen, profile=options.profile)
     if problems:
         err = console(stderr=True)
         err.print(f"[bold red]{target}: {len(problems)} problem(s)[/]")
         for problem in problems:
             err.print(f"  - {problem}", markup=False)
         raise SystemExit(1)
-    console().print(f"[green]ok[/] {target}")
+    note = "" if target.exists() else " (not created yet: defaults are used)"
+    console().print(f"[green]ok[/] {target}{note}")
 
 
 def config_path(options: CliOptions) -> None:
