@@ -15,9 +15,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import orjson
+
 from promptline.core.errors import InvalidInputError, NotFoundError, SubscriberLagged
+from promptline.core.events import encode_event
 from promptline.events.protocols import EventBus, EventFilter, Subscription
-from promptline.gateway.service import event_json
 from promptline.gateway.ws.protocol import dumps, notification
 
 __all__ = ["MAX_SUBSCRIPTIONS", "Subscriptions"]
@@ -107,7 +109,9 @@ class Subscriptions:
     async def _forward(self, sub_id: str, session_id: str, source: Subscription) -> None:
         try:
             async for event in source:
-                frame = notification("event", {"subscription": sub_id, "event": event_json(event)})
+                # The event's own JSON goes in as it is, not parsed and written again.
+                body = orjson.Fragment(encode_event(event))
+                frame = notification("event", {"subscription": sub_id, "event": body})
                 if not await self._send(dumps(frame)):
                     return
         except SubscriberLagged:
