@@ -11,6 +11,7 @@ from typing import Literal
 
 from promptline.channels.base import InboundMessage
 from promptline.config.channels import ChannelRoute
+from promptline.runtime.agent import DEFAULT_AGENT
 
 __all__ = ["ChannelRouter", "Route"]
 
@@ -35,7 +36,7 @@ class ChannelRouter:
     thread. The session id is derived from the key (tenant, channel, user, thread as the
     policy says), so the same conversation always lands in the same session."""
 
-    def __init__(self, rules: Sequence[ChannelRoute] = (), *, default_agent: str = "assistant"):
+    def __init__(self, rules: Sequence[ChannelRoute] = (), *, default_agent: str = DEFAULT_AGENT):
         self.rules = list(rules)
         self.default_agent = default_agent
 
