@@ -31,6 +31,8 @@ T = TypeVar("T")
 
 Scope = Literal["global", "session", "local"]
 GrantScope = Literal["once", "session", "always"]
+Mode = Literal["plan", "act"]
+QueueMode = Literal["enqueue", "steer", "interrupt", "reject"]
 
 
 class _Record(BaseModel):

@@ -8,7 +8,16 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from promptline.client.models import Page, Run, SearchHit, Session, StartedRun, items_of
+from promptline.client.models import (
+    Mode,
+    Page,
+    QueueMode,
+    Run,
+    SearchHit,
+    Session,
+    StartedRun,
+    items_of,
+)
 from promptline.client.run_stream import RunStream
 from promptline.client.sse_streams import message_events
 
@@ -17,9 +26,6 @@ if TYPE_CHECKING:
     from promptline.core.events import Event
 
 __all__ = ["Mode", "QueueMode", "Sessions"]
-
-Mode = Literal["plan", "act"]
-QueueMode = Literal["enqueue", "steer", "interrupt", "reject"]
 
 
 class Sessions:

@@ -10,7 +10,7 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
@@ -44,7 +44,7 @@ from promptline.core.events import Event, parse_event
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from promptline.client.models import GrantScope, Scope
+    from promptline.client.models import GrantScope, Mode, QueueMode, Scope
 
 __all__ = ["WebSocketConnection"]
 
@@ -511,8 +511,8 @@ class WebSocketConnection:
         *,
         agent: str | None = None,
         model: str | None = None,
-        mode: Literal["plan", "act"] | None = None,
-        queue_mode: Literal["enqueue", "steer", "interrupt", "reject"] | None = None,
+        mode: Mode | None = None,
+        queue_mode: QueueMode | None = None,
     ) -> StartedRun:
         """Add a user message to the session and start the run that answers it."""
         params = _params(
@@ -532,8 +532,8 @@ class WebSocketConnection:
         *,
         agent: str | None = None,
         model: str | None = None,
-        mode: Literal["plan", "act"] | None = None,
-        queue_mode: Literal["enqueue", "steer", "interrupt", "reject"] | None = None,
+        mode: Mode | None = None,
+        queue_mode: QueueMode | None = None,
         from_seq: int | None = None,
     ) -> RunStream:
         """Send a message and read its run's events as they happen (see `RunStream`).
