@@ -268,3 +268,14 @@ def test_unsafe_yaml_tags_on_scalars_are_refused(write_config: Write) -> None:
     path = write_config("gateway:\n  host: !!python/name:os.getcwd ''\n")
 
     assert "invalid YAML: could not determine a constructor" in problems(path).message
+
+
+def test_a_missing_file_or_profile_is_not_blamed_on_keys(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as missing:
+        load_settings(tmp_path / "nope.yaml", environ={})
+    with pytest.raises(ConfigError) as profile:
+        load_settings(None, environ={"PROMPTLINE_HOME": str(tmp_path)}, profile="nosuch")
+
+    for error in (missing.value, profile.value):
+        assert "keys named above" not in (error.hint or "")
+        assert "docs/configuration.md" in (error.hint or "")

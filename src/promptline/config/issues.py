@@ -86,9 +86,13 @@ def config_error(issues: list[ConfigIssue]) -> ConfigError:
         )
     files = sorted({str(i.origin.file) for i in issues if i.origin.file is not None})
     fix_where = " and ".join(files) if files else "the configuration"
+    if any(i.key is not None for i in issues):
+        hint = f"fix the keys named above in {fix_where}; every key is described in {DOCS}"
+    else:  # the file or the profile itself: there is no key to fix
+        hint = f"where the files are and how profiles work: {DOCS}"
     return ConfigError(
         message,
-        hint=f"fix the keys named above in {fix_where}; every key is described in {DOCS}",
+        hint=hint,
         errors=[issue.to_dict() for issue in issues],
     )
 
