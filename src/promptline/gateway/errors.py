@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -24,7 +25,7 @@ from promptline.core.errors import (
     describe_validation,
 )
 
-__all__ = ["error_body", "install_error_handlers", "status_of"]
+__all__ = ["error_body", "error_details", "install_error_handlers", "status_of"]
 
 _log = logging.getLogger("promptline.gateway")
 
@@ -66,7 +67,7 @@ def install_error_handlers(api: FastAPI) -> None:
         if status == 401:
             headers["WWW-Authenticate"] = "Bearer"
         return JSONResponse(
-            error_body(exc.code, exc.message, _jsonable(exc.to_dict()["details"])),
+            error_body(exc.code, exc.message, error_details(exc)),
             status_code=status,
             headers=headers,
         )
@@ -118,9 +119,10 @@ def validation_message(exc: Any) -> str:
     return describe_validation(exc, whole="(body)")
 
 
-def _jsonable(details: dict[str, Any]) -> dict[str, Any]:
-    import orjson
-
+def error_details(exc: PromptLineError) -> dict[str, Any]:
+    """The error's details and hint as JSON can carry them (values JSON does not know become
+    their text)."""
+    details: dict[str, Any] = exc.to_dict()["details"]
     try:
         orjson.dumps(details)
     except TypeError:

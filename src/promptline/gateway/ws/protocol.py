@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from promptline.core.errors import PromptLineError
-from promptline.gateway.errors import status_of
+from promptline.gateway.errors import error_details, status_of
 
 __all__ = [
     "INTERNAL_ERROR",
@@ -77,7 +77,7 @@ def rpc_error_of(exc: PromptLineError) -> RpcError:
     """The JSON-RPC error for a PromptLine error (its message; its details and hint in
     ``data.details``)."""
     code = SERVER_ERROR_CODES.get(status_of(exc), -32000)
-    return RpcError(code, exc.message, kind=exc.code, details=_jsonable(exc.to_dict()["details"]))
+    return RpcError(code, exc.message, kind=exc.code, details=error_details(exc))
 
 
 def result_frame(request_id: RequestId, result: Any) -> dict[str, Any]:
@@ -98,11 +98,3 @@ def notification(method: str, params: dict[str, Any]) -> dict[str, Any]:
 def dumps(frame: Any) -> str:
     """A frame as the text of a WebSocket message."""
     return orjson.dumps(frame).decode()
-
-
-def _jsonable(details: dict[str, Any]) -> dict[str, Any]:
-    try:
-        orjson.dumps(details)
-    except TypeError:
-        return {k: str(v) for k, v in details.items()}
-    return details
