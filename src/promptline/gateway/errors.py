@@ -22,7 +22,6 @@ from promptline.core.errors import (
     PromptLineError,
     RateLimitedError,
     ServiceUnavailableError,
-    describe_validation,
 )
 
 __all__ = ["error_body", "error_details", "install_error_handlers", "status_of"]
@@ -112,11 +111,6 @@ def install_error_handlers(api: FastAPI) -> None:
     api.add_exception_handler(RequestValidationError, validation_error)
     api.add_exception_handler(StarletteHTTPException, http_error)
     api.add_exception_handler(Exception, unexpected)
-
-
-def validation_message(exc: Any) -> str:
-    """A one-line description of a pydantic error."""
-    return describe_validation(exc, whole="(body)")
 
 
 def error_details(exc: PromptLineError) -> dict[str, Any]:
