@@ -21,7 +21,7 @@ from urllib.parse import quote
 from promptline.core.clock import Clock, SystemClock
 from promptline.core.errors import InvalidInputError
 from promptline.security.approvals import ApprovalOutcome
-from promptline.state.protocols import StateEntry, StateStore
+from promptline.state.protocols import Scope, StateEntry, StateStore
 
 __all__ = ["REMEMBERED_SCOPES", "Grant", "GrantStore", "RememberedScope"]
 
@@ -91,15 +91,8 @@ class GrantStore:
             decided_by=decided_by,
             request_id=request_id,
         )
-        value = _value_of(grant)
-        if scope == "session":
-            await self._state.set(
-                "session", _session_key(tool), value, namespace=_session(session_id)
-            )
-        elif scope == "always":
-            await self._state.set("global", _always_key(tenant_id, user_id, tool), value)
-        else:
-            raise _bad_scope(scope)
+        where, key, namespace = _place(scope, tool, session_id, user_id, tenant_id)
+        await self._state.set(where, key, _value_of(grant), namespace=namespace)
         return grant
 
     async def remember(self, outcome: ApprovalOutcome) -> Grant | None:
@@ -127,13 +120,8 @@ class GrantStore:
         tenant_id: str | None = None,
     ) -> bool:
         """Forget a grant; True if there was one. The next call of ``tool`` asks again."""
-        if scope == "session":
-            return await self._state.delete(
-                "session", _session_key(tool), namespace=_session(session_id)
-            )
-        if scope == "always":
-            return await self._state.delete("global", _always_key(tenant_id, user_id, tool))
-        raise _bad_scope(scope)
+        where, key, namespace = _place(scope, tool, session_id, user_id, tenant_id)
+        return await self._state.delete(where, key, namespace=namespace)
 
     async def list_grants(
         self,
@@ -154,6 +142,17 @@ class GrantStore:
         else:
             raise _bad_scope(scope)
         return sorted((_grant_of(e, scope) for e in entries), key=lambda g: g.tool)
+
+
+def _place(
+    scope: str, tool: str, session_id: str | None, user_id: str | None, tenant_id: str | None
+) -> tuple[Scope, str, str]:
+    """Where a grant of ``scope`` for ``tool`` is kept: the state scope, key and namespace."""
+    if scope == "session":
+        return "session", _session_key(tool), _session(session_id)
+    if scope == "always":
+        return "global", _always_key(tenant_id, user_id, tool), ""
+    raise _bad_scope(scope)
 
 
 def _part(value: str | None) -> str:
