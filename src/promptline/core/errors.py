@@ -33,6 +33,18 @@ class PromptLineError(Exception):
             details["hint"] = self.hint
         return {"code": self.code, "message": self.message, "details": details}
 
+    def json_details(self) -> dict[str, Any]:
+        """`to_dict`'s details (hint included) as JSON can carry them: when a value is not
+        JSON, every value becomes its text."""
+        import orjson
+
+        details: dict[str, Any] = self.to_dict()["details"]
+        try:
+            orjson.dumps(details)
+        except TypeError:
+            return {k: str(v) for k, v in details.items()}
+        return details
+
 
 class ConfigError(PromptLineError):
     """The configuration is missing, malformed, or asks for something impossible."""

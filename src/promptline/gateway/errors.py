@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -114,11 +113,5 @@ def install_error_handlers(api: FastAPI) -> None:
 
 
 def error_details(exc: PromptLineError) -> dict[str, Any]:
-    """The error's details and hint as JSON can carry them (values JSON does not know become
-    their text)."""
-    details: dict[str, Any] = exc.to_dict()["details"]
-    try:
-        orjson.dumps(details)
-    except TypeError:
-        return {k: str(v) for k, v in details.items()}
-    return details
+    """The error's details and hint as JSON can carry them (see `PromptLineError.json_details`)."""
+    return exc.json_details()

@@ -381,7 +381,7 @@ class Run:
                 status = "interrupted" if self._cancel_reason[1] == "shutdown" else "cancelled"
             except PromptLineError as exc:
                 status = "failed"
-                error = ErrorInfo(code=exc.code, message=exc.message, details=_jsonable(exc))
+                error = ErrorInfo(code=exc.code, message=exc.message, details=exc.json_details())
             except Exception as exc:
                 status = "failed"
                 error = ErrorInfo(code="internal_error", message=f"{type(exc).__name__}: {exc}")
@@ -808,12 +808,3 @@ class _Prepared:
         if found is None:
             found = self._tokens[mode] = estimate_tokens([], self.tool_specs(mode))
         return found
-
-
-def _jsonable(exc: PromptLineError) -> dict[str, Any]:
-    details = exc.to_dict()["details"]
-    try:
-        orjson.dumps(details)
-    except TypeError:
-        return {k: str(v) for k, v in details.items()}
-    return dict(details)
