@@ -4,18 +4,18 @@ event loop in a thread of its own, so both behave alike (errors, streams, resump
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Coroutine, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, Literal, ParamSpec, TypeVar
+import inspect
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from promptline.client.approvals import Approvals
 from promptline.client.async_client import AsyncPromptLine
 from promptline.client.catalog import Agents, Models, Tools
 from promptline.client.events import Events
 from promptline.client.http import DEFAULT_TIMEOUT
-from promptline.client.models import Session
 from promptline.client.portal import Portal
 from promptline.client.runs import Runs
-from promptline.client.sessions import Mode, QueueMode, Sessions
+from promptline.client.sessions import Sessions
 from promptline.client.state import State
 from promptline.client.websocket import WebSocketConnection
 
@@ -34,6 +34,7 @@ __all__ = ["PromptLine", "SyncRunStream", "SyncSubscription", "SyncWebSocketConn
 P = ParamSpec("P")
 R = TypeVar("R")
 A = TypeVar("A")
+T = TypeVar("T")
 
 
 class _Blocking(Generic[A]):
@@ -53,6 +54,56 @@ def _blocking(
     def call(self: _Blocking[A], /, *args: P.args, **kwargs: P.kwargs) -> R:
         return self._portal.call(method(self._inner, *args, **kwargs))
 
+    return call
+
+
+def _described(
+    call: Callable[..., Any], method: Callable[..., Any], returns: str, doc: str
+) -> None:
+    """Name ``call`` after the async ``method`` it drives, with the parameters of ``method``
+    but its own return type and docstring (the async ones speak of ``async with``)."""
+    functools.update_wrapper(call, method)
+    call.__doc__ = doc
+    call.__signature__ = inspect.signature(method).replace(  # type: ignore[attr-defined]
+        return_annotation=returns
+    )
+
+
+def _iterating(
+    method: Callable[Concatenate[A, P], AsyncIterator[T]], *, returns: str, doc: str
+) -> Callable[Concatenate[_Blocking[A], P], Iterator[T]]:
+    """A method that reads the async iterator of ``method`` one blocking step at a time."""
+
+    def call(self: _Blocking[A], /, *args: P.args, **kwargs: P.kwargs) -> Iterator[T]:
+        return self._portal.iterate(method(self._inner, *args, **kwargs))
+
+    _described(call, method, returns, doc)
+    return call
+
+
+def _streaming(
+    method: Callable[Concatenate[A, P], RunStream], *, doc: str
+) -> Callable[Concatenate[_Blocking[A], P], SyncRunStream]:
+    """A method that returns the run stream of ``method``, for blocking code."""
+
+    def call(self: _Blocking[A], /, *args: P.args, **kwargs: P.kwargs) -> SyncRunStream:
+        return SyncRunStream(self._portal, method(self._inner, *args, **kwargs))
+
+    _described(call, method, "SyncRunStream", doc)
+    return call
+
+
+def _subscribing(
+    method: Callable[Concatenate[A, P], Coroutine[Any, Any, Subscription]], *, doc: str
+) -> Callable[Concatenate[_Blocking[A], P], SyncSubscription]:
+    """A method that opens the subscription of ``method`` on the portal's loop."""
+
+    def call(self: _Blocking[A], /, *args: P.args, **kwargs: P.kwargs) -> SyncSubscription:
+        return SyncSubscription(
+            self._portal, self._portal.call(method(self._inner, *args, **kwargs))
+        )
+
+    _described(call, method, "SyncSubscription", doc)
     return call
 
 
@@ -157,44 +208,15 @@ class SyncSessions(_Blocking[Sessions]):
     search = _blocking(Sessions.search)
     send = _blocking(Sessions.send)
     send_and_wait = _blocking(Sessions.send_and_wait)
-
-    def iterate(
-        self,
-        *,
-        page_size: int | None = None,
-        user_id: str | None = None,
-        channel: str | None = None,
-        status: str | None = None,
-    ) -> Iterator[Session]:
-        """Every session the caller may see, page after page."""
-        return self._portal.iterate(
-            self._inner.iterate(
-                page_size=page_size, user_id=user_id, channel=channel, status=status
-            )
-        )
-
-    def stream(
-        self,
-        session_id: str,
-        content: str,
-        *,
-        agent: str | None = None,
-        model: str | None = None,
-        mode: Mode | None = None,
-        queue_mode: QueueMode | None = None,
-        via: Literal["sse", "websocket"] = "sse",
-    ) -> SyncRunStream:
-        """Send a message and read its run's events as they happen (``with`` it)."""
-        inner = self._inner.stream(
-            session_id,
-            content,
-            agent=agent,
-            model=model,
-            mode=mode,
-            queue_mode=queue_mode,
-            via=via,
-        )
-        return SyncRunStream(self._portal, inner)
+    iterate = _iterating(
+        Sessions.iterate,
+        returns="Iterator[Session]",
+        doc="Every session the caller may see, page after page.",
+    )
+    stream = _streaming(
+        Sessions.stream,
+        doc="Send a message and read its run's events as they happen (``with`` it).",
+    )
 
 
 class SyncRuns(_Blocking[Runs]):
@@ -215,15 +237,15 @@ class SyncApprovals(_Blocking[Approvals]):
 class SyncEvents(_Blocking[Events]):
     __doc__ = Events.__doc__
     list = _blocking(Events.list)
-
-    def tail(self, session_id: str, *, from_seq: int | None = None) -> Iterator[Event]:
-        """The session's events after ``from_seq`` over SSE, reopened where it stopped."""
-        return self._portal.iterate(self._inner.tail(session_id, from_seq=from_seq))
-
-    def subscribe(self, session_id: str, *, from_seq: int | None = None) -> SyncSubscription:
-        """The session's events over the WebSocket, resumed after a disconnect."""
-        inner = self._portal.call(self._inner.subscribe(session_id, from_seq=from_seq))
-        return SyncSubscription(self._portal, inner)
+    tail = _iterating(
+        Events.tail,
+        returns="Iterator[Event]",
+        doc="The session's events after ``from_seq`` over SSE, reopened where it stopped.",
+    )
+    subscribe = _subscribing(
+        Events.subscribe,
+        doc="The session's events over the WebSocket, resumed after a disconnect.",
+    )
 
 
 class SyncState(_Blocking[State]):
@@ -266,34 +288,14 @@ class SyncWebSocketConnection(_Blocking[WebSocketConnection]):
     list_models = _blocking(WebSocketConnection.list_models)
     call = _blocking(WebSocketConnection.call)
     close = _blocking(WebSocketConnection.close)
-
-    def subscribe(self, session_id: str, *, from_seq: int | None = None) -> SyncSubscription:
-        """The session's events after ``from_seq``, resumed after a disconnect."""
-        inner = self._portal.call(self._inner.subscribe(session_id, from_seq=from_seq))
-        return SyncSubscription(self._portal, inner)
-
-    def stream(
-        self,
-        session_id: str,
-        content: str,
-        *,
-        agent: str | None = None,
-        model: str | None = None,
-        mode: Mode | None = None,
-        queue_mode: QueueMode | None = None,
-        from_seq: int | None = None,
-    ) -> SyncRunStream:
-        """Send a message and read its run's events as they happen."""
-        inner = self._inner.stream(
-            session_id,
-            content,
-            agent=agent,
-            model=model,
-            mode=mode,
-            queue_mode=queue_mode,
-            from_seq=from_seq,
-        )
-        return SyncRunStream(self._portal, inner)
+    subscribe = _subscribing(
+        WebSocketConnection.subscribe,
+        doc="The session's events after ``from_seq``, resumed after a disconnect.",
+    )
+    stream = _streaming(
+        WebSocketConnection.stream,
+        doc="Send a message and read its run's events as they happen.",
+    )
 
     def __enter__(self) -> SyncWebSocketConnection:
         return self
