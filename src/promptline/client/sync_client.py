@@ -362,9 +362,10 @@ class PromptLine:
         """The client's shared WebSocket connection, opened on first use."""
         return SyncWebSocketConnection(self._portal, self._portal.call(self.inner.websocket()))
 
-    def connect(self) -> SyncWebSocketConnection:
-        """A new WebSocket connection of its own, open (close it, or use ``with``)."""
-        connection = self.inner.connect()
+    def connect(self, *, compression: bool = False) -> SyncWebSocketConnection:
+        """A new WebSocket connection of its own, open (close it, or use ``with``);
+        ``compression`` as in `AsyncPromptLine.connect`."""
+        connection = self.inner.connect(compression=compression)
         return SyncWebSocketConnection(self._portal, self._portal.call(connection.open()))
 
     def close(self) -> None:
