@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import orjson
 
+from promptline import __version__
 from promptline.client.errors import error_from_body
 from promptline.client.sse import ServerSentEvent, read_events
 from promptline.core.errors import PromptLineError, ServiceUnavailableError
@@ -20,8 +21,7 @@ DEFAULT_TIMEOUT = 30.0
 
 
 def user_agent() -> str:
-    from promptline import __version__
-
+    """What the client tells the gateway it is (``promptline-client/VERSION``)."""
     return f"promptline-client/{__version__}"
 
 

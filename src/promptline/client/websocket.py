@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from promptline.client.backoff import Backoff
 from promptline.client.errors import ConnectionLostError, error_from_body, error_from_rpc
+from promptline.client.http import user_agent
 from promptline.client.models import (
     ApprovalOutcome,
     CatalogueModel,
@@ -178,7 +179,7 @@ class WebSocketConnection:
                 open_timeout=self.open_timeout,
                 max_size=None,
                 compression="deflate" if self._compression else None,
-                user_agent_header=_user_agent(),
+                user_agent_header=user_agent(),
             )
         except InvalidStatus as exc:
             response = exc.response
@@ -642,9 +643,3 @@ def _fatal(code: int | None) -> PromptLineError | None:
             hint="add it to gateway.allowed_origins",
         )
     return None
-
-
-def _user_agent() -> str:
-    from promptline.client.http import user_agent
-
-    return user_agent()
