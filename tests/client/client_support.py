@@ -19,8 +19,10 @@ import httpx
 from gateway_support import Keys, live_gateway, make_keys
 
 from promptline.app import build_app
+from promptline.client import AsyncPromptLine
 from promptline.config import load_settings
 from promptline.config.settings import Settings
+from promptline.core.events import Event
 from promptline.gateway.server import ServeInfo
 
 WRITER = """\
@@ -106,6 +108,18 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within} s waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+async def stored(client: AsyncPromptLine, session_id: str) -> list[Event]:
+    """The session's whole stream, read back over REST."""
+    found: list[Event] = []
+    cursor: str | None = None
+    while True:
+        page = await client.events.list(session_id=session_id, limit=1000, cursor=cursor)
+        found += [e for e in page.items if e.stream_name == session_id]
+        if not page.next_cursor:
+            return found
+        cursor = page.next_cursor
 
 
 class TcpProxy:

@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from client_support import GatewayProcess, Served, TcpProxy
+from client_support import GatewayProcess, Served, TcpProxy, stored
 from gateway_support import make_keys
 
 from promptline.app import build_app
@@ -18,18 +18,6 @@ from promptline.config.settings import Settings
 from promptline.core.events import Event, PermissionRequestEvent
 
 ENDINGS = ("run_completed", "run_failed", "run_cancelled")
-
-
-async def stored(client: AsyncPromptLine, session_id: str) -> list[Event]:
-    """The session's whole stream, read back over REST."""
-    found: list[Event] = []
-    cursor: str | None = None
-    while True:
-        page = await client.events.list(session_id=session_id, limit=1000, cursor=cursor)
-        found += [e for e in page.items if e.stream_name == session_id]
-        if not page.next_cursor:
-            return found
-        cursor = page.next_cursor
 
 
 async def read_until(

@@ -4,7 +4,7 @@ and follow a session's stream, unsubscribing."""
 from __future__ import annotations
 
 import pytest
-from client_support import Served
+from client_support import Served, stored
 
 from promptline.client import (
     AsyncPromptLine,
@@ -15,18 +15,6 @@ from promptline.client import (
     Tool,
 )
 from promptline.core.events import Event, PermissionRequestEvent
-
-
-async def stored(client: AsyncPromptLine, session_id: str) -> list[Event]:
-    """The session's whole stream, read back over REST."""
-    found: list[Event] = []
-    cursor: str | None = None
-    while True:
-        page = await client.events.list(session_id=session_id, limit=1000, cursor=cursor)
-        found += [e for e in page.items if e.stream_name == session_id]
-        if not page.next_cursor:
-            return found
-        cursor = page.next_cursor
 
 
 async def test_ping_and_the_catalogue(client: AsyncPromptLine) -> None:
