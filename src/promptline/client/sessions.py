@@ -205,10 +205,7 @@ class Sessions:
             )
             return source, None
 
-        async def cancel(run_id: str) -> None:
-            await client.runs.cancel(run_id)
-
-        return RunStream(opener, session_id=session_id, cancel=cancel)
+        return RunStream(opener, session_id=session_id, cancel=client.runs.cancel)
 
     def _stream_websocket(
         self,
@@ -221,10 +218,8 @@ class Sessions:
         queue_mode: QueueMode | None,
     ) -> RunStream:
         client = self._client
-        inner: RunStream | None = None
 
         async def opener() -> tuple[AsyncIterator[Event], str | None]:
-            nonlocal inner
             connection = await client.websocket()
             inner = connection.stream(
                 session_id, content, agent=agent, model=model, mode=mode, queue_mode=queue_mode
@@ -232,10 +227,7 @@ class Sessions:
             await inner.start()
             return inner, inner.run_id
 
-        async def cancel(run_id: str) -> None:
-            await client.runs.cancel(run_id)
-
-        return RunStream(opener, session_id=session_id, cancel=cancel)
+        return RunStream(opener, session_id=session_id, cancel=client.runs.cancel)
 
 
 def _message(

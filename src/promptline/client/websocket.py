@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -542,7 +542,7 @@ class WebSocketConnection:
         if the connection drops before the run's first event."""
         subscription: Subscription | None = None
 
-        async def opener() -> tuple[Any, str | None]:
+        async def opener() -> tuple[AsyncIterator[Event], str | None]:
             nonlocal subscription
             subscription = await self.subscribe(session_id, from_seq=from_seq)
             try:
@@ -558,10 +558,7 @@ class WebSocketConnection:
             if subscription is not None:
                 await subscription.close()
 
-        async def cancel(run_id: str) -> None:
-            await self.cancel_run(run_id)
-
-        return RunStream(opener, session_id=session_id, cancel=cancel, close=close)
+        return RunStream(opener, session_id=session_id, cancel=self.cancel_run, close=close)
 
     async def cancel_run(self, run_id: str) -> RunStatus:
         """Cancel a run."""
