@@ -72,7 +72,7 @@ class AsyncPromptLine:
         self.tools = Tools(self)
         self.models = Models(self)
         self._websocket: WebSocketConnection | None = None
-        self._websocket_lock: asyncio.Lock | None = None
+        self._websocket_lock = asyncio.Lock()
 
     def connect(self, *, compression: bool = False) -> WebSocketConnection:
         """A new WebSocket connection of its own (``async with client.connect() as ws``); it
@@ -91,8 +91,6 @@ class AsyncPromptLine:
     async def websocket(self) -> WebSocketConnection:
         """The client's shared WebSocket connection, opened on first use (closed with the
         client)."""
-        if self._websocket_lock is None:
-            self._websocket_lock = asyncio.Lock()
         async with self._websocket_lock:
             if self._websocket is None:
                 connection = self.connect()
