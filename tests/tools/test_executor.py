@@ -13,12 +13,20 @@ from typing import Any
 import pytest
 
 from promptline.core.errors import InvalidInputError, NotFoundError
-from promptline.core.events import ToolProgressEvent, ToolResultEvent
+from promptline.core.events import Event, ToolProgressEvent, ToolResultEvent
 from promptline.core.messages import TextPart, ToolCall
 from promptline.events.bus import InProcessEventBus
 from promptline.events.memory import InMemoryEventStore
+from promptline.events.protocols import EventFilter
 from promptline.tools import Progress, Tool, ToolContext, ToolError, ToolOutput, tool
-from promptline.tools.executor import Authorization, CallScope, ToolExecutor, truncate
+from promptline.tools.executor import (
+    MAX_STOPPED_OUTPUT_CHARS,
+    Authorization,
+    CallScope,
+    OutputCapture,
+    ToolExecutor,
+    truncate,
+)
 from promptline.tools.registry import ToolRegistry
 from tools.support import STUCK, recorded, types
 
@@ -686,3 +694,239 @@ async def test_a_tool_whose_validation_crashes_gets_an_error_result(
     assert result.metadata["outcome"] == "error"
     assert "could not check its arguments: KeyError" in result.text
     assert types(await recorded(bus)) == ["tool_command", "tool_result"]
+
+
+def test_capture_keeps_everything_under_the_limit() -> None:
+    capture = OutputCapture(100)
+    capture.add("hello ")
+    capture.add("world")
+
+    assert capture.text() == "hello world"
+    assert capture.omitted == 0
+
+
+def test_capture_keeps_head_and_tail_of_a_flood() -> None:
+    capture = OutputCapture(8)  # 6 characters of head, 2 of tail
+    for piece in ("abc", "def", "ghi", "jkl"):
+        capture.add(piece)
+
+    assert capture.text() == "abcdef\n[... 4 characters omitted ...]\nkl"
+    assert (capture.total, capture.omitted) == (12, 4)
+    assert capture.text() == truncate("abcdefghijkl", 8)
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def progress_of(events: list[Event]) -> list[tuple[float | None, str | None, str | None]]:
+    return [
+        (e.data.percent, e.data.message, e.data.output)
+        for e in events
+        if isinstance(e, ToolProgressEvent)
+    ]
+
+
+async def test_reports_within_one_interval_become_one_event_and_the_last_is_flushed_first(
+    bus: InProcessEventBus, workspace: Path
+) -> None:
+    clock = FakeClock()
+
+    @tool
+    async def burst(progress: Progress) -> str:
+        """Reports in bursts, with the clock moved between them (no awaits: nothing else runs)."""
+        progress(output="a;")  # the first report goes out at once
+        for n in range(5):
+            progress(percent=n * 10, output=f"{n};")  # within the interval: merged
+        clock.advance(0.4)
+        progress(output="late;")  # still within it
+        clock.advance(0.1)
+        progress(message="next", output="b;")  # the interval is over: one event for all
+        clock.advance(0.2)
+        progress(output="c;")  # within the next interval: left for the final flush
+        return "done"
+
+    executor = executor_for(bus, burst, progress_interval=0.5, clock=clock)
+
+    await executor.execute(ToolCall(name="burst"), scope(workspace))
+
+    events = await recorded(bus)
+    assert types(events) == ["tool_command"] + ["tool_progress"] * 3 + ["tool_result"]
+    assert progress_of(events) == [
+        (None, None, "a;"),
+        (40.0, "next", "0;1;2;3;4;late;b;"),
+        (None, None, "c;"),
+    ]
+
+
+async def test_a_report_left_waiting_goes_out_once_the_interval_is_over_without_another(
+    bus: InProcessEventBus, workspace: Path
+) -> None:
+    clock = FakeClock()
+    seen = bus.subscribe(EventFilter(types=frozenset({"tool_progress"})))
+    second_out = asyncio.Event()
+
+    @tool
+    async def slow(progress: Progress) -> str:
+        """Reports twice, then waits until the second report has been published."""
+        progress(output="first")
+        progress(output="second")  # within the interval: waits
+        clock.advance(0.05)
+        await asyncio.wait_for(second_out.wait(), STUCK)
+        return "done"
+
+    executor = executor_for(bus, slow, progress_interval=0.05, clock=clock)
+    task = asyncio.create_task(executor.execute(ToolCall(name="slow"), scope(workspace)))
+    async with seen:
+        outputs = []
+        while len(outputs) < 2:
+            event = await asyncio.wait_for(anext(seen), STUCK)
+            assert isinstance(event, ToolProgressEvent)
+            outputs.append(event.data.output)
+    second_out.set()
+    await task
+
+    assert outputs == ["first", "second"]
+
+
+async def test_past_the_output_budget_only_percent_and_message_are_streamed(
+    bus: InProcessEventBus, workspace: Path
+) -> None:
+    clock = FakeClock()
+
+    @tool
+    async def flood(progress: Progress) -> str:
+        """Prints more than the budget, one interval at a time."""
+        for piece in ("1234567", "abcdefgh", "more", "and more"):
+            progress(output=piece)
+            clock.advance(1)
+        progress(percent=50, output="still more")
+        clock.advance(1)
+        progress(message="almost done")
+        return "done"
+
+    executor = executor_for(bus, flood, progress_interval=1, max_progress_chars=10, clock=clock)
+
+    await executor.execute(ToolCall(name="flood"), scope(workspace))
+
+    note = "\n[... output past 10 characters is not streamed as progress ...]\n"
+    assert progress_of(await recorded(bus)) == [
+        (None, None, "1234567"),
+        (None, None, "abc" + note),
+        (50.0, None, None),
+        (None, "almost done", None),
+    ]
+
+
+async def test_a_timed_out_call_answers_with_its_last_status_and_output(
+    bus: InProcessEventBus, workspace: Path
+) -> None:
+    @tool(timeout=0.05)
+    async def stuck(progress: Progress) -> str:
+        """Says something, then hangs."""
+        progress(message="compiling", output="step 1 ok\nstep 2 ")
+        progress(percent=20, message="linking", output="ok\n")
+        await asyncio.Event().wait()
+        return "unreachable"
+
+    result = await executor_for(bus, stuck).execute(ToolCall(name="stuck"), scope(workspace))
+
+    assert result.metadata["outcome"] == "timeout"
+    assert result.text == (
+        "stuck timed out after 0.05 s\nIts last status: linking\nIts output:\nstep 1 ok\nstep 2 ok"
+    )
+    assert types(await recorded(bus))[-2:] == ["tool_progress", "tool_result"]
+
+
+async def test_a_stopped_call_answers_with_only_the_end_of_a_long_output(
+    bus: InProcessEventBus, workspace: Path
+) -> None:
+    @tool(timeout=0.05)
+    async def long(progress: Progress) -> str:
+        """Prints a lot, then hangs."""
+        for n in range(1000):
+            progress(output=f"line {n:04}\n")
+        await asyncio.Event().wait()
+        return "unreachable"
+
+    result = await executor_for(bus, long).execute(ToolCall(name="long"), scope(workspace))
+
+    first, *lines = result.text.splitlines()[1:]
+    assert first == f"The last {MAX_STOPPED_OUTPUT_CHARS} of the 10000 characters of its output:"
+    assert lines[-1] == "line 0999"
+    assert len("\n".join(lines)) < MAX_STOPPED_OUTPUT_CHARS
+
+
+async def test_a_cancelled_call_answers_with_the_output_it_had_reported(
+    bus: InProcessEventBus, workspace: Path
+) -> None:
+    reported = asyncio.Event()
+
+    @tool
+    async def waits(progress: Progress) -> str:
+        """Reports, then waits to be cancelled."""
+        progress(output="half way\n")
+        reported.set()
+        await asyncio.Event().wait()
+        return "unreachable"
+
+    task = asyncio.create_task(
+        executor_for(bus, waits).execute(ToolCall(name="waits"), scope(workspace))
+    )
+    await asyncio.wait_for(reported.wait(), STUCK)
+
+    task.cancel()
+
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    last = (await recorded(bus))[-1]
+    assert isinstance(last, ToolResultEvent)
+    assert last.data.result.text == (
+        "the call was cancelled before it finished\nIts output:\nhalf way"
+    )
+
+
+class ProgressRefusingBus(InProcessEventBus):
+    """A bus whose store takes everything but progress (as a store that fails at times)."""
+
+    async def publish(self, event: Event, *, expected_seq: int | None = None) -> Event:
+        if isinstance(event, ToolProgressEvent):
+            raise OSError("the disk is full")
+        return await super().publish(event, expected_seq=expected_seq)
+
+
+async def test_progress_that_cannot_be_recorded_does_not_fail_the_call(workspace: Path) -> None:
+    bus = ProgressRefusingBus(InMemoryEventStore())
+
+    @tool
+    async def chatty(progress: Progress) -> str:
+        """Reports, yields, reports again."""
+        progress(output="one")
+        await asyncio.sleep(0)
+        progress(output="two")
+        return "done"
+
+    result = await executor_for(bus, chatty).execute(ToolCall(name="chatty"), scope(workspace))
+
+    assert (result.text, result.metadata["outcome"]) == ("done", "ok")
+    assert types(await recorded(bus)) == ["tool_command", "tool_result"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("progress_interval", -1.0), ("progress_interval", float("nan")), ("max_progress_chars", -1)],
+)
+def test_progress_limits_that_make_no_sense_are_refused(
+    bus: InProcessEventBus, option: str, value: float
+) -> None:
+    with pytest.raises(InvalidInputError, match=f"{option} must be"):
+        executor_for(bus, **{option: value})

@@ -34,8 +34,10 @@ ProgressReporter = Callable[..., None]
 class Progress:
     """A tool's progress reporter: ``progress(percent, message, output)``.
 
-    Declare a parameter of this type in a `@tool` function to receive one; it publishes a
-    ``tool_progress`` event per call and is safe to call from a worker thread.
+    Declare a parameter of this type in a `@tool` function to receive one. It is safe to call
+    from a worker thread and as often as the tool likes: the executor merges the reports into
+    at most one ``tool_progress`` event per ``executor.PROGRESS_INTERVAL_SECS``, with bounded
+    output.
     """
 
     __slots__ = ("_report",)
@@ -83,8 +85,9 @@ class ToolOutput:
 class ToolContext:
     """What a running tool may know and use about its call.
 
-    ``workspace`` is the only folder file tools may touch. ``report_progress`` publishes a
-    ``tool_progress`` event; it is safe to call from a worker thread. ``cancelled`` is set when
+    ``workspace`` is the only folder file tools may touch. ``report_progress`` reports
+    progress, which the executor publishes as ``tool_progress`` events (merged to a bounded
+    rate and size); it is safe to call from a worker thread. ``cancelled`` is set when
     the call is cancelled: async tools are cancelled by `asyncio`, sync tools (which run in a
     thread and cannot be interrupted) should poll `check_cancelled` in long loops.
     """
@@ -109,7 +112,11 @@ class ToolContext:
         message: str | None = None,
         output: str | None = None,
     ) -> None:
-        """Tell the watchers how far the tool got (0-100), what it is doing, partial output."""
+        """Tell the watchers how far the tool got (0-100), what it is doing, partial output.
+
+        Reports close together are merged (output joined, the latest percent and message
+        win); a call that stops early answers with its last message and the end of its output.
+        """
         if self._progress is not None:
             self._progress(percent=percent, message=message, output=output)
 

@@ -1,13 +1,17 @@
 """Runs tool calls: argument validation, the permission gate, a time limit, cancellation,
-``tool_progress`` streaming, output truncation, and the events that put each call on record
-(``tool_command`` before, ``tool_progress``*, ``tool_result`` after)."""
+``tool_progress`` streaming (merged to a bounded rate and size), output truncation, and the
+events that put each call on record (``tool_command`` before, ``tool_progress``*,
+``tool_result`` after)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import math
 import time
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -29,13 +33,21 @@ from promptline.tools.base import Tool, ToolCancelled, ToolContext, ToolError, T
 from promptline.tools.registry import ToolRegistry
 
 __all__ = [
+    "MAX_PROGRESS_MESSAGE_CHARS",
+    "MAX_PROGRESS_OUTPUT_CHARS",
+    "MAX_PROGRESS_TOTAL_CHARS",
+    "MAX_STOPPED_OUTPUT_CHARS",
+    "PROGRESS_INTERVAL_SECS",
     "Authorization",
     "CallScope",
     "Outcome",
+    "OutputCapture",
     "PermissionGate",
     "ToolExecutor",
     "truncate",
 ]
+
+_log = logging.getLogger("promptline.tools")
 
 Outcome = Literal[
     "ok", "error", "invalid_arguments", "unknown_tool", "denied", "timeout", "cancelled"
@@ -43,7 +55,26 @@ Outcome = Literal[
 """How a call ended; kept in ``ToolResult.metadata["outcome"]``."""
 
 DEFAULT_MAX_OUTPUT_CHARS = 32_000
+
+PROGRESS_INTERVAL_SECS = 0.5
+"""A call publishes at most one ``tool_progress`` event in this many seconds; the reports in
+between are merged into the next one. A tool may report as often as it likes (a command
+printing without pause reports thousands of times a second) and the event log stays small."""
+
 MAX_PROGRESS_OUTPUT_CHARS = 4_000
+"""Output carried by one ``tool_progress`` event: its head and tail around a marker."""
+
+MAX_PROGRESS_MESSAGE_CHARS = 1_000
+"""A progress message (a status line) longer than this is cut to its head and tail."""
+
+MAX_PROGRESS_TOTAL_CHARS = 100_000
+"""Output carried by all the ``tool_progress`` events of one call. Past it the events carry
+only percent and message (one says the output is no longer streamed): a tool's whole output
+belongs in its result or a file, not in the append-only event log."""
+
+MAX_STOPPED_OUTPUT_CHARS = 4_000
+"""The end of its output a call that timed out or was cancelled answers with."""
+
 _PART_TYPES = (TextPart, ImagePart, FilePart)
 
 
@@ -80,18 +111,6 @@ class PermissionGate(Protocol):
         ...
 
 
-@dataclass(slots=True)
-class _Progress:
-    """Coalesces progress reports between two publications."""
-
-    percent: float | None = None
-    message: str | None = None
-    output: list[str] = field(default_factory=list)
-    buffered: int = 0
-    pending: bool = False
-    ended: bool = False
-
-
 class ToolExecutor:
     """Executes tool calls from the model against a `ToolRegistry`.
 
@@ -99,6 +118,11 @@ class ToolExecutor:
     propagating a cancellation after its result is recorded): invalid arguments, unknown
     tools, refusals, failures and time-outs become error results the model can read.
     ``max_timeout`` is the ceiling of every call (``security.resource_limits.timeout_secs``).
+
+    Progress reports become at most one ``tool_progress`` event per ``progress_interval``
+    seconds of ``clock`` (a monotonic clock; tests pass a fake one), each with at most
+    `MAX_PROGRESS_OUTPUT_CHARS` of output and all of a call's together with at most
+    ``max_progress_chars``.
     """
 
     def __init__(
@@ -110,13 +134,30 @@ class ToolExecutor:
         max_timeout: float = 300.0,
         max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
         limits: dict[str, Any] | None = None,
+        progress_interval: float = PROGRESS_INTERVAL_SECS,
+        max_progress_chars: int = MAX_PROGRESS_TOTAL_CHARS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if not (math.isfinite(progress_interval) and progress_interval >= 0):
+            raise InvalidInputError(
+                f"progress_interval must be a number of seconds of 0 or more, "
+                f"got {progress_interval!r}",
+                hint=f"leave it out for the default of {PROGRESS_INTERVAL_SECS:g} s",
+            )
+        if max_progress_chars < 0:
+            raise InvalidInputError(
+                f"max_progress_chars must be 0 or more, got {max_progress_chars!r}",
+                hint="give 0 to stream no output as progress, or leave it out for the default",
+            )
         self.registry = registry
         self._bus = bus
         self.gate = gate
         self.max_timeout = max_timeout
         self.max_output_chars = max_output_chars
         self.limits = dict(limits or {})
+        self.progress_interval = progress_interval
+        self.max_progress_chars = max_progress_chars
+        self.clock = clock
 
     async def execute_many(
         self, calls: Sequence[ToolCall], scope: CallScope, *, events: EventBus | None = None
@@ -146,10 +187,22 @@ class ToolExecutor:
         await bus.publish(command)
         envelope["causation_id"] = command.id
         started = time.perf_counter()
+
+        async def publish(data: ToolProgress) -> None:
+            await bus.publish(ToolProgressEvent(**envelope, data=data))
+
+        progress = _CallProgress(
+            call.id,
+            publish,
+            clock=self.clock,
+            interval=self.progress_interval,
+            budget=self.max_progress_chars,
+        )
         try:
-            result = await self._execute(call, scope, envelope, bus)
+            result = await self._execute(call, scope, progress)
         except asyncio.CancelledError:
-            result = _result(call, "the call was cancelled before it finished", "cancelled")
+            text = "the call was cancelled before it finished" + progress.last_words()
+            result = _result(call, text, "cancelled")
             await self._record(bus, result, envelope, started)
             raise
         await self._record(bus, result, envelope, started)
@@ -165,7 +218,7 @@ class ToolExecutor:
         await asyncio.shield(bus.publish(event))
 
     async def _execute(
-        self, call: ToolCall, scope: CallScope, envelope: dict[str, Any], bus: EventBus
+        self, call: ToolCall, scope: CallScope, progress: _CallProgress
     ) -> ToolResult:
         tool = self.registry.get(call.name)
         if tool is None:
@@ -204,7 +257,7 @@ class ToolExecutor:
             if not decision.allowed:
                 reason = decision.reason or "not allowed by the permission policy"
                 return _result(call, f"permission denied for {call.name}: {reason}", "denied")
-        return await self._run(tool, call, arguments, scope, envelope, bus)
+        return await self._run(tool, call, arguments, scope, progress)
 
     async def _run(
         self,
@@ -212,77 +265,9 @@ class ToolExecutor:
         call: ToolCall,
         arguments: dict[str, Any],
         scope: CallScope,
-        envelope: dict[str, Any],
-        bus: EventBus,
+        progress: _CallProgress,
     ) -> ToolResult:
         timeout = self.max_timeout if tool.timeout is None else min(tool.timeout, self.max_timeout)
-        loop = asyncio.get_running_loop()
-        progress = _Progress()
-        flushed = asyncio.Event()
-        flushed.set()
-
-        publishers: set[asyncio.Task[None]] = set()
-
-        async def publish_progress() -> None:
-            try:
-                await _drain()
-            finally:
-                flushed.set()
-
-        async def _drain() -> None:
-            while progress.pending:
-                output = "".join(progress.output) or None
-                if output is not None and len(output) > MAX_PROGRESS_OUTPUT_CHARS:
-                    output = truncate(output, MAX_PROGRESS_OUTPUT_CHARS)
-                data = ToolProgress(
-                    call_id=call.id,
-                    percent=progress.percent,
-                    message=progress.message,
-                    output=output,
-                )
-                progress.output.clear()
-                progress.buffered = 0
-                progress.pending = False
-                await bus.publish(ToolProgressEvent(**envelope, data=data))
-
-        def report_in_loop(percent: Any, message: Any, output: Any) -> None:
-            if progress.ended:
-                # A sync tool's thread outlives a time-out; its later reports would land in
-                # the log after the call's tool_result.
-                return
-            if percent is not None:
-                progress.percent = max(0.0, min(100.0, float(percent)))
-            if message is not None:
-                progress.message = str(message)
-            if output is not None:
-                progress.output.append(str(output))
-                progress.buffered += len(progress.output[-1])
-                if progress.buffered > 4 * MAX_PROGRESS_OUTPUT_CHARS:
-                    # A publication is late (a slow store): keep the newest output only.
-                    text = "".join(progress.output)[-2 * MAX_PROGRESS_OUTPUT_CHARS :]
-                    progress.output[:] = [text]
-                    progress.buffered = len(text)
-            if not progress.pending:
-                progress.pending = True
-                if flushed.is_set():
-                    flushed.clear()
-                    task = loop.create_task(publish_progress())
-                    publishers.add(task)
-                    task.add_done_callback(publishers.discard)
-
-        def report(
-            percent: float | None = None, message: str | None = None, output: str | None = None
-        ) -> None:
-            try:
-                running = asyncio.get_running_loop()
-            except RuntimeError:
-                running = None
-            if running is loop:
-                report_in_loop(percent, message, output)
-            else:
-                with contextlib.suppress(RuntimeError):  # the loop has closed: nobody listens
-                    loop.call_soon_threadsafe(report_in_loop, percent, message, output)
-
         context = ToolContext(
             call_id=call.id,
             tool=call.name,
@@ -294,19 +279,20 @@ class ToolExecutor:
             agent=scope.agent,
             timeout=timeout,
             limits=self.limits,
-            _progress=report,
+            _progress=progress.report,
         )
         try:
             async with asyncio.timeout(timeout):
                 value = await tool.run(arguments, context)
         except TimeoutError:
             context.cancel()
-            result = _result(call, f"{call.name} timed out after {timeout:g} s", "timeout")
+            text = f"{call.name} timed out after {timeout:g} s" + progress.last_words()
+            result = _result(call, text, "timeout")
         except asyncio.CancelledError:
             context.cancel()
             raise
         except ToolCancelled as exc:
-            result = _result(call, exc.message, "cancelled")
+            result = _result(call, exc.message + progress.last_words(), "cancelled")
         except ToolError as exc:
             text = f"{exc.message} (hint: {exc.hint})" if exc.hint else exc.message
             result = _result(call, text, "error")
@@ -317,9 +303,7 @@ class ToolExecutor:
         else:
             result = self._to_result(call, value)
         finally:
-            progress.ended = True
-            if not flushed.is_set():
-                await flushed.wait()
+            await progress.finish()
         return result
 
     def _to_result(self, call: ToolCall, value: Any) -> ToolResult:
@@ -360,10 +344,236 @@ def truncate(text: str, limit: int) -> str:
     how much was left out (so the model knows the output is incomplete)."""
     if len(text) <= limit:
         return text
-    omitted = len(text) - limit
-    head = limit * 3 // 4
-    tail = limit - head
-    return f"{text[:head]}\n[... {omitted} characters omitted ...]\n{text[len(text) - tail :]}"
+    capture = OutputCapture(limit)
+    capture.add(text)
+    return capture.text()
+
+
+class OutputCapture:
+    """Keeps the head and the tail of a stream of text, counting what was left out between
+    them, so a tool printing gigabytes costs a bounded amount of memory. Its text is what
+    `truncate` makes of the whole stream."""
+
+    def __init__(self, limit: int) -> None:
+        self._head_limit = limit * 3 // 4
+        self._tail_limit = limit - self._head_limit
+        self._head: list[str] = []
+        self._head_len = 0
+        self._tail = ""
+        self.total = 0
+
+    def add(self, text: str) -> None:
+        """Append ``text`` to what was captured."""
+        self.total += len(text)
+        room = self._head_limit - self._head_len
+        if room > 0:
+            taken = text[:room]
+            self._head.append(taken)
+            self._head_len += len(taken)
+            text = text[room:]
+        if text:
+            self._tail = (self._tail + text)[-self._tail_limit :] if self._tail_limit else ""
+
+    @property
+    def omitted(self) -> int:
+        """How many characters are missing between head and tail."""
+        return self.total - self._head_len - len(self._tail)
+
+    def text(self) -> str:
+        """The captured text, with a marker where characters were left out."""
+        head = "".join(self._head)
+        if self.omitted:
+            return f"{head}\n[... {self.omitted} characters omitted ...]\n{self._tail}"
+        return head + self._tail
+
+
+class _CallProgress:
+    """The progress of one call, from its reports to its ``tool_progress`` events.
+
+    Reports are merged (output joined, the latest percent and message win) into at most one
+    event per ``interval`` of ``clock``; an event carries the percent and message reported
+    since the previous one, never again those it already carried. The first report goes out
+    at once, later ones when the interval since the previous event has passed, on the next
+    report or on a timer. Which reports share an event depends on the clock only, so a fake
+    clock makes it exact. Events are published in order by one task; `finish` publishes what
+    is left and waits for it, so every event of a call precedes its ``tool_result``.
+    """
+
+    def __init__(
+        self,
+        call_id: str,
+        publish: Callable[[ToolProgress], Awaitable[None]],
+        *,
+        clock: Callable[[], float],
+        interval: float,
+        budget: int,
+    ) -> None:
+        self._call_id = call_id
+        self._publish = publish
+        self._clock = clock
+        self._interval = interval
+        self._budget = budget
+        self._loop = asyncio.get_running_loop()
+        # What the next event carries: the latest percent and message reported since the
+        # previous event (an event repeats neither), and the output reported since.
+        self._percent: float | None = None
+        self._message: str | None = None
+        self._said: str | None = None
+        self._output = OutputCapture(MAX_PROGRESS_OUTPUT_CHARS)
+        self._pending = False
+        self._last: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._queue: deque[ToolProgress] = deque()
+        self._publisher: asyncio.Task[None] | None = None
+        self._sent = 0
+        self._streaming = True
+        self._tail = ""
+        self._total = 0
+        self._ended = False
+        self._failed = False
+
+    def report(
+        self, percent: float | None = None, message: str | None = None, output: str | None = None
+    ) -> None:
+        """The call's progress reporter (`ToolContext.report_progress`): safe from any thread."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            self._add(percent, message, output)
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody listens
+                self._loop.call_soon_threadsafe(self._add, percent, message, output)
+
+    def _add(self, percent: Any, message: Any, output: Any) -> None:
+        if self._ended:
+            # A sync tool's thread outlives a time-out; its later reports would land in the
+            # log after the call's tool_result.
+            return
+        if percent is not None:
+            self._percent = max(0.0, min(100.0, float(percent)))
+        if message is not None:
+            self._message = self._said = truncate(str(message), MAX_PROGRESS_MESSAGE_CHARS)
+        text = None if output is None else str(output)
+        if text:
+            self._total += len(text)
+            self._tail = (self._tail + text[-MAX_STOPPED_OUTPUT_CHARS:])[-MAX_STOPPED_OUTPUT_CHARS:]
+        if text is not None and percent is None and message is None and not self._streaming:
+            return  # output past the budget, and nothing else new: no event for it
+        if text and self._streaming:
+            self._output.add(text)
+        self._pending = True
+        if self._failed:
+            return
+        if self._due():
+            self._emit()
+        elif self._timer is None:
+            self._timer = self._loop.call_later(self._wait(), self._on_timer)
+
+    def _remaining(self) -> float:
+        """Seconds of ``clock`` until the next event may go out (0 or less: it may now).
+
+        `_due` and the timer both ask this one expression, so they never disagree by a
+        rounding error (and a timer never fires again and again on a clock that is not due).
+        """
+        if self._last is None:
+            return 0.0
+        return self._last + self._interval - self._clock()
+
+    def _due(self) -> bool:
+        return self._remaining() <= 0
+
+    def _wait(self) -> float:
+        """Real seconds for the timer: what is left of the interval, at least a millisecond
+        (a fake clock that stands still only makes the timer look again later)."""
+        return min(self._interval, max(0.001, self._remaining()))
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._ended or not self._pending:
+            return
+        if self._due():
+            self._emit()
+        else:
+            self._timer = self._loop.call_later(self._wait(), self._on_timer)
+
+    def _emit(self) -> None:
+        """Turn what is pending into the next event and see that it gets published."""
+        self._last = self._clock()
+        self._pending = False
+        output = self._spend(self._output.text()) if self._output.total else None
+        self._output = OutputCapture(MAX_PROGRESS_OUTPUT_CHARS)
+        self._queue.append(
+            ToolProgress(
+                call_id=self._call_id, percent=self._percent, message=self._message, output=output
+            )
+        )
+        self._percent = self._message = None
+        if self._publisher is None or self._publisher.done():
+            self._publisher = self._loop.create_task(self._drain())
+
+    def _spend(self, output: str) -> str:
+        """``output`` within what is left of the budget; the one that exhausts it ends with a
+        note that the rest is not streamed."""
+        room = self._budget - self._sent
+        if len(output) <= room:
+            self._sent += len(output)
+            return output
+        self._streaming = False
+        self._sent = self._budget
+        return (
+            f"{output[: max(room, 0)]}\n[... output past {self._budget} characters is not "
+            "streamed as progress ...]\n"
+        )
+
+    async def _drain(self) -> None:
+        while self._queue:
+            data = self._queue.popleft()
+            try:
+                await self._publish(data)
+            except Exception as exc:
+                # Progress is a courtesy to watchers: a store that refuses it must not fail
+                # the call (its tool_result is published, or fails, on its own).
+                _log.warning(
+                    "tool_progress of call %s not recorded (%s: %s); the call's further "
+                    "progress is dropped",
+                    self._call_id,
+                    type(exc).__name__,
+                    exc,
+                )
+                self._queue.clear()
+                self._failed = True
+                return
+
+    async def finish(self) -> None:
+        """End the call's progress: publish what is pending at once, whatever the interval,
+        and wait until every event is published. Reports from now on are dropped."""
+        self._ended = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._pending and not self._failed:
+            self._emit()
+        if self._publisher is not None:
+            # Waiting, not awaiting: a second cancellation must not cancel the publisher.
+            await asyncio.wait({self._publisher})
+
+    def last_words(self) -> str:
+        """What a stopped call had said: its last status message and the end of its output,
+        each on its own lines after a newline; empty when it reported neither."""
+        parts: list[str] = []
+        if self._said:
+            parts.append(f"Its last status: {self._said}")
+        if self._total:
+            if self._total > len(self._tail):
+                parts.append(
+                    f"The last {len(self._tail)} of the {self._total} characters of its output:"
+                )
+            else:
+                parts.append("Its output:")
+            parts.append(self._tail.rstrip("\n"))
+        return "".join("\n" + part for part in parts)
 
 
 def _to_text(value: Any) -> str:
