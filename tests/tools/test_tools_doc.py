@@ -1,5 +1,6 @@
-"""docs/tools.md stays true: it covers every built-in tool and argument, its YAML loads, and
-its Python examples run (in order, sharing names, as a reader would run them)."""
+"""docs/tools.md stays true: it covers every built-in tool and argument, its YAML loads, its
+Python examples run (in order, sharing names, as a reader would run them), and the limits it
+quotes are the code's."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ import pytest
 from promptline.config import load_settings
 from promptline.tools import Tool
 from promptline.tools.builtin import BUILTIN_TOOL_NAMES, builtin_tools
-from promptline.tools.executor import Outcome
+from promptline.tools.builtin.process import MAX_OUTPUT_FILE_BYTES, OUTPUT_FOLDER
+from promptline.tools.executor import (
+    MAX_PROGRESS_OUTPUT_CHARS,
+    MAX_PROGRESS_TOTAL_CHARS,
+    MAX_STOPPED_OUTPUT_CHARS,
+    PROGRESS_INTERVAL_SECS,
+    Outcome,
+)
 
 DOC = Path(__file__).parents[2] / "docs" / "tools.md"
 
@@ -75,3 +83,18 @@ def test_the_python_examples_run(doc: str) -> None:
 
     assert len(examples) >= 4
     assert "word_count" in namespace
+
+
+def test_the_progress_and_output_limits_are_the_ones_the_code_uses(doc: str) -> None:
+    limits = {
+        "PROGRESS_INTERVAL_SECS": f"({PROGRESS_INTERVAL_SECS:g} s)",
+        "MAX_PROGRESS_OUTPUT_CHARS": f"{MAX_PROGRESS_OUTPUT_CHARS:,} characters",
+        "MAX_PROGRESS_TOTAL_CHARS": f"{MAX_PROGRESS_TOTAL_CHARS:,} characters",
+        "MAX_STOPPED_OUTPUT_CHARS": f"{MAX_STOPPED_OUTPUT_CHARS:,} characters",
+    }
+
+    for name, value in limits.items():
+        assert value in doc, name
+        assert f"`{name}`" in doc, name
+    assert f"at most {MAX_OUTPUT_FILE_BYTES // 1048576} MiB" in doc
+    assert f"{OUTPUT_FOLDER}/<call id>.log" in doc

@@ -1,5 +1,6 @@
 """``shell_execute``: a command line run by ``/bin/sh`` in the workspace, under the configured
-resource limits, its output streamed as progress while it runs."""
+resource limits, its output streamed as progress while it runs and saved whole (up to a bound)
+to a file of the workspace that the answer names."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from typing import Annotated
 from pydantic import Field
 
 from promptline.tools.base import ToolContext, ToolError, ToolOutput
-from promptline.tools.builtin.process import ProcessLimits, minimal_env, run_process
+from promptline.tools.builtin.process import (
+    MAX_OUTPUT_FILE_BYTES,
+    OutputFile,
+    ProcessLimits,
+    ProcessResult,
+    minimal_env,
+    run_process,
+)
 from promptline.tools.builtin.workspace import resolve_in_workspace, workspace_root
 from promptline.tools.function import tool
 
@@ -33,7 +41,9 @@ async def shell_execute(
     The command runs with `/bin/sh -c` (pipes, redirections and `&&` work), stdin closed,
     stdout and stderr combined, HOME set to the workspace and none of the server's
     environment. It is killed, with everything it started, when its time is up. Commands
-    left running in the background are stopped when the command ends.
+    left running in the background are stopped when the command ends. A long output is
+    shown as its head and tail; the whole of it is saved to a file of the workspace, named
+    at the end of the answer, to read with file_read.
 
     Args:
         command: The command line, such as 'pytest -q tests/test_app.py'.
@@ -48,6 +58,15 @@ async def shell_execute(
     limit = _time_limit(timeout, context)
     limits = ProcessLimits.from_config(context.limits, limit)
     env = minimal_env(workspace_root(context.workspace), context.env)
+    log = OutputFile.create(context.workspace, context.call_id)
+    # A watcher, and a call stopped from outside (whose answer shows its last status), learn
+    # where the output goes.
+    context.report_progress(message=f"the whole output goes to {log.name}")
+
+    def on_output(text: str) -> None:
+        log.write(text)
+        context.report_progress(output=text)
+
     try:
         result = await run_process(
             ["/bin/sh", "-c", limits.shell_prefix(), "sh", command],
@@ -55,10 +74,17 @@ async def shell_execute(
             env=env,
             time_limit=limit,
             max_output_chars=MAX_SHELL_OUTPUT_CHARS,
-            on_output=lambda text: context.report_progress(output=text),
+            on_output=on_output,
         )
     except OSError as exc:
         raise ToolError(f"cannot start /bin/sh: {exc.strerror}") from exc
+    finally:
+        log.close()
+    return _answer(result, log, limit)
+
+
+def _answer(result: ProcessResult, log: OutputFile, limit: float | None) -> ToolOutput:
+    """The output (head and tail), how the command ended, and where the whole output is."""
     output = result.output if result.output else "(no output)\n"
     if not output.endswith("\n"):
         output += "\n"
@@ -67,14 +93,28 @@ async def shell_execute(
     else:
         status = f"[exit code {result.exit_code}{_signal_note(result.exit_code)}]"
     return ToolOutput(
-        content=output + status,
+        content=f"{output}{status}\n{_file_note(log)}",
         is_error=result.timed_out or result.exit_code != 0,
         metadata={
             "exit_code": result.exit_code,
             "timed_out": result.timed_out,
             "omitted_chars": result.omitted_chars,
+            "output_file": log.name,
+            "output_bytes": log.total,
         },
     )
+
+
+def _file_note(log: OutputFile) -> str:
+    """The line that names the output file and says whether it holds all of the output."""
+    if log.error is not None:
+        return f"[the output could not be saved to {log.name}: {log.error}]"
+    if log.cut:
+        return (
+            f"[the output ({log.total} bytes) is in {log.name}, cut in the middle to "
+            f"{MAX_OUTPUT_FILE_BYTES // 1048576} MiB; read it with file_read]"
+        )
+    return f"[the whole output ({log.total} bytes) is in {log.name}; read it with file_read]"
 
 
 def _time_limit(asked: float | None, context: ToolContext) -> float | None:
