@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from promptline import __version__
 from promptline.gateway.deps import Gateway
 from promptline.gateway.errors import install_error_handlers
-from promptline.gateway.limits import BodyLimit
+from promptline.gateway.limits import RequestLimits
 from promptline.gateway.ratelimit import RateLimiter
 from promptline.security.auth import KeyStore
 
@@ -58,5 +58,5 @@ def create_gateway(app: App, *, auth: bool | None = None) -> FastAPI:
         from promptline.gateway.mcp_server import mount_mcp
 
         mount_mcp(api, app)  # /mcp, running for the lifetime of the app's lifespan
-    api.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    api.add_middleware(RequestLimits, max_bytes=settings.max_body_bytes)
     return api
