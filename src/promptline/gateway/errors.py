@@ -4,12 +4,14 @@ HTTP status that fits the error's meaning."""
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from promptline.core.errors import (
     AuthenticationError,
@@ -37,6 +39,7 @@ _STATUS: tuple[tuple[type[PromptLineError], int], ...] = (
     (RateLimitedError, 429),
     (ServiceUnavailableError, 503),
 )
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 _CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
 
 
@@ -72,27 +75,42 @@ def install_error_handlers(api: FastAPI) -> None:
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
+        errors = exc.errors()
         problems = [
             {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
-            for e in exc.errors()
+            for e in errors
         ]
         first = problems[0] if problems else {"loc": [], "msg": "invalid request"}
         where = ".".join(first["loc"][1:] or first["loc"]) or "request"
+        message = f"{where}: {first['msg']}"
+        if errors and errors[0].get("type") == "json_invalid":
+            # Its location is a character offset, not a field: say what the parser said.
+            reason = (errors[0].get("ctx") or {}).get("error", "malformed")
+            message = f"the request body is not valid JSON: {reason} at character {where}"
         return JSONResponse(
-            error_body("invalid_input", f"{where}: {first['msg']}", {"errors": problems}),
-            status_code=422,
+            error_body("invalid_input", message, {"errors": problems}), status_code=422
         )
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        unreadable = _unreadable_body(exc)
+        if unreadable is not None:
+            return await promptline_error(request, unreadable)
         code = _CODES.get(exc.status_code, "http_error")
         message = str(exc.detail) if exc.detail else "error"
+        headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 404 and message == "Not Found":
             message = f"no such endpoint: {request.method} {request.url.path}"
+        # The router names the methods of the first route on the path only; the path may
+        # have several (GET and POST /v1/sessions are two routes).
+        if exc.status_code == 405 and (allowed := _allowed_methods(request)):
+            headers["Allow"] = ", ".join(allowed)
+            message = (
+                f"{request.method} is not allowed on {request.url.path}; "
+                f"it takes {', '.join(allowed)}"
+            )
         return JSONResponse(
-            error_body(code, message),
-            status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
+            error_body(code, message), status_code=exc.status_code, headers=headers or None
         )
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -110,6 +128,38 @@ def install_error_handlers(api: FastAPI) -> None:
     api.add_exception_handler(RequestValidationError, validation_error)
     api.add_exception_handler(StarletteHTTPException, http_error)
     api.add_exception_handler(Exception, unexpected)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods some route takes on the request's path (asked of the router for each
+    method: included routers keep their routes to themselves)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(r.matches({**request.scope, "method": method})[0] is Match.FULL for r in routes)
+    ]
+
+
+def _unreadable_body(exc: StarletteHTTPException) -> InvalidInputError | None:
+    """The error to answer with when FastAPI could not parse a JSON body (it raises a bare
+    400 from what the parser raised), or None for any other HTTP exception. The gateway's
+    own checks (`promptline.gateway.limits`) leave the parser little to fail on: this is
+    what is left, such as an integer too long to convert."""
+    cause = exc.__cause__
+    if exc.status_code != 400 or not isinstance(cause, ValueError | RecursionError):
+        return None
+    hint = "send a JSON object as the endpoint's schema describes (see /openapi.json)"
+    if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+        digits = sys.get_int_max_str_digits()
+        return InvalidInputError(
+            f"the request body holds an integer of more than {digits} digits",
+            hint="an integer must fit in 64 bits; send bigger numbers as strings",
+            limit=digits,
+        )
+    if isinstance(cause, RecursionError):
+        return InvalidInputError("the request body nests arrays and objects too deep", hint=hint)
+    return InvalidInputError(f"the request body cannot be read as JSON: {cause}", hint=hint)
 
 
 def error_details(exc: PromptLineError) -> dict[str, Any]:
