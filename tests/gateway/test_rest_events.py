@@ -12,6 +12,7 @@ from rest_support import new_session, rest_settings, send
 
 from promptline.app import App
 from promptline.config.settings import Settings
+from promptline.core.events import EVENT_CLASSES, parse_event
 from promptline.events.protocols import EventFilter
 from promptline.gateway.service import event_json
 
@@ -144,3 +145,49 @@ async def test_unknown_sessions_and_runs_are_404(
     response = await client.get("/v1/events", params=params, headers=auth(keys.alice))
 
     assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("types", "unknown"),
+    [("nope", ["nope"]), ("run_started, run_finished,nope", ["nope", "run_finished"])],
+)
+async def test_an_unknown_event_type_is_422_naming_it_and_listing_the_known_ones(
+    served: Served, keys: Keys, types: str, unknown: list[str]
+) -> None:
+    _, client = served
+
+    response = await client.get("/v1/events", params={"types": types}, headers=auth(keys.alice))
+
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_input"
+    assert error["message"] == "unknown event type(s) in types: " + ", ".join(
+        repr(name) for name in unknown
+    )
+    assert error["details"]["field"] == "types"
+    assert error["details"]["unknown"] == unknown
+    assert error["details"]["known"] == sorted(EVENT_CLASSES)
+    assert "run_started" in error["details"]["hint"]
+
+
+async def test_an_event_of_a_type_this_version_does_not_know_is_still_passed_on(
+    served: Served, keys: Keys
+) -> None:
+    app, client = served
+    session = await new_session(client, keys.alice)
+    await app.events.append(
+        parse_event(
+            {
+                "type": "from_a_newer_version",
+                "session_id": session["id"],
+                "tenant_id": "acme",
+                "user_id": "alice",
+                "data": {"kept": [1, 2]},
+            }
+        )
+    )
+
+    [page] = await _read_all(client, keys.alice, 100, session_id=session["id"])
+
+    assert [e["type"] for e in page] == ["session_created", "from_a_newer_version"]
+    assert page[-1]["data"] == {"kept": [1, 2]}

@@ -3,13 +3,12 @@ session's stream live (Server-Sent Events)."""
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request
 
 from promptline.core.errors import InvalidInputError
-from promptline.core.events import Event, SessionExpiredEvent
+from promptline.core.events import EVENT_CLASSES, Event, SessionExpiredEvent
 from promptline.events.protocols import EventFilter
 from promptline.gateway.deps import CallerDep, gateway
 from promptline.gateway.pagination import Cursor, Limit, Page, page_of, position_cursor
@@ -20,7 +19,8 @@ from promptline.sessions.projection import DELETED_REASON
 
 router = APIRouter(prefix="/v1", tags=["events"], responses=error_responses(401, 404, 422, 429))
 
-_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+KNOWN_TYPES = tuple(sorted(EVENT_CLASSES))
+"""The event types ``types`` may name: those this version knows."""
 MAX_SEQ = 2**62
 
 
@@ -34,7 +34,8 @@ async def query_events(
         str | None,
         Query(
             max_length=2000,
-            description="Event types, comma-separated (e.g. `run_started,run_completed`).",
+            description="Event types, comma-separated (e.g. `run_started,run_completed`); "
+            f"each one of: {', '.join(f'`{t}`' for t in KNOWN_TYPES)}.",
         ),
     ] = None,
     limit: Limit = 100,
@@ -131,11 +132,21 @@ def _types(types: str | None) -> frozenset[str] | None:
     if types is None:
         return None
     names = frozenset(t.strip() for t in types.split(",") if t.strip())
-    bad = sorted(t for t in names if not _TYPE.match(t))
-    if bad or not names:
+    if not names:
         raise InvalidInputError(
-            f"types must be event type names separated by commas, got {types!r}",
-            hint="e.g. types=run_started,run_completed (see docs/events.md)",
+            f"types must name event types separated by commas, got {types!r}",
+            hint="e.g. types=run_started,run_completed, or leave types out for every type",
             field="types",
+        )
+    # Only the types this version knows: a misspelt one would match nothing and look like
+    # an empty log. Events of newer types are still in the log, read without this filter.
+    unknown = sorted(names - EVENT_CLASSES.keys())
+    if unknown:
+        raise InvalidInputError(
+            f"unknown event type(s) in types: {', '.join(map(repr, unknown))}",
+            hint=f"the event types are: {', '.join(KNOWN_TYPES)} (see docs/events.md)",
+            field="types",
+            unknown=unknown,
+            known=list(KNOWN_TYPES),
         )
     return names
