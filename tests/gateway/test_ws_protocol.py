@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from ws_support import Rpc, SlowClient, alice_on, close_code, refused_with, rpc, served, ws_settings
 
+from promptline.gateway.limits import MAX_JSON_DEPTH
+
 
 async def _answer_to(client: Rpc, frame: str | bytes) -> Any:
     await client.ws.send(frame)
@@ -125,6 +127,59 @@ async def test_a_binary_frame_is_read_as_json_too(tmp_path: Path) -> None:
 
     assert answer["result"] == "pong"
     assert garbled["error"]["code"] == -32700
+
+
+def _deep_request(levels: int) -> str:
+    value = '{"a": ' * levels + "1" + "}" * levels
+    return (
+        '{"jsonrpc": "2.0", "id": 1, "method": "state.set",'
+        f' "params": {{"scope": "local", "key": "k", "value": {value}}}}}'
+    )
+
+
+@pytest.mark.parametrize(
+    ("frame", "code", "kind", "message"),
+    [
+        (
+            b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "x": "caf\xe9"}',
+            -32700,
+            "parse_error",
+            "parse error: the frame is not valid UTF-8 at byte 55 (invalid continuation byte)",
+        ),
+        (
+            '{"jsonrpc": "2.0", "id": 1, "method": "ping"}'.encode("utf-16-le"),
+            -32700,
+            "parse_error",
+            "parse error: the frame is not JSON in UTF-8: it holds a NUL byte at byte 1",
+        ),
+        (
+            _deep_request(MAX_JSON_DEPTH - 1),
+            -32600,
+            "invalid_request",
+            f"the frame nests arrays and objects deeper than {MAX_JSON_DEPTH} levels",
+        ),
+        (
+            "[" * 5000 + "]" * 5000,
+            -32600,
+            "invalid_request",
+            f"the frame nests arrays and objects deeper than {MAX_JSON_DEPTH} levels",
+        ),
+    ],
+)
+async def test_a_frame_not_utf8_or_nested_too_deep_gets_an_error_and_the_connection_goes_on(
+    tmp_path: Path, frame: str | bytes, code: int, kind: str, message: str
+) -> None:
+    async with alice_on(ws_settings(tmp_path / "home")) as (_, client):
+        answer = await _answer_to(client, frame)
+        fits = await _answer_to(client, _deep_request(MAX_JSON_DEPTH - 4))
+        stored = await client.call("state.get", {"scope": "local", "key": "k"})
+
+    assert answer["id"] is None
+    assert answer["error"]["code"] == code
+    assert answer["error"]["data"]["code"] == kind
+    assert answer["error"]["message"] == message
+    assert "result" in fits, fits
+    assert json.dumps(stored["value"]).count("{") == MAX_JSON_DEPTH - 4
 
 
 async def test_a_frame_over_the_limit_closes_the_connection_with_1009(tmp_path: Path) -> None:

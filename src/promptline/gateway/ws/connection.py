@@ -23,7 +23,7 @@ from promptline.gateway.ws.context import MethodContext
 from promptline.gateway.ws.dispatcher import Dispatcher
 from promptline.gateway.ws.handshake import Refusal, admit
 from promptline.gateway.ws.outbox import Outbox
-from promptline.gateway.ws.protocol import dumps
+from promptline.gateway.ws.protocol import dumps, error_frame, frame_problem
 from promptline.gateway.ws.subscriptions import Subscriptions
 from promptline.security.auth import Caller
 
@@ -130,6 +130,10 @@ class Connection:
                     # holds the limit under any other server too.
                     self._close(CLOSE_TOO_BIG, "frame too big")
                     return
+                problem = frame_problem(data)
+                if problem is not None:
+                    await self.send(dumps(error_frame(None, problem)))
+                    continue
                 answer = await self._dispatcher.handle(data)
                 if answer is not None:
                     await self.send(dumps(answer))

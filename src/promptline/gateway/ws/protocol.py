@@ -9,6 +9,7 @@ import orjson
 
 from promptline.core.errors import PromptLineError
 from promptline.gateway.errors import error_details, status_of
+from promptline.gateway.limits import depth_problem, utf8_problem
 
 __all__ = [
     "INTERNAL_ERROR",
@@ -21,6 +22,7 @@ __all__ = [
     "RpcError",
     "dumps",
     "error_frame",
+    "frame_problem",
     "notification",
     "result_frame",
     "rpc_error_of",
@@ -78,6 +80,28 @@ def rpc_error_of(exc: PromptLineError) -> RpcError:
     ``data.details``)."""
     code = SERVER_ERROR_CODES.get(status_of(exc), -32000)
     return RpcError(code, exc.message, kind=exc.code, details=error_details(exc))
+
+
+def frame_problem(data: str | bytes) -> RpcError | None:
+    """The error to answer a frame with before it is read as JSON, or None: a parse error
+    when it is not UTF-8 (a binary frame) or holds a NUL byte, an invalid request when it
+    nests deeper than a REST body may (`promptline.gateway.limits.MAX_JSON_DEPTH` levels):
+    no method takes such a request, and reading it could overflow the parser."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    problem = utf8_problem(raw, "the frame")
+    if problem is not None:
+        return RpcError(
+            PARSE_ERROR,
+            f"parse error: {problem.message}",
+            kind="parse_error",
+            details=error_details(problem),
+        )
+    problem = depth_problem(raw, "the frame")
+    if problem is not None:
+        return RpcError(
+            INVALID_REQUEST, problem.message, kind="invalid_request", details=error_details(problem)
+        )
+    return None
 
 
 def result_frame(request_id: RequestId, result: Any) -> dict[str, Any]:
