@@ -11,6 +11,7 @@ from gateway_support import Keys, auth
 from rest_support import new_session
 
 from promptline.app import App
+from promptline.security.auth import KeyStore
 
 Served = tuple[App, httpx.AsyncClient]
 
@@ -160,3 +161,48 @@ async def test_malformed_json_is_422(served: Served, keys: Keys) -> None:
     )
 
     assert response.status_code == 422
+
+
+async def _key_of(app: App, tenant_id: str, user_id: str) -> str:
+    _, key = await KeyStore(app.state, clock=app.clock).create(user_id, tenant_id=tenant_id)
+    return key
+
+
+async def test_two_callers_whose_ids_join_alike_never_share_local_state(served: Served) -> None:
+    app, client = served
+    # tenant "t1:x" with user "y", and tenant "t1" with user "x:y": once one namespace.
+    first = await _key_of(app, "t1:x", "y")
+    second = await _key_of(app, "t1", "x:y")
+    url = "/v1/state/local/draft"
+
+    written = await client.put(url, json={"value": "first's"}, headers=auth(first))
+    second_reads = await client.get(url, headers=auth(second))
+    second_creates = await client.put(
+        url, json={"value": "second's", "expected_version": 0}, headers=auth(second)
+    )
+    second_overwrites = await client.put(url, json={"value": "mine"}, headers=auth(second))
+    second_deletes = await client.delete(url, headers=auth(second))
+    first_reads = await client.get(url, headers=auth(first))
+
+    assert written.status_code == 200, written.text
+    assert second_reads.status_code == 404
+    assert second_creates.json()["version"] == 1  # a key of its own, not the first's
+    assert second_overwrites.json()["version"] == 2
+    assert second_deletes.status_code == 204
+    assert first_reads.status_code == 200
+    assert (first_reads.json()["value"], first_reads.json()["version"]) == ("first's", 1)
+
+
+async def test_values_stored_before_ids_were_escaped_are_still_found(
+    served: Served, keys: Keys
+) -> None:
+    app, client = served
+    # Where values of ids without "%", ":" or "/" were always kept.
+    await app.state.set("local", "draft", "kept", namespace="acme:alice")
+    await app.state.set("global", "tenants/acme/plan", "team")
+
+    local = await client.get("/v1/state/local/draft", headers=auth(keys.alice))
+    shared = await client.get("/v1/state/global/plan", headers=auth(keys.bob))
+
+    assert (local.json()["value"], local.json()["version"]) == ("kept", 1)
+    assert (shared.json()["value"], shared.json()["version"]) == ("team", 1)

@@ -12,6 +12,7 @@ import pytest
 from promptline.core.clock import ManualClock
 from promptline.core.errors import StorageError
 from promptline.state.file import FileStateStore
+from promptline.state.owners import local_namespace
 
 
 @pytest.fixture
@@ -143,3 +144,35 @@ async def test_reads_and_deletes_create_no_files(store: FileStateStore, tmp_path
     assert await store.delete("session", "k", namespace="ses") is False
     assert await store.list("session", namespace="ses") == []
     assert list(_all_files(tmp_path)) == []
+
+
+async def test_callers_whose_ids_join_alike_get_two_folders_of_safe_names(
+    store: FileStateStore, root: Path
+) -> None:
+    await store.set("local", "draft", "first's", namespace=local_namespace("t1:x", "y"))
+    await store.set("local", "draft", "second's", namespace=local_namespace("t1", "x:y"))
+    await store.set("local", "draft", "long", namespace=local_namespace("t" * 200, "u" * 200))
+
+    folders = sorted(p.name for p in (root / "local").iterdir())
+    assert len(folders) == 3
+    for name in folders:
+        assert "/" not in name
+        assert "\x00" not in name
+        assert len(name.encode()) <= 255
+
+
+async def test_a_file_written_before_ids_were_escaped_is_found_where_it_was(
+    store: FileStateStore, root: Path
+) -> None:
+    # The layout of a caller's local value as it has always been for plain ids.
+    folder = root / "local" / "_acme%3Aalice"
+    folder.mkdir(parents=True)
+    record = {"scope": "local", "namespace": "acme:alice", "key": "draft", "version": 3}
+    (folder / "draft.json").write_bytes(
+        orjson.dumps({**record, "updated_at": 0, "expires_at": None, "value": "kept"})
+    )
+
+    entry = await store.get("local", "draft", namespace=local_namespace("acme", "alice"))
+
+    assert entry is not None
+    assert (entry.value, entry.version) == ("kept", 3)

@@ -13,6 +13,7 @@ import pytest
 
 from promptline.core.clock import ManualClock
 from promptline.core.errors import ConflictError, InvalidInputError
+from promptline.state.owners import local_namespace, tenant_key
 from promptline.state.protocols import StateStore
 
 StoreFactory = Callable[[], Awaitable[StateStore]]
@@ -278,6 +279,40 @@ async def test_namespaces_that_look_alike_stay_apart(state_store: StateStore) ->
         assert entry is not None
         assert entry.value == name
         assert [e.value for e in await state_store.list("session", namespace=name)] == [name]
+
+
+async def test_the_local_state_of_callers_whose_ids_join_alike_stays_apart(
+    state_store: StateStore,
+) -> None:
+    # tenant "t1:x" with user "y", and tenant "t1" with user "x:y": once "t1:x:y" both.
+    first = local_namespace("t1:x", "y")
+    second = local_namespace("t1", "x:y")
+    await state_store.set("local", "draft", "first's", namespace=first)
+    await state_store.set("local", "draft", "second's", namespace=second)
+    await state_store.set("local", "draft", "first's again", namespace=first)
+
+    mine = await state_store.get("local", "draft", namespace=first)
+    theirs = await state_store.get("local", "draft", namespace=second)
+    assert mine is not None
+    assert theirs is not None
+    assert (mine.value, mine.version) == ("first's again", 2)
+    assert (theirs.value, theirs.version) == ("second's", 1)
+    assert await state_store.delete("local", "draft", namespace=second)
+    assert await state_store.get("local", "draft", namespace=first) == mine
+    assert [e.value for e in await state_store.list("local", namespace=first)] == [mine.value]
+
+
+async def test_a_tenants_global_keys_stay_apart_from_a_tenant_whose_id_holds_a_slash(
+    state_store: StateStore,
+) -> None:
+    # tenant "a" with key "b/k", and tenant "a/b" with key "k": once "tenants/a/b/k" both.
+    await state_store.set("global", tenant_key("a", "b/k"), "a's")
+    await state_store.set("global", tenant_key("a/b", "k"), "a/b's")
+
+    of_a = await state_store.list("global", prefix=tenant_key("a", ""))
+    of_ab = await state_store.list("global", prefix=tenant_key("a/b", ""))
+    assert [(e.key, e.value) for e in of_a] == [("tenants/a/b/k", "a's")]
+    assert [(e.key, e.value) for e in of_ab] == [("tenants/a%2Fb/k", "a/b's")]
 
 
 BAD_KEYS: list[Any] = ["", "x" * 513, "nul\x00key", "lone \udc00 surrogate", 42, None, b"bytes"]

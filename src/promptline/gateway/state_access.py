@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from promptline.core.errors import InvalidInputError
 from promptline.gateway.service import visible_session
 from promptline.security.auth import Caller
+from promptline.state.owners import local_namespace, tenant_key
 from promptline.state.protocols import Scope, StateEntry
 
 if TYPE_CHECKING:
@@ -36,7 +37,8 @@ async def state_address(
     ``global`` is stored in the store's global scope under ``tenants/<tenant>/<key>`` (a
     tenant never reaches another's, nor the installation's own keys); ``session`` needs a
     ``session_id`` the caller may see (`NotFoundError` otherwise); ``local`` lives in the
-    namespace ``<tenant>:<user>``.
+    namespace ``<tenant>:<user>``. The ids are escaped (see `promptline.state.owners`), so
+    no two callers share an address whatever their ids hold.
     """
     if scope == "session":
         if session_id is None:
@@ -51,8 +53,8 @@ async def state_address(
             hint="leave session_id out, or use scope 'session'",
         )
     if scope == "global":
-        return StateAddress(scope, key, None, "", f"tenants/{caller.tenant_id}/{key}")
-    return StateAddress(scope, key, None, f"{caller.tenant_id}:{caller.user_id}", key)
+        return StateAddress(scope, key, None, "", tenant_key(caller.tenant_id, key))
+    return StateAddress(scope, key, None, local_namespace(caller.tenant_id, caller.user_id), key)
 
 
 def entry_json(address: StateAddress, entry: StateEntry) -> dict[str, Any]:
