@@ -194,6 +194,7 @@ async def build_app(
     from promptline.sessions.manager import SessionManager
     from promptline.state.evented import EventedStateStore
     from promptline.state.factory import create_state_store
+    from promptline.state.owners import StateOwners
 
     clock = clock or SystemClock()
     engine = await open_engine(settings, migrate=migrate)
@@ -207,14 +208,19 @@ async def build_app(
         file_dir=settings.state.file_dir,
         clock=clock,
     )
-    # API keys (their hashes) are kept out of the event log's state_change values.
-    state = EventedStateStore(inner, bus, redact=lambda scope, key: key.startswith("auth/"))
     sessions = SessionManager(
         engine,
         bus,
         clock=clock,
         default_ttl=timedelta(seconds=settings.sessions.ttl_secs),
         store=store,
+    )
+    # API keys (their hashes) are kept out of the event log's state_change values.
+    state = EventedStateStore(
+        inner,
+        bus,
+        redact=lambda scope, key: key.startswith("auth/"),
+        owners=StateOwners.of_sessions(sessions),
     )
     registry = ProviderRegistry(settings)
     app: App | None = None

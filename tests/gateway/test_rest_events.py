@@ -115,6 +115,63 @@ async def test_session_state_changes_are_in_the_sessions_events(served: Served, 
     assert change["data"]["value"] == [1, 2]
 
 
+async def _changes(client: httpx.AsyncClient, key: str) -> list[dict[str, Any]]:
+    """The ``state_change`` events ``key`` reads from the log without naming a session."""
+    return [e for page in await _read_all(client, key, 100, types="state_change") for e in page]
+
+
+def _owners(changes: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [
+        (e["data"]["scope"], e["data"]["key"], e["tenant_id"], e["user_id"], e["session_id"])
+        for e in changes
+    ]
+
+
+async def test_a_session_state_write_is_in_its_tenants_events_with_the_sessions_owner(
+    served: Served, keys: Keys
+) -> None:
+    _, client = served
+    session = await new_session(client, keys.alice)
+    where = {"session_id": session["id"]}
+    by_alice = await client.put(
+        "/v1/state/session/plan", params=where, json={"value": 1}, headers=auth(keys.alice)
+    )
+    # Written by acme's admin, the change still belongs to alice's session.
+    by_admin = await client.put(
+        "/v1/state/session/plan", params=where, json={"value": 2}, headers=auth(keys.acme_admin)
+    )
+    assert (by_alice.status_code, by_admin.status_code) == (200, 200)
+
+    owned = [("session", "plan", "acme", "alice", session["id"])] * 2
+    assert _owners(await _changes(client, keys.acme_admin)) == owned
+    assert _owners(await _changes(client, keys.alice)) == owned
+    assert await _changes(client, keys.bob) == []
+    assert await _changes(client, keys.carol) == []
+    refused = await client.get(
+        "/v1/events", params={**where, "types": "state_change"}, headers=auth(keys.carol)
+    )
+    assert refused.status_code == 404
+
+
+async def test_local_and_global_state_changes_are_in_their_owners_events(
+    served: Served, keys: Keys
+) -> None:
+    _, client = served
+    for url in ("/v1/state/local/draft", "/v1/state/global/plan"):
+        written = await client.put(url, json={"value": 1}, headers=auth(keys.alice))
+        assert written.status_code == 200, written.text
+        deleted = await client.delete(url, headers=auth(keys.alice))
+        assert deleted.status_code == 204
+
+    local = ("local", "draft", "acme", "alice", None)
+    shared = ("global", "tenants/acme/plan", "acme", "alice", None)
+    expected = [local, local, shared, shared]
+    assert _owners(await _changes(client, keys.acme_admin)) == expected
+    assert _owners(await _changes(client, keys.alice)) == expected
+    assert await _changes(client, keys.bob) == []
+    assert await _changes(client, keys.carol) == []
+
+
 @pytest.mark.parametrize(
     "params",
     [

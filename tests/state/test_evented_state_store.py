@@ -9,12 +9,13 @@ from dataclasses import dataclass
 import pytest
 
 from promptline.core.clock import ManualClock
-from promptline.core.errors import ConflictError, InvalidInputError
+from promptline.core.errors import ConflictError, InvalidInputError, ServiceUnavailableError
 from promptline.core.events import Event, StateChangeEvent
 from promptline.events.bus import InProcessEventBus
 from promptline.events.factory import create_event_store
 from promptline.events.protocols import EventFilter, EventStore
-from promptline.state.evented import EventedStateStore
+from promptline.state.evented import EventedStateStore, Owner, OwnerLookup, acting_for
+from promptline.state.owners import StateOwners, local_namespace, tenant_key
 from promptline.state.protocols import Scope
 from promptline.state.sql import SqlStateStore
 from promptline.storage.database import create_engine
@@ -27,8 +28,16 @@ class World:
     inner: SqlStateStore
     clock: ManualClock
 
-    def evented(self, redact: bool | object = False) -> EventedStateStore:
-        return EventedStateStore(self.inner, self.bus, redact=redact, clock=self.clock)  # type: ignore[arg-type]
+    def evented(
+        self, redact: bool | object = False, owners: OwnerLookup | None = None
+    ) -> EventedStateStore:
+        return EventedStateStore(
+            self.inner,
+            self.bus,
+            redact=redact,  # type: ignore[arg-type]
+            clock=self.clock,
+            owners=owners,
+        )
 
     async def changes(self) -> list[StateChangeEvent]:
         stored = await self.events.read_all(EventFilter(types=frozenset({"state_change"})))
@@ -149,3 +158,74 @@ async def test_reads_pass_through_to_the_inner_store_unpublished(world: World) -
     assert [e.key for e in await store.list("local", namespace="run", limit=1)] == ["a"]
     assert store.inner is world.inner
     assert len(await world.changes()) == 2
+
+
+# -- whom a change belongs to -----------------------------------------------------------------
+
+
+async def _alices_session(session_id: str) -> Owner | None:
+    return Owner("acme", "alice") if session_id == "ses_1" else None
+
+
+async def test_a_session_change_carries_the_sessions_tenant_and_user(world: World) -> None:
+    store = world.evented(owners=StateOwners(_alices_session))
+
+    # Whoever writes (here acme's admin), the change belongs to the session's owner.
+    with acting_for("acme", "ops"):
+        await store.set("session", "plan", [1], namespace="ses_1")
+        await store.delete("session", "plan", namespace="ses_1")
+
+    for change in await world.changes():
+        assert (change.session_id, change.tenant_id, change.user_id) == ("ses_1", "acme", "alice")
+
+
+async def test_a_local_change_carries_its_owners_tenant_and_user(world: World) -> None:
+    store = world.evented(owners=StateOwners(_alices_session))
+
+    await store.set("local", "draft", 1, namespace=local_namespace("t1:x", "y"))
+    await store.set("local", "draft", 1, namespace=local_namespace("t1", "x:y"))
+
+    first, second = await world.changes()
+    assert (first.tenant_id, first.user_id, first.session_id) == ("t1:x", "y", None)
+    assert (second.tenant_id, second.user_id, second.session_id) == ("t1", "x:y", None)
+
+
+async def test_a_global_change_carries_the_caller_who_made_it(world: World) -> None:
+    store = world.evented(owners=StateOwners(_alices_session))
+
+    with acting_for("acme", "alice"):
+        await store.set("global", tenant_key("acme", "plan"), "team")
+    await store.set("global", tenant_key("globex", "plan"), "solo")  # no caller named
+    await store.set("global", "installation/setting", 1)  # nobody's
+
+    by_alice, of_globex, nobodys = await world.changes()
+    assert (by_alice.tenant_id, by_alice.user_id) == ("acme", "alice")
+    assert (of_globex.tenant_id, of_globex.user_id) == ("globex", None)
+    assert (nobodys.tenant_id, nobodys.user_id) == (None, None)
+
+
+async def test_the_caller_named_stands_in_where_the_address_names_nobody(world: World) -> None:
+    store = world.evented(owners=StateOwners(_alices_session))
+
+    with acting_for("acme", "bob"):
+        await store.set("local", "scratch", 1, namespace="run_9")
+        await store.set("session", "k", 1, namespace="ses_unknown")
+    await store.set("local", "scratch", 2, namespace="run_9")
+
+    run_local, unknown_session, unnamed = await world.changes()
+    assert (run_local.tenant_id, run_local.user_id) == ("acme", "bob")
+    assert (unknown_session.tenant_id, unknown_session.user_id) == ("acme", "bob")
+    assert (unnamed.tenant_id, unnamed.user_id) == (None, None)
+
+
+async def test_a_failing_owner_lookup_refuses_the_write_and_stores_nothing(world: World) -> None:
+    async def unreachable(scope: Scope, namespace: str, key: str) -> Owner | None:
+        raise ServiceUnavailableError("the session database does not answer")
+
+    store = world.evented(owners=unreachable)
+
+    with pytest.raises(ServiceUnavailableError):
+        await store.set("session", "k", 1, namespace="ses_1")
+
+    assert await world.inner.get("session", "k", namespace="ses_1") is None
+    assert await world.changes() == []

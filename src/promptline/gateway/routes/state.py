@@ -3,7 +3,7 @@ state, ``session`` a session's (which the caller must see), ``local`` the caller
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
@@ -11,9 +11,7 @@ from promptline.core.errors import NotFoundError
 from promptline.gateway.deps import CallerDep, gateway
 from promptline.gateway.schemas import StateEntryOut, StateWrite, error_responses
 from promptline.gateway.state_access import entry_json, state_address
-
-if TYPE_CHECKING:
-    pass
+from promptline.state.evented import acting_for
 
 router = APIRouter(
     prefix="/v1/state", tags=["state"], responses=error_responses(401, 404, 409, 422, 429)
@@ -60,13 +58,14 @@ async def put_state(
     Every write is recorded as a ``state_change`` event."""
     app = gateway(request).app
     where = await state_address(app, caller, scope, key, session_id)
-    entry = await app.state.set(
-        scope,
-        where.stored_key,
-        body.value,
-        namespace=where.namespace,
-        expected_version=body.expected_version,
-    )
+    with acting_for(caller.tenant_id, caller.user_id):
+        entry = await app.state.set(
+            scope,
+            where.stored_key,
+            body.value,
+            namespace=where.namespace,
+            expected_version=body.expected_version,
+        )
     return entry_json(where, entry)
 
 
@@ -84,9 +83,10 @@ async def delete_state(
     """Remove the value; 404 when there is none."""
     app = gateway(request).app
     where = await state_address(app, caller, scope, key, session_id)
-    existed = await app.state.delete(
-        scope, where.stored_key, namespace=where.namespace, expected_version=expected_version
-    )
+    with acting_for(caller.tenant_id, caller.user_id):
+        existed = await app.state.delete(
+            scope, where.stored_key, namespace=where.namespace, expected_version=expected_version
+        )
     if not existed:
         raise _missing(scope, key)
     return Response(status_code=204)
