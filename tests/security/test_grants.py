@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
+from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 from promptline.core.clock import ManualClock
 from promptline.core.errors import InvalidInputError
+from promptline.events.bus import InProcessEventBus
+from promptline.events.protocols import EventFilter, EventStore
 from promptline.security.approvals import ApprovalOutcome, ApprovalRequest
 from promptline.security.grants import GrantStore
+from promptline.state.evented import EventedStateStore
+from promptline.state.file import FileStateStore
 from promptline.state.protocols import StateStore
+from promptline.state.redis import RedisStateStore
 from promptline.state.sql import SqlStateStore
 from promptline.storage.database import create_engine
 
@@ -114,3 +122,121 @@ async def test_always_grants_survive_a_restart(sqlite_url: str, clock: ManualClo
 
     assert found is not None
     assert found.granted_at == clock.now()
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("file", id="file"),
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+        pytest.param("redis", id="redis", marks=pytest.mark.redis),
+    ]
+)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str, str]:
+    """A state backend's name, where its fresh storage is, and (Redis) its key prefix."""
+    name = str(request.param)
+    if name == "file":
+        return name, str(tmp_path / "state"), ""
+    if name == "redis":
+        url = str(request.getfixturevalue("redis_url"))
+        return name, url, str(request.getfixturevalue("redis_prefix"))
+    return name, str(request.getfixturevalue(f"{name}_url")), ""
+
+
+@pytest.fixture
+async def any_state(backend: tuple[str, str, str], clock: ManualClock) -> AsyncIterator[StateStore]:
+    """Each state backend in turn, on fresh storage."""
+    name, location, prefix = backend
+    store: StateStore
+    if name == "file":
+        store = FileStateStore(location, clock=clock)
+    elif name == "redis":
+        store = RedisStateStore(location, prefix=prefix, clock=clock)
+    else:
+        store = SqlStateStore(create_engine(location), clock=clock, owns_engine=True)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+# (tenant, user) pairs that were one key once their ids were joined raw.
+ALIKE = [
+    (("a/b", "c"), ("a", "b/c")),
+    (("t1:x", "y"), ("t1", "x:y")),
+    (("a%2Fb", "c"), ("a/b", "c")),
+]
+
+
+@pytest.mark.parametrize(("first", "second"), ALIKE)
+async def test_always_grants_of_users_whose_ids_join_alike_stay_apart(
+    any_state: StateStore, clock: ManualClock, first: tuple[str, str], second: tuple[str, str]
+) -> None:
+    grants = GrantStore(any_state, clock=clock)
+    await grants.add("always", "file_write", tenant_id=first[0], user_id=first[1])
+
+    theirs = await grants.find("file_write", tenant_id=second[0], user_id=second[1])
+    listed = await grants.list_grants("always", tenant_id=second[0], user_id=second[1])
+    revoked = await grants.revoke("always", "file_write", tenant_id=second[0], user_id=second[1])
+    mine = await grants.find("file_write", tenant_id=first[0], user_id=first[1])
+
+    assert (theirs, listed, revoked) == (None, [], False)
+    assert mine is not None
+    assert (mine.tenant_id, mine.user_id) == first
+
+
+async def _legacy_always_grant(state: StateStore, tenant: str, user: str, tool: str) -> None:
+    """An always grant as it was kept when ids were escaped with `urllib.parse.quote`."""
+    key = (
+        f"permissions/always/{quote(tenant, safe='')}/{quote(user, safe='')}/{quote(tool, safe='')}"
+    )
+    value = {"tool": tool, "granted_at": "2026-01-01T00:00:00+00:00", "tenant_id": tenant}
+    await state.set("global", key, {**value, "user_id": user, "decided_by": "ops"})
+
+
+async def test_grants_kept_under_the_older_escaping_are_found_listed_and_revoked(
+    any_state: StateStore, clock: ManualClock
+) -> None:
+    grants = GrantStore(any_state, clock=clock)
+    await _legacy_always_grant(any_state, "acme", "bob@example.com", "mcp.files.read")
+    await _legacy_always_grant(any_state, "acme", "bob@example.com", "git_commit")
+    await grants.add("always", "file_write", tenant_id="acme", user_id="bob@example.com")
+
+    found = await grants.find("mcp.files.read", tenant_id="acme", user_id="bob@example.com")
+    listed = await grants.list_grants("always", tenant_id="acme", user_id="bob@example.com")
+    revoked = await grants.revoke(
+        "always", "git_commit", tenant_id="acme", user_id="bob@example.com"
+    )
+
+    assert found is not None
+    assert found.decided_by == "ops"
+    assert [g.tool for g in listed] == ["file_write", "git_commit", "mcp.files.read"]
+    assert revoked is True
+    assert await grants.find("git_commit", tenant_id="acme", user_id="bob@example.com") is None
+
+
+async def test_granting_again_moves_a_grant_to_its_current_key(
+    any_state: StateStore, clock: ManualClock
+) -> None:
+    grants = GrantStore(any_state, clock=clock)
+    await _legacy_always_grant(any_state, "acme", "bob@example.com", "file_write")
+
+    await grants.add("always", "file_write", tenant_id="acme", user_id="bob@example.com")
+
+    keys = [e.key for e in await any_state.list("global", prefix="permissions/always/")]
+    assert keys == ["permissions/always/acme/bob@example.com/file_write"]
+    listed = await grants.list_grants("always", tenant_id="acme", user_id="bob@example.com")
+    assert [(g.tool, g.decided_by) for g in listed] == [("file_write", None)]
+
+
+async def test_an_always_grant_belongs_to_its_user_in_the_event_log(
+    bus: InProcessEventBus, store: EventStore, clock: ManualClock, tmp_path: Path
+) -> None:
+    state = EventedStateStore(FileStateStore(tmp_path / "evented", clock=clock), bus, clock=clock)
+    grants = GrantStore(state, clock=clock)
+
+    await grants.add("always", "file_write", tenant_id="t1:x", user_id="y")
+    await grants.revoke("always", "file_write", tenant_id="t1:x", user_id="y")
+
+    changes = await store.read_all(EventFilter(types=frozenset({"state_change"})))
+    assert [(e.tenant_id, e.user_id) for e in changes] == [("t1:x", "y"), ("t1:x", "y")]

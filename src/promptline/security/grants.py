@@ -3,7 +3,11 @@ not asked about again.
 
 They live in the `StateStore`: session grants in the ``session`` scope (namespace: the session
 id, key ``permissions/grants/<tool>``), always grants in the ``global`` scope under
-``permissions/always/<tenant>/<user>/<tool>``. The state store rather than a projection of
+``permissions/always/<tenant>/<user>/<tool>``, each id escaped with
+`promptline.core.keys.key_part` so that no id reaches into another's keys. Grants written
+when ids were escaped with `urllib.parse.quote` (which escapes more characters, ``@`` for
+one) are still found under that older key, and moved to the current one when re-granted.
+The state store rather than a projection of
 ``permission_granted`` events because a grant must be revocable (deleting the key; the log has
 no event that takes a grant back, while the evented state store records the deletion as a
 ``state_change``), because a lookup on the hot path is one key read instead of a scan of the
@@ -13,6 +17,7 @@ the log as the record of who granted what.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, get_args
@@ -20,7 +25,9 @@ from urllib.parse import quote
 
 from promptline.core.clock import Clock, SystemClock
 from promptline.core.errors import InvalidInputError
+from promptline.core.keys import key_part
 from promptline.security.approvals import ApprovalOutcome
+from promptline.state.evented import acting_for
 from promptline.state.protocols import Scope, StateEntry, StateStore
 
 __all__ = ["REMEMBERED_SCOPES", "Grant", "GrantStore", "RememberedScope"]
@@ -63,11 +70,15 @@ class GrantStore:
     ) -> Grant | None:
         """The grant that lets ``tool`` run without asking: the session's, else the user's."""
         if session_id is not None:
-            entry = await self._state.get("session", _session_key(tool), namespace=session_id)
+            for key in _keys(_session_key, tool):
+                entry = await self._state.get("session", key, namespace=session_id)
+                if entry is not None:
+                    return _grant_of(entry, "session")
+        for key in _keys(_always_key, tenant_id, user_id, tool):
+            entry = await self._state.get("global", key)
             if entry is not None:
-                return _grant_of(entry, "session")
-        entry = await self._state.get("global", _always_key(tenant_id, user_id, tool))
-        return None if entry is None else _grant_of(entry, "always")
+                return _grant_of(entry, "always")
+        return None
 
     async def add(
         self,
@@ -91,8 +102,11 @@ class GrantStore:
             decided_by=decided_by,
             request_id=request_id,
         )
-        where, key, namespace = _place(scope, tool, session_id, user_id, tenant_id)
-        await self._state.set(where, key, _value_of(grant), namespace=namespace)
+        where, keys, namespace = _place(scope, tool, session_id, user_id, tenant_id)
+        with acting_for(tenant_id, user_id):
+            await self._state.set(where, keys[0], _value_of(grant), namespace=namespace)
+            for legacy in keys[1:]:
+                await self._state.delete(where, legacy, namespace=namespace)
         return grant
 
     async def remember(self, outcome: ApprovalOutcome) -> Grant | None:
@@ -120,8 +134,12 @@ class GrantStore:
         tenant_id: str | None = None,
     ) -> bool:
         """Forget a grant; True if there was one. The next call of ``tool`` asks again."""
-        where, key, namespace = _place(scope, tool, session_id, user_id, tenant_id)
-        return await self._state.delete(where, key, namespace=namespace)
+        where, keys, namespace = _place(scope, tool, session_id, user_id, tenant_id)
+        existed = False
+        with acting_for(tenant_id, user_id):
+            for key in keys:
+                existed = await self._state.delete(where, key, namespace=namespace) or existed
+        return existed
 
     async def list_grants(
         self,
@@ -133,39 +151,63 @@ class GrantStore:
     ) -> list[Grant]:
         """A session's grants, or a user's always grants, sorted by tool."""
         if scope == "session":
-            entries = await self._state.list(
-                "session", namespace=_session(session_id), prefix=_SESSION_PREFIX
-            )
+            where: Scope = "session"
+            namespace = _session(session_id)
+            prefixes = [_SESSION_PREFIX]
         elif scope == "always":
-            prefix = _ALWAYS_PREFIX + f"{_part(tenant_id)}/{_part(user_id)}/"
-            entries = await self._state.list("global", prefix=prefix)
+            where, namespace = "global", ""
+            prefixes = _keys(_always_prefix, tenant_id, user_id)
         else:
             raise _bad_scope(scope)
-        return sorted((_grant_of(e, scope) for e in entries), key=lambda g: g.tool)
+        found: dict[str, Grant] = {}
+        for prefix in prefixes:
+            for entry in await self._state.list(where, namespace=namespace, prefix=prefix):
+                grant = _grant_of(entry, scope)
+                current = _place(scope, grant.tool, session_id, user_id, tenant_id)[1][0]
+                # A grant kept under its older key too shows once, as kept under the current.
+                if grant.tool not in found or entry.key == current:
+                    found[grant.tool] = grant
+        return sorted(found.values(), key=lambda g: g.tool)
 
 
 def _place(
     scope: str, tool: str, session_id: str | None, user_id: str | None, tenant_id: str | None
-) -> tuple[Scope, str, str]:
-    """Where a grant of ``scope`` for ``tool`` is kept: the state scope, key and namespace."""
+) -> tuple[Scope, list[str], str]:
+    """Where a grant of ``scope`` for ``tool`` is kept: the state scope, its keys (the
+    current one first, then an older form if it differs) and the namespace."""
     if scope == "session":
-        return "session", _session_key(tool), _session(session_id)
+        return "session", _keys(_session_key, tool), _session(session_id)
     if scope == "always":
-        return "global", _always_key(tenant_id, user_id, tool), ""
+        return "global", _keys(_always_key, tenant_id, user_id, tool), ""
     raise _bad_scope(scope)
 
 
-def _part(value: str | None) -> str:
-    # Quoted so that an id holding "/" cannot reach into another id's keys.
-    return quote(value or "", safe="")
+def _part(value: str | None, *, legacy: bool = False) -> str:
+    # Escaped so that an id holding "/" cannot reach into another id's keys.
+    if legacy:
+        return quote(value or "", safe="")
+    return key_part(value or "", "/")
 
 
-def _session_key(tool: str) -> str:
-    return _SESSION_PREFIX + _part(tool)
+def _keys(make: Callable[..., str], *ids: str | None) -> list[str]:
+    """The key ``make`` builds of ``ids``, and then its older form if that differs."""
+    current = make(*ids)
+    older = make(*ids, legacy=True)
+    return [current] if older == current else [current, older]
 
 
-def _always_key(tenant_id: str | None, user_id: str | None, tool: str) -> str:
-    return f"{_ALWAYS_PREFIX}{_part(tenant_id)}/{_part(user_id)}/{_part(tool)}"
+def _session_key(tool: str, *, legacy: bool = False) -> str:
+    return _SESSION_PREFIX + _part(tool, legacy=legacy)
+
+
+def _always_prefix(tenant_id: str | None, user_id: str | None, *, legacy: bool = False) -> str:
+    return f"{_ALWAYS_PREFIX}{_part(tenant_id, legacy=legacy)}/{_part(user_id, legacy=legacy)}/"
+
+
+def _always_key(
+    tenant_id: str | None, user_id: str | None, tool: str, *, legacy: bool = False
+) -> str:
+    return _always_prefix(tenant_id, user_id, legacy=legacy) + _part(tool, legacy=legacy)
 
 
 def _session(session_id: str | None) -> str:
