@@ -9,7 +9,8 @@ from gateway_support import Keys, auth, live_gateway, settings_for
 
 from promptline.app import App
 from promptline.config.settings import Settings
-from promptline.gateway.ratelimit import RateLimiter
+from promptline.gateway.ratelimit import RateLimiter, bucket_of
+from promptline.security.auth import Caller
 
 Served = tuple[App, httpx.AsyncClient]
 
@@ -159,6 +160,31 @@ def test_the_rate_limiter_refuses_past_its_rate_and_refills_with_time() -> None:
     limiter.take("other")  # another key has its own bucket
     now[0] += 1.0
     limiter.take("k")
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        # tenant "t1:x" with user "y", and tenant "t1" with user "x:y": once one bucket.
+        (Caller("y", "t1:x", "user"), Caller("x:y", "t1", "user")),
+        # the same user id in two tenants
+        (Caller("alice", "acme", "user"), Caller("alice", "globex", "user")),
+        # a key, and a caller without one whose user id is that key's id
+        (Caller("u", "acme", "user", key_id="key_1"), Caller("key_1", "acme", "user")),
+    ],
+)
+def test_callers_whose_ids_join_alike_each_have_their_own_rate_limit_bucket(
+    first: Caller, second: Caller
+) -> None:
+    from promptline.core.errors import RateLimitedError
+
+    limiter = RateLimiter(1, clock=lambda: 0.0)
+    limiter.take_for(first)
+
+    limiter.take_for(second)  # its own bucket, still full
+    with pytest.raises(RateLimitedError):
+        limiter.take_for(first)
+    assert bucket_of(first) != bucket_of(second)
 
 
 async def test_a_flood_of_requests_gets_429_with_retry_after(tmp_path: object) -> None:

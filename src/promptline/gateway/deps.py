@@ -62,7 +62,7 @@ async def authenticate(conn: HTTPConnection, *, query: bool = False) -> Caller:
     if not state.auth:
         return LOCAL_CALLER
     found = await state.keys.authenticate(token_of(conn, query=query))
-    state.limiter.take(found.key_id or found.user_id)
+    state.limiter.take_for(found)
     return found
 
 

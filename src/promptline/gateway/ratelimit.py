@@ -6,8 +6,18 @@ import time
 from collections.abc import Callable
 
 from promptline.core.errors import RateLimitedError
+from promptline.core.keys import join_key
+from promptline.security.auth import Caller
 
-__all__ = ["RateLimiter"]
+__all__ = ["RateLimiter", "bucket_of"]
+
+
+def bucket_of(caller: Caller) -> str:
+    """The bucket a caller's requests count in: its API key's, or (a caller without a key)
+    its user's in its tenant. The ids are escaped, so no two callers ever share a bucket."""
+    if caller.key_id is not None:
+        return join_key("key", caller.key_id)
+    return join_key("user", caller.tenant_id, caller.user_id)
 
 
 class RateLimiter:
@@ -18,6 +28,10 @@ class RateLimiter:
         self.capacity = float(per_minute)
         self._clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take_for(self, caller: Caller) -> None:
+        """Count one request of ``caller`` in its bucket (see `bucket_of`)."""
+        self.take(bucket_of(caller))
 
     def take(self, key: str) -> None:
         """Count one request of ``key``; `RateLimitedError` when its bucket is empty."""

@@ -176,7 +176,7 @@ class Connection:
 
     def _charge(self) -> None:
         if self._state.auth:
-            self._state.limiter.take(self._caller.key_id or self._caller.user_id)
+            self._state.limiter.take_for(self._caller)
 
 
 def _data_of(message: Any) -> str | bytes:
