@@ -455,3 +455,66 @@ async def test_typed_payloads_survive_storage(store: EventStore) -> None:
     assert isinstance(read, StateChangeEvent)
     assert read.data.value == {"nested": [1, 2.5, None]}
     assert read == stored
+
+
+# -- text holding U+0000 (NUL) ----------------------------------------------------------------
+
+NUL_TEXT = "before\x00after"
+
+
+async def test_nul_in_text_and_json_keys_and_values_reads_back_identical(
+    store: EventStore,
+) -> None:
+    message = Message(
+        role="user",
+        content=[{"type": "text", "text": NUL_TEXT}],
+        name="n\x00ame",
+        metadata={"k\x00ey": "v\x00alue", "list": ["\x00", {"\x00": "\x00"}]},
+    )
+    received = MessageReceivedEvent(session_id="s1", data=MessageReceived(message=message))
+    change = StateChangeEvent(
+        session_id="s1",
+        data=StateChange(scope="session", key="k", version=1, value={"a\x00": ["b\x00"]}),
+    )
+    unknown = parse_event({"type": "x_custom", "session_id": "s1", "data": {"\x00": NUL_TEXT}})
+
+    stored = await store.append_batch([received, change, unknown])
+    read = await store.read_stream("s1")
+
+    assert read == stored
+    assert [encode_event(e) for e in read] == [encode_event(e) for e in stored]
+    first = read[0]
+    assert isinstance(first, MessageReceivedEvent)
+    assert first.data.message.text == NUL_TEXT
+    assert first.data.message.metadata == message.metadata
+    assert read[2].data == {"\x00": NUL_TEXT}
+    later = await store.append(err(session="s1"))
+    assert later.seq == 4
+
+
+@pytest.mark.parametrize("field", ["stream", "session_id", "run_id", "user_id", "tenant_id"])
+async def test_a_name_holding_nul_is_refused_naming_it_and_nothing_is_stored(
+    store: EventStore, field: str
+) -> None:
+    envelope: dict[str, Any] = {"stream": "s1", "session_id": "s1", field: "bad\x00name"}
+    event = err(envelope.pop("stream"), session=envelope.pop("session_id"), **envelope)
+    with pytest.raises(InvalidInputError, match="NUL") as caught:
+        await store.append(event)
+    assert caught.value.details["field"] == field
+    assert caught.value.hint
+    assert await store.count() == 0
+
+
+async def test_a_filter_or_stream_name_holding_nul_finds_nothing(store: EventStore) -> None:
+    await store.append(err(session="s1"))
+    for flt in (
+        EventFilter(session_id="s1\x00"),
+        EventFilter(stream="s1\x00"),
+        EventFilter(types=frozenset({"error\x00"})),
+        EventFilter(tenant_id="\x00", user_id="\x00", run_id="\x00"),
+    ):
+        assert await store.read_all(flt) == []
+        assert await store.count(flt) == 0
+    with pytest.raises(InvalidInputError, match="NUL"):
+        await store.read_stream("s1\x00")
+    assert await store.count() == 1

@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from promptline.core.errors import ConfigError, StorageLockedError
+from promptline.core.errors import ConfigError, InvalidInputError, StorageError, StorageLockedError
 from promptline.storage.database import (
     create_engine,
     normalize_url,
@@ -73,3 +73,56 @@ async def test_locked_database_gives_a_clear_error_and_keeps_data(tmp_path: Path
             assert (await conn.execute(text("select v from t"))).scalars().all() == [1]
     finally:
         await engine.dispose()
+
+
+async def test_a_database_error_says_what_failed_without_the_drivers_text(db_url: str) -> None:
+    engine = create_engine(db_url)
+    try:
+        with pytest.raises(SQLAlchemyError) as info:
+            async with write_transaction(engine) as conn:
+                # Both databases refuse the missing NOT NULL columns and quote the statement
+                # or the row (PostgreSQL's DETAIL: "Failing row contains (... secret-value").
+                await conn.execute(text("insert into events (id) values ('secret-value')"))
+        error = translate_error(info.value, what="appending events")
+    finally:
+        await engine.dispose()
+    assert isinstance(error, StorageError)
+    assert error.message == "appending events: the database failed"
+    assert error.hint is not None
+    assert "server log" in error.hint
+    shown = str(error.to_dict())
+    for leak in ("secret-value", "events.", "position", "null", "NULL", "insert"):
+        assert leak not in shown
+
+
+async def test_a_refused_connection_is_named_without_the_drivers_text() -> None:
+    engine = create_engine("postgresql://nobody@127.0.0.1:1/none")
+    try:
+        with pytest.raises(OSError, match=r"(?i)connect") as info:
+            async with engine.connect():
+                pass
+        error = translate_error(info.value, what="reading state")
+    finally:
+        await engine.dispose()
+    assert error.message == "reading state: cannot connect to the database"
+    assert error.hint is not None
+    assert "127.0.0.1" not in str(error.to_dict())
+
+
+async def test_a_nul_that_reaches_postgresql_is_invalid_input_not_a_storage_error(
+    postgres_url: str,
+) -> None:
+    engine = create_engine(postgres_url)
+    try:
+        with pytest.raises(SQLAlchemyError) as info:
+            async with engine.connect() as conn:
+                await conn.execute(
+                    text("select count(*) from sessions where id = :id"), {"id": "a\x00b"}
+                )
+        error = translate_error(info.value, what="listing sessions")
+    finally:
+        await engine.dispose()
+    assert isinstance(error, InvalidInputError)
+    assert error.message.startswith("listing sessions: a text value holds a NUL character")
+    assert "0x00" not in error.message
+    assert error.hint

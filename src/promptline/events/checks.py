@@ -69,6 +69,13 @@ def check_text(value: Any, field: str, limit: int, where: str) -> None:
             hint=f"{field} must be a non-empty string of at most {limit} characters",
             field=field,
         )
+    if "\x00" in value:
+        # A name, not data: refused alike everywhere, as PostgreSQL could not store it.
+        raise InvalidInputError(
+            f"{where} has a {field} holding a NUL character (U+0000): {value!r}",
+            hint=f"remove NUL characters from the {field}",
+            field=field,
+        )
 
 
 def check_name(value: Any, field: str) -> None:

@@ -383,6 +383,10 @@ def _row(event: Event) -> Row:
     )
 
 
+def _holds_nul(value: Any) -> bool:
+    return isinstance(value, str) and "\x00" in value
+
+
 def _where(filter: EventFilter | None) -> tuple[list[str], list[Any]]:
     """WHERE clauses and their parameters for ``filter``; each one uses an indexed column."""
     check_filter(filter)
@@ -390,15 +394,22 @@ def _where(filter: EventFilter | None) -> tuple[list[str], list[Any]]:
         return [], []
     where: list[str] = []
     params: list[Any] = []
+    # No stored name holds NUL (appends refuse it) and PostgreSQL refuses it even in a
+    # query, so a filter naming one matches nothing, as it does on SQLite and in memory.
     if filter.types is not None:
-        if not filter.types:
+        types = sorted(t for t in filter.types if not _holds_nul(t))
+        if not types:
             where.append("1 = 0")
         else:
-            where.append(f"type IN ({', '.join('?' for _ in filter.types)})")
-            params.extend(sorted(filter.types))
+            where.append(f"type IN ({', '.join('?' for _ in types)})")
+            params.extend(types)
     for column in ("stream", "session_id", "run_id", "user_id", "tenant_id"):
         value = getattr(filter, column)
-        if value is not None:
+        if value is None:
+            continue
+        if _holds_nul(value):
+            where.append("1 = 0")
+        else:
             where.append(f"{column} = ?")
             params.append(value)
     if filter.since is not None:

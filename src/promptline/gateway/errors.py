@@ -23,6 +23,7 @@ from promptline.core.errors import (
     PromptLineError,
     RateLimitedError,
     ServiceUnavailableError,
+    StorageError,
 )
 
 __all__ = ["error_body", "error_details", "install_error_handlers", "status_of"]
@@ -61,6 +62,15 @@ def install_error_handlers(api: FastAPI) -> None:
 
     async def promptline_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, PromptLineError)
+        if isinstance(exc, StorageError):
+            # The client gets the error's own words; the database's (in the cause) are logged.
+            _log.warning(
+                "storage failure on %s %s: %s",
+                request.method,
+                request.url.path,
+                exc.message,
+                exc_info=exc,
+            )
         status = status_of(exc)
         headers = {}
         if isinstance(exc, RateLimitedError):

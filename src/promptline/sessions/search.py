@@ -2,6 +2,8 @@
 
 A query is split into words (letters and digits); a message matches when it holds every word,
 in any order, ignoring case. Nothing in the query is syntax, so no input can make it fail.
+
+The index holds each message's `indexed_text`; the message itself is stored whole beside it.
 """
 
 from __future__ import annotations
@@ -44,6 +46,17 @@ WHERE m.tsv @@ q.query AND s.status <> 'deleted' {where}
 ORDER BY rank DESC, m.session_id, m.idx
 LIMIT :limit
 """
+
+
+def indexed_text(text: str) -> str:
+    """The form of a message's text the search index holds: U+0000 (NUL) becomes a space.
+
+    PostgreSQL text cannot hold NUL at all, and SQLite's text functions stop at it (its
+    snippets come out garbled), so both index the same text with NUL as a word break: the
+    words on either side stay findable and snippets show a space there. The message (its
+    JSON, where NUL is the escape ``\\u0000``) keeps every character.
+    """
+    return text.replace("\x00", " ")
 
 
 def query_words(query: Any) -> list[str]:

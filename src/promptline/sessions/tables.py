@@ -19,6 +19,7 @@ from promptline.core.clock import from_micros, to_micros
 from promptline.core.messages import Message
 from promptline.sessions.models import PermissionSet
 from promptline.sessions.projection import JSON_FIELDS, SessionHead, permissions_of, tools_of
+from promptline.sessions.search import indexed_text
 from promptline.sessions.validation import encode_json
 from promptline.storage.schema import session_messages, sessions
 
@@ -87,6 +88,9 @@ async def load_head(
     ``for_update`` locks the row until the transaction ends (PostgreSQL; on SQLite the
     write transaction already holds the database's write lock).
     """
+    if "\x00" in session_id:
+        # No stored id holds NUL (ids are names), and PostgreSQL refuses it even in a query.
+        return None
     columns = FULL_COLUMNS if full else SCALAR_COLUMNS
     query = select(*columns).where(sessions.c.id == session_id)
     if for_update:
@@ -147,7 +151,7 @@ async def write_head(
                     "idx": m.idx,
                     "seq": m.seq,
                     "role": m.message.role,
-                    "text": m.message.text,
+                    "text": indexed_text(m.message.text),
                     "created_at": m.ts_micros,
                     "message": m.message.model_dump_json(),
                 }

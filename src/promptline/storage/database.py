@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from promptline.core.errors import (
     ConfigError,
+    InvalidInputError,
+    PromptLineError,
     SchemaVersionError,
     StorageError,
     StorageLockedError,
@@ -119,8 +121,17 @@ async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnectio
             yield conn
 
 
-def translate_error(exc: BaseException, *, what: str) -> StorageError:
-    """Map a driver or SQLAlchemy error to our hierarchy with a message a user can act on."""
+def translate_error(exc: BaseException, *, what: str) -> PromptLineError:
+    """Map a driver or SQLAlchemy error to our hierarchy with a message a user can act on.
+
+    The message names the operation (``what``) and the kind of failure in our words, never
+    the driver's text: that can quote the SQL, the schema or stored data, and the message
+    reaches API clients. Raise the result ``from exc``, so the cause stays in the log.
+
+    A text value holding U+0000 (NUL), which PostgreSQL cannot store, is an
+    `InvalidInputError`: the stores keep NUL out of every column, so only a name or filter
+    from outside can carry one this far.
+    """
     text = str(getattr(exc, "orig", None) or exc)
     lowered = text.lower()
     if "database is locked" in lowered or "database table is locked" in lowered:
@@ -138,11 +149,53 @@ def translate_error(exc: BaseException, *, what: str) -> StorageError:
             f"{what}: the SQLite file is not a database or is damaged",
             hint="point state.sqlite_path at another file, or restore it from a backup",
         )
+    if _is_nul_refusal(lowered):
+        return InvalidInputError(
+            f"{what}: a text value holds a NUL character (U+0000), which the database cannot store",
+            hint="remove NUL characters from names, ids and filters",
+        )
+    if "disk i/o error" in lowered:
+        return StorageError(
+            f"{what}: the database could not read or write its file (disk I/O error)",
+            hint="check the disk and the file system the database lives on",
+        )
+    if "database or disk is full" in lowered or "no space left" in lowered:
+        return StorageError(
+            f"{what}: the disk holding the database is full",
+            hint="free some space, then retry",
+        )
+    if "readonly database" in lowered or "read-only" in lowered:
+        return StorageError(
+            f"{what}: the database is read-only",
+            hint="check the permissions of the database file and its folder",
+        )
+    if "permission denied" in lowered:
+        return StorageError(
+            f"{what}: the database refused access (permission denied)",
+            hint="check the database user's privileges, or the permissions of the file and "
+            "its folder",
+        )
     if any(
         s in lowered for s in ("connection refused", "could not connect", "connect call failed")
     ):
         return StorageError(
-            f"{what}: cannot connect to the database ({text})",
+            f"{what}: cannot connect to the database",
             hint="is the database server running? check state.postgres_url / state.database_url",
         )
-    return StorageError(f"{what}: {text}")
+    if "password authentication failed" in lowered or (
+        "does not exist" in lowered and ("role" in lowered or "database" in lowered)
+    ):
+        return StorageError(
+            f"{what}: the database server refused the login (a wrong user, password or "
+            "database name)",
+            hint="check the URL in state.postgres_url / state.database_url",
+        )
+    return StorageError(
+        f"{what}: the database failed",
+        hint="retry; if it persists, the server log has the database's own message",
+    )
+
+
+def _is_nul_refusal(lowered: str) -> bool:
+    """True when PostgreSQL refused a text value for holding NUL."""
+    return "invalid byte sequence" in lowered and "0x00" in lowered

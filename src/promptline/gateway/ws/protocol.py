@@ -3,11 +3,12 @@ the error codes, and how a PromptLine error becomes a JSON-RPC error object."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
 
-from promptline.core.errors import PromptLineError
+from promptline.core.errors import PromptLineError, StorageError
 from promptline.gateway.errors import error_details, status_of
 from promptline.gateway.limits import depth_problem, utf8_problem
 
@@ -31,6 +32,8 @@ __all__ = [
 RequestId = str | int | None
 """What a request's ``id`` may be (``None`` only when the request said ``"id": null`` or
 its id could not be read)."""
+
+_log = logging.getLogger("promptline.gateway.ws")
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -78,6 +81,9 @@ class RpcError(Exception):
 def rpc_error_of(exc: PromptLineError) -> RpcError:
     """The JSON-RPC error for a PromptLine error (its message; its details and hint in
     ``data.details``)."""
+    if isinstance(exc, StorageError):
+        # The caller gets the error's own words; the database's (in the cause) are logged.
+        _log.warning("control-plane request failed: %s", exc.message, exc_info=exc)
     code = SERVER_ERROR_CODES.get(status_of(exc), -32000)
     return RpcError(code, exc.message, kind=exc.code, details=error_details(exc))
 
