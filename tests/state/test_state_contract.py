@@ -104,13 +104,14 @@ JSON_VALUES: list[Any] = [
     False,
     0,
     -(2**63),
-    2**64 - 1,
+    2**63 - 1,
     1.5,
     -0.0,
     1e308,
     "",
     "plain",
     "unicode ✓ 日本語 😀 \u0000 nul inside a value is fine",
+    {"nul \u0000 in a key": ["and \u0000 in values", {"\u0000": "\u0000"}]},
     [],
     {},
     [1, "two", 3.0, None, [True, {"deep": [{}]}]],
@@ -196,6 +197,27 @@ async def test_non_json_value_is_refused_naming_key_and_type_and_prior_value_sta
     got = await state_store.get("global", "k")
     assert got is not None
     assert (got.value, got.version) == ({"keep": "me"}, 1)
+
+
+@pytest.mark.parametrize(
+    "number",
+    [2**64, 2**63, -(2**63) - 1, 10**30],
+    ids=["2**64", "2**63", "-(2**63)-1", "10**30"],
+)
+async def test_an_integer_beyond_64_bits_signed_is_refused_naming_its_path(
+    state_store: StateStore, number: int
+) -> None:
+    await state_store.set("global", "k", 1)
+    with pytest.raises(InvalidInputError) as caught:
+        await state_store.set("global", "k", {"a": [number]})
+    assert caught.value.details["path"] == "$.a[0]"
+    assert caught.value.details["field"] == "value.a[0]"
+    assert str(number) in caught.value.message
+    assert caught.value.hint is not None
+    assert "64 bits, signed" in caught.value.hint
+    got = await state_store.get("global", "k")
+    assert got is not None
+    assert (got.value, got.version) == (1, 1)
 
 
 async def test_non_json_value_for_a_new_key_stores_nothing(state_store: StateStore) -> None:

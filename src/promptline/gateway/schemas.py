@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from promptline.core.jsonvalues import INT64_MAX
 from promptline.core.messages import Message, Usage
 from promptline.gateway.service import MAX_CONTENT_CHARS
 from promptline.sessions.models import PermissionMode, ToolRef
@@ -313,6 +314,7 @@ class StateWrite(_Request):
     expected_version: int | None = Field(
         None,
         ge=0,
+        le=INT64_MAX,
         description="Write only if the entry's version is this (0: only if it does not "
         "exist yet); 409 otherwise.",
     )

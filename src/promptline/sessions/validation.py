@@ -14,8 +14,10 @@ from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from promptline.core.errors import InvalidInputError
+from promptline.core.jsonvalues import INT64_HINT, fits_int64, int_text
 from promptline.core.messages import Message
 from promptline.sessions.models import PermissionSet, ToolRef
 
@@ -106,9 +108,24 @@ def check_permissions(value: Any, *, max_bytes: int) -> PermissionSet:
 
 
 def check_message(value: Any, *, max_bytes: int) -> tuple[Message, bytes]:
-    """A `Message` (or a dict of one) within the size limit, with its stored JSON form."""
+    """A `Message` (or a dict of one) within the size limit, with its stored JSON form.
+
+    Its free-form JSON (``metadata``, each tool call's ``arguments``) is held to the rules of
+    `check_json_object`: pydantic would write ``NaN`` as null and a datetime as text.
+    """
     message = value if isinstance(value, Message) else validate_model(Message, value, "message")
-    body = message.model_dump_json().encode()
+    _check_json(message.metadata, "message.metadata")
+    for index, call in enumerate(message.tool_calls):
+        _check_json(call.arguments, f"message.tool_calls.{index}.arguments")
+    try:
+        body = message.model_dump_json().encode()
+    except PydanticSerializationError:
+        # Its JSON is checked above, so what is left is text: a lone surrogate.
+        raise InvalidInputError(
+            "message holds text that is not valid Unicode (a lone surrogate)",
+            hint="pair the surrogate or remove it; message text must be valid UTF-8",
+            field="message",
+        ) from None
     check_size(body, "message", max_bytes=max_bytes)
     return message, body
 
@@ -154,7 +171,18 @@ def encode_json(value: Any) -> bytes:
 def _check_json(value: Any, where: str) -> None:
     # Strict on purpose: anything orjson or pydantic would silently turn into a string
     # (datetimes, UUIDs, sets) would not come back as what was stored.
-    if value is None or isinstance(value, (str, bool, int)):
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        _check_text(value, where)
+        return
+    if isinstance(value, int):
+        if not fits_int64(value):
+            raise InvalidInputError(
+                f"{where} holds {int_text(value)}, outside the signed 64-bit range",
+                hint=INT64_HINT,
+                field=where,
+            )
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -172,6 +200,7 @@ def _check_json(value: Any, where: str) -> None:
                     hint="convert the key to a string",
                     field=where,
                 )
+            _check_text(key, where)
             _check_json(item, f"{where}.{key}")
         return
     if isinstance(value, (list, tuple)):
@@ -183,3 +212,17 @@ def _check_json(value: Any, where: str) -> None:
         hint="use strings, numbers, booleans, null, lists and dicts (e.g. a date as ISO text)",
         field=where,
     )
+
+
+def _check_text(value: str, where: str) -> None:
+    # A lone surrogate (which JSON's \ud800 escapes can carry in) cannot be written as UTF-8.
+    if value.isascii():
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInputError(
+            f"{where} holds text that is not valid Unicode (a lone surrogate)",
+            hint="pair the surrogate or remove it; JSON text must be valid UTF-8",
+            field=where,
+        ) from None

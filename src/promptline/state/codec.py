@@ -9,12 +9,11 @@ import orjson
 
 from promptline.core.clock import from_micros
 from promptline.core.errors import InvalidInputError, StorageError
+from promptline.core.jsonvalues import INT64_HINT, fits_int64, int_text
 from promptline.state.protocols import Scope, StateEntry
 
 # orjson refuses to nest deeper than 254; stop earlier with an error that says where.
 MAX_DEPTH = 200
-_INT_MIN = -(2**63)
-_INT_MAX = 2**64 - 1  # orjson writes unsigned 64-bit integers too
 
 
 def encode_value(key: str, value: Any) -> bytes:
@@ -26,6 +25,17 @@ def encode_value(key: str, value: Any) -> bytes:
     problem = _find_problem(value, "$", 0)
     if problem is not None:
         path, bad, reason = problem
+        field = "value" + path[1:]  # as the argument (and the REST body member) is named
+        if isinstance(bad, int) and not isinstance(bad, bool):
+            raise InvalidInputError(
+                f"the value for state key {key!r} holds {int_text(bad)} at "
+                f"{field}, outside the signed 64-bit range",
+                hint=INT64_HINT,
+                key=key,
+                type="int",
+                path=path,
+                field=field,
+            )
         raise InvalidInputError(
             f"the value for state key {key!r} is not JSON-serialisable: "
             f"{reason} ({type(bad).__name__}) at {path}",
@@ -34,6 +44,7 @@ def encode_value(key: str, value: Any) -> bytes:
             key=key,
             type=type(bad).__name__,
             path=path,
+            field=field,
         )
     try:
         return orjson.dumps(value)
@@ -92,9 +103,7 @@ def _find_problem(value: Any, path: str, depth: int) -> tuple[str, Any, str] | N
     if value is None or isinstance(value, str | bool):
         return None
     if isinstance(value, int):
-        if _INT_MIN <= value <= _INT_MAX:
-            return None
-        return path, value, "integer outside the 64-bit range"
+        return None if fits_int64(value) else (path, value, "integer outside the 64-bit range")
     if isinstance(value, float):
         return None if math.isfinite(value) else (path, value, "NaN or infinity")
     if depth >= MAX_DEPTH:

@@ -23,6 +23,7 @@ from promptline.gateway.ws.protocol import (
     RequestId,
     RpcError,
     error_frame,
+    loads,
     result_frame,
     rpc_error_of,
 )
@@ -55,7 +56,7 @@ class Dispatcher:
         """The answer to a frame's ``data`` (a response, or a list of them for a batch), or
         None when nothing is to be answered (notifications only)."""
         try:
-            frame = orjson.loads(data)
+            frame = loads(data)
         except orjson.JSONDecodeError as exc:
             error = RpcError(
                 PARSE_ERROR,

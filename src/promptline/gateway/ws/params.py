@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from promptline.core.jsonvalues import INT64_MAX
+from promptline.gateway.schemas import MAX_TTL_SECS
 from promptline.gateway.service import MAX_CONTENT_CHARS
 
 __all__ = [
@@ -39,7 +41,7 @@ class SessionCreate(NoParams):
     channel: Annotated[str, Field(min_length=1, max_length=64)] = "websocket"
     context: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
-    ttl_secs: Annotated[float, Field(gt=0)] | None = None
+    ttl_secs: Annotated[float, Field(gt=0, le=MAX_TTL_SECS)] | None = None
 
 
 class SessionSend(NoParams):
@@ -73,7 +75,7 @@ class EventsSubscribe(NoParams):
     events from now on)."""
 
     session_id: Name
-    from_seq: Annotated[int, Field(ge=0)] | None = None
+    from_seq: Annotated[int, Field(ge=0, le=INT64_MAX)] | None = None
 
 
 class EventsUnsubscribe(NoParams):
@@ -95,4 +97,4 @@ class StateSet(StateGet):
     """``state.set``: write a value (a compare-and-set with ``expected_version``)."""
 
     value: Any
-    expected_version: Annotated[int, Field(ge=0)] | None = None
+    expected_version: Annotated[int, Field(ge=0, le=INT64_MAX)] | None = None

@@ -3,10 +3,13 @@ the error codes, and how a PromptLine error becomes a JSON-RPC error object."""
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from typing import Any
 
 import orjson
+import pydantic_core
 
 from promptline.core.errors import PromptLineError, StorageError
 from promptline.gateway.errors import error_details, status_of
@@ -24,6 +27,7 @@ __all__ = [
     "dumps",
     "error_frame",
     "frame_problem",
+    "loads",
     "notification",
     "result_frame",
     "rpc_error_of",
@@ -34,6 +38,10 @@ RequestId = str | int | None
 its id could not be read)."""
 
 _log = logging.getLogger("promptline.gateway.ws")
+
+# An integer needs at least 19 digits to leave the signed 64-bit range.
+_LONG_DIGITS_TEXT = re.compile(r"[0-9]{19}")
+_LONG_DIGITS_BYTES = re.compile(rb"[0-9]{19}")
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -125,6 +133,39 @@ def notification(method: str, params: dict[str, Any]) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "method": method, "params": params}
 
 
+def loads(data: str | bytes) -> Any:
+    """A frame's JSON as Python values, every integer exactly as sent.
+
+    orjson reads an integer beyond 64 bits as a float, which would hand the methods another
+    number than the one sent. A frame with a run of 19 digits or more (which every such
+    integer has) is read again by pydantic's parser, which keeps integers whole, so a method
+    can refuse the number (or an id can be echoed) as sent. Raises `orjson.JSONDecodeError`
+    when ``data`` is not JSON (orjson also refuses ``NaN``, ``Infinity`` and ``1e400``).
+    """
+    frame = orjson.loads(data)
+    if isinstance(data, bytes):
+        long_number = _LONG_DIGITS_BYTES.search(data) is not None
+    else:
+        long_number = _LONG_DIGITS_TEXT.search(data) is not None
+    if not long_number:
+        return frame
+    try:
+        return pydantic_core.from_json(data, allow_inf_nan=False)
+    except ValueError as exc:  # not expected once orjson has read it; refuse, never guess
+        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+        raise orjson.JSONDecodeError(str(exc), text, 0) from None
+
+
 def dumps(frame: Any) -> str:
-    """A frame as the text of a WebSocket message."""
-    return orjson.dumps(frame).decode()
+    """A frame as the text of a WebSocket message.
+
+    An integer beyond 64 bits (an id echoed as the caller sent it), which orjson does not
+    write, goes out through the standard library's encoder instead, unchanged.
+    """
+    try:
+        return orjson.dumps(frame).decode()
+    except orjson.JSONEncodeError as exc:
+        try:
+            return json.dumps(frame, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError):
+            raise exc from None
