@@ -12,6 +12,7 @@ from promptline.core.errors import (
     PermissionDeniedError,
     ServiceUnavailableError,
 )
+from promptline.core.keys import join_key
 from promptline.gateway.mcp_server.protocol import build_server
 from promptline.gateway.mcp_server.service import CALLER_SCOPE_KEY, McpService
 from promptline.security.auth import Caller
@@ -155,10 +156,12 @@ def _sdk_user(caller: Caller) -> Any:
     from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
     from mcp.server.auth.provider import AccessToken
 
-    key = caller.key_id or f"{caller.tenant_id}/{caller.user_id}"
-    token = AccessToken(
-        token=key, client_id=key, scopes=[], subject=f"{caller.tenant_id}/{caller.user_id}"
-    )
+    # The SDK lets only the principal that opened an MCP session (client id and subject) use
+    # it: a key id (which holds no "/"), or the caller's tenant and user, escaped so that no
+    # two callers are one principal.
+    subject = join_key(caller.tenant_id, caller.user_id, sep="/")
+    key = caller.key_id or subject
+    token = AccessToken(token=key, client_id=key, scopes=[], subject=subject)
     return AuthenticatedUser(token)
 
 

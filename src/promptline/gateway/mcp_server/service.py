@@ -48,7 +48,10 @@ LOCAL_CALLER = Caller(user_id="local", tenant_id="default", role="admin")
 
 MAX_TOOL_NAME = 128
 _NOT_ALLOWED = re.compile(r"[^A-Za-z0-9_.-]")
-"""What may not be in an MCP tool name (nor, here, in a folder name)."""
+"""What may not be in an MCP tool name."""
+# Nor "-" in an id's part of a folder name: it separates the parts, and a tenant "a-b" with
+# the user "c" must not share the folder of the tenant "a" with the user "b-c".
+_NOT_IN_FOLDER_PART = re.compile(r"[^A-Za-z0-9_.]")
 
 MAX_PROGRESS_LINE = 200
 """Characters of a tool's output a progress message carries (its last line)."""
@@ -393,7 +396,7 @@ def error_text(exc: PromptLineError) -> str:
 def _folder_part(value: str) -> str:
     """``value`` as part of a folder name; altered values get a short hash, so two ids
     never share a folder."""
-    cleaned = _NOT_ALLOWED.sub("_", value)[:64]
+    cleaned = _NOT_IN_FOLDER_PART.sub("_", value)[:64]
     if cleaned == value and value not in ("", ".", ".."):
         return value
     return f"{cleaned}_{hashlib.sha256(value.encode()).hexdigest()[:8]}"
