@@ -80,3 +80,31 @@ async def test_many_runs_ending_at_once_all_complete_and_land_in_their_sessions(
 
     assert [r.status for r in results] == ["completed"] * 40
     assert counts == [2] * 40
+
+
+async def test_a_second_process_of_the_same_instance_leaves_the_unfinished_runs_alone(
+    tmp_path: Path,
+) -> None:
+    from promptline.core.events import RunStarted, RunStartedEvent
+    from promptline.runtime.records import load_run
+
+    settings = load_settings(None, environ={"PROMPTLINE_HOME": str(tmp_path)})
+    unfinished = RunStartedEvent(
+        stream="run_left",
+        run_id="run_left",
+        data=RunStarted(agent="assistant", input=Message(role="user", content="hi")),
+    )
+    async with build_app(settings) as gateway:
+        await gateway.bus.publish(unfinished)
+        runtime = await gateway.start_runtime()  # it holds the instance's lease...
+        record = await runtime.wait("run_left")  # ...and finishes what was left
+        assert record.status == "completed"
+
+        await gateway.bus.publish(
+            unfinished.model_copy(update={"id": "evt_other", "run_id": "run_other"})
+        )
+        # A CLI command beside it, under the same instance name, must not run it too.
+        async with build_app(settings) as beside:
+            other = await beside.start_runtime()
+            assert other.active == []
+            assert (await load_run(beside.events, "run_other")).status == "running"

@@ -6,6 +6,7 @@ Everything else receives its collaborators as arguments; nothing is a module-lev
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from promptline.core.clock import Clock, SystemClock
+
+_log = logging.getLogger("promptline.app")
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     from promptline.security.gate import PermissionManager
     from promptline.sessions.manager import SessionManager
     from promptline.state.protocols import StateStore
+    from promptline.storage.lease import InstanceLease
     from promptline.tools.executor import CallScope
     from promptline.tools.mcp import McpManager
     from promptline.tools.plugins import PluginManager
@@ -54,6 +58,7 @@ class App:
     _mcp: McpManager | None = field(default=None, repr=False)
     _plugins: PluginManager | None = field(default=None, repr=False)
     _skills: SkillLibrary | None = field(default=None, repr=False)
+    _lease: InstanceLease | None = field(default=None, repr=False)
 
     @property
     def router(self) -> ModelRouter:
@@ -162,8 +167,19 @@ class App:
             if self.settings.skills.watch:
                 self.skills.watch()
         await self.permissions.recover()
-        await runtime.recover()
-        runtime.watch_decisions()
+        # Only the one live process of this instance name picks up what the name left
+        # unfinished (a CLI command beside the gateway must not run the gateway's runs).
+        instance = runtime.services.instance or socket.gethostname()
+        if self._lease is None:
+            from promptline.storage.lease import InstanceLease
+
+            self._lease = InstanceLease(self.engine, instance)
+        if await self._lease.acquire():
+            await runtime.recover()
+        else:
+            _log.info(
+                "another process serves instance %r: its unfinished runs are left to it", instance
+            )
         runtime.start_watchdog()
         return runtime
 
@@ -240,6 +256,8 @@ async def build_app(
                 await app._skills.close()
             if app._permissions is not None:
                 await app._permissions.close()
+            if app._lease is not None:
+                await app._lease.release()
         await registry.aclose()
         await bus.close()
         await state.close()
@@ -315,6 +333,8 @@ def build_runtime(app: App) -> Runtime:
         workspaces_dir=settings.agent.workspaces_dir,
         plan_approver=approve_plan,
         skills=app.skills.prompt_section if settings.skills.enabled else None,
+        resume_approval=app.permissions.resume,
+        keep_approvals=app.permissions.keep_pending,
         instance=settings.agent.instance_id or socket.gethostname(),
     )
     return Runtime(

@@ -34,7 +34,8 @@ async def test_a_message_starts_a_run_and_answers_202(served: Served, keys: Keys
 
     assert response.status_code == 202, response.text
     body = response.json()
-    assert set(body) == {"run_id", "session_id", "status"}
+    assert set(body) == {"run_id", "session_id", "status", "position"}
+    assert body["position"] == 0
     assert body["session_id"] == session["id"]
     assert body["status"] == "started"
     assert await ended(client, keys.alice, body["run_id"]) == "completed"

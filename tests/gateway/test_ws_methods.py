@@ -65,7 +65,12 @@ async def test_session_send_starts_a_run_that_answers_in_the_session(tmp_path: P
         seen = await client.events_until(ends(started["run_id"]))
         empty = await client.error("session.send", {"session_id": session_id, "content": ""})
 
-    assert started == {"run_id": started["run_id"], "session_id": session_id, "status": "started"}
+    assert started == {
+        "run_id": started["run_id"],
+        "session_id": session_id,
+        "status": "started",
+        "position": 0,
+    }
     assert seen[-1]["type"] == "run_completed"
     assert "offline demo model" in seen[-1]["data"]["output"]["content"][0]["text"]
     assert "llm_delta" in {e["type"] for e in seen}  # the agent streams

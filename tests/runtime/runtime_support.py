@@ -212,7 +212,38 @@ class Harness:
                     return event
         raise AssertionError("the event bus closed")
 
+    def restarted(
+        self,
+        models: ModelCaller,
+        tools: Iterable[Tool] = (),
+        *,
+        agents: Iterable[Agent] = (DEFAULT,),
+        **options: Any,
+    ) -> Harness:
+        """A new runtime over the same log (and sessions), as the next process would build
+        it after this one stopped; call ``runtime.recover()`` on it."""
+        services = build_services(
+            self.store, self.bus, models, tools, self.services.workspaces_dir, **options
+        )
+        runtime = Runtime(services, {a.name: a for a in agents}, sessions=self.sessions)
+        again = Harness(self.store, self.bus, services, runtime, self.sessions, self.engine)
+        self.extra.setdefault("restarts", []).append(again)
+        return again
+
+    def crash(self) -> None:
+        """What SIGKILL does to the runs in flight: nothing more of theirs is written (what
+        they had buffered is lost) and they stop where they are."""
+        self.runtime._closing = True  # nothing more starts in the dead process
+        for run in self.runtime.active:
+            run.events.seal()
+            run.events.close_with = _nothing  # type: ignore[method-assign]
+            run.leave_now()
+
     async def close(self) -> None:
+        for again in self.extra.get("restarts", []):
+            for run in again.runtime.active:
+                run.cancel("test over", by="test")
+            await again.runtime.shutdown(grace=2)
         for run in self.runtime.active:
             run.cancel("test over", by="test")
         tasks = [r.task for r in self.runtime.active if r.task is not None]
@@ -223,6 +254,10 @@ class Harness:
         await self.bus.close()
         if self.engine is not None:
             await self.engine.dispose()
+
+
+async def _nothing(*_: Any) -> None:
+    return None
 
 
 def build_services(

@@ -22,6 +22,7 @@ from promptline.core.errors import SessionBusyError
 from promptline.core.messages import Message
 from promptline.models.types import ModelRequest
 from promptline.runtime import Agent
+from promptline.runtime.records import load_run
 from promptline.sessions import Principal
 
 ALICE = Principal(user_id="alice")
@@ -110,9 +111,27 @@ async def test_steer_adds_the_message_to_the_run_in_flight_at_its_next_model_cal
     ]
     events = await h.events(sid)
     assert len(of_type(events, "run_started")) == 1
-    received = [e.data.message.text for e in of_type(events, "message_received")]
-    assert received == ["add 1 and 2", "and say it in words"]
-    assert all(e.run_id == run.id for e in of_type(events, "message_received"))
+    first, steered = of_type(events, "message_received")
+    assert [first.data.message.text, steered.data.message.text] == [
+        "add 1 and 2",
+        "and say it in words",
+    ]
+    # The steered message was queued as a run of its own, which joined the run in flight
+    # (and so never started): the log says when and where.
+    joined_by = only(events, "run_steered")
+    assert joined_by.run_id == steered.run_id != run.id
+    assert (joined_by.data.into, joined_by.data.message_id) == (run.id, steered.id)
+    assert only(run_events(events, steered.run_id), "run_queued").data.steer_into == run.id
+    assert (await load_run(h.store, steered.run_id)).status == "steered"
+    # The session's history reads in the order the model saw it.
+    history = (await h.sessions.get(sid, ALICE)).history  # type: ignore[union-attr]
+    assert [(m.role, m.text) for m in history] == [
+        ("user", "add 1 and 2"),
+        ("assistant", ""),
+        ("tool", "3"),
+        ("user", "and say it in words"),
+        ("assistant", "answer to and say it in words"),
+    ]
     assert h.runtime.active == []
 
 
@@ -165,11 +184,14 @@ async def test_interrupt_cancels_the_run_in_flight_and_runs_the_new_message(
     assert cancelled.cancelled_by == "queue"
     ends = [(e.type, e.run_id) for e in events if e.type.startswith("run_")]
     assert ends == [
+        ("run_queued", first.id),
         ("run_started", first.id),
+        ("run_queued", second.id),
         ("run_cancelled", first.id),
         ("run_started", second.id),
         ("run_completed", second.id),
     ]
+    assert only(run_events(events, second.id), "run_queued").data.interrupts == first.id
     # The interrupted question stays in the history the new run sees.
     seen = [(m.role, m.text) for m in model.requests[-1].messages[1:]]
     assert seen == [("user", "one"), ("user", "never mind, two")]

@@ -18,6 +18,7 @@ from promptline.app import App, build_app
 from promptline.config import load_settings
 from promptline.events.protocols import EventFilter
 from promptline.runtime.records import load_run
+from promptline.sessions.models import Principal
 
 CONFIG = """\
 models:
@@ -174,31 +175,54 @@ async def test_a_denial_after_the_crash_reaches_the_model_and_nothing_is_written
         assert results[-1].data.result.metadata["outcome"] == "denied"
 
 
-async def test_a_run_killed_mid_way_is_recorded_as_interrupted(home: Path) -> None:
+async def test_a_run_killed_during_a_tool_call_resumes_and_the_model_hears_the_call_was_cut(
+    home: Path,
+) -> None:
     session_id = await _crash(home, "sleeper", "tool_command")
     async for app in _restart(home):
-        run_ids = {
-            e.run_id
-            for e in await app.events.read_all(EventFilter(session_id=session_id))
-            if e.type == "run_started"
-        }
-        [run_id] = run_ids
-        record = await load_run(app.events, run_id or "")
-        assert record.status == "interrupted"
-        assert record.cancelled_by == "recovery"
-        states = [
-            e.data.to_state
-            for e in await app.events.read_all(EventFilter(run_id=run_id))
-            if e.type == "agent_lifecycle"
-        ]
-        assert states[-2:] == ["stopping", "stopped"]
-        # The session takes new runs.
-        from promptline.sessions.models import Principal
+        [queued] = await app.events.read_all(
+            EventFilter(session_id=session_id, types=frozenset({"run_queued"}))
+        )
+        record = await app.runtime.wait(queued.run_id or "")
 
-        result = await app.runtime.run(
+        assert (record.status, record.output, record.resumed) == ("completed", "slept", 1)
+        events = await app.events.read_all(EventFilter(run_id=queued.run_id))
+        # shell_execute may have had an effect: it is not run again, and the model is told.
+        assert [e.type for e in events].count("tool_command") == 1
+        [result] = [e.data.result for e in events if e.type == "tool_result"]
+        assert result.metadata["outcome"] == "interrupted"
+        assert "interrupted by a restart" in result.text
+        # The session takes new runs.
+        again = await app.runtime.run(
             "hello",
             session_id=session_id,
             principal=Principal(user_id="alice"),
             model="scripted/demo",
         )
-        assert result.ok
+        assert again.ok
+
+
+async def test_a_run_of_an_agent_with_on_crash_interrupt_is_recorded_as_interrupted(
+    home: Path,
+) -> None:
+    config = home / "config.yaml"
+    config.write_text(
+        config.read_text().replace(
+            "  default_mode: act", "  default_mode: act\n  on_crash: interrupt"
+        ),
+        encoding="utf-8",
+    )
+    session_id = await _crash(home, "sleeper", "tool_command")
+    async for app in _restart(home):
+        [queued] = await app.events.read_all(
+            EventFilter(session_id=session_id, types=frozenset({"run_queued"}))
+        )
+        record = await load_run(app.events, queued.run_id or "")
+        assert (record.status, record.cancelled_by) == ("interrupted", "recovery")
+        events = await app.events.read_all(EventFilter(run_id=queued.run_id))
+        states = [e.data.to_state for e in events if e.type == "agent_lifecycle"]
+        assert states[-2:] == ["stopping", "stopped"]
+        # Its open call is answered, so the session's conversation stays valid for providers.
+        session = await app.sessions.get(session_id, Principal(user_id="alice"))
+        assert session.history[-1].role == "tool"
+        assert "did not finish" in session.history[-1].text

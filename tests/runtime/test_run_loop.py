@@ -52,11 +52,12 @@ async def test_a_run_with_one_tool_call_answers_and_records_every_step_on_one_st
 
     events = await h.events(run.id)
     assert types(events) == [
+        "message_received",  # on the record before start_run returns...
+        "run_queued",  # ...with the run that answers it, in one transaction
         "agent_lifecycle",  # created
         "agent_lifecycle",  # initializing
         "agent_lifecycle",  # ready
-        "run_started",
-        "message_received",
+        "run_started",  # names the message it answers, which joins the conversation
         "agent_lifecycle",  # running
         "llm_command",
         "llm_result",

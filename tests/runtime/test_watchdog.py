@@ -105,7 +105,9 @@ async def test_a_run_that_ignores_cancellation_is_recorded_wedged_and_its_sessio
     assert failed.session_id == sid
     order = [(e.type, e.run_id) for e in events if e.type.startswith("run_")]
     assert order == [
+        ("run_queued", wedged.id),
         ("run_started", wedged.id),
+        ("run_queued", waiting.id),
         ("run_failed", wedged.id),
         ("run_started", waiting.id),
         ("run_completed", waiting.id),
@@ -115,7 +117,11 @@ async def test_a_run_that_ignores_cancellation_is_recorded_wedged_and_its_sessio
     assert wedged.task is not None
     await asyncio.wait([wedged.task], timeout=5)
     events = [e for e in await h.events(sid) if e.run_id == wedged.id]
-    assert [e.type for e in events if e.type.startswith("run_")] == ["run_started", "run_failed"]
+    assert [e.type for e in events if e.type.startswith("run_")] == [
+        "run_queued",
+        "run_started",
+        "run_failed",
+    ]
     assert states(events)[-1] == "error"
     record = await load_run(h.store, wedged.id)
     assert record.status == "failed"

@@ -238,7 +238,7 @@ def stop(options: CliOptions, *, timeout: float | None, force: bool) -> bool:
             f"the gateway (pid {pid}) is still running after {timeout:g} s: runs may still be "
             "finishing",
             hint="wait and run `promptline stop` again, or `promptline stop --force` to kill "
-            "it (runs in flight are then recorded as interrupted on the next start)",
+            "it (runs in flight then resume from their last completed step on the next start)",
         )
     terminate(pid, force=True)
     if not _wait_gone(pid, KILL_WAIT_SECONDS, lambda: None):

@@ -384,7 +384,16 @@ def runs_group() -> None:
 @click.option(
     "--status",
     type=click.Choice(
-        ["running", "waiting_approval", "completed", "failed", "cancelled", "interrupted"]
+        [
+            "queued",
+            "running",
+            "waiting_approval",
+            "completed",
+            "failed",
+            "cancelled",
+            "interrupted",
+            "steered",
+        ]
     ),
     help="Only runs with this status.",
 )

@@ -75,6 +75,8 @@ class StartedRun(_Record):
     run_id: str
     session_id: str | None = None
     status: str = "started"
+    position: int = 0
+    """Unfinished runs of the session ahead of it when the message was taken."""
 
 
 class Run(_Record):
@@ -86,7 +88,8 @@ class Run(_Record):
     user_id: str | None = None
     tenant_id: str | None = None
     status: str = "running"
-    """running, waiting_approval, completed, failed, cancelled or interrupted."""
+    """queued, running, waiting_approval, completed, failed, cancelled, interrupted or
+    steered (its message joined the run in flight: ``steered_into``)."""
     mode: str | None = None
     model: str | None = None
     input: str = ""
@@ -103,11 +106,15 @@ class Run(_Record):
     error: dict[str, Any] | None = None
     cancelled_by: str | None = None
     pending_approvals: list[str] = Field(default_factory=list)
+    queued_at: datetime | None = None
+    position: int | None = None
+    steered_into: str | None = None
+    resumed: int = 0
 
     @property
     def ended(self) -> bool:
         """True once the run has a final status."""
-        return self.status not in ("running", "waiting_approval")
+        return self.status not in ("queued", "running", "waiting_approval")
 
 
 class RunStatus(_Record):

@@ -314,6 +314,7 @@ class PermissionsSettings(Section):
 
 
 QueueMode = Literal["enqueue", "steer", "interrupt", "reject"]
+OnCrash = Literal["resume", "interrupt"]
 
 
 class BudgetSettings(Section):
@@ -354,6 +355,11 @@ class AgentSettings(Section):
     shutdown_timeout_secs: Seconds = Field(
         10.0, description="Time runs get to reach a safe point when the process stops."
     )
+    on_crash: OnCrash = Field(
+        "resume",
+        description="A run in flight when the process stopped: resume it from its last "
+        "completed step after the restart, or record it as interrupted.",
+    )
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
     instance_id: str | None = Field(
         None,
@@ -381,6 +387,7 @@ class AgentDefinition(Section):
     mode: AgentMode | None = Field(None, description="plan or act; unset: agent.default_mode.")
     max_iterations: Count | None = Field(None, description="Overrides agent.max_iterations.")
     queue_mode: QueueMode | None = Field(None, description="Overrides agent.queue_mode.")
+    on_crash: OnCrash | None = Field(None, description="Overrides agent.on_crash.")
     use_chain_of_thought: bool | None = Field(
         None, description="Overrides agent.use_chain_of_thought."
     )

@@ -145,6 +145,34 @@ class PermissionDenied(_Data):
     decided_by: str | None = None
 
 
+class RunQueued(_Data):
+    """A message was accepted for a run that will answer it: the run waits its turn in its
+    session's queue (or starts at once). Written with the ``message_received`` carrying the
+    input, in one transaction, before the message is acknowledged."""
+
+    agent: str
+    model: str | None = None
+    mode: str | None = None
+    message_id: str
+    """The id of the ``message_received`` event whose message is the run's input."""
+    position: int = 0
+    """How many unfinished runs of the session were ahead of it when it was accepted."""
+    queue_mode: str | None = None
+    steer_into: str | None = None
+    """With queue mode ``steer``: the run in flight this message is meant to join."""
+    interrupts: str | None = None
+    """With queue mode ``interrupt``: the run in flight this message cancels."""
+    history: list[Message] = Field(default_factory=list)
+    """For a run without a session: the conversation before the input."""
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    """Agent settings the request changed for this run (``temperature``, ``max_tokens``,
+    ``stream``)."""
+    instance: str | None = None
+    idempotency_key: str | None = None
+    fingerprint: str | None = None
+    """A digest of what was asked, so a retry with the same key can be told from a reuse."""
+
+
 class RunStarted(_Data):
     """An agent run began."""
 
@@ -153,6 +181,26 @@ class RunStarted(_Data):
     mode: str | None = None
     input: Message | None = None
     instance: str | None = None
+    input_id: str | None = None
+    """The queued ``message_received`` whose message (``input``) joins the conversation now."""
+
+
+class RunSteered(_Data):
+    """A queued message joined the run in flight (queue mode ``steer``) instead of starting a
+    run of its own; the envelope's ``run_id`` is the queued run, which ends here."""
+
+    into: str
+    """The run the message joined."""
+    message_id: str
+    message: Message
+
+
+class RunResumed(_Data):
+    """A run the process left unfinished goes on after a restart, from its last recorded step."""
+
+    attempt: int = 1
+    """Resumptions since the run last stopped cleanly (a crash during one counts)."""
+    reason: str | None = None
 
 
 class RunCompleted(_Data):
@@ -194,6 +242,9 @@ class MessageReceived(_Data):
 
     message: Message
     channel: str | None = None
+    queued: bool = False
+    """True when a run will answer it: it joins the conversation when that run starts
+    (``run_started.input_id``) or joins the run in flight (``run_steered``)."""
 
 
 class MessageSent(_Data):
@@ -339,6 +390,21 @@ class PermissionDeniedEvent(EventEnvelope):
     data: PermissionDenied
 
 
+class RunQueuedEvent(EventEnvelope):
+    type: Literal["run_queued"] = "run_queued"
+    data: RunQueued
+
+
+class RunSteeredEvent(EventEnvelope):
+    type: Literal["run_steered"] = "run_steered"
+    data: RunSteered
+
+
+class RunResumedEvent(EventEnvelope):
+    type: Literal["run_resumed"] = "run_resumed"
+    data: RunResumed
+
+
 class RunStartedEvent(EventEnvelope):
     type: Literal["run_started"] = "run_started"
     data: RunStarted
@@ -415,7 +481,10 @@ _KnownEventUnion: TypeAlias = (
     | PermissionRequestEvent
     | PermissionGrantedEvent
     | PermissionDeniedEvent
+    | RunQueuedEvent
     | RunStartedEvent
+    | RunSteeredEvent
+    | RunResumedEvent
     | RunCompletedEvent
     | RunFailedEvent
     | RunCancelledEvent

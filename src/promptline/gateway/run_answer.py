@@ -9,10 +9,9 @@ from collections.abc import AsyncIterator
 from promptline.core.errors import SubscriberLagged
 from promptline.core.events import Event, LlmDeltaEvent, LlmResultEvent
 from promptline.events.protocols import EventBus, EventFilter, Subscription
+from promptline.runtime.records import RUN_ENDINGS
 
 __all__ = ["RUN_ENDINGS", "RunAnswer", "ThinkingFilter"]
-
-RUN_ENDINGS = frozenset({"run_completed", "run_failed", "run_cancelled"})
 
 
 class RunAnswer:

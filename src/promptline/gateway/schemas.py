@@ -185,20 +185,36 @@ class MessageIn(_Request):
 
 
 class MessageStarted(BaseModel):
-    """The run answering the message is started."""
+    """The message and the run answering it are on the record (they survive any crash)."""
 
-    run_id: str
+    run_id: str = Field(
+        description="The run answering the message (for queue mode `steer`: the run in flight "
+        "it joined)."
+    )
     session_id: str
     status: Literal["started"] = "started"
+    position: int = Field(
+        0,
+        description="Unfinished runs of the session ahead of it when it was taken (0: it "
+        "starts at once).",
+    )
 
 
 RunStatus = Literal[
-    "queued", "running", "waiting_approval", "completed", "failed", "cancelled", "interrupted"
+    "queued",
+    "running",
+    "waiting_approval",
+    "completed",
+    "failed",
+    "cancelled",
+    "interrupted",
+    "steered",
 ]
 
 
 class RunOut(BaseModel):
-    """A run, as the event log tells it (`queued`: waiting for its session's turn)."""
+    """A run, as the event log tells it (`queued`: waiting for its session's turn;
+    `steered`: its message joined the run in flight instead)."""
 
     run_id: str
     agent: str
@@ -222,6 +238,14 @@ class RunOut(BaseModel):
     error: dict[str, Any] | None
     cancelled_by: str | None
     pending_approvals: list[str] = Field(description="Ids of the requests it waits for.")
+    queued_at: Timestamp | None = Field(None, description="When its message was taken.")
+    position: int | None = Field(
+        None, description="Unfinished runs of its session ahead of it when it was queued."
+    )
+    steered_into: str | None = Field(
+        None, description="For a message that joined the run in flight (`steered`): that run."
+    )
+    resumed: int = Field(0, description="How often it was resumed after a restart.")
 
 
 class RunControlOut(BaseModel):

@@ -16,11 +16,13 @@ from promptline.security.auth import Caller
 
 if TYPE_CHECKING:
     from promptline.app import App
+    from promptline.runtime.ingress import Accepted
     from promptline.runtime.run import Run
     from promptline.security.approvals import ApprovalOutcome, ApprovalRequest
     from promptline.sessions.models import Session
 
 __all__ = [
+    "accepted_json",
     "active_run",
     "approval_json",
     "approval_outcome_json",
@@ -33,7 +35,6 @@ __all__ = [
     "run_json",
     "session_json",
     "start_message",
-    "unlogged_run_json",
     "visible_approval",
     "visible_approvals",
     "visible_run",
@@ -120,16 +121,19 @@ async def start_message(
     model: str | None = None,
     mode: Literal["plan", "act"] | None = None,
     queue_mode: Literal["enqueue", "steer", "interrupt", "reject"] | None = None,
-) -> Run:
-    """Add a user message to a session the caller may see and start the run answering it."""
+    idempotency_key: str | None = None,
+    channel: str | None = None,
+) -> Accepted:
+    """Add a user message to a session the caller may see, for the run that answers it; the
+    answer comes once both are in the log (see `Runtime.submit`, which also explains
+    ``idempotency_key``)."""
     if not isinstance(content, str) or not content.strip():
         raise InvalidInputError("content must be a non-empty string", field="content")
     if len(content) > MAX_CONTENT_CHARS:
         raise InvalidInputError(
             f"content is longer than {MAX_CONTENT_CHARS} characters", field="content"
         )
-    await visible_session(app, caller, session_id)
-    return await app.runtime.start_run(
+    return await app.runtime.submit(
         content,
         session_id=session_id,
         principal=caller.principal,
@@ -137,7 +141,19 @@ async def start_message(
         mode=mode,
         model=model,
         queue_mode=queue_mode,
+        idempotency_key=idempotency_key,
+        channel=channel,
     )
+
+
+def accepted_json(accepted: Accepted) -> dict[str, Any]:
+    """The acknowledgement of a message as the API shows it (the same for a retry)."""
+    return {
+        "run_id": accepted.answer_run_id,
+        "session_id": accepted.session_id,
+        "status": "started",
+        "position": accepted.position,
+    }
 
 
 def _may_see(caller: Caller, tenant: str | None, user: str | None, session: str | None) -> bool:
@@ -268,35 +284,9 @@ async def control_run(app: App, caller: Caller, run_id: str, action: RunAction) 
 
 
 async def run_json(app: App, caller: Caller, run_id: str) -> dict[str, Any]:
-    """The record of a run ``caller`` may see, also for a run started but not on the log
-    yet (status ``queued`` while it waits for its session's turn); 404 otherwise."""
-    try:
-        return (await visible_run(app, caller, run_id)).to_dict()
-    except NotFoundError:
-        run = _runtime_run(app, run_id)
-        if run is None or run.session is None:
-            raise
-        if not await may_see_session(app, caller, run.session.id):
-            raise
-        return unlogged_run_json(run)
-
-
-def unlogged_run_json(run: Run) -> dict[str, Any]:
-    """The record of a run of this process that has not written its start yet."""
-    session = run.session
-    record = RunRecord(
-        run_id=run.id,
-        agent=run.agent.name,
-        session_id=session.id if session else None,
-        user_id=session.user_id if session else None,
-        tenant_id=session.tenant_id if session else None,
-        mode=run.mode,
-        model=run.model or None,
-        input=run.message.text,
-    )
-    data = record.to_dict()
-    data["status"] = "queued" if run.task is None else "running"
-    return data
+    """The record of a run ``caller`` may see (``queued`` while it waits for its session's
+    turn: a run is on the log from the moment its message is taken); 404 otherwise."""
+    return (await visible_run(app, caller, run_id)).to_dict()
 
 
 async def delete_session(app: App, caller: Caller, session_id: str) -> None:

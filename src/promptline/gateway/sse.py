@@ -19,6 +19,7 @@ from starlette.types import Message, Receive, Scope, Send
 from promptline.core.errors import InvalidInputError, SubscriberLagged
 from promptline.core.events import Event, encode_event
 from promptline.events.protocols import EventBus, EventFilter
+from promptline.runtime.records import RUN_ENDINGS
 
 __all__ = [
     "PING_SECS",
@@ -33,9 +34,6 @@ __all__ = [
 PING_SECS = 15.0
 """A comment line goes out after this long without an event, so proxies keep the
 connection open and a vanished client is noticed."""
-
-RUN_ENDINGS = frozenset({"run_completed", "run_failed", "run_cancelled"})
-"""The events after which a run's stream ends."""
 
 
 async def follow(
@@ -113,10 +111,11 @@ class EventStreamResponse(StreamingResponse):
         *,
         stopping: asyncio.Event | None = None,
         ping_secs: float = PING_SECS,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(
             _with_pings(frames, ping_secs),
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})},
         )
         self._stopping = stopping
 

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from promptline.config.settings import AgentDefinition, AgentSettings, Settings
 
-__all__ = ["DEFAULT_AGENT", "Agent", "QueueMode", "agents_from_settings"]
+__all__ = ["DEFAULT_AGENT", "Agent", "OnCrash", "QueueMode", "agents_from_settings"]
 
 QueueMode = Literal["enqueue", "steer", "interrupt", "reject"]
 Mode = Literal["plan", "act"]
+OnCrash = Literal["resume", "interrupt"]
 
 DEFAULT_AGENT = "assistant"
 """The agent that answers when none is named (and none is configured under that name)."""
@@ -41,6 +42,9 @@ class Agent:
     temperature: float | None = None
     max_tokens: int | None = None
     workspace: Path | None = None
+    on_crash: OnCrash = "resume"
+    """What a run left in flight by a process that stopped does after the restart: go on
+    from its last completed step (``resume``) or end as interrupted (``interrupt``)."""
 
     def evolve(self, **changes: Any) -> Agent:
         """A copy with ``changes`` applied."""
@@ -73,6 +77,7 @@ class Agent:
             temperature=d.temperature if d else None,
             max_tokens=d.max_tokens if d else None,
             workspace=pick(d.workspace if d else None, defaults.workspace),
+            on_crash=pick(d.on_crash if d else None, defaults.on_crash),
         )
 
 

@@ -4,6 +4,10 @@ Results (``llm_result``, ``tool_result``, messages, lifecycle moves) wait in a b
 out with the next command (``llm_command``, ``tool_command``, ``permission_request``, ...),
 which must be on the record before the run acts on it. Nothing waits on anything outside
 the process while results are buffered, so a crash loses no decision that was acted on.
+
+A run left by a stopping process is `seal`-ed: what it records from then on (the results
+of calls cut short by the stop) is dropped, so the log shows it exactly as a crash at that
+moment would, and a restart resumes it from there.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ _BUFFERED = frozenset(
     {
         "agent_lifecycle",
         "run_started",
+        "run_steered",
         "message_received",
         "message_sent",
         "llm_result",
@@ -40,12 +45,32 @@ class RunEvents:
         self._bus = bus
         self._buffer: list[Event] = []
         self._on_activity = on_activity
+        self._sealed: list[Event] | None = None
+
+    @property
+    def sealed(self) -> bool:
+        """True once `seal` was called: nothing more is recorded but what it kept."""
+        return self._sealed is not None
 
     def emit(self, event: Event) -> None:
         """Record ``event`` with the next write."""
+        if self._sealed is not None:
+            return
         self._buffer.append(event)
         if self._on_activity is not None:
             self._on_activity(time.monotonic())
+
+    def seal(self) -> None:
+        """Record nothing more from now on; what is buffered now is kept for `close_with`."""
+        if self._sealed is None:
+            self._sealed, self._buffer = self._buffer, []
+
+    async def close_with(self, events: Sequence[Event] = ()) -> None:
+        """Seal (if not yet), then write what was buffered when sealed and ``events``."""
+        self.seal()
+        batch, self._sealed = [*(self._sealed or ()), *events], []
+        if batch:
+            await self._bus.publish_batch(batch)
 
     async def flush(self) -> None:
         """Write what is buffered."""
@@ -55,6 +80,8 @@ class RunEvents:
 
     async def publish(self, event: Event, *, expected_seq: int | None = None) -> Event:
         """Buffer a result event; write a command event (with the buffer, in order) now."""
+        if self._sealed is not None:
+            return event
         if self._on_activity is not None:
             self._on_activity(time.monotonic())
         if event.type in _BUFFERED and expected_seq is None:
@@ -70,6 +97,8 @@ class RunEvents:
         self, events: Sequence[Event], *, expected_seqs: Mapping[str, int] | None = None
     ) -> list[Event]:
         """Write the buffer and ``events`` at once."""
+        if self._sealed is not None:
+            return list(events)
         batch, self._buffer = [*self._buffer, *events], []
         if self._on_activity is not None:
             self._on_activity(time.monotonic())

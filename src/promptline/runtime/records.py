@@ -11,13 +11,17 @@ from promptline.core.errors import NotFoundError
 from promptline.core.events import (
     Event,
     LlmResultEvent,
+    MessageReceivedEvent,
     PermissionDeniedEvent,
     PermissionGrantedEvent,
     PermissionRequestEvent,
     RunCancelledEvent,
     RunCompletedEvent,
     RunFailedEvent,
+    RunQueuedEvent,
+    RunResumedEvent,
     RunStartedEvent,
+    RunSteeredEvent,
     ToolCommandEvent,
 )
 from promptline.core.messages import Usage
@@ -26,11 +30,21 @@ from promptline.events.protocols import EventFilter, EventStore
 __all__ = ["RunRecord", "RunRecordStatus", "fold_run", "list_runs", "load_run"]
 
 RunRecordStatus = Literal[
-    "running", "waiting_approval", "completed", "failed", "cancelled", "interrupted"
+    "queued",
+    "running",
+    "waiting_approval",
+    "completed",
+    "failed",
+    "cancelled",
+    "interrupted",
+    "steered",
 ]
 
-RUN_TYPES = frozenset({"run_started", "run_completed", "run_failed", "run_cancelled"})
-_ENDINGS = frozenset({"run_completed", "run_failed", "run_cancelled"})
+RUN_ENDINGS = frozenset({"run_completed", "run_failed", "run_cancelled", "run_steered"})
+"""The event types that end a run (``run_steered`` ends a queued run that joined another)."""
+RUN_TYPES = frozenset({"run_queued", "run_started", "run_resumed", *RUN_ENDINGS})
+"""The event types that say where a run stands: queued, started, resumed, ended."""
+_OPEN = ("queued", "running", "waiting_approval")
 
 
 @dataclass
@@ -58,13 +72,31 @@ class RunRecord:
     error: dict[str, Any] | None = None
     cancelled_by: str | None = None
     pending_approvals: list[str] = field(default_factory=list)
+    queued_at: datetime | None = None
+    position: int | None = None
+    """Unfinished runs of its session ahead of it when it was accepted."""
+    steered_into: str | None = None
+    """For a queued message that joined the run in flight: that run."""
+    resumed: int = 0
+    """How many times the run was resumed after a restart."""
 
     def apply(self, event: Event) -> None:
         """Take one event of the run into account. The first ending recorded counts (a run
         given up as wedged may still record its own ending later)."""
-        if self.ended and event.type in _ENDINGS:
+        if self.ended and event.type in RUN_ENDINGS:
             return
-        if isinstance(event, RunStartedEvent):
+        if isinstance(event, RunQueuedEvent):
+            self.agent = event.data.agent
+            self.mode = event.data.mode
+            self.model = event.data.model
+            self.queued_at = event.ts
+            self.position = event.data.position
+            self.session_id = event.session_id
+            self.user_id = event.user_id
+            self.tenant_id = event.tenant_id
+            if self.status == "running" and self.started_at is None:
+                self.status = "queued"
+        elif isinstance(event, RunStartedEvent):
             self.agent = event.data.agent
             self.mode = event.data.mode
             self.model = event.data.model
@@ -73,6 +105,17 @@ class RunRecord:
             self.session_id = event.session_id
             self.user_id = event.user_id
             self.tenant_id = event.tenant_id
+            if self.status == "queued":
+                self.status = "running"
+        elif isinstance(event, RunResumedEvent):
+            self.resumed += 1
+        elif isinstance(event, RunSteeredEvent):
+            self._end(event, "steered")
+            self.steered_into = event.data.into
+            self.input = event.data.message.text
+        elif isinstance(event, MessageReceivedEvent):
+            if event.data.queued and not self.input:
+                self.input = event.data.message.text
         elif isinstance(event, LlmResultEvent):
             self.model_calls += 1
             if event.data.provider and event.data.model:
@@ -121,7 +164,7 @@ class RunRecord:
     @property
     def ended(self) -> bool:
         """True once the run has a final status."""
-        return self.status not in ("running", "waiting_approval")
+        return self.status not in _OPEN
 
     def to_dict(self) -> dict[str, Any]:
         """The record as JSON-ready data."""
@@ -148,6 +191,10 @@ class RunRecord:
             "error": self.error,
             "cancelled_by": self.cancelled_by,
             "pending_approvals": list(self.pending_approvals),
+            "queued_at": self.queued_at.isoformat() if self.queued_at else None,
+            "position": self.position,
+            "steered_into": self.steered_into,
+            "resumed": self.resumed,
         }
 
 
@@ -163,7 +210,7 @@ def fold_run(run_id: str, events: Iterable[Event]) -> RunRecord:
 async def load_run(store: EventStore, run_id: str) -> RunRecord:
     """The record of ``run_id``; `NotFoundError` when the log has no such run."""
     events = await store.read_all(EventFilter(run_id=run_id))
-    if not any(isinstance(e, RunStartedEvent) for e in events):
+    if not any(isinstance(e, RunQueuedEvent | RunStartedEvent) for e in events):
         raise NotFoundError(
             f"no run {run_id!r} in the event log",
             hint="list runs with `promptline runs list`",
@@ -186,6 +233,7 @@ async def list_runs(
     flt = EventFilter(types=RUN_TYPES, session_id=session_id, user_id=user_id, tenant_id=tenant_id)
     records: dict[str, RunRecord] = {}
     order: list[str] = []
+    listed: set[str] = set()
     position = 0
     page_size = max(limit * 4, 200)
     while True:
@@ -199,8 +247,10 @@ async def list_runs(
                 record = records[rid] = RunRecord(run_id=rid)
             record.apply(event)
         for event in page:
-            if isinstance(event, RunStartedEvent) and event.run_id not in order:
-                order.append(event.run_id or "")
+            rid = event.run_id
+            if isinstance(event, RunQueuedEvent | RunStartedEvent) and rid and rid not in listed:
+                listed.add(rid)
+                order.append(rid)
         chosen = [
             records[r]
             for r in order

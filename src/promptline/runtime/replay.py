@@ -19,8 +19,6 @@ from promptline.core.events import (
     Event,
     LlmCommandEvent,
     LlmResultEvent,
-    MessageReceivedEvent,
-    MessageSentEvent,
     RunStartedEvent,
     ToolCommandEvent,
     ToolResultEvent,
@@ -32,6 +30,7 @@ from promptline.events.protocols import EventFilter, EventStore
 from promptline.models.types import ModelRequest, ModelResponse, StreamDelta
 from promptline.runtime.agent import Agent
 from promptline.runtime.records import fold_run
+from promptline.runtime.recovery import conversation
 from promptline.runtime.run import Run, RunResult, SessionView
 from promptline.runtime.services import RunServices
 from promptline.tools.base import ToolContext, ToolOutput
@@ -316,13 +315,7 @@ async def _history_before(store: EventStore, started: RunStartedEvent) -> list[M
     if started.session_id is None:
         return []
     events = await store.read_stream(started.stream_name)
-    history = []
-    for event in events:
-        if event.seq >= started.seq:
-            break
-        if isinstance(event, MessageReceivedEvent | MessageSentEvent):
-            history.append(event.data.message)
-    return history
+    return conversation([e for e in events if e.seq < started.seq])
 
 
 def _shape(message: Message) -> tuple[Any, ...]:

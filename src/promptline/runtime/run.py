@@ -35,8 +35,12 @@ from promptline.core.events import (
     RunCompletedEvent,
     RunFailed,
     RunFailedEvent,
+    RunResumed,
+    RunResumedEvent,
     RunStarted,
     RunStartedEvent,
+    RunSteered,
+    RunSteeredEvent,
     ToolCommand,
     ToolCommandEvent,
     ToolResultData,
@@ -51,6 +55,7 @@ from promptline.runtime.context import estimate_tokens, fit_context
 from promptline.runtime.lifecycle import Lifecycle
 from promptline.runtime.prompt import render_system_prompt, split_reasoning
 from promptline.runtime.recorder import RunEvents
+from promptline.tools.base import is_idempotent
 from promptline.tools.executor import Authorization, CallScope, ToolExecutor
 
 if TYPE_CHECKING:
@@ -59,9 +64,17 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("promptline.runtime")
 
-__all__ = ["SUBMIT_PLAN", "Resume", "Run", "RunResult", "RunStatus", "SessionView"]
+__all__ = [
+    "SUBMIT_PLAN",
+    "Resume",
+    "Run",
+    "RunResult",
+    "RunStatus",
+    "SessionView",
+]
 
-RunStatus = Literal["completed", "failed", "cancelled", "interrupted"]
+RunStatus = Literal["completed", "failed", "cancelled", "interrupted", "steered"]
+
 
 SUBMIT_PLAN = ToolSpec(
     name="submit_plan",
@@ -119,25 +132,49 @@ class RunResult:
 
 @dataclass(frozen=True, slots=True)
 class Resume:
-    """Where a run picks up after a restart: the tool calls it was waiting on, with the
-    decisions recorded for them meanwhile, and how many model calls it had made."""
+    """Where a run picks up after a restart, as its events tell: the tool calls of its last
+    answer that have no result yet, the approvals asked for them, which of them had begun
+    (their ``tool_command`` is recorded), and what the run had used so far."""
 
-    calls: tuple[ToolCall, ...]
-    decisions: Mapping[str, tuple[bool, str | None]]
+    calls: tuple[ToolCall, ...] = ()
+    results: Mapping[str, ToolResult] = field(default_factory=dict)
+    """Call id -> the result recorded for an open call (its tool message was not yet)."""
+    decisions: Mapping[str, tuple[bool, str | None]] = field(default_factory=dict)
+    """Call id -> (approved, reason) for approvals answered (before or since the stop)."""
+    requests: Mapping[str, str] = field(default_factory=dict)
+    """Call id -> permission request id, for approvals still unanswered: the call had not
+    begun, and goes on once the request is answered."""
+    begun: frozenset[str] = frozenset()
+    """Ids of open calls whose ``tool_command`` is recorded: they may have taken effect."""
     iterations: int = 0
+    tool_calls: int = 0
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float | None = None
+    attempt: int = 1
+    """Resumptions in a row without a clean stop in between (this one included)."""
 
 
-class _Decided:
-    """A permission gate that answers with decisions already recorded."""
+class _ResumeGate:
+    """The permission gate of the calls a resumed run goes on with: an approval asked before
+    the stop is answered by its decision (awaited if it is still pending); any other call
+    goes through the run's usual gate."""
 
-    def __init__(self, decisions: Mapping[str, tuple[bool, str | None]]) -> None:
-        self._decisions = decisions
+    def __init__(self, run: Run, resume: Resume) -> None:
+        self._run = run
+        self._resume = resume
 
     async def authorize(self, tool: Any, call: ToolCall, scope: CallScope) -> Authorization:
-        approved, reason = self._decisions.get(
-            call.id, (False, "the process stopped while this call was in flight")
-        )
-        return Authorization(approved, reason, decided_by="recorded decision")
+        request_id = self._resume.requests.get(call.id)
+        services = self._run.services
+        if request_id is not None and services.resume_approval is not None:
+            return await services.resume_approval(request_id)
+        recorded = self._resume.decisions.get(call.id)
+        if recorded is not None:
+            return Authorization(recorded[0], recorded[1], decided_by="recorded decision")
+        gate = services.executor.gate
+        if gate is None:
+            return Authorization(True)
+        return await gate.authorize(tool, call, scope)
 
 
 class _Stop(Exception):
@@ -169,10 +206,15 @@ class Run:
         model: str | None = None,
         run_id: str | None = None,
         principal_user: str | None = None,
+        principal_tenant: str | None = None,
         resume: Resume | None = None,
+        input_id: str | None = None,
     ) -> None:
         self.services = services
         self.resuming = resume
+        self.input_id = input_id
+        """The queued ``message_received`` this run answers (None: the run records its
+        input itself when it starts)."""
         self.agent = agent
         self.id = run_id or new_id("run_")
         self.session = session
@@ -187,7 +229,7 @@ class Run:
             run_id=self.id,
             user_id=session.user_id if session else principal_user,
             agent_id=agent.name,
-            tenant_id=session.tenant_id if session else None,
+            tenant_id=session.tenant_id if session else principal_tenant,
             correlation_id=self.id,
             stream=session.id if session else self.id,
         )
@@ -198,7 +240,10 @@ class Run:
         self._resumed.set()
         self._stop: _Stop | None = None
         self._cancel_reason: tuple[str, str] | None = None
-        self._steered: list[Message] = []
+        self._steered: list[Run] = []
+        self._leaving = False
+        self._begun = False
+        self._ended_unstarted: RunResult | None = None
         self._task: asyncio.Task[RunResult] | None = None
         self._started = time.perf_counter()
         self._usage = Usage()
@@ -222,7 +267,9 @@ class Run:
 
     @property
     def done(self) -> bool:
-        """True once the run has ended."""
+        """True once the run has ended (a queued run may end without starting)."""
+        if self._ended_unstarted is not None:
+            return True
         return self._task is not None and self._task.done()
 
     @property
@@ -237,6 +284,8 @@ class Run:
 
     def start(self) -> asyncio.Task[RunResult]:
         """Begin the loop in a task of its own."""
+        if self._ended_unstarted is not None:
+            raise RuntimeError(f"run {self.id} ended before it started")
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._execute(), name=self.id)
             self._task.add_done_callback(lambda _: [cb(self) for cb in self._on_done])
@@ -262,8 +311,26 @@ class Run:
         started yet is started here, unless the runtime holds it until its turn."""
         if self._held:
             await self._launched.wait()
+        if self._ended_unstarted is not None:
+            return self._ended_unstarted
         task = self.start()
         return await asyncio.shield(task)
+
+    def end_unstarted(self, status: RunStatus) -> None:
+        """End a run that never started, recording nothing: it joined the run in flight
+        (``steered``), or the process stops while it waits its turn (``interrupted``: it
+        stays queued in the log and starts after the restart)."""
+        if self._task is not None or self._ended_unstarted is not None:
+            return
+        self._ended_unstarted = RunResult(
+            run_id=self.id,
+            agent=self.agent.name,
+            session_id=self.session.id if self.session else None,
+            status=status,
+        )
+        self._launched.set()
+        for callback in self._on_done:
+            callback(self)
 
     def pause(self) -> None:
         """Hold the run at its next safe point until `resume`."""
@@ -274,10 +341,26 @@ class Run:
         self._resumed.set()
 
     def stop(self, reason: str = "stopped", *, by: str = "user") -> None:
-        """End the run at its next safe point (recorded as cancelled, or interrupted when
-        ``by`` is ``shutdown``)."""
+        """End the run at its next safe point (recorded as cancelled)."""
         self._stop = _Stop(reason, by)
         self._resumed.set()
+
+    def leave(self) -> None:
+        """The process is stopping: at the next safe point, write what the run has recorded
+        so far and leave it unfinished in the log, to be resumed after the restart."""
+        self._stop = _Stop("the process is stopping", "shutdown")
+        self._resumed.set()
+
+    def leave_now(self) -> None:
+        """Leave the run now (see `leave`), cutting short a model call, tool calls or an
+        approval wait: nothing they would record is written, so the log shows the run as a
+        crash at this moment would, and its resumption takes it from there."""
+        self._leaving = True
+        self.events.seal()
+        if self._task is None or not self._entered:
+            self.leave()
+        elif not self._task.done():
+            self._task.cancel()
 
     def cancel(self, reason: str = "cancelled", *, by: str = "user") -> bool:
         """End the run now, interrupting a model call or tool calls in flight. A run still
@@ -297,14 +380,11 @@ class Run:
         end; whatever it does later must not record another."""
         self._abandoned = True
 
-    def steer(self, message: Message) -> None:
-        """Add ``message`` (a user message) to the conversation before the next model call."""
-        self._steered.append(message)
-
-    def take_steered(self) -> list[Message]:
-        """Steered messages the loop never reached (the runtime runs them next)."""
-        steered, self._steered = self._steered, []
-        return steered
+    def steer(self, queued: Run) -> None:
+        """Let the queued run ``queued`` join this one: its message is added to the
+        conversation before the next model call, and it ends (``steered``) without running.
+        If this run ends before that, ``queued`` runs on its own when its turn comes."""
+        self._steered.append(queued)
 
     # -- events ---------------------------------------------------------------------------
 
@@ -349,10 +429,32 @@ class Run:
                     mode=self.mode,
                     input=self.message,
                     instance=self.services.instance,
+                    input_id=self.input_id,
                 ),
             )
         )
-        self._add(self.message)
+        if self.input_id is None:
+            self._add(self.message)
+        else:
+            # Received (and on the record) when it was queued: it joins the conversation now.
+            self.history.append(self.message)
+
+    def _join_steered(self) -> None:
+        """Take in the messages of queued runs steered into this one that have not started."""
+        steered, self._steered = self._steered, []
+        for queued in steered:
+            if queued.task is not None or queued.done or queued.input_id is None:
+                continue  # it started on its own (this run had ended), or it was cancelled
+            self.events.emit(
+                RunSteeredEvent(
+                    **queued.envelope,
+                    data=RunSteered(
+                        into=self.id, message_id=queued.input_id, message=queued.message
+                    ),
+                )
+            )
+            self.history.append(queued.message)
+            queued.end_unstarted("steered")
 
     async def _execute(self) -> RunResult:
         self._entered = True
@@ -366,19 +468,27 @@ class Run:
                 if self._failure is not None:
                     raise self._failure
                 prepared = await self._prepare()
-                lifecycle.move("ready", "resumed after a restart" if self.resuming else None)
                 if self.resuming is None:
+                    lifecycle.move("ready")
                     self._begin()
+                else:
+                    lifecycle.move("ready", "resumed after a restart")
+                    await self._record_resumption(self.resuming)
+                self._begun = True
                 lifecycle.move("running")
                 output = await self._loop(prepared)
                 status = "completed"
             except _Stop as stop:
-                status = "interrupted" if stop.by == "shutdown" else "cancelled"
+                if stop.by == "shutdown":
+                    return await self._leave()
+                status = "cancelled"
                 self._cancel_reason = (stop.reason, stop.by)
             except asyncio.CancelledError:
+                if self._leaving:
+                    return await self._leave()
                 if self._cancel_reason is None:
                     self._cancel_reason = ("cancelled", "system")
-                status = "interrupted" if self._cancel_reason[1] == "shutdown" else "cancelled"
+                status = "cancelled"
             except PromptLineError as exc:
                 status = "failed"
                 error = ErrorInfo(code=exc.code, message=exc.message, details=exc.json_details())
@@ -395,6 +505,43 @@ class Run:
                 return await finishing
         finally:
             self._resumed.set()
+
+    async def _record_resumption(self, resume: Resume) -> None:
+        """Put the resumption on the record before the run does anything: a process that
+        dies during it leaves a trace, which is how repeated failures are counted."""
+        await self.events.publish(
+            RunResumedEvent(
+                **self._envelope,
+                data=RunResumed(attempt=resume.attempt, reason="resumed after a restart"),
+            )
+        )
+
+    async def _leave(self) -> RunResult:
+        """End this process's part in the run without ending the run: write what it had
+        recorded up to now (results of steps that completed) and nothing more, so that after
+        the restart it goes on from its last completed step."""
+        try:
+            if self._begun:
+                await asyncio.shield(self.events.close_with())
+            else:
+                self.events.seal()  # not started on the record: it stays queued
+        except Exception:
+            _log.exception("writing what run %s recorded before the stop failed", self.id)
+        return RunResult(
+            run_id=self.id,
+            agent=self.agent.name,
+            session_id=self.session.id if self.session else None,
+            status="interrupted",
+            usage=self._usage,
+            cost_usd=self._cost,
+            iterations=self._iterations,
+            tool_calls=self._tool_calls,
+            error=ErrorInfo(
+                code="run_interrupted",
+                message="the process stopped during the run; it goes on after the restart",
+            ),
+            duration_ms=(time.perf_counter() - self._started) * 1000,
+        )
 
     async def _finish(
         self, status: RunStatus, output: Message | None, error: ErrorInfo | None
@@ -477,7 +624,9 @@ class Run:
         if budget.any_session and self.session is not None:
             session_spent = await services.spent_by_session(self.session.id)
         if budget.any_user and self._envelope["user_id"]:
-            user_spent = await services.spent_by_user_today(str(self._envelope["user_id"]))
+            user_spent = await services.spent_by_user_today(
+                str(self._envelope["user_id"]), self._envelope["tenant_id"]
+            )
         workspace = services.workspace_for(self.agent, self.session.id if self.session else self.id)
         skills = services.skills(frozenset(s.name for s in specs)) if services.skills else None
         return _Prepared(
@@ -547,9 +696,7 @@ class Run:
                 raise self._stop
             self.lifecycle.move("running")
         if steering and self._steered:
-            steered, self._steered = self._steered, []
-            for message in steered:
-                self._add(message)
+            self._join_steered()
 
     async def _loop(self, prepared: _Prepared) -> Message:
         last_calls: tuple[Any, ...] = ()
@@ -607,30 +754,77 @@ class Run:
         )
 
     async def _finish_interrupted_calls(self, resume: Resume, prepared: _Prepared) -> None:
-        """Run (or refuse) the calls the run was waiting on when the process stopped, as
-        the decisions recorded since then say."""
+        """Go on with the calls of the last answer that had no result when the process
+        stopped: one that waited for an approval gets its answer (awaited if still pending);
+        one that had begun runs again only if its tool is idempotent, otherwise the model is
+        told its effect is unknown; one that had not begun runs now."""
         self._iterations = resume.iterations
-        plan = [c for c in resume.calls if c.name == SUBMIT_PLAN.name]
-        tools = [c for c in resume.calls if c.name != SUBMIT_PLAN.name]
+        self._tool_calls = resume.tool_calls
+        self._usage = resume.usage
+        self._cost = resume.cost_usd
+        registry = self.services.executor.registry
         results: dict[str, ToolResult] = {}
-        if tools:
+        again: list[ToolCall] = []
+        for call in resume.calls:
+            recorded = resume.results.get(call.id)
+            if recorded is not None:
+                results[call.id] = recorded
+                continue
+            if call.name == SUBMIT_PLAN.name:
+                results[call.id] = await self._resume_plan(call, resume, prepared)
+                continue
+            tool = registry.get(call.name)
+            waiting = call.id in resume.requests
+            refused = not resume.decisions.get(call.id, (True, None))[0]
+            if (
+                call.id in resume.begun
+                and not waiting
+                and not refused
+                and tool is not None
+                and not is_idempotent(tool)
+            ):
+                result = ToolResult(
+                    call_id=call.id,
+                    name=call.name,
+                    content=f"{call.name} was interrupted by a restart of PromptLine before its "
+                    "result was recorded: whether it took effect is unknown. Check before "
+                    "calling it again.",
+                    is_error=True,
+                    metadata={"outcome": "interrupted"},
+                )
+                self._record_result(result, None, time.perf_counter())
+                results[call.id] = result
+            else:
+                again.append(call)
+        if again:
             ex = self.services.executor
-            decided = ToolExecutor(
+            resumed = ToolExecutor(
                 ex.registry,
                 self.services.bus,
-                gate=_Decided(resume.decisions),
+                gate=_ResumeGate(self, resume),
                 max_timeout=ex.max_timeout,
                 max_output_chars=ex.max_output_chars,
                 limits=ex.limits,
             )
-            done = await decided.execute_many(tools, self._scope(prepared), events=self.events)
-            results.update({c.id: r for c, r in zip(tools, done, strict=True)})
-        for call in plan:
-            approved, reason = resume.decisions.get(call.id, (False, "no decision recorded"))
-            results[call.id] = self._plan_result(call, approved, reason)
-            self._record_result(results[call.id], None, time.perf_counter())
+            done = await resumed.execute_many(again, self._scope(prepared), events=self.events)
+            results.update({c.id: r for c, r in zip(again, done, strict=True)})
         for call in resume.calls:
             self._add_tool_message(call, results[call.id])
+
+    async def _resume_plan(self, call: ToolCall, resume: Resume, prepared: _Prepared) -> ToolResult:
+        request_id = resume.requests.get(call.id)
+        approval = self.services.resume_approval
+        if request_id is not None and approval is not None:
+            answer = await approval(request_id)
+            result = self._plan_result(call, answer.allowed, answer.reason)
+        elif call.id in resume.decisions:
+            approved, reason = resume.decisions[call.id]
+            result = self._plan_result(call, approved, reason)
+        else:
+            # Never asked before the stop: ask now.
+            result = await self._submit_plan(call, self._scope(prepared))
+        self._record_result(result, None, time.perf_counter())
+        return result
 
     async def _call_model(self, prepared: _Prepared) -> ModelResponse:
         system = self._system(prepared)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Literal
 from promptline.core.clock import Clock, SystemClock
 from promptline.events.protocols import EventBus, EventFilter, EventStore
 from promptline.runtime.budget import Budget, Spent, spent, start_of_day
-from promptline.tools.executor import CallScope, ToolExecutor
+from promptline.tools.executor import Authorization, CallScope, ToolExecutor
 
 if TYPE_CHECKING:
     from promptline.models.capabilities import ModelCapabilities
@@ -48,6 +48,12 @@ class RunServices:
     skills: Callable[[Collection[str]], str | None] | None = None
     """The skills section of a run's system prompt, given the names of the tools the run is
     offered (None: no section). Called once per run: it must be cheap (no file reads)."""
+    resume_approval: Callable[[str], Awaitable[Authorization]] | None = None
+    """The answer to a permission request a call asked before a restart (awaited while it
+    is pending), for the call to go on with when its run resumes."""
+    keep_approvals: Callable[[], Collection[str]] | None = None
+    """Called as the runtime shuts down: approvals being waited for stay pending (for after
+    the restart) instead of being withdrawn; returns the ids of the runs waiting for one."""
 
     def workspace_for(self, agent: Agent, key: str) -> Path:
         """The folder file tools of a run may touch: the agent's, or one per session (or per
@@ -58,7 +64,10 @@ class RunServices:
         """Tokens and dollars the session has used."""
         return await spent(self.store, EventFilter(session_id=session_id))
 
-    async def spent_by_user_today(self, user_id: str) -> Spent:
-        """Tokens and dollars the user has used since midnight UTC."""
+    async def spent_by_user_today(self, user_id: str, tenant_id: str | None = None) -> Spent:
+        """Tokens and dollars the user (of ``tenant_id``: the same user id in another tenant
+        is another user) has used since midnight UTC."""
         since = start_of_day(self.clock.now())
-        return await spent(self.store, EventFilter(user_id=user_id, since=since))
+        return await spent(
+            self.store, EventFilter(user_id=user_id, tenant_id=tenant_id, since=since)
+        )

@@ -171,6 +171,7 @@ class ApprovalBroker:
         self._settling: set[str] = set()  # decided here; the listener has not run yet
         self._timers: dict[str, asyncio.Task[None]] = {}
         self._closed = False
+        self._keeping = False
 
     @property
     def timeout(self) -> float:
@@ -200,7 +201,8 @@ class ApprovalBroker:
 
         No answer within ``expires_after`` seconds (default: `timeout`) is a refusal by
         ``timeout``. If the caller is cancelled while waiting, the request is withdrawn
-        (denied by ``cancelled``) so it leaves the pending list.
+        (denied by ``cancelled``) so it leaves the pending list, unless the process is
+        stopping (`keep_pending`): then it stays pending for after the restart.
         """
         if self._closed:
             raise ServiceUnavailableError("the approval broker is closed")
@@ -237,15 +239,58 @@ class ApprovalBroker:
             )
             entry = self._index.setdefault(request_id, _Entry(recorded))
             self._schedule(entry.request)
-            try:
-                return await asyncio.shield(waiter)
-            except asyncio.CancelledError:
-                if entry.outcome is None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.shield(self._withdraw(request_id))
-                raise
+            return await self._wait(entry, waiter)
         finally:
             self._waiters.pop(request_id, None)
+
+    async def wait_for(self, request_id: str) -> ApprovalOutcome:
+        """The outcome of a request recorded earlier (by this process before a restart, say),
+        waiting for it while it is pending; `NotFoundError` for an unknown request. Like a
+        `request`, a wait that is cancelled withdraws the request."""
+        if self._closed:
+            raise ServiceUnavailableError("the approval broker is closed")
+        await self._refresh()
+        entry = self._index.get(request_id)
+        if entry is None:
+            raise _not_found(request_id)
+        if entry.outcome is not None:
+            return entry.outcome
+        if request_id in self._waiters:
+            raise ConflictError(
+                f"a call already waits for permission request {request_id}",
+                hint="one call waits for each request",
+                request_id=request_id,
+            )
+        waiter: asyncio.Future[ApprovalOutcome] = asyncio.get_running_loop().create_future()
+        self._waiters[request_id] = waiter
+        try:
+            self._schedule(entry.request)
+            return await self._wait(entry, waiter)
+        finally:
+            self._waiters.pop(request_id, None)
+
+    def keep_pending(self) -> list[str]:
+        """The process is stopping: from now on a call whose wait is cut short leaves its
+        request pending (to be answered after the restart) instead of withdrawing it.
+        Returns the run ids of the calls waiting now."""
+        self._keeping = True
+        runs = []
+        for request_id in self._waiters:
+            entry = self._index.get(request_id)
+            if entry is not None and entry.request.run_id is not None:
+                runs.append(entry.request.run_id)
+        return runs
+
+    async def _wait(
+        self, entry: _Entry, waiter: asyncio.Future[ApprovalOutcome]
+    ) -> ApprovalOutcome:
+        try:
+            return await asyncio.shield(waiter)
+        except asyncio.CancelledError:
+            if entry.outcome is None and not self._keeping:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._withdraw(entry.request.request_id))
+            raise
 
     # -- answering --------------------------------------------------------------------------
 

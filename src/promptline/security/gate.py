@@ -118,6 +118,23 @@ class PermissionManager:
         """Requests waiting for an answer (see `ApprovalBroker.pending`)."""
         return await self.broker.pending(session_id)
 
+    async def resume(self, request_id: str) -> Authorization:
+        """The answer to a request a call asked before a restart, awaited while it is
+        pending, in the words `authorize` would have used (the call resumes with it)."""
+        try:
+            outcome = await self.broker.wait_for(request_id)
+        except PromptLineError as exc:
+            reason = f"the approval could not be read back ({exc.message}); try again later"
+            return Authorization(False, reason, "error")
+        if outcome.approved:
+            return Authorization(True, _approved(outcome), outcome.decided_by)
+        return Authorization(False, _refused(outcome), outcome.decided_by)
+
+    def keep_pending(self) -> list[str]:
+        """The process is stopping: approvals being waited for stay pending (see
+        `ApprovalBroker.keep_pending`); the run ids waiting for one now."""
+        return self.broker.keep_pending()
+
     def reload(self, settings: Settings) -> None:
         """Apply new settings: rules, ``security.require_approval``, the approval timeout
         (for requests made from now on) and ``security.audit_log``."""

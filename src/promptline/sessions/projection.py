@@ -17,6 +17,8 @@ from promptline.core.events import (
     Event,
     MessageReceivedEvent,
     MessageSentEvent,
+    RunStartedEvent,
+    RunSteeredEvent,
     SessionCreatedEvent,
     SessionExpiredEvent,
     SessionUpdatedEvent,
@@ -31,7 +33,15 @@ from promptline.sessions.models import (
 )
 
 SESSION_EVENT_TYPES = frozenset(
-    {"session_created", "session_updated", "session_expired", "message_received", "message_sent"}
+    {
+        "session_created",
+        "session_updated",
+        "session_expired",
+        "message_received",
+        "message_sent",
+        "run_started",
+        "run_steered",
+    }
 )
 """The event types that change a session record; any other event only moves ``last_seq``."""
 
@@ -101,9 +111,8 @@ def fold(head: SessionHead | None, event: Event) -> tuple[SessionHead | None, Me
             return _created(event), None
         return None, None
     head.last_seq = event.seq
-    message: Message | None = None
-    if isinstance(event, (MessageReceivedEvent, MessageSentEvent)):
-        message = event.data.message
+    message = conversation_message(event)
+    if message is not None:
         head.message_count += 1
         head.updated_at = event.ts
     elif isinstance(event, SessionUpdatedEvent):
@@ -128,6 +137,25 @@ def fold(head: SessionHead | None, event: Event) -> tuple[SessionHead | None, Me
         head.status = "deleted" if event.data.reason == DELETED_REASON else "expired"
         head.updated_at = event.ts
     return head, message
+
+
+def conversation_message(event: Event) -> Message | None:
+    """The message ``event`` adds to its conversation, if any.
+
+    A message a run will answer is received (``message_received`` with ``queued``) before it
+    joins the conversation: it joins when its run starts (``run_started`` names it in
+    ``input_id``) or when it joins the run in flight (``run_steered``). So the history reads
+    in the order the model saw it, however many messages waited meanwhile.
+    """
+    if isinstance(event, MessageReceivedEvent):
+        return None if event.data.queued else event.data.message
+    if isinstance(event, MessageSentEvent):
+        return event.data.message
+    if isinstance(event, RunStartedEvent):
+        return event.data.input if event.data.input_id is not None else None
+    if isinstance(event, RunSteeredEvent):
+        return event.data.message
+    return None
 
 
 def _created(event: SessionCreatedEvent) -> SessionHead:

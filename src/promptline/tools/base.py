@@ -25,6 +25,7 @@ __all__ = [
     "ToolContext",
     "ToolError",
     "ToolOutput",
+    "is_idempotent",
 ]
 
 ProgressReporter = Callable[..., None]
@@ -181,3 +182,11 @@ class Tool(Protocol):
         """Do the work with validated ``arguments``; return text, JSON-like data or
         `ToolOutput`; raise `ToolError` for a failure the model should see."""
         ...
+
+
+def is_idempotent(tool: Tool) -> bool:
+    """True when a repeated call of ``tool`` does no more than one call: its ``idempotent``
+    attribute if it has one, else its ``read_only``. Only such a call, cut short by a crash,
+    is run again when the run resumes."""
+    flag = getattr(tool, "idempotent", None)
+    return bool(tool.read_only if flag is None else flag)

@@ -42,6 +42,7 @@ class FunctionTool:
         destructive: bool = False,
         timeout: float | None = None,
         inline: bool = False,
+        idempotent: bool | None = None,
     ) -> None:
         self.fn = fn
         self._name = name or fn.__name__
@@ -54,6 +55,7 @@ class FunctionTool:
         self._description = description if description is not None else summary
         self._read_only = read_only
         self._destructive = destructive
+        self._idempotent = read_only if idempotent is None else idempotent
         if timeout is not None and timeout <= 0:
             raise InvalidInputError(f"tool {self._name!r}: timeout must be > 0, got {timeout}")
         self._timeout = timeout
@@ -91,6 +93,13 @@ class FunctionTool:
     def destructive(self) -> bool:
         """True when it may lose data."""
         return self._destructive
+
+    @property
+    def idempotent(self) -> bool:
+        """True when calling it twice with the same arguments does what calling it once does
+        (read-only tools are, unless told otherwise): after a restart, a call that was cut
+        short is run again only then."""
+        return self._idempotent
 
     @property
     def timeout(self) -> float | None:
@@ -187,6 +196,7 @@ def tool(
     destructive: bool = False,
     timeout: float | None = None,
     inline: bool = False,
+    idempotent: bool | None = None,
 ) -> Callable[[F], FunctionTool]: ...
 
 
@@ -200,12 +210,14 @@ def tool(
     destructive: bool = False,
     timeout: float | None = None,
     inline: bool = False,
+    idempotent: bool | None = None,
 ) -> FunctionTool | Callable[[F], FunctionTool]:
     """Make a `Tool` of a function: ``@tool`` or ``@tool(read_only=True, timeout=10)``.
 
     The schema comes from the type hints (anything pydantic understands), the description
     from the docstring's first paragraph and each argument's description from its ``Args:``
-    section.
+    section. ``idempotent`` (default: ``read_only``) says a repeated call does no more than
+    one: a call cut short by a crash is then run again after the restart.
     """
 
     def wrap(f: F) -> FunctionTool:
@@ -217,6 +229,7 @@ def tool(
             destructive=destructive,
             timeout=timeout,
             inline=inline,
+            idempotent=idempotent,
         )
 
     return wrap(fn) if fn is not None else wrap

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from promptline import __version__
+from promptline.core.keys import join_key
 from promptline.gateway.mcp_server.service import (
     CALLER_SCOPE_KEY,
     SERVER_NAME,
@@ -63,7 +64,9 @@ def build_server(service: McpService, *, caller: Caller | None = None) -> Server
                 await ctx.session.report_progress(steps, None, message)
 
         try:
-            outcome = await service.call(who, params.name, params.arguments, progress=report)
+            outcome = await service.call(
+                who, params.name, params.arguments, progress=report, idempotency_key=_key(ctx)
+            )
         except UnknownToolError as exc:
             raise MCPError(types.INVALID_PARAMS, error_text(exc), {"tool": params.name}) from None
         return types.CallToolResult(
@@ -86,6 +89,24 @@ def build_server(service: McpService, *, caller: Caller | None = None) -> Server
         on_call_tool=call_tool,
         get_tool_input_schema=input_schema,
     )
+
+
+IDEMPOTENCY_META_KEY = "promptline/idempotency_key"
+"""The ``_meta`` member of a ``tools/call`` that names the call for retries."""
+
+
+def _key(ctx: ServerRequestContext[Any, Any]) -> str | None:
+    """The idempotency key of a call: the one its ``_meta`` gives, else its request id within
+    its MCP session over HTTP (request ids are only unique within a session; over stdio a
+    call without one in ``_meta`` has none)."""
+    meta = (ctx.params or {}).get("_meta")
+    if isinstance(meta, dict) and isinstance(meta.get(IDEMPOTENCY_META_KEY), str):
+        return str(meta[IDEMPOTENCY_META_KEY])
+    headers = getattr(ctx.request, "headers", None)
+    session = headers.get("mcp-session-id") if headers is not None else None
+    if session and ctx.request_id is not None:
+        return join_key("mcp", session, str(ctx.request_id))
+    return None
 
 
 def _mcp_tool(offer: Offer) -> Any:

@@ -21,6 +21,7 @@ from promptline.core.errors import (
 )
 from promptline.events.protocols import EventFilter
 from promptline.gateway.service import MAX_CONTENT_CHARS
+from promptline.runtime.records import RUN_ENDINGS
 from promptline.security.auth import Caller
 from promptline.tools.registry import matches
 
@@ -92,7 +93,7 @@ AGENT_OUTPUT_SCHEMA: dict[str, Any] = {
 """The structured result of every agent tool (its ``structuredContent``)."""
 
 _AGENT_ARGUMENTS = frozenset(AGENT_INPUT_SCHEMA["properties"])
-_RUN_ENDINGS = frozenset({"run_completed", "run_failed", "run_cancelled"})
+_RUN_ENDINGS = RUN_ENDINGS
 _RUN_PROGRESS = frozenset({"tool_command", "tool_progress", "tool_result", "llm_result"})
 _RUN_FOLLOWED = _RUN_PROGRESS | _RUN_ENDINGS
 
@@ -220,11 +221,13 @@ class McpService:
         arguments: Mapping[str, Any] | None,
         *,
         progress: ProgressReport | None = None,
+        idempotency_key: str | None = None,
     ) -> Outcome:
         """Call the tool ``name`` as ``caller``. Every failure of the call itself (bad
         arguments, a session the caller may not see, a failed run, a refused tool) is an
         error `Outcome`; only a tool that is not offered raises (`UnknownToolError`).
-        Cancelling the call cancels the run (or tool call) it started."""
+        Cancelling the call cancels the run (or tool call) it started. For an agent,
+        ``idempotency_key`` makes a retry of the call answer with the first call's run."""
         offer = self.offers().get(name)
         if offer is None:
             known = ", ".join(self.offers()) or "none"
@@ -233,7 +236,9 @@ class McpService:
             return Outcome.error(f"invalid arguments for {name}: they must be an object")
         try:
             if offer.kind == "agent":
-                return await self._run_agent(caller, offer, dict(arguments or {}), progress)
+                return await self._run_agent(
+                    caller, offer, dict(arguments or {}), progress, idempotency_key
+                )
             return await self._run_tool(caller, offer, dict(arguments or {}), progress)
         except InvalidInputError as exc:
             return Outcome.error(f"invalid arguments for {name}: {error_text(exc)}")
@@ -248,44 +253,59 @@ class McpService:
         offer: Offer,
         arguments: dict[str, Any],
         progress: ProgressReport | None,
+        idempotency_key: str | None = None,
     ) -> Outcome:
         from promptline.gateway.service import start_message
 
         task, session_id = _agent_arguments(arguments)
         app = self.app
+        if session_id is None and idempotency_key is not None:
+            # A retry of a call that made its own session: the session of the first answer.
+            first = await app.runtime.find_keyed(caller.principal, idempotency_key)
+            if first is not None:
+                session_id = first.session_id
         if session_id is None:
             session = await app.sessions.create(
                 caller.principal, channel=CHANNEL, metadata={"agent": offer.target}
             )
             session_id = session.id
-        run = await start_message(app, caller, session_id, task, agent=offer.target)
-        # No await since the run started: its first event is still to come.
-        follower = _follow_run(app, run.id, progress) if progress is not None else None
+        accepted = await start_message(
+            app, caller, session_id, task, agent=offer.target, idempotency_key=idempotency_key
+        )
+        run_id = accepted.answer_run_id
+        # No await since the message was taken: the run's first event is still to come.
+        follower = _follow_run(app, run_id, progress) if progress is not None else None
         try:
-            result = await run.result()
+            record = await app.runtime.wait(run_id)
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
-                run.cancel("cancelled by the MCP client", by=caller.user_id)
+                with contextlib.suppress(PromptLineError):
+                    app.runtime.get(run_id).cancel("cancelled by the MCP client", by=caller.user_id)
             if follower is not None:
                 await follower.stop()
             raise
         if follower is not None:
             await follower.finish()
-        structured = {
-            "answer": result.text,
+        structured: dict[str, Any] = {
+            "answer": record.output,
             "session_id": session_id,
-            "run_id": run.id,
-            "status": result.status,
+            "run_id": run_id,
+            "status": record.status,
         }
-        if result.ok:
+        if record.status == "completed":
             from promptline.core.messages import TextPart
 
-            return Outcome([TextPart(text=result.text)], structured)
-        reason = result.error.message if result.error is not None else None
-        if result.status == "failed":
+            return Outcome([TextPart(text=record.output)], structured)
+        reason = (record.error or {}).get("message")
+        if not record.ended:
+            message = (
+                "the gateway stopped before the run finished; it goes on after the restart "
+                f"(run {run_id})"
+            )
+        elif record.status == "failed":
             message = f"the run failed: {reason or 'no reason was recorded'}"
         else:
-            message = f"the run ended {result.status}" + (f": {reason}" if reason else "")
+            message = f"the run ended {record.status}" + (f": {reason}" if reason else "")
         structured["error"] = message
         return Outcome.error(message, structured)
 

@@ -5,15 +5,26 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from promptline.core.errors import InvalidInputError
 from promptline.core.events import Event
 from promptline.gateway.deps import CallerDep, gateway
 from promptline.gateway.schemas import ErrorOut, MessageIn, MessageStarted, RunOut, error_responses
-from promptline.gateway.service import check_agent, run_json, start_message, visible_session
-from promptline.gateway.sse import RUN_ENDINGS, EventStreamResponse, follow, sse_frames
+from promptline.gateway.service import (
+    accepted_json,
+    check_agent,
+    run_json,
+    start_message,
+    visible_session,
+)
+from promptline.gateway.sse import EventStreamResponse, follow, sse_frames
+from promptline.runtime.ingress import MAX_IDEMPOTENCY_KEY
+from promptline.runtime.records import RUN_ENDINGS
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+"""Set (``true``) on the answer to a retry whose idempotency key was used before."""
 
 router = APIRouter(
     prefix="/v1/sessions",
@@ -34,7 +45,11 @@ _STREAM_DOC = (
     summary="Send a message (starts a run)",
     response_model=None,
     responses={
-        202: {"model": MessageStarted, "description": "The run is started."},
+        202: {
+            "model": MessageStarted,
+            "description": "The message and its run are in the log; the run is queued (it "
+            "starts at once when `position` is 0).",
+        },
         200: {
             "model": RunOut,
             "description": "With `wait=true`: the run's record once it has ended. " + _STREAM_DOC,
@@ -45,6 +60,11 @@ _STREAM_DOC = (
             "model": ErrorOut,
             "description": "The session is busy and `queue_mode` is `reject`, or expired.",
         },
+        422: {
+            "model": ErrorOut,
+            "description": "Invalid input, or an `Idempotency-Key` used before for another "
+            "message (`idempotency_key_reused`).",
+        },
     },
 )
 async def post_message(
@@ -54,8 +74,19 @@ async def post_message(
     session_id: Annotated[str, Path(description="The session's id.")],
     wait: Annotated[bool, Query(description="Answer when the run has ended.")] = False,
     stream: Annotated[bool, Query(description="Answer with the run's events (SSE).")] = False,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="A unique value per message (a UUID): a retry with the same key gets "
+            "the first answer back and starts nothing new, even across restarts.",
+            max_length=MAX_IDEMPOTENCY_KEY,
+        ),
+    ] = None,
 ) -> Response:
-    """Add a user message to the session and start the run that answers it.
+    """Add a user message to the session for the run that answers it. The answer comes once
+    the message and its run are in the log: from then on nothing loses them, and after a
+    crash the run goes on.
 
     A client that leaves a stream (or a wait) early does not stop the run: it goes on and
     all its events are stored (read them with `GET /v1/events?run_id=` or the session's
@@ -72,10 +103,7 @@ async def post_message(
     if chosen is None and isinstance(session.metadata.get("agent"), str):
         chosen = session.metadata["agent"]
     check_agent(app, chosen)
-    # Where the session's stream stands before the run writes anything: the SSE starts
-    # after it, so it misses none of the run's events, however fast the run is.
-    start_seq = await app.events.last_seq(session_id) if stream else None
-    run = await start_message(
+    accepted = await start_message(
         app,
         caller,
         session_id,
@@ -84,18 +112,24 @@ async def post_message(
         model=body.model,
         mode=body.mode,
         queue_mode=body.queue_mode,
+        idempotency_key=idempotency_key,
     )
+    headers = {REPLAYED_HEADER: "true"} if accepted.replayed else None
+    run_id = accepted.answer_run_id
     if stream:
-        run_id = run.id
 
         def ended(event: Event) -> bool:
             return event.type in RUN_ENDINGS and event.run_id == run_id
 
-        events = follow(app.bus, session_id, from_seq=start_seq, run_id=run_id, until=ended)
-        return EventStreamResponse(sse_frames(events), stopping=gateway(request).stopping)
+        # From the message on: the stream misses none of the run's events, however fast it is
+        # (and a retry sees them again from the start).
+        events = follow(app.bus, session_id, from_seq=accepted.seq - 1, run_id=run_id, until=ended)
+        return EventStreamResponse(
+            sse_frames(events), stopping=gateway(request).stopping, headers=headers
+        )
     if wait:
-        await run.result()
-        record: dict[str, Any] = await run_json(app, caller, run.id)
-        return JSONResponse(RunOut.model_validate(record).model_dump(mode="json"))
-    started = MessageStarted(run_id=run.id, session_id=session_id)
-    return JSONResponse(started.model_dump(mode="json"), status_code=202)
+        await app.runtime.wait(run_id)
+        record: dict[str, Any] = await run_json(app, caller, run_id)
+        return JSONResponse(RunOut.model_validate(record).model_dump(mode="json"), headers=headers)
+    started = MessageStarted.model_validate(accepted_json(accepted))
+    return JSONResponse(started.model_dump(mode="json"), status_code=202, headers=headers)

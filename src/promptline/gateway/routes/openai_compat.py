@@ -29,14 +29,16 @@ from promptline.gateway.openai_wire import (
     completion_json,
     finish_reason,
 )
+from promptline.gateway.routes.messages import REPLAYED_HEADER
 from promptline.gateway.run_answer import RunAnswer
 from promptline.gateway.service import MAX_CONTENT_CHARS, visible_session
 from promptline.models.types import ModelRequest
+from promptline.runtime.ingress import MAX_IDEMPOTENCY_KEY
 
 if TYPE_CHECKING:
     from promptline.app import App
     from promptline.runtime.agent import Agent
-    from promptline.runtime.run import Run, RunResult
+    from promptline.runtime.run import RunResult
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -94,6 +96,15 @@ async def chat_completions(
         str | None,
         Header(description="Continue this session: only the new user message is added."),
     ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="A unique value per request: a retry with the same key gets the "
+            "first run's answer and starts nothing new, even across restarts.",
+            max_length=MAX_IDEMPOTENCY_KEY,
+        ),
+    ] = None,
 ) -> Response:
     """Run the agent ``model`` names (``agent/NAME``, or ``provider/model`` for the default
     agent with that model) on the last user message; the answer is the run's final answer."""
@@ -108,36 +119,62 @@ async def chat_completions(
     headers: dict[str, str] = {}
     if x_session_id is not None:
         session = await visible_session(app, caller, x_session_id)
-        run = await app.runtime.start_run(
+        accepted = await app.runtime.submit(
             chat.message,
             session_id=session.id,
             principal=caller.principal,
             agent=agent,
             model=model,
+            idempotency_key=idempotency_key,
         )
         headers[SESSION_HEADER] = session.id
     else:
-        run = await app.runtime.start_run(
-            chat.message, principal=caller.principal, agent=agent, model=model, history=chat.history
+        accepted = await app.runtime.submit(
+            chat.message,
+            principal=caller.principal,
+            agent=agent,
+            model=model,
+            history=chat.history,
+            idempotency_key=idempotency_key,
         )
-    # No await between start_run and here: the subscription sees every event of the run.
-    answer = RunAnswer(app.bus, run.id, deltas=body.stream, thinking=agent.use_chain_of_thought)
-    headers[RUN_HEADER] = run.id
+    run_id = accepted.answer_run_id
+    headers[RUN_HEADER] = run_id
     reply = _Reply(
-        id=f"chatcmpl-{run.id}",
+        id=f"chatcmpl-{run_id}",
         created=int(app.clock.now().timestamp()),
         model=body.model,
         include_usage=body.include_usage,
     )
+    if accepted.replayed:
+        # A retry: the first request's run answers (waited for if it is still going).
+        headers[REPLAYED_HEADER] = "true"
+        result = await app.runtime.outcome(run_id)
+        if body.stream:
+            return _EventStream(_replayed_frames(result, reply), on_leave=_nothing, headers=headers)
+        if not result.ok:
+            return _failed(result, headers, keyed=True)
+        document = completion_json(
+            id=reply.id,
+            created=reply.created,
+            model=reply.model,
+            content=result.text,
+            finish=finish_reason(None),
+            usage=result.usage,
+        )
+        return Response(orjson.dumps(document), media_type="application/json", headers=headers)
+    # No await since the message was taken: the subscription sees every event of the run.
+    answer = RunAnswer(app.bus, run_id, deltas=body.stream, thinking=agent.use_chain_of_thought)
     if body.stream:
-        return _EventStream(_frames(run, answer, reply), on_leave=answer.close, headers=headers)
+        return _EventStream(
+            _frames(app, run_id, answer, reply), on_leave=answer.close, headers=headers
+        )
     try:
         await answer.wait()
     finally:
         await answer.close()
-    result = await run.result()
+    result = await app.runtime.outcome(run_id)
     if not result.ok:
-        return _failed(result, headers)
+        return _failed(result, headers, keyed=idempotency_key is not None)
     document = completion_json(
         id=reply.id,
         created=reply.created,
@@ -220,7 +257,9 @@ def _frame(data: Mapping[str, Any]) -> bytes:
 _DONE = b"data: [DONE]\n\n"
 
 
-async def _frames(run: Run, answer: RunAnswer, reply: _Reply) -> AsyncGenerator[bytes, None]:
+async def _frames(
+    app: App, run_id: str, answer: RunAnswer, reply: _Reply
+) -> AsyncGenerator[bytes, None]:
     """The SSE frames of a streamed answer: the role, the text as it streams, the finish
     reason, the usage (when asked), ``[DONE]``; an error frame when the run fails."""
     yield reply.chunk(delta={"role": "assistant", "content": ""})
@@ -228,7 +267,7 @@ async def _frames(run: Run, answer: RunAnswer, reply: _Reply) -> AsyncGenerator[
         yield reply.chunk(delta={"content": text})
     if answer.closed:
         return  # the client left
-    result = await run.result()
+    result = await app.runtime.outcome(run_id)
     if result.ok:
         if not answer.answer_streamed and result.text:
             yield reply.chunk(delta={"content": result.text})
@@ -239,6 +278,25 @@ async def _frames(run: Run, answer: RunAnswer, reply: _Reply) -> AsyncGenerator[
         _, body = _failure(result)
         yield _frame(body)
     yield _DONE
+
+
+async def _replayed_frames(result: RunResult, reply: _Reply) -> AsyncGenerator[bytes, None]:
+    """The SSE frames answering a retry: the first run's answer whole, then as `_frames`."""
+    yield reply.chunk(delta={"role": "assistant", "content": ""})
+    if result.ok:
+        if result.text:
+            yield reply.chunk(delta={"content": result.text})
+        yield reply.chunk(finish=finish_reason(None))
+        if reply.include_usage:
+            yield reply.chunk(usage=result.usage)
+    else:
+        _, body = _failure(result)
+        yield _frame(body)
+    yield _DONE
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _failure(result: RunResult) -> tuple[int, dict[str, Any]]:
@@ -256,20 +314,26 @@ def _failure(result: RunResult) -> tuple[int, dict[str, Any]]:
         details.update(error.details)
     elif result.status == "interrupted":
         code, status = "run_interrupted", 503
-        message = "the run was interrupted: the server is shutting down"
+        message = (
+            "the server stopped during the run, which goes on after the restart: send the "
+            "request again with the same Idempotency-Key to get its answer"
+        )
     else:
         code, status = "run_cancelled", 409
         message = "the run was cancelled before it answered"
     return status, error_body(code, message, details)
 
 
-def _failed(result: RunResult, headers: Mapping[str, str]) -> Response:
+def _failed(result: RunResult, headers: Mapping[str, str], *, keyed: bool = False) -> Response:
     status, body = _failure(result)
+    # A retry would start another run, unless the request has an idempotency key and the
+    # run was only cut short by a restart: then the retry gets that run's answer.
+    retry = {} if keyed and result.status == "interrupted" else _NO_RETRY
     return Response(
         orjson.dumps(body),
         status_code=status,
         media_type="application/json",
-        headers={**headers, **_NO_RETRY},
+        headers={**headers, **retry},
     )
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 
 from promptline.core.errors import NotFoundError
+from promptline.core.events import RunStartedEvent
 from promptline.events.protocols import EventFilter
 from promptline.gateway.deps import CallerDep, gateway
 from promptline.gateway.pagination import Cursor, Limit, Page, page_of, position_cursor
@@ -18,7 +19,7 @@ from promptline.gateway.service import (
     run_json,
     visible_session,
 )
-from promptline.runtime.records import fold_run
+from promptline.runtime.records import RUN_TYPES, fold_run
 from promptline.security.auth import Caller
 
 if TYPE_CHECKING:
@@ -30,10 +31,8 @@ router = APIRouter(
 
 RECORD_TYPES = frozenset(
     {
-        "run_started",
-        "run_completed",
-        "run_failed",
-        "run_cancelled",
+        *RUN_TYPES,
+        "message_received",
         "llm_result",
         "tool_command",
         "permission_request",
@@ -41,7 +40,8 @@ RECORD_TYPES = frozenset(
         "permission_denied",
     }
 )
-"""The events a run record is folded from (its deltas and lifecycle moves are not needed)."""
+"""The events a run record is folded from (its deltas and lifecycle moves are not needed;
+``message_received`` gives a queued run its input)."""
 
 RunId = Annotated[str, Path(description="The run's id.")]
 
@@ -128,8 +128,10 @@ async def _logged_runs(
     limit: int,
     position: int,
 ) -> dict[str, object]:
+    # A run is listed at its run_queued; a run_started is a run's first event only in a log
+    # written before messages were queued (it then names no input_id).
     starts = EventFilter(
-        types=frozenset({"run_started"}),
+        types=frozenset({"run_queued", "run_started"}),
         session_id=session_id,
         tenant_id=caller.tenant_id,
         user_id=None if caller.is_admin else caller.user_id,
@@ -145,6 +147,8 @@ async def _logged_runs(
             position = started.position
             run_id, sid = started.run_id, started.session_id
             if run_id is None:
+                continue
+            if isinstance(started, RunStartedEvent) and started.data.input_id is not None:
                 continue
             if sid is not None:
                 if sid not in sessions:

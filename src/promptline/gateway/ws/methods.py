@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from promptline.core.errors import NotFoundError
 from promptline.gateway.catalog_items import model_items, tool_items
 from promptline.gateway.service import (
+    accepted_json,
     approval_outcome_json,
     check_agent,
     control_run,
@@ -35,6 +36,7 @@ from promptline.gateway.ws.params import (
     StateGet,
     StateSet,
 )
+from promptline.state.evented import acting_for
 
 __all__ = ["METHODS", "Method"]
 
@@ -67,13 +69,14 @@ async def session_create(ctx: MethodContext, p: SessionCreate) -> dict[str, Any]
 
 
 async def session_send(ctx: MethodContext, p: SessionSend) -> dict[str, Any]:
-    """Add the message to the session and start the run answering it."""
+    """Add the message to the session for the run that answers it; the answer comes once
+    both are in the log. ``client_msg_id`` makes a retry give the first answer back."""
     session = await visible_session(ctx.app, ctx.caller, p.session_id)
     agent = p.agent
     if agent is None and isinstance(session.metadata.get("agent"), str):
         agent = session.metadata["agent"]
     check_agent(ctx.app, agent)
-    run = await start_message(
+    accepted = await start_message(
         ctx.app,
         ctx.caller,
         p.session_id,
@@ -82,8 +85,9 @@ async def session_send(ctx: MethodContext, p: SessionSend) -> dict[str, Any]:
         model=p.model,
         mode=p.mode,
         queue_mode=p.queue_mode,
+        idempotency_key=p.client_msg_id,
     )
-    return {"run_id": run.id, "session_id": p.session_id, "status": "started"}
+    return accepted_json(accepted)
 
 
 async def run_cancel(ctx: MethodContext, p: RunControl) -> dict[str, str]:
@@ -134,13 +138,14 @@ async def state_get(ctx: MethodContext, p: StateGet) -> dict[str, Any]:
 async def state_set(ctx: MethodContext, p: StateSet) -> dict[str, Any]:
     """Write a value (only if its version is ``expected_version``, when given)."""
     address = await state_address(ctx.app, ctx.caller, p.scope, p.key, p.session_id)
-    entry = await ctx.app.state.set(
-        p.scope,
-        address.stored_key,
-        p.value,
-        namespace=address.namespace,
-        expected_version=p.expected_version,
-    )
+    with acting_for(ctx.caller.tenant_id, ctx.caller.user_id):
+        entry = await ctx.app.state.set(
+            p.scope,
+            address.stored_key,
+            p.value,
+            namespace=address.namespace,
+            expected_version=p.expected_version,
+        )
     return entry_json(address, entry)
 
 

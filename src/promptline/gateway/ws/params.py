@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from promptline.core.jsonvalues import INT64_MAX
 from promptline.gateway.schemas import MAX_TTL_SECS
 from promptline.gateway.service import MAX_CONTENT_CHARS
+from promptline.runtime.ingress import MAX_IDEMPOTENCY_KEY
 
 __all__ = [
     "EventsSubscribe",
@@ -53,6 +54,9 @@ class SessionSend(NoParams):
     model: Name | None = None
     mode: Literal["plan", "act"] | None = None
     queue_mode: Literal["enqueue", "steer", "interrupt", "reject"] | None = None
+    client_msg_id: Annotated[str, Field(min_length=1, max_length=MAX_IDEMPOTENCY_KEY)] | None = None
+    """The client's id of the message: a retry with the same id gets the first answer back
+    and starts nothing new, even across restarts and reconnections."""
 
 
 class RunControl(NoParams):

@@ -72,6 +72,7 @@ class RemoteTool:
     title: str | None = None
     read_only_hint: bool | None = None
     destructive_hint: bool | None = None
+    idempotent_hint: bool | None = None
 
     @classmethod
     def of(cls, tool: mcp_types.Tool) -> RemoteTool:
@@ -84,6 +85,7 @@ class RemoteTool:
             title=tool.title or (hints.title if hints else None),
             read_only_hint=hints.read_only_hint if hints else None,
             destructive_hint=hints.destructive_hint if hints else None,
+            idempotent_hint=hints.idempotent_hint if hints else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,6 +97,7 @@ class RemoteTool:
             "title": self.title,
             "read_only_hint": self.read_only_hint,
             "destructive_hint": self.destructive_hint,
+            "idempotent_hint": self.idempotent_hint,
         }
 
     @classmethod
@@ -107,6 +110,7 @@ class RemoteTool:
             title=data.get("title"),
             read_only_hint=data.get("read_only_hint"),
             destructive_hint=data.get("destructive_hint"),
+            idempotent_hint=data.get("idempotent_hint"),
         )
 
 

@@ -33,7 +33,8 @@ class McpTool:
     """One tool of an MCP server, called through its `McpConnection`.
 
     ``read_only`` is the tool's ``readOnlyHint``; ``destructive`` its ``destructiveHint``,
-    which MCP says defaults to true for a tool that is not read-only. Build it with
+    which MCP says defaults to true for a tool that is not read-only; ``idempotent`` its
+    ``idempotentHint``. Build it with
     `McpTool.build`, which refuses a tool whose input schema is not a valid JSON schema of an
     object.
     """
@@ -110,6 +111,11 @@ class McpTool:
     def destructive(self) -> bool:
         """The tool's ``destructiveHint`` (true when unset and not read-only)."""
         return self._destructive
+
+    @property
+    def idempotent(self) -> bool:
+        """The tool's ``idempotentHint`` (a read-only tool is idempotent whatever it says)."""
+        return self._read_only or self.remote.idempotent_hint is True
 
     @property
     def timeout(self) -> float | None:
