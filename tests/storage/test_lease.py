@@ -50,9 +50,7 @@ async def test_one_holder_at_a_time_and_the_lease_is_free_again_once_released(
             await engine.dispose()
 
 
-async def test_a_process_killed_with_the_lease_leaves_it_free(
-    db_url: str, tmp_path: Path
-) -> None:
+async def test_a_process_killed_with_the_lease_leaves_it_free(db_url: str, tmp_path: Path) -> None:
     script = tmp_path / "holder.py"
     script.write_text(textwrap.dedent(HOLDER), encoding="utf-8")
     child = await asyncio.create_subprocess_exec(
