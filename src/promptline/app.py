@@ -5,6 +5,7 @@ Everything else receives its collaborators as arguments; nothing is a module-lev
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import socket
@@ -59,6 +60,7 @@ class App:
     _plugins: PluginManager | None = field(default=None, repr=False)
     _skills: SkillLibrary | None = field(default=None, repr=False)
     _lease: InstanceLease | None = field(default=None, repr=False)
+    _sweep: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
     def router(self) -> ModelRouter:
@@ -183,6 +185,33 @@ class App:
         runtime.start_watchdog()
         return runtime
 
+    def start_session_sweep(self, interval: float | None = None) -> None:
+        """Record the sessions past their expiry time as expired every ``interval`` seconds
+        (default ``sessions.sweep_secs``), until the app closes."""
+        if self._sweep is not None:
+            return
+        every = self.settings.sessions.sweep_secs if interval is None else interval
+
+        async def sweep() -> None:
+            while True:
+                try:
+                    expired = await self.sessions.expire_due()
+                except Exception:
+                    _log.exception("the sweep of expired sessions failed; it runs again later")
+                else:
+                    if expired:
+                        _log.info("sessions expired: %s", ", ".join(expired))
+                await asyncio.sleep(every)
+
+        self._sweep = asyncio.get_running_loop().create_task(sweep(), name="session-sweep")
+
+    async def _stop_sweep(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweep
+            self._sweep = None
+
 
 async def open_engine(settings: Settings, *, migrate: bool | None = None) -> AsyncEngine:
     """Open the event-log/session database, bringing its schema up to date if allowed."""
@@ -246,6 +275,7 @@ async def build_app(
         yield app
     finally:
         if app is not None:
+            await app._stop_sweep()
             if app._runtime is not None:
                 await app._runtime.shutdown()
             if app._mcp is not None:

@@ -404,6 +404,11 @@ class SessionsSettings(Section):
     ttl_secs: Count = Field(
         THIRTY_DAYS_SECS, description="Idle time after which a session expires."
     )
+    sweep_secs: Seconds = Field(
+        60.0,
+        description="How often the gateway records the sessions past their expiry time as "
+        "expired (each entry point also refuses them as soon as the time has passed).",
+    )
 
 
 class EventsSettings(Section):

@@ -96,6 +96,7 @@ async def serve(
     try:
         async with build_app(settings) as app, contextlib.AsyncExitStack() as lifespan:
             await app.start_runtime()
+            app.start_session_sweep()
             info = ServeInfo(host=host, port=sockets[0].getsockname()[1])
             if len(sockets) > 1:
                 info.websocket_port = sockets[1].getsockname()[1]

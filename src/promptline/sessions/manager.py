@@ -329,6 +329,9 @@ class SessionManager:
             history = (
                 [] if history_limit == 0 else await load_history(conn, head.id, limit=history_limit)
             )
+        if head.status == "active" and self._is_due(head):
+            # Past its time but not swept yet: it takes nothing more, so it reads as expired.
+            head.status = "expired"
         return head.to_session(history)
 
     async def list(

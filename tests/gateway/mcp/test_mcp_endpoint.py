@@ -419,3 +419,24 @@ async def test_serve_stops_at_once_on_sigterm_with_an_mcp_session_open(tmp_path:
     assert server.returncode == 0
     assert "Traceback" not in log
     assert "without completing response" not in log
+
+
+async def test_a_call_retried_with_its_idempotency_key_gets_the_first_run_back(
+    served: Served,
+) -> None:
+    meta: Any = {"promptline/idempotency_key": "mcp-retry-1"}
+    async with http_client(served.mcp, served.keys.alice) as client:
+        first = await client.call_tool("assistant", {"task": "only once"}, meta=meta)
+    async with http_client(served.mcp, served.keys.alice) as client:  # a new connection
+        again = await client.call_tool("assistant", {"task": "only once"}, meta=meta)
+
+    assert first.structured_content is not None
+    assert again.structured_content == first.structured_content
+    session_id = first.structured_content["session_id"]
+    session = await _rest(
+        served, "GET", f"/v1/sessions/{session_id}?history_limit=10", served.keys.alice
+    )
+    asked = [m["content"][0]["text"] for m in session["history"] if m["role"] == "user"]
+    assert asked == ["only once"]
+    runs = await _rest(served, "GET", f"/v1/runs?session_id={session_id}", served.keys.alice)
+    assert [r["run_id"] for r in runs["items"]] == [first.structured_content["run_id"]]
