@@ -200,7 +200,7 @@ async def test_a_database_failure_answers_in_promptline_words_and_logs_the_datab
         database.commit()
         database.close()
 
-    assert imported.status_code == 400, imported.text
+    assert imported.status_code == 503, imported.text
     error = imported.json()["error"]
     assert error["code"] == "storage_error"
     assert error["message"].endswith(": the database failed")

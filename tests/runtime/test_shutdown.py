@@ -10,7 +10,7 @@ import asyncio
 import pytest
 from runtime_support import BlockingModel, FakeModel, Gate, HarnessFactory, of_type, scripted
 
-from promptline.core.errors import SessionBusyError
+from promptline.core.errors import ServiceUnavailableError
 from promptline.runtime.records import load_run
 from promptline.sessions import Principal
 
@@ -37,7 +37,7 @@ async def test_a_run_blocked_in_a_model_call_is_left_and_calls_the_model_again_a
     events = await h.events(run.id)
     assert [e for e in events if e.type in ENDINGS] == []  # left, not ended
     assert (await load_run(h.store, run.id)).status == "running"
-    with pytest.raises(SessionBusyError, match="shutting down"):
+    with pytest.raises(ServiceUnavailableError, match="shutting down"):
         await h.runtime.start_run("anyone there?")
     assert h.runtime.active == []
 

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import orjson
+
 from promptline.channels.base import InboundMessage
 from promptline.config.channels import ChannelRoute
 from promptline.runtime.agent import DEFAULT_AGENT
@@ -53,13 +55,14 @@ class ChannelRouter:
 
 
 def session_key(message: InboundMessage, policy: SessionPolicy) -> str:
-    """The conversation a message belongs to, as text."""
-    parts = [message.tenant_id, message.channel]
+    """The conversation a message belongs to, as text: a JSON array of its parts, so no two
+    conversations share one (a message outside any thread is ``null``, not a thread id)."""
+    parts: list[str | None] = [message.tenant_id, message.channel]
     if policy in ("per_thread", "per_user"):
         parts.append(message.user_id)
     if policy == "per_thread":
-        parts.append(message.thread_id or "-")
-    return "\x1f".join(parts)
+        parts.append(message.thread_id)
+    return orjson.dumps(parts).decode()
 
 
 def _route(agent: str, policy: SessionPolicy, message: InboundMessage, rule: int | None) -> Route:

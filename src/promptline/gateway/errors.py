@@ -39,6 +39,8 @@ _STATUS: tuple[tuple[type[PromptLineError], int], ...] = (
     (InvalidInputError, 422),
     (RateLimitedError, 429),
     (ServiceUnavailableError, 503),
+    # The database failed, not the caller: retrying later is what helps.
+    (StorageError, 503),
 )
 _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 _CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}

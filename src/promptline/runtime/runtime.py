@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from promptline.core.errors import (
     ConflictError,
     NotFoundError,
+    ServiceUnavailableError,
     SessionBusyError,
 )
 from promptline.core.events import (
@@ -159,9 +160,9 @@ class Runtime:
         restarts; the same key with a different message is `IdempotencyKeyReusedError`.
         """
         if self._closing:
-            raise SessionBusyError(
-                "the runtime is shutting down and takes no new runs",
-                hint="retry once it is back",
+            raise ServiceUnavailableError(
+                "the runtime is shutting down and takes no new messages",
+                hint="retry once it is back (with the same idempotency key, a retry is safe)",
             )
         key = check_idempotency_key(idempotency_key)
         chosen = agent if isinstance(agent, Agent) else self.agent(agent)

@@ -3,15 +3,18 @@ the database, the event bus and the model providers."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from promptline import __version__
+from promptline.core.errors import PromptLineError
 from promptline.gateway.deps import gateway
 
 router = APIRouter(tags=["health"])
+_log = logging.getLogger("promptline.gateway")
 
 
 @router.get("/healthz", summary="Liveness: the process serves requests")
@@ -28,8 +31,9 @@ async def readyz(request: Request) -> JSONResponse:
     try:
         position = await app.events.last_position()
         checks["database"] = {"ok": True, "events": position}
-    except Exception as exc:  # the point is to report it
-        checks["database"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    except Exception as exc:  # the point is to report it, in PromptLine's words
+        _log.warning("readiness: the database check failed", exc_info=exc)
+        checks["database"] = {"ok": False, "error": _what_failed(exc)}
     subscribers = getattr(app.bus, "subscriber_count", None)
     checks["bus"] = {"ok": True, "subscribers": subscribers}
     try:
@@ -44,3 +48,11 @@ async def readyz(request: Request) -> JSONResponse:
         {"status": "ready" if ready else "not_ready", "checks": checks},
         status_code=200 if ready else 503,
     )
+
+
+def _what_failed(exc: Exception) -> str:
+    """An error as a client may see it: a PromptLine error's own message, else only its kind
+    (a driver's text may quote the database's; the log has it)."""
+    if isinstance(exc, PromptLineError):
+        return exc.message
+    return f"{type(exc).__name__} (see the server log)"

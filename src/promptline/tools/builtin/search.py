@@ -26,7 +26,17 @@ MAX_LINE_CHARS = 300
 """A matching line is shown up to this length (minified files have very long ones)."""
 
 SKIPPED_FOLDERS = frozenset(
-    {".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", ".mypy_cache", ".tox"}
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        "node_modules",
+        "__pycache__",
+        ".venv",
+        ".mypy_cache",
+        ".tox",
+        ".promptline",  # PromptLine's own files in a workspace (tool output logs)
+    }
 )
 """Folders never searched: version control data, installed dependencies and caches."""
 
