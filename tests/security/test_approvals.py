@@ -271,6 +271,38 @@ async def test_a_cancelled_call_withdraws_its_request(
         await broker.respond(request_id, approve=True)
 
 
+async def test_a_stopping_process_keeps_the_request_of_a_cut_call_pending_for_the_next(
+    bus: InProcessEventBus,
+    store: EventStore,
+    clock: ManualClock,
+    requests: BusSubscription,
+    decisions: BusSubscription,
+) -> None:
+    broker = ApprovalBroker(bus, store, timeout=60, clock=clock)
+    task = ask(broker)
+    request_id = (await next_request(requests)).data.request_id
+
+    assert broker.keep_pending() == ["run1"]  # the runs waiting for an answer now
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await broker.close()
+
+    # The next process: the request is still pending, and the resumed call waits for it.
+    later = ApprovalBroker(bus, store, timeout=60, clock=clock)
+    assert [r.request_id for r in await later.pending()] == [request_id]
+    waiting = asyncio.create_task(later.wait_for(request_id))
+    await asyncio.sleep(0)
+    await later.respond(request_id, approve=True, decided_by="alice")
+    outcome = await waiting
+    assert (outcome.approved, outcome.decided_by) == (True, "alice")
+    assert isinstance(await next_event(decisions), PermissionGrantedEvent)  # nothing withdrawn
+    assert (await later.wait_for(request_id)).approved  # a decided request answers at once
+    with pytest.raises(NotFoundError):
+        await later.wait_for("perm_nope")
+    await later.close()
+
+
 async def test_closing_the_broker_wakes_waiting_calls_and_leaves_requests_pending(
     bus: InProcessEventBus, store: EventStore, clock: ManualClock, requests: BusSubscription
 ) -> None:

@@ -31,7 +31,9 @@ class InstanceLease:
     def __init__(self, engine: AsyncEngine, name: str) -> None:
         self._engine = engine
         self.name = name
-        self._digest = hashlib.sha256(name.encode()).digest()
+        # Advisory locks are of the whole PostgreSQL server: the database is part of the key.
+        where = engine.url.database or ""
+        self._digest = hashlib.sha256(f"{len(where)}:{where}:{name}".encode()).digest()
         self._fd: int | None = None
         self._conn: AsyncConnection | None = None
         self.held = False
