@@ -22,8 +22,11 @@ run: install
 	$(VENV)/bin/promptline db upgrade
 	$(VENV)/bin/promptline serve
 
+# One test worker per core (pytest-xdist); a file's tests stay on one worker.
+PYTEST_WORKERS ?= auto
+
 test: install lint
-	$(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --cov --cov-report=term $(PYTEST_ARGS)
 
 lint: install
 	$(PY) -m ruff check src tests bench

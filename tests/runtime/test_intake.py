@@ -221,9 +221,10 @@ async def test_an_expired_session_takes_no_message(
     h = make_session_runtime(FakeModel(echo))
     sid = await open_session(h)
     assert h.sessions is not None
-    # Its expiry time is past, but no sweep has marked it expired yet.
+    # Its expiry time is past, but no sweep has recorded it as expired yet.
     await h.sessions.update(sid, ALICE, expires_at=datetime.now(UTC) - timedelta(seconds=1))
-    assert (await h.sessions.get(sid, ALICE)).status == "active"
+    assert (await h.sessions.get(sid, ALICE)).status == "expired"
+    assert of_type(await h.events(sid), "session_expired") == []
 
     with pytest.raises(ConflictError, match="expired"):
         await h.runtime.submit("hi", session_id=sid, principal=ALICE)

@@ -93,9 +93,11 @@ async def test_a_user_over_the_daily_budget_gets_no_model_call(
 ) -> None:
     model = FakeModel()
     h = make_runtime(model, budget=Budget(user_cost_usd=1.0))
-    await spend(h, 10, 0.6, user_id="alice")
-    await spend(h, 10, 0.5, user_id="alice")
-    await spend(h, 10, 5.0, user_id="bob")  # someone else's spending does not count
+    await spend(h, 10, 0.6, user_id="alice", tenant_id="default")
+    await spend(h, 10, 0.5, user_id="alice", tenant_id="default")
+    await spend(h, 10, 5.0, user_id="bob", tenant_id="default")  # someone else's: no count
+    # The same user id in another tenant is another user, with a budget of its own.
+    await spend(h, 10, 5.0, user_id="carol", tenant_id="globex")
 
     refused = await h.runtime.run("hello", principal=ALICE)
     allowed = await h.runtime.run("hello", principal=Principal(user_id="carol"))
