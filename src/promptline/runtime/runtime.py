@@ -251,17 +251,18 @@ class Runtime:
         channel: str | None,
     ) -> Accepted:
         run_id, queued_id = self._ids(who, key)
-        print_ = fingerprint(
-            session_id=None,
-            message=msg,
-            history=history,
-            agent=chosen.name,
-            model=model,
-            mode=mode,
-            queue_mode=None,
-            overrides=overrides,
-        )
+        print_ = None
         if key is not None:
+            print_ = fingerprint(
+                session_id=None,
+                message=msg,
+                history=history,
+                agent=chosen.name,
+                model=model,
+                mode=mode,
+                queue_mode=None,
+                overrides=overrides,
+            )
             replayed = await self._replayed(run_id, print_, key)
             if replayed is not None:
                 return replayed
@@ -314,17 +315,18 @@ class Runtime:
     ) -> Accepted:
         run_id, queued_id = self._ids(who, key)
         how = queue_mode or chosen.queue_mode
-        print_ = fingerprint(
-            session_id=session_id,
-            message=msg,
-            history=[],
-            agent=chosen.name,
-            model=model,
-            mode=mode,
-            queue_mode=how,
-            overrides=overrides,
-        )
+        print_ = None
         if key is not None:
+            print_ = fingerprint(
+                session_id=session_id,
+                message=msg,
+                history=[],
+                agent=chosen.name,
+                model=model,
+                mode=mode,
+                queue_mode=how,
+                overrides=overrides,
+            )
             replayed = await self._replayed(run_id, print_, key)
             if replayed is not None:
                 return replayed
@@ -406,7 +408,7 @@ class Runtime:
         history: list[Message],
         overrides: dict[str, Any],
         key: str | None,
-        print_: str,
+        print_: str | None,
         queued_id: str,
         channel: str | None,
     ) -> tuple[MessageReceivedEvent, RunQueuedEvent]:
@@ -430,7 +432,7 @@ class Runtime:
                 overrides=overrides,
                 instance=self.services.instance,
                 idempotency_key=key,
-                fingerprint=print_ if key is not None else None,
+                fingerprint=print_,
             ),
         )
         return received, queued
@@ -440,7 +442,7 @@ class Runtime:
         received: MessageReceivedEvent,
         queued: RunQueuedEvent,
         run_id: str,
-        print_: str,
+        print_: str | None,
         key: str | None,
     ) -> int | Accepted:
         """Write the message and its run in one transaction; the seq of the message (or, if
