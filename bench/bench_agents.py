@@ -34,7 +34,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Awaitable, Callable
@@ -44,6 +43,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+import callgrind  # beside this script
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -719,11 +720,7 @@ def work(key: str, n: int, base_url: str) -> None:
         run, aclose = await ROWS[key].make(base_url)
         for _ in range(3):
             await _checked(run)
-        if os.environ.get("PROMPTLINE_CALLGRIND") == "1":
-            # Blocking on purpose: nothing else runs while the counter is switched on.
-            subprocess.run(  # noqa: ASYNC221
-                ["callgrind_control", "-i", "on", str(os.getpid())], check=True, capture_output=True
-            )
+        callgrind.start_counting()
         for _ in range(n):
             await _checked(run)
         await aclose()
@@ -732,29 +729,7 @@ def work(key: str, n: int, base_url: str) -> None:
 
 
 def instructions(key: str, n: int, base_url: str) -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--instr-atstart=no",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                __file__,
-                "--work",
-                key,
-                str(n),
-                base_url,
-            ],
-            check=True,
-            capture_output=True,
-            timeout=900,
-            env={**os.environ, "PYTHONHASHSEED": "0", "PROMPTLINE_CALLGRIND": "1"},
-        )
-        match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
-        assert match, "no totals in callgrind output"
-        return int(match.group(1))
+    return callgrind.count(__file__, ["--work", key, str(n), base_url], timeout=900)
 
 
 def instructions_per_run(

@@ -9,18 +9,17 @@ completion and a 200-chunk SSE stream, so the figures are the clients' own cost:
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import shutil
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
+
+import callgrind  # beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
@@ -305,11 +304,7 @@ def work(clients: Mapping[str, Callable[[int], Any]], name: str, n: int, port: i
         client = clients[name](port)
         for _ in range(5):
             await client.call()
-        if os.environ.get("PROMPTLINE_CALLGRIND") == "1":
-            # Blocking on purpose: nothing else runs while the counter is switched on.
-            subprocess.run(  # noqa: ASYNC221
-                ["callgrind_control", "-i", "on", str(os.getpid())], check=True, capture_output=True
-            )
+        callgrind.start_counting()
         for _ in range(n):
             await client.call()
         await client.aclose()
@@ -320,28 +315,7 @@ def work(clients: Mapping[str, Callable[[int], Any]], name: str, n: int, port: i
 def instructions(name: str, n: int, port: int, *, script: str = __file__) -> int:
     """CPU instructions of ``n`` calls by client ``name``, counted by running ``script
     --work name n port`` under callgrind (each bench script lists its own clients)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--instr-atstart=no",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                script,
-                "--work",
-                name,
-                str(n),
-                str(port),
-            ],
-            check=True,
-            capture_output=True,
-            env={**os.environ, "PYTHONHASHSEED": "0", "PROMPTLINE_CALLGRIND": "1"},
-        )
-        match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
-        assert match, "no totals in callgrind output"
-        return int(match.group(1))
+    return callgrind.count(script, ["--work", name, str(n), str(port)])
 
 
 def main() -> None:

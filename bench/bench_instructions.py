@@ -10,13 +10,12 @@ operation with start-up and imports cancelled out.
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import callgrind  # beside this script
 
 OPS = {
     # name: (N1, N2, per-op unit)
@@ -96,10 +95,7 @@ async def _memory_append(n: int) -> None:
 
 def _instrument_from_here() -> None:
     """Imports and set-up ran uninstrumented (fast); count from this point on."""
-    if os.environ.get("PROMPTLINE_CALLGRIND") == "1":
-        subprocess.run(
-            ["callgrind_control", "-i", "on", str(os.getpid())], check=True, capture_output=True
-        )
+    callgrind.start_counting()
 
 
 def work(op: str, n: int) -> None:
@@ -125,27 +121,7 @@ def work(op: str, n: int) -> None:
 
 
 def count(op: str, n: int) -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--instr-atstart=no",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                __file__,
-                "--work",
-                op,
-                str(n),
-            ],
-            check=True,
-            capture_output=True,
-            env={**os.environ, "PYTHONHASHSEED": "0", "PROMPTLINE_CALLGRIND": "1"},
-        )
-        match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
-        assert match, "no totals in callgrind output"
-        return int(match.group(1))
+    return callgrind.count(__file__, ["--work", op, str(n)])
 
 
 def main() -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,8 @@ ROOT = HERE.parent
 if __name__ == "__main__" and "--work" not in sys.argv:
     sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(HERE))
+
+import callgrind  # noqa: E402 - beside this script
 
 BEFORE = "bb2e3a4^"
 """The last revision before durable intake (the commit that brought it, minus one)."""
@@ -193,11 +194,7 @@ def work(store: str, n: int, base_url: str) -> None:
         run, aclose = await make_runner(base_url, store=store)
         for _ in range(3):
             await run()
-        if os.environ.get("PROMPTLINE_CALLGRIND") == "1":
-            # Blocking on purpose: nothing else runs while the counter is switched on.
-            subprocess.run(  # noqa: ASYNC221
-                ["callgrind_control", "-i", "on", str(os.getpid())], check=True, capture_output=True
-            )
+        callgrind.start_counting()
         for _ in range(n):
             await run()
         await aclose()
@@ -206,34 +203,12 @@ def work(store: str, n: int, base_url: str) -> None:
 
 
 def _instructions(src: Path, store: str, n: int, base_url: str) -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--instr-atstart=no",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                __file__,
-                "--work",
-                store,
-                str(n),
-                base_url,
-            ],
-            check=True,
-            capture_output=True,
-            timeout=1800,
-            env={
-                **os.environ,
-                "PYTHONHASHSEED": "0",
-                "PROMPTLINE_CALLGRIND": "1",
-                "PYTHONPATH": f"{src}{os.pathsep}{HERE}",
-            },
-        )
-        match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
-        assert match, "no totals in callgrind output"
-        return int(match.group(1))
+    return callgrind.count(
+        __file__,
+        ["--work", store, str(n), base_url],
+        env={"PYTHONPATH": f"{src}{os.pathsep}{HERE}"},
+        timeout=1800,
+    )
 
 
 def instructions(before: str, ns: tuple[int, int]) -> dict[tuple[str, str], float]:

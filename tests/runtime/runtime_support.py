@@ -21,7 +21,7 @@ from promptline.models.instrumented import ModelCaller
 from promptline.models.scripted import Script, ScriptedProvider
 from promptline.models.types import ModelRequest, ModelResponse, StreamDelta
 from promptline.runtime import Agent, RunServices, Runtime
-from promptline.sessions import SessionManager
+from promptline.sessions import Principal, SessionManager
 from promptline.tools.base import Tool
 from promptline.tools.executor import Authorization, CallScope, PermissionGate, ToolExecutor
 from promptline.tools.function import FunctionTool, tool
@@ -320,3 +320,15 @@ def moved_to(state: str, run_id: str) -> Callable[[Event], bool]:
     return lambda e: (
         isinstance(e, AgentLifecycleEvent) and e.run_id == run_id and e.data.to_state == state
     )
+
+
+def echo(request: ModelRequest) -> str:
+    """A model's reply that names the last user message it was sent."""
+    users = [m.text for m in request.messages if m.role == "user"]
+    return f"answer to {users[-1]}"
+
+
+async def open_session(h: Harness, who: Principal | None = None) -> str:
+    """A new session of ``who`` (alice) in the harness's session store; its id."""
+    assert h.sessions is not None
+    return (await h.sessions.create(who or Principal(user_id="alice"), channel="cli")).id

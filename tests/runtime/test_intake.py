@@ -9,27 +9,24 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from runtime_support import BlockingModel, FakeModel, Harness, HarnessFactory, of_type
+from runtime_support import (
+    BlockingModel,
+    FakeModel,
+    Harness,
+    HarnessFactory,
+    echo,
+    of_type,
+    open_session,
+)
 
 from promptline.core.errors import ConflictError, InvalidInputError
 from promptline.core.events import Event
-from promptline.models.types import ModelRequest
 from promptline.runtime.ingress import IdempotencyKeyReusedError
 from promptline.runtime.records import load_run
 from promptline.sessions import Principal
 
 ALICE = Principal(user_id="alice")
 BOB = Principal(user_id="bob")
-
-
-def echo(request: ModelRequest) -> str:
-    users = [m.text for m in request.messages if m.role == "user"]
-    return f"answer to {users[-1]}"
-
-
-async def open_session(h: Harness, who: Principal = ALICE) -> str:
-    assert h.sessions is not None
-    return (await h.sessions.create(who, channel="cli")).id
 
 
 class HeldIntake:

@@ -9,12 +9,13 @@ import asyncio
 import pytest
 from runtime_support import (
     BlockingModel,
-    Harness,
     HarnessFactory,
     add,
     calling,
+    echo,
     of_type,
     only,
+    open_session,
     types,
 )
 
@@ -26,16 +27,6 @@ from promptline.runtime.records import load_run
 from promptline.sessions import Principal
 
 ALICE = Principal(user_id="alice")
-
-
-def echo(request: ModelRequest) -> str:
-    users = [m.text for m in request.messages if m.role == "user"]
-    return f"answer to {users[-1]}"
-
-
-async def open_session(h: Harness) -> str:
-    assert h.sessions is not None
-    return (await h.sessions.create(ALICE, channel="cli")).id
 
 
 def run_events(events: list, run_id: str) -> list:  # type: ignore[type-arg]

@@ -65,8 +65,7 @@ async def test_recover_applies_events_a_crashed_process_did_not_project(
     await before.engine.dispose()
 
     after = opener(db_url)
-    stale = await after.manager.get(session.id, ALICE)
-    assert stale.message_count == 1
+    assert await _message_rows(after, session.id) == [(0, 2, "one")]  # the record lags
     assert await after.manager.recover() == [session.id]
     got = await after.manager.get(session.id, ALICE)
     assert [m.text for m in got.history] == ["one", "two", "three"]
@@ -226,3 +225,17 @@ async def test_a_failed_projection_holds_the_checkpoint_until_recover_applies_it
     assert await manager.recover() == [broken.id]
     assert [m.text for m in (await manager.get(broken.id, ALICE)).history] == ["lost?"]
     assert await _checkpoint(stack) == await stack.store.last_position()
+
+
+async def test_a_read_finds_what_the_log_holds_though_the_record_lags(
+    stack: Stack, clock: ManualClock
+) -> None:
+    session = await stack.manager.create(ALICE, channel="cli")
+    # Written by another writer (a run) that has not brought the record up to date yet.
+    await stack.store.append(_said(session.id, "late", clock))
+
+    got = await stack.manager.get(session.id, ALICE)
+    head_only = await stack.manager.get(session.id, ALICE, history_limit=0)
+
+    assert [m.text for m in got.history] == ["late"]
+    assert head_only.message_count == 1

@@ -10,6 +10,7 @@ import click
 
 from promptline import __version__
 from promptline.cli.runtime import CliOptions
+from promptline.core.runs import RUN_STATUSES
 
 if TYPE_CHECKING:
     from promptline.cli.daemon import StartOptions
@@ -383,18 +384,7 @@ def runs_group() -> None:
 @click.option("--agent", help="Only runs of this agent.")
 @click.option(
     "--status",
-    type=click.Choice(
-        [
-            "queued",
-            "running",
-            "waiting_approval",
-            "completed",
-            "failed",
-            "cancelled",
-            "interrupted",
-            "steered",
-        ]
-    ),
+    type=click.Choice(RUN_STATUSES),
     help="Only runs with this status.",
 )
 @click.option("--limit", "-n", default=20, show_default=True, help="How many runs.")

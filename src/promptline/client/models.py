@@ -9,6 +9,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from promptline.core.messages import Message, Usage
+from promptline.core.runs import OPEN_STATUSES
 
 __all__ = [
     "Agent",
@@ -114,7 +115,7 @@ class Run(_Record):
     @property
     def ended(self) -> bool:
         """True once the run has a final status."""
-        return self.status not in ("queued", "running", "waiting_approval")
+        return self.status not in OPEN_STATUSES
 
 
 class RunStatus(_Record):

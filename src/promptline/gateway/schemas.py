@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from promptline.core.jsonvalues import INT64_MAX
 from promptline.core.messages import Message, Usage
+from promptline.core.runs import RunRecordStatus
 from promptline.gateway.service import MAX_CONTENT_CHARS
 from promptline.sessions.models import PermissionMode, ToolRef
 
@@ -200,16 +201,7 @@ class MessageStarted(BaseModel):
     )
 
 
-RunStatus = Literal[
-    "queued",
-    "running",
-    "waiting_approval",
-    "completed",
-    "failed",
-    "cancelled",
-    "interrupted",
-    "steered",
-]
+RunStatus = RunRecordStatus
 
 
 class RunOut(BaseModel):

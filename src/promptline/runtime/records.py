@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from promptline.core.errors import NotFoundError
 from promptline.core.events import (
@@ -25,26 +25,16 @@ from promptline.core.events import (
     ToolCommandEvent,
 )
 from promptline.core.messages import Usage
+from promptline.core.runs import OPEN_STATUSES, RunRecordStatus
 from promptline.events.protocols import EventFilter, EventStore
 
 __all__ = ["RunRecord", "RunRecordStatus", "fold_run", "list_runs", "load_run"]
 
-RunRecordStatus = Literal[
-    "queued",
-    "running",
-    "waiting_approval",
-    "completed",
-    "failed",
-    "cancelled",
-    "interrupted",
-    "steered",
-]
 
 RUN_ENDINGS = frozenset({"run_completed", "run_failed", "run_cancelled", "run_steered"})
 """The event types that end a run (``run_steered`` ends a queued run that joined another)."""
 RUN_TYPES = frozenset({"run_queued", "run_started", "run_resumed", *RUN_ENDINGS})
 """The event types that say where a run stands: queued, started, resumed, ended."""
-_OPEN = ("queued", "running", "waiting_approval")
 
 
 @dataclass
@@ -164,7 +154,7 @@ class RunRecord:
     @property
     def ended(self) -> bool:
         """True once the run has a final status."""
-        return self.status not in _OPEN
+        return self.status not in OPEN_STATUSES
 
     def to_dict(self) -> dict[str, Any]:
         """The record as JSON-ready data."""

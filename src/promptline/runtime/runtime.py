@@ -251,21 +251,20 @@ class Runtime:
         channel: str | None,
     ) -> Accepted:
         run_id, queued_id = self._ids(who, key)
-        print_ = None
-        if key is not None:
-            print_ = fingerprint(
-                session_id=None,
-                message=msg,
-                history=history,
-                agent=chosen.name,
-                model=model,
-                mode=mode,
-                queue_mode=None,
-                overrides=overrides,
-            )
-            replayed = await self._replayed(run_id, print_, key)
-            if replayed is not None:
-                return replayed
+        print_, replayed = await self._first_answer(
+            key,
+            run_id,
+            session_id=None,
+            message=msg,
+            history=history,
+            agent=chosen.name,
+            model=model,
+            mode=mode,
+            queue_mode=None,
+            overrides=overrides,
+        )
+        if replayed is not None:
+            return replayed
         envelope = {
             "stream": run_id,
             "run_id": run_id,
@@ -315,21 +314,20 @@ class Runtime:
     ) -> Accepted:
         run_id, queued_id = self._ids(who, key)
         how = queue_mode or chosen.queue_mode
-        print_ = None
-        if key is not None:
-            print_ = fingerprint(
-                session_id=session_id,
-                message=msg,
-                history=[],
-                agent=chosen.name,
-                model=model,
-                mode=mode,
-                queue_mode=how,
-                overrides=overrides,
-            )
-            replayed = await self._replayed(run_id, print_, key)
-            if replayed is not None:
-                return replayed
+        print_, replayed = await self._first_answer(
+            key,
+            run_id,
+            session_id=session_id,
+            message=msg,
+            history=[],
+            agent=chosen.name,
+            model=model,
+            mode=mode,
+            queue_mode=how,
+            overrides=overrides,
+        )
+        if replayed is not None:
+            return replayed
         session = await self._open_session(session_id, who)
         lane = self._lanes.get(session_id)
         current = lane.current if lane is not None else None
@@ -464,6 +462,16 @@ class Runtime:
         assert key is not None
         run_id, _ = keyed_ids(principal.tenant_id, principal.user_id, key)
         return await self._replayed(run_id, None, key)
+
+    async def _first_answer(
+        self, key: str | None, run_id: str, **asked: Any
+    ) -> tuple[str | None, Accepted | None]:
+        """For a message with an idempotency key: the fingerprint of what it asks, and the
+        answer given the first time the key came (None for a new key)."""
+        if key is None:
+            return None, None
+        print_ = fingerprint(**asked)
+        return print_, await self._replayed(run_id, print_, key)
 
     async def _replayed(self, run_id: str, print_: str | None, key: str) -> Accepted | None:
         """The first answer given for ``key`` (whose run is ``run_id``), if any; with
@@ -617,8 +625,7 @@ class Runtime:
     async def _load_session(self, session_id: str) -> tuple[SessionView, list[Message]]:
         assert self.sessions is not None
         who = Principal(user_id="runtime", admin=True)
-        await self.sessions.refresh(session_id)
-        session = await self.sessions.get(session_id, who)
+        session = await self.sessions.get(session_id, who)  # brought up to date if it lags
         if session.status != "active":
             raise ConflictError(
                 f"session {session_id!r} has expired and takes no more messages",

@@ -319,16 +319,27 @@ class SessionManager:
     ) -> Session:
         """The session with its history (only the latest ``history_limit`` messages if set).
 
+        The history has every message the log holds for the session (what a run recorded a
+        moment ago included: the record is brought up to date first when it lags behind).
         `NotFoundError` when it does not exist or ``principal`` may not see it.
         """
         principal = _check_principal(principal)
         if history_limit is not None:
             history_limit = _check_limit(history_limit, "history_limit", minimum=0)
-        async with self._reading(f"reading session {session_id!r}", snapshot=True) as conn:
-            head = await self._visible_head(_check_id(session_id), principal, conn=conn, full=True)
-            history = (
-                [] if history_limit == 0 else await load_history(conn, head.id, limit=history_limit)
-            )
+        sid = _check_id(session_id)
+        for attempt in range(2):
+            async with self._reading(f"reading session {sid!r}", snapshot=True) as conn:
+                head = await self._visible_head(sid, principal, conn=conn, full=True)
+                history = (
+                    []
+                    if history_limit == 0
+                    else await load_history(conn, head.id, limit=history_limit)
+                )
+            # Runs write to the log first; the record catches up after them. A reader that
+            # saw a run's end in the log must find its messages here too.
+            if history_limit == 0 or attempt or await self._store.last_seq(sid) <= head.last_seq:
+                break
+            await self.refresh(sid)
         if head.status == "active" and self._is_due(head):
             # Past its time but not swept yet: it takes nothing more, so it reads as expired.
             head.status = "expired"

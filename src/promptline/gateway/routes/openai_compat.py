@@ -145,42 +145,31 @@ async def chat_completions(
         model=body.model,
         include_usage=body.include_usage,
     )
+    keyed = idempotency_key is not None
+    answer = None
     if accepted.replayed:
         # A retry: the first request's run answers (waited for if it is still going).
         headers[REPLAYED_HEADER] = "true"
-        result = await app.runtime.outcome(run_id)
-        if body.stream:
-            return _EventStream(_replayed_frames(result, reply), on_leave=_nothing, headers=headers)
-        if not result.ok:
-            return _failed(result, headers, keyed=True)
-        document = completion_json(
-            id=reply.id,
-            created=reply.created,
-            model=reply.model,
-            content=result.text,
-            finish=finish_reason(None),
-            usage=result.usage,
-        )
-        return Response(orjson.dumps(document), media_type="application/json", headers=headers)
-    # No await since the message was taken: the subscription sees every event of the run.
-    answer = RunAnswer(app.bus, run_id, deltas=body.stream, thinking=agent.use_chain_of_thought)
+    else:
+        # No await since the message was taken: the subscription sees every event of the run.
+        answer = RunAnswer(app.bus, run_id, deltas=body.stream, thinking=agent.use_chain_of_thought)
     if body.stream:
-        return _EventStream(
-            _frames(app, run_id, answer, reply), on_leave=answer.close, headers=headers
-        )
-    try:
-        await answer.wait()
-    finally:
-        await answer.close()
+        leave = answer.close if answer is not None else _nothing
+        return _EventStream(_frames(app, run_id, answer, reply), on_leave=leave, headers=headers)
+    if answer is not None:
+        try:
+            await answer.wait()
+        finally:
+            await answer.close()
     result = await app.runtime.outcome(run_id)
     if not result.ok:
-        return _failed(result, headers, keyed=idempotency_key is not None)
+        return _failed(result, headers, keyed=keyed)
     document = completion_json(
         id=reply.id,
         created=reply.created,
         model=reply.model,
         content=result.text,
-        finish=finish_reason(answer.finish_reason),
+        finish=finish_reason(answer.finish_reason if answer is not None else None),
         usage=result.usage,
     )
     return Response(orjson.dumps(document), media_type="application/json", headers=headers)
@@ -258,35 +247,22 @@ _DONE = b"data: [DONE]\n\n"
 
 
 async def _frames(
-    app: App, run_id: str, answer: RunAnswer, reply: _Reply
+    app: App, run_id: str, answer: RunAnswer | None, reply: _Reply
 ) -> AsyncGenerator[bytes, None]:
-    """The SSE frames of a streamed answer: the role, the text as it streams, the finish
+    """The SSE frames of a streamed answer: the role, the text as it streams (whole at the
+    end when it did not stream, or for a retry, which has no ``answer`` to follow), the finish
     reason, the usage (when asked), ``[DONE]``; an error frame when the run fails."""
     yield reply.chunk(delta={"role": "assistant", "content": ""})
-    async for text in answer.pieces():
-        yield reply.chunk(delta={"content": text})
-    if answer.closed:
-        return  # the client left
+    if answer is not None:
+        async for text in answer.pieces():
+            yield reply.chunk(delta={"content": text})
+        if answer.closed:
+            return  # the client left
     result = await app.runtime.outcome(run_id)
     if result.ok:
-        if not answer.answer_streamed and result.text:
+        if not (answer is not None and answer.answer_streamed) and result.text:
             yield reply.chunk(delta={"content": result.text})
-        yield reply.chunk(finish=finish_reason(answer.finish_reason))
-        if reply.include_usage:
-            yield reply.chunk(usage=result.usage)
-    else:
-        _, body = _failure(result)
-        yield _frame(body)
-    yield _DONE
-
-
-async def _replayed_frames(result: RunResult, reply: _Reply) -> AsyncGenerator[bytes, None]:
-    """The SSE frames answering a retry: the first run's answer whole, then as `_frames`."""
-    yield reply.chunk(delta={"role": "assistant", "content": ""})
-    if result.ok:
-        if result.text:
-            yield reply.chunk(delta={"content": result.text})
-        yield reply.chunk(finish=finish_reason(None))
+        yield reply.chunk(finish=finish_reason(answer.finish_reason if answer else None))
         if reply.include_usage:
             yield reply.chunk(usage=result.usage)
     else:
