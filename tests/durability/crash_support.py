@@ -247,6 +247,8 @@ class Sent:
     text: str
     via: str
     run_id: str | None = None
+    missed: int = 0
+    """Sends that got no answer (the gateway died first); the client sent it again."""
 
     @property
     def acknowledged(self) -> bool:
@@ -321,10 +323,12 @@ class Clients:
                 assert answer.status_code == 202, answer.text
                 run_id = str(answer.json()["run_id"])
         except (httpx.TransportError, OSError, ConnectionError, TimeoutError):
+            entry.missed += 1
             return None
         except Exception as exc:  # the WebSocket library's own connection errors
             if type(exc).__module__.startswith("websockets"):
                 await self._drop_ws()
+                entry.missed += 1
                 return None
             raise
         if entry.run_id is not None:
@@ -468,7 +472,8 @@ async def check_ledger(home: Path, ledger: Ledger) -> dict[str, int]:
             assert answered == 1, f"{sent}'s answer is {answered} times in the history"
         return {
             "acknowledged": len(ledger.acknowledged),
-            "unacknowledged": len(ledger.sent) - len(ledger.acknowledged),
+            "acknowledged_on_a_retry": sum(1 for s in ledger.acknowledged if s.missed),
+            "never_acknowledged": len(ledger.sent) - len(ledger.acknowledged),
             "lost": lost,
             "answered_twice": twice,
             "kill_points": len(ledger.kills),

@@ -37,6 +37,7 @@ pytestmark = pytest.mark.slow
 
 @dataclass
 class Rig:
+    backend: str
     model: EchoModel
     gateway: Gateway
     key: str
@@ -57,7 +58,8 @@ async def rig(database: str | None, tmp_path: Path) -> AsyncIterator[Rig]:
         write_config(home, port, database)
         gateway = Gateway(home)
         try:
-            yield Rig(model, gateway, await make_key(home), Ledger(), home)
+            backend = "SQLite" if database is None else "PostgreSQL"
+            yield Rig(backend, model, gateway, await make_key(home), Ledger(), home)
         finally:
             await gateway.close()
 
@@ -194,7 +196,7 @@ async def test_acknowledged_messages_survive_kills_at_chosen_points(rig: Rig) ->
     await rig.gateway.stop()
 
     counted = await check_ledger(rig.home, rig.ledger)
-    print(f"\nchosen kill points: {counted}")
+    print(f"\n{rig.backend}, chosen kill points: {counted}")
     assert counted["kill_points"] >= 10
     assert (counted["lost"], counted["answered_twice"]) == (0, 0)
 
@@ -261,6 +263,6 @@ async def test_acknowledged_messages_survive_random_kills_under_load(rig: Rig) -
     await rig.gateway.stop()
 
     counted = await check_ledger(rig.home, rig.ledger)
-    print(f"\nrandom kill points under load: {counted}")
+    print(f"\n{rig.backend}, random kill points under load: {counted}")
     assert counted["kill_points"] == ROUNDS
     assert (counted["lost"], counted["answered_twice"]) == (0, 0)
