@@ -527,19 +527,27 @@ class Run:
                 self.events.seal()  # not started on the record: it stays queued
         except Exception:
             _log.exception("writing what run %s recorded before the stop failed", self.id)
+        error = ErrorInfo(
+            code="run_interrupted",
+            message="the process stopped during the run; it goes on after the restart",
+        )
+        return self._result("interrupted", None, error)
+
+    def _result(
+        self, status: RunStatus, output: Message | None, error: ErrorInfo | None
+    ) -> RunResult:
+        """How the run ended, for whoever waits on it in this process."""
         return RunResult(
             run_id=self.id,
             agent=self.agent.name,
             session_id=self.session.id if self.session else None,
-            status="interrupted",
+            status=status,
+            output=output,
             usage=self._usage,
             cost_usd=self._cost,
             iterations=self._iterations,
             tool_calls=self._tool_calls,
-            error=ErrorInfo(
-                code="run_interrupted",
-                message="the process stopped during the run; it goes on after the restart",
-            ),
+            error=error,
             duration_ms=(time.perf_counter() - self._started) * 1000,
         )
 
@@ -595,19 +603,7 @@ class Run:
                 await self.services.after_run(self)
             except Exception:
                 _log.exception("bringing session %s up to date failed", self.session.id)
-        return RunResult(
-            run_id=self.id,
-            agent=self.agent.name,
-            session_id=self.session.id if self.session else None,
-            status=status,
-            output=output,
-            usage=self._usage,
-            cost_usd=self._cost,
-            iterations=self._iterations,
-            tool_calls=self._tool_calls,
-            error=error,
-            duration_ms=duration,
-        )
+        return self._result(status, output, error)
 
     async def _prepare(self) -> _Prepared:
         services = self.services
