@@ -128,6 +128,21 @@ def test_runs_list_show_and_replay_a_recorded_run() -> None:
     assert report["recorded_status"] == report["replayed_status"] == "completed"
 
 
+def test_runs_replay_of_an_act_run_offered_tools_it_did_not_call_finds_no_divergence() -> None:
+    record = json.loads(
+        cli("run", "hello", "--model", "scripted/demo", "--mode", "act", "--json").stdout
+    )
+    shown = json.loads(cli("runs", "show", record["run_id"], "--json", "--events").stdout)
+    [command] = [e for e in shown["events"] if e["type"] == "llm_command"]
+    assert command["data"]["tools"]  # tools were offered...
+    assert record["tool_calls"] == []  # ...and none was called
+
+    replayed = cli("runs", "replay", record["run_id"])
+    assert "no divergence" in replayed.stdout
+    report = json.loads(cli("runs", "replay", record["run_id"], "--json").stdout)
+    assert (report["diverged"], report["recorded_model_calls"], report["resumed"]) == (False, 1, 0)
+
+
 def test_runs_replay_exits_1_when_the_agent_changed_since_the_recording() -> None:
     record = json.loads(cli("run", "hello", "--model", "scripted/demo", "--json").stdout)
     home = Path(os.environ["PROMPTLINE_HOME"])

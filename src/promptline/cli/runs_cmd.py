@@ -102,6 +102,7 @@ def runs_replay(options: CliOptions, run_id: str, *, live_tools: bool, as_json: 
                 agents=app.runtime.agents,
                 registry=app.tools,
                 live_tools=live_tools,
+                like=app.runtime.services,
             )
 
     report = run(main)
@@ -112,6 +113,8 @@ def runs_replay(options: CliOptions, run_id: str, *, live_tools: bool, as_json: 
                 "recorded_status": report.recorded_status,
                 "replayed_status": report.replayed_status,
                 "model_calls": report.model_calls,
+                "recorded_model_calls": report.recorded_model_calls,
+                "resumed": report.resumed,
                 "tool_calls": report.tool_calls,
                 "live_tools": live_tools,
                 "diverged": report.diverged,
@@ -172,6 +175,11 @@ def _print_report(report: ReplayReport, *, live_tools: bool) -> None:
         f"replayed {report.replayed_status}; {report.model_calls} model call(s), "
         f"tool calls: {', '.join(report.tool_calls) or 'none'} ({tools})"
     )
+    if report.resumed:
+        out.print(
+            f"the run was resumed {report.resumed} time(s) after a restart; it replays as one "
+            "run (model calls cut short by a restart are not replayed)"
+        )
     if not report.divergences:
         out.print("[green]no divergence[/]: the run did what the record says")
         return
