@@ -151,7 +151,12 @@ class _WriterThread:
                 self._conn.close()
                 self._conn = None
 
-        await asyncio.get_running_loop().run_in_executor(self._executor, close)
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, close)
+        except RuntimeError:
+            # The interpreter is exiting and has stopped the executor's thread already: the
+            # connection is closed here (nothing else uses it any more).
+            close()
         self._executor.shutdown(wait=False)
 
 
