@@ -10,16 +10,20 @@ import pytest
 from promptline.storage.files import write_atomically
 
 
-def test_the_file_is_replaced_whole_with_the_mode_asked_for(tmp_path: Path) -> None:
+def test_the_file_is_replaced_whole_private_unless_another_mode_is_asked_for(
+    tmp_path: Path,
+) -> None:
     target = tmp_path / "deep" / "er" / "secret.txt"
 
     write_atomically(target, b"first")
     assert target.read_bytes() == b"first"
-    assert target.stat().st_mode & 0o777 == 0o644
-
-    write_atomically(target, b"second", mode=0o600)
-    assert target.read_bytes() == b"second"
     assert target.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "deep").stat().st_mode & 0o777 == 0o700
+    assert target.parent.stat().st_mode & 0o777 == 0o700
+
+    write_atomically(target, b"second", mode=0o644)
+    assert target.read_bytes() == b"second"
+    assert target.stat().st_mode & 0o777 == 0o644
     assert sorted(p.name for p in target.parent.iterdir()) == ["secret.txt"]
 
 

@@ -38,8 +38,9 @@ def demo(options: CliOptions, *, keep: bool, interactive: bool) -> None:
     if interactive and not sys.stdin.isatty():
         fail("--interactive needs a terminal to ask on", hint="run it without --interactive")
     if keep:
-        home = promptline_home() / KEPT_FOLDER
-        home.mkdir(parents=True, exist_ok=True)
+        from promptline.storage.files import private_dir
+
+        home = private_dir(promptline_home() / KEPT_FOLDER)
     else:
         home = Path(tempfile.mkdtemp(prefix="promptline-demo-"))
     try:
@@ -87,8 +88,10 @@ async def _demo(home: Path, *, interactive: bool) -> str:
 
     out = sys.stdout
     style = Style.for_stream(out)
+    from promptline.storage.files import write_atomically
+
     config = home / "config.yaml"
-    config.write_text(DEMO_CONFIG, encoding="utf-8")
+    write_atomically(config, DEMO_CONFIG.encode("utf-8"))
     settings = load_settings(config, environ={"PROMPTLINE_HOME": str(home)})
 
     def say(text: str = "") -> None:

@@ -92,10 +92,11 @@ def _unresolved(settings: Settings) -> list[Check]:
 
 def _home_writable(settings: Settings) -> Check:
     from promptline.config import promptline_home
+    from promptline.storage.files import private_dir
 
     home = promptline_home()
     try:
-        home.mkdir(parents=True, exist_ok=True)
+        private_dir(home)
         probe = home / ".doctor-probe"
         probe.write_text("ok")
         probe.unlink()
@@ -195,9 +196,11 @@ def _state_files(settings: Settings) -> list[Check]:
     backend = settings.state.backend
     checks: list[Check] = []
     if backend == "file":
+        from promptline.storage.files import private_dir
+
         directory = Path(settings.state.file_dir)
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            private_dir(directory)
             writable = os.access(directory, os.W_OK)
         except OSError:
             writable = False

@@ -286,9 +286,10 @@ def _check(entry: ProviderEntry) -> None:
 
 def _write(target: Path, answers: InitAnswers, *, force: bool) -> None:
     from promptline.config import validate_config
+    from promptline.storage.files import private_dir
 
     text = render_config(answers)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(target.parent)
     draft = target.with_name(f".{target.name}.init")
     with contextlib.suppress(FileNotFoundError):
         draft.unlink()

@@ -112,8 +112,11 @@ class TerminalInput:
         from prompt_toolkit import PromptSession
         from prompt_toolkit.history import FileHistory, InMemoryHistory
 
+        from promptline.storage.files import private_file
+
         try:
-            history_file.parent.mkdir(parents=True, exist_ok=True)
+            # prompt_toolkit appends to the file as it finds it: made private first.
+            private_file(history_file)
             history: FileHistory | InMemoryHistory = FileHistory(str(history_file))
         except OSError:
             history = InMemoryHistory()

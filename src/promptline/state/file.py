@@ -31,7 +31,7 @@ from promptline.state.rules import (
     check_write,
     version_conflict,
 )
-from promptline.storage.files import fsync_dir, write_atomically
+from promptline.storage.files import fsync_dir, open_private, private_dir, write_atomically
 
 _SUFFIX = ".json"
 _LOCK_FILE = ".lock"
@@ -146,8 +146,9 @@ class FileStateStore:
     def _file_lock(self, scope: Scope, namespace: str) -> Iterator[Path]:
         directory = self._namespace_dir(scope, namespace)
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            handle = open(directory / _LOCK_FILE, "a+b")  # noqa: SIM115 - held across the yield
+            private_dir(directory)
+            # Held across the yield.
+            handle = os.fdopen(open_private(directory / _LOCK_FILE, os.O_RDWR | os.O_APPEND), "a+b")
         except OSError as exc:
             raise _storage_error("open the lock file in", directory, exc) from exc
         with handle:

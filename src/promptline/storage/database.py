@@ -84,7 +84,7 @@ def create_engine(
     if url.startswith("sqlite"):
         path = sqlite_path(url)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _private_database(path)
         engine = create_async_engine(url, echo=echo)
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -109,6 +109,24 @@ def create_engine(
 
         return engine
     return create_async_engine(url, echo=echo, pool_size=pool_size, pool_pre_ping=True)
+
+
+def _private_database(path: Path) -> None:
+    """Make the SQLite file (and its folder) before SQLite does, readable by its owner only:
+    SQLite gives the ``-wal`` and ``-shm`` files it makes the database file's mode, and would
+    make the database itself with the process's umask (0644 as a rule). Those of an older
+    version are narrowed too."""
+    from promptline.storage.files import make_private, private_file
+
+    try:
+        private_file(path)
+        for suffix in ("-wal", "-shm", "-journal"):
+            make_private(path.with_name(path.name + suffix))
+    except OSError as exc:
+        raise StorageError(
+            f"cannot make the SQLite database {path}: {exc.strerror or exc}",
+            hint="check the permissions of its folder, or point state.sqlite_path elsewhere",
+        ) from exc
 
 
 @contextlib.asynccontextmanager

@@ -80,8 +80,9 @@ class InstanceLease:
         database = self._engine.url.database
         if not database or database == ":memory:" or "uri" in self._engine.url.query:
             return True  # a database no other process can open
-        folder = Path(database).parent / ".promptline-leases"
-        folder.mkdir(parents=True, exist_ok=True)
+        from promptline.storage.files import private_dir
+
+        folder = private_dir(Path(database).parent / ".promptline-leases")
         path = folder / f"{self._digest.hex()[:32]}.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from promptline.storage.files import PRIVATE_FILE_MODE, private_dir
 from promptline.tools.base import ToolError
 from promptline.tools.builtin.file_read import MAX_READ_BYTES
 from promptline.tools.builtin.workspace import resolve_in_workspace, workspace_root
@@ -157,7 +158,7 @@ class OutputFile:
         """
         folder = resolve_in_workspace(workspace, OUTPUT_FOLDER)
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            private_dir(folder)
             with contextlib.suppress(FileExistsError), _create(folder / ".gitignore") as ignore:
                 ignore.write(b"*\n")
             stem = re.sub(r"[^A-Za-z0-9_-]", "_", call_id)[:64] or "call"
@@ -238,7 +239,7 @@ class OutputFile:
 def _create(path: Path) -> BinaryIO:
     """``path`` made and opened for writing; never an existing file, never through a symlink."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(path, flags, 0o644)
+    fd = os.open(path, flags, PRIVATE_FILE_MODE)
     return os.fdopen(fd, "wb", buffering=64 * 1024)
 
 

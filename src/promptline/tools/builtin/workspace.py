@@ -16,8 +16,10 @@ def workspace_root(workspace: Path) -> Path:
     calls no file tool leaves no folder behind); `ToolError` when it cannot be made."""
     root = Path(os.path.realpath(workspace))
     if not root.is_dir():
+        from promptline.storage.files import private_dir
+
         try:
-            root.mkdir(parents=True, exist_ok=True)
+            private_dir(root)
         except OSError as exc:
             raise ToolError(
                 f"the workspace folder {str(workspace)!r} cannot be made: {exc.strerror or exc}",

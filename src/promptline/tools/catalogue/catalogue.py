@@ -19,6 +19,7 @@ from promptline.core.errors import (
     NotFoundError,
     PromptLineError,
 )
+from promptline.storage.files import private_dir
 from promptline.tools.catalogue.checksum import file_checksum, tree_checksum
 from promptline.tools.catalogue.index import CatalogueEntry, EntryKind, read_index, version_key
 from promptline.tools.catalogue.installed import INSTALLED_FILE, InstalledItem, InstalledRecords
@@ -360,7 +361,7 @@ class Catalogue:
                 f"{entry.spec}: {entry.path} is not in the source {entry.source!r}",
                 hint="the index lists a file the source does not hold; tell its publisher",
             )
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(target.parent)
         # Staged next to the target (same file system, so the final step is one rename);
         # the dot keeps skill and package scanners from taking it for an entry.
         staging = Path(tempfile.mkdtemp(prefix=f".installing-{entry.name}-", dir=target.parent))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from promptline.config.plugins import CatalogueSource
 from promptline.core.errors import NotFoundError, PromptLineError
+from promptline.storage.files import private_dir
 
 __all__ = ["GIT_TIMEOUT_SECS", "Source", "SourceError"]
 
@@ -76,7 +77,7 @@ class Source:
         wanted = f"{url}\n{ref}\n"
         if not (dest / ".git").is_dir():
             shutil.rmtree(dest, ignore_errors=True)
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(dest.parent)
             self._git("clone", "--quiet", "--no-checkout", "--", url, str(dest), cwd=None)
         elif refresh or not stamp.is_file() or stamp.read_text() != wanted:
             self._git("remote", "set-url", "origin", url, cwd=dest)

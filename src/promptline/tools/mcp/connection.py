@@ -592,10 +592,12 @@ class McpConnection:
             with open(os.devnull, "w") as sink:
                 yield sink
             return
-        self._log_dir.mkdir(parents=True, exist_ok=True)
+        from promptline.storage.files import open_private
+
         path = self._log_dir / f"{self.name}.log"
         self._stderr_path = path
-        with open(path, "a", encoding="utf-8") as sink:
+        fd = open_private(path, os.O_WRONLY | os.O_APPEND)
+        with open(fd, "a", encoding="utf-8") as sink:
             stamp = datetime.now(UTC).isoformat(timespec="seconds")
             sink.write(f"--- {stamp} starting {self.settings.command}\n")
             sink.flush()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from promptline.core.errors import NotFoundError
+from promptline.storage.files import private_dir
 from promptline.tools.dependencies import resolve
 from promptline.tools.plugins.discovery import Origin, PackageSpec, discover, skills_present
 from promptline.tools.plugins.loader import ImportedPackage, collect_tools, import_package, purge
@@ -287,8 +288,7 @@ class PluginManager:
             return
         from watchfiles import awatch
 
-        folder = self.switches.path.parent
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = private_dir(self.switches.path.parent)
         file_name = self.switches.path.name
         self._stop_watching = asyncio.Event()
         changes = awatch(

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from promptline.core.errors import ConfigError, NotFoundError
+from promptline.storage.files import private_dir
 from promptline.tools.skills.parsing import SKILL_FILE, Skill, SkillFormatError, parse_skill
 from promptline.tools.skills.prompt import render_skill_list
 from promptline.tools.skills.requirements import (
@@ -604,7 +605,7 @@ class SkillLibrary:
         for source in self.sources:
             if source.origin == "home":
                 with contextlib.suppress(OSError):
-                    source.path.mkdir(parents=True, exist_ok=True)
+                    private_dir(source.path)
 
         async def pump(paths: tuple[Path, ...], recursive: bool, stop: asyncio.Event) -> None:
             try:
