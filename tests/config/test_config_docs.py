@@ -99,7 +99,7 @@ def test_environment_override_examples_in_the_doc_apply() -> None:
     settings = load_settings(environ=environ)
 
     assert settings.gateway.port == 9000
-    assert settings.security.sandbox_enabled is True
+    assert settings.security.audit_log is False
     assert settings.models.providers["openai"].api_key == "sk-..."
     assert settings.models.providers["openai"].models == ["gpt-4o", "o3"]
     assert settings.tools == {"shell_execute": "deny"}

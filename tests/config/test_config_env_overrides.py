@@ -19,14 +19,14 @@ def test_values_are_typed_as_yaml_scalars() -> None:
     settings = load_settings(
         environ={
             "PROMPTLINE__GATEWAY__PORT": "9000",
-            "PROMPTLINE__SECURITY__SANDBOX_ENABLED": "true",
+            "PROMPTLINE__SECURITY__AUDIT_LOG": "false",
             "PROMPTLINE__AGENT__STREAM_ENABLED": "false",
             "PROMPTLINE__MODELS__PROVIDERS__OPENAI__MODELS": "[gpt-4o, o3]",
         }
     )
 
     assert settings.gateway.port == 9000
-    assert settings.security.sandbox_enabled is True
+    assert settings.security.audit_log is False
     assert settings.agent.stream_enabled is False
     assert settings.models.providers["openai"].models == ["gpt-4o", "o3"]
 

@@ -19,6 +19,7 @@ from ws_support import ends, rpc, served, ws_settings
 
 from promptline.gateway.ws.connection import CLOSE_INTERNAL_ERROR, CLOSE_SLOW_CLIENT, CLOSE_TOO_BIG
 from promptline.gateway.ws.handshake import (
+    CLOSE_CHANNEL_OFF,
     CLOSE_ORIGIN_REFUSED,
     CLOSE_RATE_LIMITED,
     CLOSE_UNAUTHORIZED,
@@ -79,6 +80,7 @@ def test_the_error_and_close_code_tables_are_the_codes_in_use() -> None:
         CLOSE_UNAUTHORIZED,
         CLOSE_ORIGIN_REFUSED,
         CLOSE_RATE_LIMITED,
+        CLOSE_CHANNEL_OFF,
     }
 
     assert _table_codes("| code | `data.code` | when |") == standard | set(

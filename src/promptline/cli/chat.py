@@ -32,6 +32,7 @@ def chat(
 
     async def main() -> None:
         async with services(options) as app:
+            app.settings.channels.require_on("cli")
             await app.start_runtime()
             repl = Chat(app, line_input(), sys.stdout)
             await repl.setup(agent=agent, model=model, session=session, mode=mode)

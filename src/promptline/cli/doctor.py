@@ -48,6 +48,7 @@ async def gather_checks(options: CliOptions) -> list[Check]:
     profile = f" (profile {settings.profile})" if getattr(settings, "profile", None) else ""
     checks.append(Check("config", "ok", sources + profile))
     checks.extend(_unresolved(settings))
+    checks.extend(_not_read_yet(settings))
     checks.append(_home_writable(settings))
     checks.extend(await _database(settings))
     checks.extend(_state_files(settings))
@@ -88,6 +89,16 @@ def _unresolved(settings: Settings) -> list[Check]:
                 )
             )
     return found
+
+
+def _not_read_yet(settings: Settings) -> list[Check]:
+    # Refused values ("not supported yet") already failed the config check above.
+    from promptline.config.validation import unused_key_warnings
+
+    return [
+        Check("config", "warn", text, "remove the key until the feature exists")
+        for text in unused_key_warnings(settings)
+    ]
 
 
 def _home_writable(settings: Settings) -> Check:

@@ -41,6 +41,7 @@ def run_task(
 
     async def main() -> int:
         async with services(options) as app:
+            app.settings.channels.require_on("cli")
             await app.start_runtime()
             chosen = app.runtime.agent(agent)
             model_id, notice = pick_model(app.settings, chosen, model)

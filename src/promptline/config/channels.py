@@ -1,4 +1,10 @@
-"""Settings of the channels: where messages come from (CLI, HTTP, WebSocket, chat platforms)."""
+"""Settings of the channels: where messages come from (CLI, HTTP, WebSocket, chat platforms).
+
+The terminal, HTTP and WebSocket channels exist and each answers only while its ``enabled``
+is on. The chat platforms have no adapter yet: their keys load (so a config written for a
+later version still reads), but switching one on is refused as not supported yet
+(`promptline.config.validation`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 
 from promptline.config.fieldtypes import Count, Port, Secret, Section
+from promptline.core.errors import NotFoundError
 
 
 def _aes_key_length(value: str | None) -> str | None:
@@ -19,27 +26,41 @@ def _aes_key_length(value: str | None) -> str | None:
 class CliChannelSettings(Section):
     """The terminal REPL."""
 
-    enabled: bool = Field(True, description="Accept messages typed in the terminal.")
+    enabled: bool = Field(
+        True, description="Accept messages typed in the terminal (promptline chat and run)."
+    )
 
 
 class HttpChannelSettings(Section):
     """Plain HTTP requests to an agent."""
 
-    enabled: bool = Field(True, description="Accept messages over HTTP.")
-    port: Port = Field(8080, description="Port of the HTTP channel.")
+    enabled: bool = Field(
+        True, description="Answer POST /v1/channels/http/messages (off: 404 channel_off)."
+    )
+    port: Port | None = Field(
+        None,
+        description="Must equal gateway.port, where the HTTP channel is served (a port of its "
+        "own is not supported yet); unset: gateway.port.",
+    )
 
 
 class WebSocketChannelSettings(Section):
     """Browser and client connections over WebSocket."""
 
-    enabled: bool = Field(True, description="Accept WebSocket connections.")
-    port: Port = Field(8081, description="Port of the WebSocket channel.")
+    enabled: bool = Field(
+        True, description="Accept WebSocket connections on /v1/ws (off: closed with 4404)."
+    )
+    port: Port | None = Field(
+        None,
+        description="Must equal gateway.websocket_port or gateway.port, where /v1/ws is "
+        "served (a port of its own is not supported yet); unset: those.",
+    )
 
 
 class SlackChannelSettings(Section):
     """A Slack app."""
 
-    enabled: bool = Field(False, description="Connect to Slack.")
+    enabled: bool = Field(False, description="Not supported yet: only false is accepted.")
     bot_token: Secret = Field(None, description="Bot user OAuth token (xoxb-...).")
     app_token: Secret = Field(None, description="App-level token (xapp-...) for Socket Mode.")
     signing_secret: Secret = Field(None, description="Signing secret for HTTP event delivery.")
@@ -48,21 +69,21 @@ class SlackChannelSettings(Section):
 class DiscordChannelSettings(Section):
     """A Discord bot."""
 
-    enabled: bool = Field(False, description="Connect to Discord.")
+    enabled: bool = Field(False, description="Not supported yet: only false is accepted.")
     bot_token: Secret = Field(None, description="Bot token.")
 
 
 class TelegramChannelSettings(Section):
     """A Telegram bot."""
 
-    enabled: bool = Field(False, description="Connect to Telegram.")
+    enabled: bool = Field(False, description="Not supported yet: only false is accepted.")
     bot_token: Secret = Field(None, description="Token from @BotFather.")
 
 
 class WeComChannelSettings(Section):
     """A WeCom (WeChat Work) self-built application."""
 
-    enabled: bool = Field(False, description="Connect to WeCom.")
+    enabled: bool = Field(False, description="Not supported yet: only false is accepted.")
     corp_id: str | None = Field(None, description="Corporation ID (CorpID).")
     agent_id: Count | None = Field(None, description="Application AgentId.")
     secret: Secret = Field(None, description="Application secret.")
@@ -75,7 +96,7 @@ class WeComChannelSettings(Section):
 class DingTalkChannelSettings(Section):
     """A DingTalk robot (Stream mode)."""
 
-    enabled: bool = Field(False, description="Connect to DingTalk.")
+    enabled: bool = Field(False, description="Not supported yet: only false is accepted.")
     client_id: str | None = Field(None, description="Application client ID (AppKey).")
     client_secret: Secret = Field(None, description="Application client secret (AppSecret).")
 
@@ -83,7 +104,7 @@ class DingTalkChannelSettings(Section):
 class FeishuChannelSettings(Section):
     """A Feishu / Lark application."""
 
-    enabled: bool = Field(False, description="Connect to Feishu.")
+    enabled: bool = Field(False, description="Not supported yet: only false is accepted.")
     app_id: str | None = Field(None, description="App ID.")
     app_secret: Secret = Field(None, description="App secret.")
     verification_token: Secret = Field(None, description="Event verification token.")
@@ -104,6 +125,12 @@ class ChannelRoute(Section):
     )
 
 
+class ChannelOffError(NotFoundError):
+    """A message came in on a channel that is switched off."""
+
+    code = "channel_off"
+
+
 class ChannelsSettings(Section):
     """Every channel; each one is switched on by its ``enabled`` flag."""
 
@@ -122,13 +149,25 @@ class ChannelsSettings(Section):
         "session per thread.",
     )
 
+    def require_on(self, name: Literal["cli", "http", "websocket"]) -> None:
+        """`NotFoundError` (code ``channel_off``) when channel ``name`` is switched off."""
+        channel: CliChannelSettings | HttpChannelSettings | WebSocketChannelSettings = getattr(
+            self, name
+        )
+        if not channel.enabled:
+            raise ChannelOffError(
+                f"the {name} channel is off: channels.{name}.enabled is false",
+                hint=f"set channels.{name}.enabled: true in the config to take messages here",
+                channel=name,
+            )
 
-CHANNEL_CREDENTIALS: dict[str, tuple[str, ...]] = {
-    "slack": ("bot_token",),
-    "discord": ("bot_token",),
-    "telegram": ("bot_token",),
-    "wecom": ("corp_id", "agent_id", "secret"),
-    "dingtalk": ("client_id", "client_secret"),
-    "feishu": ("app_id", "app_secret"),
+
+NOT_SUPPORTED_CHANNELS: dict[str, str] = {
+    "slack": "Slack",
+    "discord": "Discord",
+    "telegram": "Telegram",
+    "wecom": "WeCom",
+    "dingtalk": "DingTalk",
+    "feishu": "Feishu",
 }
-"""The keys an enabled channel cannot start without."""
+"""The channels with settings but no adapter yet, by key, with the name users know them by."""

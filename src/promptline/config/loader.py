@@ -16,7 +16,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from promptline.config.channels import CHANNEL_CREDENTIALS
 from promptline.config.env_overrides import env_layer
 from promptline.config.fieldpath import is_path, resolve_field
 from promptline.config.home import (
@@ -36,7 +35,7 @@ from promptline.config.issues import ConfigIssue, Origin, config_error
 from promptline.config.keypath import KeyPath, format_path
 from promptline.config.layers import Layer, MergedLayers, merge_layers
 from promptline.config.settings import Settings
-from promptline.config.validation import validation_issues
+from promptline.config.validation import not_supported_issues, validation_issues
 from promptline.config.yaml_source import YamlDocument, read_yaml_file
 
 __all__ = ["config_path", "load_settings", "promptline_home", "validate_config"]
@@ -324,7 +323,8 @@ def _settle_unresolved(data: Any, path: KeyPath) -> dict[str, str]:
 def _consistency_issues(
     settings: Settings, unresolved: Mapping[str, str], merged: MergedLayers
 ) -> list[ConfigIssue]:
-    """Keys that are valid alone but missing given another key (a backend, an enabled channel).
+    """Keys that are valid alone but missing given another key (a backend), and keys that ask
+    for a feature that is not supported yet.
 
     A key left empty by an unset ``${VAR}`` is not reported: it is in ``unresolved`` and
     `Settings.require` names the variable when the key is used.
@@ -352,16 +352,7 @@ def _consistency_issues(
             ("state", "backend"),
             "when state.backend is 'redis'",
         )
-    for name, keys in CHANNEL_CREDENTIALS.items():
-        channel = getattr(settings.channels, name)
-        if channel.enabled:
-            for key in keys:
-                need(
-                    ("channels", name, key),
-                    getattr(channel, key),
-                    ("channels", name, "enabled"),
-                    f"when channels.{name}.enabled is true",
-                )
+    issues += not_supported_issues(settings, merged)
     return issues
 
 

@@ -246,7 +246,10 @@ class SecuritySettings(Section):
         description="A tool no rule covers asks a person first unless it is read-only; "
         "false lets such tools run.",
     )
-    sandbox_enabled: bool = Field(False, description="Run tools inside a sandbox.")
+    sandbox_enabled: bool = Field(
+        False,
+        description="Not supported yet: only false is accepted (tools run without a sandbox).",
+    )
     resource_limits: ResourceLimitsSettings = Field(default_factory=ResourceLimitsSettings)
     audit_log: bool = Field(True, description="Record security-relevant events for audit.")
 

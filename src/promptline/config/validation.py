@@ -1,4 +1,11 @@
-"""Pydantic's validation errors as `ConfigIssue`s naming the source, the key and what is allowed."""
+"""Pydantic's validation errors as `ConfigIssue`s naming the source, the key and what is allowed;
+and the keys that load but whose feature does not exist yet.
+
+A setting is a promise. A key of a feature that is not built (the tool sandbox, the chat
+platform channels) is kept in the model, so a config written for it still reads, but a value
+that would switch the feature on is refused as "not supported yet"; a value that only waits
+for it (a bot token of a channel that is off) is a warning (`unused_key_warnings`).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +15,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
+from promptline.config.channels import NOT_SUPPORTED_CHANNELS
 from promptline.config.fieldpath import FieldTarget, describe, resolve_field
 from promptline.config.interpolation import Unresolved
 from promptline.config.issues import ConfigIssue
 from promptline.config.keypath import KeyPath
 from promptline.config.layers import MergedLayers
+from promptline.config.settings import Settings
 
 # Errors from our own validators carry a sentence of their own; all others are type/range errors.
 _OWN_MESSAGE = {"value_error", "assertion_error"}
@@ -95,3 +104,67 @@ def _shown(value: Any, target: FieldTarget) -> str:
         return f"a value of type {type(value).__name__}"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+NOT_SUPPORTED_DOCS = "see 'Not supported yet' in docs/configuration.md"
+
+
+def not_supported_issues(settings: Settings, merged: MergedLayers) -> list[ConfigIssue]:
+    """The keys that ask for a feature PromptLine does not have yet, each attributed to the
+    line or variable that set it."""
+    issues: list[ConfigIssue] = []
+
+    def refuse(path: KeyPath, why: str) -> None:
+        message = f"not supported yet: {why} ({NOT_SUPPORTED_DOCS})"
+        issues.append(ConfigIssue(message, key=path, origin=merged.origin(path)))
+
+    if settings.security.sandbox_enabled:
+        refuse(
+            ("security", "sandbox_enabled"),
+            "tools do not run in a sandbox (they run in the call's workspace with the limits "
+            "of security.resource_limits); remove the key or set it to false, and keep tools "
+            "that must be contained at ask or deny under tools:",
+        )
+    channels = settings.channels
+    for name, title in NOT_SUPPORTED_CHANNELS.items():
+        if getattr(channels, name).enabled:
+            refuse(
+                ("channels", name, "enabled"),
+                f"PromptLine has no {title} channel yet; set it to false (or remove it) and "
+                "reach agents over HTTP, the WebSocket or the terminal meanwhile",
+            )
+    gateway = settings.gateway
+    if channels.http.port is not None and channels.http.port != gateway.port:
+        refuse(
+            ("channels", "http", "port"),
+            f"the HTTP channel is served on gateway.port ({gateway.port}), and a port of its "
+            f"own is not; remove channels.http.port, or set gateway.port: {channels.http.port}",
+        )
+    ws_ports = {gateway.port, gateway.websocket_port or gateway.port}
+    if channels.websocket.port is not None and channels.websocket.port not in ws_ports:
+        where = f"gateway.port ({gateway.port})"
+        if gateway.websocket_port is not None:
+            where += f" and gateway.websocket_port ({gateway.websocket_port})"
+        refuse(
+            ("channels", "websocket", "port"),
+            f"/v1/ws is served on {where}, and a port of its own is not; remove "
+            "channels.websocket.port, or set gateway.websocket_port: "
+            f"{channels.websocket.port}",
+        )
+    return issues
+
+
+def unused_key_warnings(settings: Settings) -> list[str]:
+    """Keys that are set but read by nothing until their feature exists (a chat platform's
+    credentials); `promptline config validate` and `promptline doctor` show them."""
+    warnings: list[str] = []
+    channels = settings.channels
+    for name, title in NOT_SUPPORTED_CHANNELS.items():
+        channel = getattr(channels, name)
+        for key in type(channel).model_fields:
+            if key != "enabled" and getattr(channel, key) is not None:
+                warnings.append(
+                    f"channels.{name}.{key} is set, but PromptLine has no {title} channel yet, "
+                    f"so nothing reads it ({NOT_SUPPORTED_DOCS})"
+                )
+    return warnings

@@ -46,7 +46,9 @@ def _hub(request: Request) -> ChannelHub:
 async def send(body: ChannelMessage, request: Request, caller: CallerDep) -> dict[str, Any]:
     """Route the message (channel ``http``, the caller as the user, ``thread_id``) to its
     agent and session, run the agent, and answer with its reply. A failure is an answer
-    with ``error: true`` that says what went wrong."""
+    with ``error: true`` that says what went wrong. While ``channels.http.enabled`` is off
+    the answer is 404 ``channel_off``."""
+    gateway(request).app.settings.channels.require_on("http")
     message = InboundMessage.of(
         "http", caller.user_id, body.text, thread_id=body.thread_id, tenant_id=caller.tenant_id
     )

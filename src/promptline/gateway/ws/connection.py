@@ -2,7 +2,8 @@
 the order they arrive, every frame out goes through a bounded send queue, and subscriptions
 end with the socket.
 
-Close codes: 4401 unauthorized, 4403 origin refused, 4429 rate limited at the handshake,
+Close codes: 4401 unauthorized, 4403 origin refused, 4404 the WebSocket channel is off
+(``channels.websocket.enabled``), 4429 rate limited at the handshake,
 1009 frame too big (the server enforces ``gateway.ws_max_frame_bytes`` before the app reads
 the frame), 1013 slow client (more than ``gateway.ws_send_queue`` live events waited for it
 beyond a full send queue: reconnect and resubscribe with the last ``seq`` received), 1011 a

@@ -13,6 +13,7 @@ from promptline.gateway.deps import authenticate, gateway
 from promptline.security.auth import Caller
 
 __all__ = [
+    "CLOSE_CHANNEL_OFF",
     "CLOSE_ORIGIN_REFUSED",
     "CLOSE_RATE_LIMITED",
     "CLOSE_UNAUTHORIZED",
@@ -24,6 +25,7 @@ __all__ = [
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_ORIGIN_REFUSED = 4403
+CLOSE_CHANNEL_OFF = 4404
 CLOSE_RATE_LIMITED = 4429
 
 
@@ -39,8 +41,11 @@ async def admit(websocket: WebSocket) -> Caller | Refusal:
     """The caller of a handshake, or why it is refused. Either way the ``token`` query
     parameter is gone from the connection's scope afterwards (see `redact_token`)."""
     try:
+        settings = gateway(websocket).app.settings
+        if not settings.channels.websocket.enabled:
+            return Refusal(CLOSE_CHANNEL_OFF, "channel off: set channels.websocket.enabled: true")
         origin = websocket.headers.get("origin")
-        allowed = gateway(websocket).app.settings.gateway.allowed_origins
+        allowed = settings.gateway.allowed_origins
         if origin is not None and not origin_allowed(origin, allowed):
             return Refusal(CLOSE_ORIGIN_REFUSED, "origin not allowed: add it to allowed_origins")
         try:
