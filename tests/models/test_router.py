@@ -179,6 +179,12 @@ def group(
     )
 
 
+def configured(model_id: str, provider: FakeProvider) -> ModelGroup:
+    """A model served by one provider, its deployment named after the provider as the
+    settings name it."""
+    return ModelGroup(model_id, [Deployment(provider.name, provider, model_id.partition("/")[2])])
+
+
 def config(**kwargs: object) -> RouterConfig:
     kwargs.setdefault("retry", RetryPolicy(jitter=0.0))
     return RouterConfig(**kwargs)  # type: ignore[arg-type]
@@ -359,7 +365,7 @@ def test_router_rejects_duplicate_groups_and_deployment_names() -> None:
 # --- retries and fallback -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("error", [e429, e500, timeout], ids=["429", "5xx", "timeout"])
+@pytest.mark.parametrize("error", [e429, e500], ids=["429", "5xx"])
 async def test_router_falls_back_to_next_model_on_retryable_errors(error: object) -> None:
     primary = FakeProvider("openai", error(), error(), error())  # type: ignore[operator]
     backup = FakeProvider("deepseek")
@@ -371,6 +377,82 @@ async def test_router_falls_back_to_next_model_on_retryable_errors(error: object
     assert response.provider == "deepseek"
     assert len(primary.calls) == 3  # retry.max_attempts
     assert h.sleeps == [0.5, 1.0]  # backoff between the tries, none before the fallback
+
+
+async def test_a_deployment_that_timed_out_is_not_called_again_and_the_fallback_answers() -> None:
+    primary = FakeProvider("openai", timeout(), timeout(), timeout())
+    backup = FakeProvider("deepseek")
+    h = Harness(
+        [group("openai/gpt-4", primary), group("deepseek/deepseek-chat", backup)],
+        config(fallbacks={"openai/gpt-4": ["deepseek/deepseek-chat"]}),
+    )
+
+    response = await h.router.complete(ask("openai/gpt-4"))
+
+    assert response.provider == "deepseek"
+    assert len(primary.calls) == 1  # each call costs a whole time limit: once is enough
+    assert h.sleeps == []
+
+
+async def test_a_timeout_moves_on_to_another_deployment_of_the_same_model() -> None:
+    silent = FakeProvider("openai", timeout(), timeout())
+    healthy = FakeProvider("openai", e500(), "ok")
+    h = Harness([group("openai/gpt-4", silent, healthy)])
+
+    response = await h.router.complete(ask("openai/gpt-4"))
+
+    # The 5xx is retried (after a backoff) on the deployment that answered, not the silent one.
+    assert response.deployment == "openai/gpt-4#1"
+    assert (len(silent.calls), len(healthy.calls)) == (1, 2)
+    assert h.sleeps == [0.5]
+
+
+async def test_a_failure_repeated_on_every_attempt_is_reported_once_with_its_count() -> None:
+    refused = ProviderUnavailable(
+        "could not connect to http://127.0.0.1:1/v1/chat/completions: connection refused",
+        provider="local",
+        model="m",
+        hint="check that the server at http://127.0.0.1:1 is running",
+    )
+    h = Harness([configured("local/m", FakeProvider("local", refused, refused, refused))])
+
+    with pytest.raises(ProviderUnavailable) as info:
+        await h.router.complete(ask("local/m"))
+
+    message = info.value.message
+    assert message == (
+        "local/m: could not connect to http://127.0.0.1:1/v1/chat/completions: connection "
+        "refused — 3 attempts; no fallback model is configured for local/m"
+    )
+    assert info.value.hint is not None
+    assert info.value.hint.startswith("check that the server at http://127.0.0.1:1 is running")
+    assert "models.fallbacks" in info.value.hint
+    assert info.value.details["attempts"] == 3
+
+
+async def test_an_exhausted_request_names_each_candidate_and_what_it_did() -> None:
+    silent = ProviderTimeout(
+        "http://a/v1/chat/completions accepted the connection but sent no answer within 60 s",
+        provider="a",
+        model="m",
+    )
+    h = Harness(
+        [
+            configured("a/m", FakeProvider("a", silent)),
+            configured("b/m", FakeProvider("b", e500("b"), e500("b"), e500("b"))),
+        ],
+        config(fallbacks={"a/m": ["b/m"]}),
+    )
+
+    with pytest.raises(ProviderUnavailable) as info:
+        await h.router.complete(ask("a/m"))
+
+    assert info.value.message == (
+        "a/m: every candidate failed: a/m: http://a/v1/chat/completions accepted the "
+        "connection but sent no answer within 60 s — 1 attempt; b/m: HTTP 500 — 3 attempts; "
+        "fallbacks tried: b/m"
+    )
+    assert info.value.details["tried"] == ["a/m", "b/m"]
 
 
 async def test_router_does_not_retry_or_fall_back_on_400() -> None:

@@ -43,6 +43,11 @@ from promptline.config.plugins import (
     SkillsSettings,
 )
 from promptline.core.errors import ConfigError
+from promptline.models.transport import (
+    DEFAULT_CONNECT_TIMEOUT_SECS,
+    DEFAULT_FIRST_BYTE_TIMEOUT_SECS,
+    DEFAULT_TIMEOUT_SECS,
+)
 
 ToolPermission = Literal["allow", "ask", "deny"]
 StateBackend = Literal["file", "sqlite", "postgres", "redis"]
@@ -124,8 +129,19 @@ class ProviderSettings(Section):
     max_concurrency: Count | None = Field(None, description="Calls in flight at most.")
     rpm: Count | None = Field(None, description="Requests per minute at most.")
     tpm: Count | None = Field(None, description="Tokens per minute at most.")
-    timeout_secs: Seconds | None = Field(
-        None, description="Time allowed for one call; unset means the provider's default."
+    # The defaults are the transport's: the same for a provider built in code.
+    connect_timeout_secs: Seconds = Field(
+        DEFAULT_CONNECT_TIMEOUT_SECS,
+        description="Time allowed to open a connection (TLS and a proxy tunnel included).",
+    )
+    first_byte_timeout_secs: Seconds = Field(
+        DEFAULT_FIRST_BYTE_TIMEOUT_SECS,
+        description="Time allowed for the answer to start once the request is sent (a call "
+        "that is not streamed starts when its whole answer is made), and the longest silence "
+        "between two pieces of a streamed answer.",
+    )
+    timeout_secs: Seconds = Field(
+        DEFAULT_TIMEOUT_SECS, description="Time allowed for one whole call, streamed or not."
     )
     scripts_dir: ExpandedPath | None = Field(
         None, description="Folder of YAML/JSON scripts (type scripted); file name = model name."

@@ -35,9 +35,10 @@ from promptline.core.messages import (
 from promptline.models.sse import SseParser
 from promptline.models.transport import (
     HttpTransport,
-    TransportConnectError,
+    Timeouts,
     TransportError,
     TransportTimeout,
+    provider_failure,
     retry_after_seconds,
 )
 from promptline.models.types import (
@@ -654,23 +655,8 @@ def _error_from_status(
     return error
 
 
-def _transport_error(
-    exc: TransportError, provider: str, model: str, timeout: float
-) -> ProviderError:
-    if isinstance(exc, TransportTimeout):
-        return ProviderTimeout(
-            f"no answer within {timeout:g}s",
-            provider=provider,
-            model=model,
-            hint=f"raise models.providers.{provider}.timeout, or retry",
-        )
-    what = "connection failed" if isinstance(exc, TransportConnectError) else "transport error"
-    return ProviderUnavailable(
-        f"{what}: {exc}",
-        provider=provider,
-        model=model,
-        hint="check base_url and the network; retry or fail over",
-    )
+def _transport_error(exc: TransportError, provider: str, model: str, url: str) -> ProviderError:
+    return provider_failure(exc, provider=provider, model=model, url=url)
 
 
 # --- the provider ------------------------------------------------------------------------------
@@ -680,7 +666,7 @@ class AnthropicProvider:
     """Claude over the Anthropic Messages API.
 
     The transport is shared with other providers and belongs to whoever made it: `aclose`
-    leaves it open.
+    leaves it open. ``timeout`` is a `Timeouts`, or the seconds a whole call may take.
     """
 
     def __init__(
@@ -690,7 +676,7 @@ class AnthropicProvider:
         api_key: str | None,
         transport: HttpTransport,
         base_url: str = DEFAULT_BASE_URL,
-        timeout: float = 60.0,
+        timeout: float | Timeouts = Timeouts(),
         anthropic_version: str = DEFAULT_ANTHROPIC_VERSION,
         default_max_tokens: int = 4096,
     ) -> None:
@@ -705,8 +691,9 @@ class AnthropicProvider:
         self._api_key = api_key or None
         self._transport = transport
         root = base_url.rstrip("/")
-        self._url = (root if root.endswith("/v1") else root + "/v1") + "/messages"
-        self._timeout = timeout
+        self._root = root if root.endswith("/v1") else root + "/v1"
+        self._url = self._root + "/messages"
+        self._timeouts = Timeouts.of(timeout)
         self._version = anthropic_version
         self._default_max_tokens = default_max_tokens
 
@@ -725,14 +712,14 @@ class AnthropicProvider:
         model = request.model
         headers = self._headers(model, stream=False)
         body = self._body(request, stream=False)
-        timeout = request.timeout or self._timeout
+        timeout = self._timeouts.within(request.timeout)
         started = time.perf_counter()
         try:
             answer = await self._transport.request(
                 "POST", self._url, headers=headers, body=body, timeout=timeout
             )
         except TransportError as exc:
-            raise _transport_error(exc, self._name, model, timeout) from exc
+            raise _transport_error(exc, self._name, model, self._url) from exc
         latency_ms = (time.perf_counter() - started) * 1000
         if answer.status != 200:
             raise _error_from_status(answer.status, answer.body, answer.headers, self._name, model)
@@ -748,7 +735,7 @@ class AnthropicProvider:
         model = request.model
         headers = self._headers(model, stream=True)
         body = self._body(request, stream=True)
-        timeout = request.timeout or self._timeout
+        timeout = self._timeouts.within(request.timeout)
         decoder = AnthropicStreamDecoder(provider=self._name, model=model)
         started = time.perf_counter()
         ttft_ms: float | None = None
@@ -775,7 +762,7 @@ class AnthropicProvider:
                             yield delta
         except TransportError as exc:
             if isinstance(exc, TransportTimeout) or not decoder.started or decoder.done:
-                raise _transport_error(exc, self._name, model, timeout) from exc
+                raise _transport_error(exc, self._name, model, self._url) from exc
             raise ProviderUnavailable(
                 f"the stream was cut before its end: {exc}",
                 provider=self._name,
@@ -792,6 +779,29 @@ class AnthropicProvider:
                 hint="the connection dropped mid-answer; retry or fail over",
             )
         yield decoder.result(latency_ms=(time.perf_counter() - started) * 1000, ttft_ms=ttft_ms)
+
+    async def list_models(self, *, limits: Timeouts | None = None) -> list[str]:
+        """The model ids the API serves (``GET /v1/models``), within ``limits`` (default: the
+        provider's): a cheap call that shows the endpoint answers and takes the key. Raises
+        the errors a model call would."""
+        headers = self._headers("", stream=False)
+        headers.pop("content-type")
+        url = self._root + "/models"
+        try:
+            answer = await self._transport.request(
+                "GET", url, headers=headers, timeout=self._timeouts if limits is None else limits
+            )
+        except TransportError as exc:
+            raise provider_failure(exc, provider=self._name, model=None, url=url) from exc
+        if answer.status != 200:
+            raise _error_from_status(answer.status, answer.body, answer.headers, self._name, "")
+        try:
+            listed = orjson.loads(answer.body).get("data")
+        except (orjson.JSONDecodeError, AttributeError):
+            listed = None
+        if not isinstance(listed, list):
+            raise _bad(self._name, "", "the model list has no data array")
+        return [str(m["id"]) for m in listed if isinstance(m, dict) and "id" in m]
 
     async def aclose(self) -> None:
         """Nothing to release: the shared transport is closed by its owner."""

@@ -27,9 +27,9 @@ from promptline.core.messages import FilePart, ImagePart, Message, TextPart, Too
 from promptline.models.sse import SseParser
 from promptline.models.transport import (
     HttpTransport,
-    TransportConnectError,
+    Timeouts,
     TransportError,
-    TransportTimeout,
+    provider_failure,
     retry_after_seconds,
 )
 from promptline.models.types import (
@@ -571,6 +571,7 @@ class GeminiProvider:
     """Gemini over its REST API (``generateContent`` / ``streamGenerateContent?alt=sse``).
 
     The transport is shared with other providers and closed by its owner, not by `aclose`.
+    ``timeout`` is a `Timeouts`, or the seconds a whole call may take.
     """
 
     def __init__(
@@ -581,14 +582,14 @@ class GeminiProvider:
         transport: HttpTransport,
         base_url: str = DEFAULT_BASE_URL,
         api_version: str = "v1beta",
-        timeout: float = 60.0,
+        timeout: float | Timeouts = Timeouts(),
     ) -> None:
         """Talk to ``base_url`` (a proxy or the fake in tests) with ``api_key``."""
         self._name = name
         self._api_key = api_key
         self._transport = transport
         self._root = f"{base_url.rstrip('/')}/{api_version.strip('/')}"
-        self._timeout = timeout
+        self._timeouts = Timeouts.of(timeout)
 
     @property
     def name(self) -> str:
@@ -601,10 +602,14 @@ class GeminiProvider:
         answer = _Answer(self._name, model, time.perf_counter())
         try:
             reply = await self._transport.request(
-                "POST", url, headers=headers, body=body, timeout=request.timeout or self._timeout
+                "POST",
+                url,
+                headers=headers,
+                body=body,
+                timeout=self._timeouts.within(request.timeout),
             )
         except TransportError as exc:
-            raise self._transport_error(exc, model) from exc
+            raise self._transport_error(exc, model, url) from exc
         payload = _json(reply.body)
         if reply.status >= 400:
             raise gemini_error(reply.status, reply.headers, payload, self._name, model)
@@ -620,7 +625,11 @@ class GeminiProvider:
         parser = SseParser()
         try:
             async with self._transport.stream(
-                "POST", url, headers=headers, body=body, timeout=request.timeout or self._timeout
+                "POST",
+                url,
+                headers=headers,
+                body=body,
+                timeout=self._timeouts.within(request.timeout),
             ) as reply:
                 if reply.status >= 400:
                     raw = await reply.read()
@@ -633,7 +642,7 @@ class GeminiProvider:
                     for delta in self._event(answer, event.data):
                         yield delta
         except TransportError as exc:
-            raise self._transport_error(exc, model, streaming=True) from exc
+            raise self._transport_error(exc, model, url) from exc
         except InvalidInputError as exc:  # the SSE parser gave up on the byte stream
             raise answer.bad(exc.message) from exc
         yield answer.response(streamed=True)
@@ -644,6 +653,32 @@ class GeminiProvider:
         except orjson.JSONDecodeError:
             raise answer.bad("a stream event is not valid JSON", data=data[:200]) from None
         return answer.feed(chunk)
+
+    async def list_models(self, *, limits: Timeouts | None = None) -> list[str]:
+        """The model names the key may use (``GET models``, without the ``models/`` prefix),
+        within ``limits`` (default: the provider's): a cheap call that shows the endpoint
+        answers and takes the key. Raises the errors a model call would."""
+        if not self._api_key:
+            self._prepare(ModelRequest(model="", messages=[]), "")
+        url = f"{self._root}/models"
+        headers = {"x-goog-api-key": self._api_key or ""}
+        try:
+            reply = await self._transport.request(
+                "GET", url, headers=headers, timeout=self._timeouts if limits is None else limits
+            )
+        except TransportError as exc:
+            raise self._transport_error(exc, "", url) from exc
+        payload = _json(reply.body)
+        if reply.status >= 400:
+            raise gemini_error(reply.status, reply.headers, payload, self._name, "")
+        listed = payload.get("models") if isinstance(payload, dict) else None
+        if not isinstance(listed, list):
+            raise _Answer(self._name, "", 0.0).bad("the model list has no models array")
+        return [
+            str(m["name"]).removeprefix("models/")
+            for m in listed
+            if isinstance(m, dict) and "name" in m
+        ]
 
     async def aclose(self) -> None:
         """Nothing to release: the shared transport belongs to whoever built it."""
@@ -664,17 +699,6 @@ class GeminiProvider:
         headers = {"content-type": "application/json", "x-goog-api-key": self._api_key}
         return model, url, headers, orjson.dumps(gemini_request_body(request))
 
-    def _transport_error(
-        self, exc: TransportError, model: str, *, streaming: bool = False
-    ) -> ProviderError:
-        kw: dict[str, Any] = {"provider": self._name, "model": model}
-        if isinstance(exc, TransportTimeout):
-            return ProviderTimeout(
-                f"no answer in time ({exc})", hint="retry, or raise the request timeout", **kw
-            )
-        what = "the stream was cut" if streaming else "the connection failed"
-        if not isinstance(exc, TransportConnectError):
-            what = "the HTTP request failed"
-        return ProviderUnavailable(
-            f"{what}: {exc}", hint="retry; check base_url and the network if it persists", **kw
-        )
+    def _transport_error(self, exc: TransportError, model: str, url: str) -> ProviderError:
+        # The URL names the model and the method, never the key (it travels in a header).
+        return provider_failure(exc, provider=self._name, model=model, url=url)

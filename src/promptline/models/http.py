@@ -4,6 +4,7 @@ built on aiohttp (imported on first use, so importing the model layer stays chea
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING
@@ -11,10 +12,13 @@ from typing import TYPE_CHECKING
 from promptline.core.errors import ConfigError
 from promptline.models.transport import (
     HttpResponse,
+    Stage,
     StreamResponse,
+    Timeouts,
     TransportConnectError,
     TransportError,
-    TransportTimeout,
+    connect_failure,
+    timed_out,
 )
 
 if TYPE_CHECKING:
@@ -29,7 +33,8 @@ class SharedHttpTransport:
     ``max_connections_per_host`` bounds the open connections to one host (further requests
     wait for a free one); hosts do not share a limit. The client is created on first use in the
     running event loop; `aclose` closes every pooled connection. Proxies are taken from the
-    ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` environment variables.
+    ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` environment variables. Of `Timeouts`,
+    ``first_byte`` bounds every read (aiohttp has no separate limit for the first one).
     """
 
     def __init__(self, *, max_connections_per_host: int = 100) -> None:
@@ -51,25 +56,29 @@ class SharedHttpTransport:
         *,
         headers: Mapping[str, str],
         body: bytes | None = None,
-        timeout: float,  # noqa: ASYNC109 - the HttpTransport protocol's shape
+        timeout: float | Timeouts,  # noqa: ASYNC109 - the HttpTransport protocol's shape
     ) -> HttpResponse:
-        """Send a request and read the whole answer within ``timeout`` seconds."""
+        """Send a request and read the whole answer within ``timeout``."""
         import aiohttp
 
+        if not isinstance(timeout, Timeouts):
+            timeout = Timeouts.single(timeout, stream=False)
         session = self._client()
+        stage: Stage = "first_byte"
         try:
             async with session.request(
                 method,
                 url,
                 headers=dict(headers),
                 data=body,
-                timeout=aiohttp.ClientTimeout(total=timeout),
+                timeout=_client_timeout(timeout),
                 proxy=self._proxy_for(url),
             ) as answer:
+                stage = "body"
                 data = await answer.read()
                 return HttpResponse(answer.status, _headers(answer), data)
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _translate(exc, method, url, timeout) from exc
+            raise _translate(exc, method, url, timeout, stage) from exc
 
     def stream(
         self,
@@ -78,29 +87,36 @@ class SharedHttpTransport:
         *,
         headers: Mapping[str, str],
         body: bytes | None = None,
-        timeout: float,
+        timeout: float | Timeouts,
     ) -> AbstractAsyncContextManager[StreamResponse]:
-        """Send a request and receive the answer in chunks; ``timeout`` bounds the wait for the
-        connection, for the first byte and for every gap between chunks, not the whole answer."""
+        """Send a request and receive the answer in chunks, within ``timeout`` (one number
+        bounds the connection, the first byte and every gap between chunks, not the whole
+        answer)."""
+        if not isinstance(timeout, Timeouts):
+            timeout = Timeouts.single(timeout, stream=True)
         return self._stream(method, url, dict(headers), body, timeout)
 
     @asynccontextmanager
     async def _stream(
-        self, method: str, url: str, headers: dict[str, str], body: bytes | None, seconds: float
+        self, method: str, url: str, headers: dict[str, str], body: bytes | None, limits: Timeouts
     ) -> AsyncIterator[StreamResponse]:
         import aiohttp
 
         session = self._client()
-        limits = aiohttp.ClientTimeout(total=None, connect=seconds, sock_read=seconds)
         try:
             context = session.request(
-                method, url, headers=headers, data=body, timeout=limits, proxy=self._proxy_for(url)
+                method,
+                url,
+                headers=headers,
+                data=body,
+                timeout=_client_timeout(limits),
+                proxy=self._proxy_for(url),
             )
             answer = await context.__aenter__()
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _translate(exc, method, url, seconds) from exc
+            raise _translate(exc, method, url, limits, "first_byte") from exc
         try:
-            yield _StreamingAnswer(answer, method, url, seconds)
+            yield _StreamingAnswer(answer, method, url, limits)
         finally:
             if not answer.content.at_eof():
                 # Left unread (cut short by the caller): the connection cannot be reused.
@@ -158,7 +174,7 @@ class _StreamingAnswer:
     __slots__ = ("_answer", "_headers", "_method", "_timeout", "_url")
 
     def __init__(
-        self, answer: aiohttp.ClientResponse, method: str, url: str, timeout: float
+        self, answer: aiohttp.ClientResponse, method: str, url: str, timeout: Timeouts
     ) -> None:
         self._answer = answer
         self._headers = _headers(answer)
@@ -185,7 +201,7 @@ class _StreamingAnswer:
             try:
                 chunk = await content.readany()
             except (TimeoutError, aiohttp.ClientError) as exc:
-                raise _translate(exc, self._method, self._url, self._timeout) from exc
+                raise _translate(exc, self._method, self._url, self._timeout, "body") from exc
             if not chunk:
                 return
             yield chunk
@@ -197,22 +213,44 @@ class _StreamingAnswer:
         try:
             return await self._answer.read()
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _translate(exc, self._method, self._url, self._timeout) from exc
+            raise _translate(exc, self._method, self._url, self._timeout, "body") from exc
+
+
+def _client_timeout(limits: Timeouts) -> aiohttp.ClientTimeout:
+    import aiohttp
+
+    total = None if limits.total == math.inf else limits.total
+    return aiohttp.ClientTimeout(
+        total=total, sock_connect=limits.connect, sock_read=limits.first_byte
+    )
 
 
 def _headers(answer: aiohttp.ClientResponse) -> dict[str, str]:
     return {name.lower(): value for name, value in answer.headers.items()}
 
 
-def _translate(exc: BaseException, method: str, url: str, timeout: float) -> TransportError:
+def _translate(
+    exc: BaseException, method: str, url: str, limits: Timeouts, stage: Stage
+) -> TransportError:
     import aiohttp
 
     where = f"{method} {url}"
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return timed_out(method, url, "connect", "connect", limits.connect)
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        return timed_out(method, url, "first_byte", stage, limits.first_byte)
     if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
-        return TransportTimeout(f"{where}: no answer within {timeout:g} s")
+        return timed_out(method, url, "total", stage, limits.total)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        # Could not connect (refused, unknown host, untrusted certificate): nothing was sent.
+        reason = connect_failure(exc.os_error, exc.host)
+        return TransportConnectError(
+            f"{where}: cannot connect: {reason}", reason=reason, connecting=True
+        )
     if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
-        return TransportConnectError(f"{where}: {_describe(exc)}")
-    return TransportError(f"{where}: {_describe(exc)}")
+        reason = _describe(exc)
+        return TransportConnectError(f"{where}: {reason}", reason=reason)
+    return TransportError(f"{where}: {_describe(exc)}", reason=_describe(exc))
 
 
 def _describe(exc: BaseException) -> str:

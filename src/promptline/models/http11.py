@@ -18,9 +18,14 @@ from typing import Any, Final, TypeVar
 from promptline.core.errors import ConfigError, InvalidInputError
 from promptline.models.transport import (
     HttpResponse,
+    Stage,
+    TimeLimit,
+    Timeouts,
     TransportConnectError,
     TransportError,
     TransportTimeout,
+    connect_failure,
+    timed_out,
 )
 
 __all__ = ["MAX_HEAD_BYTES", "Http11Transport"]
@@ -58,6 +63,9 @@ class Http11Transport:
     a ``CONNECT`` tunnel, plain http is sent to the proxy with the absolute URI. Answers
     compressed with gzip or deflate are decompressed. Pools belong to the event loop that made
     them; `aclose` closes every connection and a later request opens new ones.
+
+    Time limits are a `Timeouts` (connecting, the answer's first byte and a streamed answer's
+    silences, the whole call) or one number (see `Timeouts.single`).
     """
 
     __slots__ = (
@@ -95,25 +103,27 @@ class Http11Transport:
         *,
         headers: Mapping[str, str],
         body: bytes | None = None,
-        timeout: float,  # noqa: ASYNC109 - the HttpTransport protocol's shape
+        timeout: float | Timeouts,  # noqa: ASYNC109 - the HttpTransport protocol's shape
     ) -> HttpResponse:
-        """Send a request and read the whole answer within ``timeout`` seconds (waiting for a
-        pooled connection included); an error status is an answer, not an exception."""
+        """Send a request and read the whole answer within ``timeout`` (waiting for a pooled
+        connection included); an error status is an answer, not an exception."""
         pool, target = self._route(url)
         head, close_after = pool.head(method, target, headers, body)
         deadlines = pool.deadlines
         task = _current_task()
         cancelling = task.cancelling()
-        deadlines.start(task, timeout)
+        if not isinstance(timeout, Timeouts):
+            timeout = Timeouts.single(timeout, stream=False)
+        limits = _Limits(deadlines, timeout, task)
         try:
-            answer = await _fetch(pool, method, head, body, close_after)
+            answer = await _fetch(pool, limits, method, head, body, close_after)
         except asyncio.CancelledError:
             if deadlines.stop(task) and task.uncancel() <= cancelling:
-                raise TransportTimeout(f"{method} {url}: no answer within {timeout:g} s") from None
+                raise limits.timed_out(method, url) from None
             raise
         except _Broken as exc:
             deadlines.stop(task)
-            raise TransportConnectError(f"{method} {url}: {exc}") from exc.__cause__
+            raise _connect_error(method, url, exc) from exc.__cause__
         except BaseException:
             deadlines.stop(task)
             raise
@@ -127,13 +137,15 @@ class Http11Transport:
         *,
         headers: Mapping[str, str],
         body: bytes | None = None,
-        timeout: float,
+        timeout: float | Timeouts,
     ) -> _Stream:
-        """Send a request and receive the answer in chunks; ``timeout`` bounds the wait for a
-        connection, for the first byte and for every gap between chunks, not the whole answer.
-        Leaving the block before the body's end closes the connection."""
+        """Send a request and receive the answer in chunks, within ``timeout`` (one number
+        bounds the connection, the first byte and every gap between chunks, not the whole
+        answer). Leaving the block before the body's end closes the connection."""
         pool, target = self._route(url)
         head, close_after = pool.head(method, target, headers, body)
+        if not isinstance(timeout, Timeouts):
+            timeout = Timeouts.single(timeout, stream=True)
         return _Stream(pool, method, url, head, body, timeout, close_after)
 
     async def aclose(self) -> None:
@@ -250,9 +262,13 @@ class _Deadlines:
         self._handle: asyncio.TimerHandle | None = None
         self._at = math.inf
 
-    def start(self, task: asyncio.Task[Any], seconds: float) -> None:
-        """Cancel ``task`` if it has not called `stop` within ``seconds``."""
-        when = self._loop.time() + seconds
+    def now(self) -> float:
+        """The loop's clock, which deadlines are on."""
+        return self._loop.time()
+
+    def start(self, task: asyncio.Task[Any], when: float) -> None:
+        """Cancel ``task`` if it has not called `stop` by ``when`` (the loop's clock; `math.inf`:
+        never), replacing the deadline it had."""
         self._due[task] = when
         if when < self._at:
             if self._handle is not None:
@@ -279,7 +295,52 @@ class _Deadlines:
             task.cancel()
         if due:
             self._at = min(due.values())
-            self._handle = self._loop.call_at(self._at, self._fire)
+            if self._at < math.inf:
+                self._handle = self._loop.call_at(self._at, self._fire)
+
+
+_LIMIT_OF: Final[dict[Stage, TimeLimit]] = {
+    "connect": "connect",
+    "first_byte": "first_byte",
+    "body": "first_byte",  # the silence between two pieces of a streamed answer
+}
+
+
+class _Limits:
+    """The deadlines of one call as it goes through its stages: each stage's own limit, all
+    within the total. It remembers which limit it set, to say which one ran out."""
+
+    __slots__ = ("deadlines", "end", "limit", "seconds", "stage", "task", "timeouts")
+
+    def __init__(self, deadlines: _Deadlines, timeouts: Timeouts, task: asyncio.Task[Any]) -> None:
+        self.deadlines = deadlines
+        self.timeouts = timeouts
+        self.task = task
+        self.end = deadlines.now() + timeouts.total
+        self.stage: Stage = "connect"
+        self.limit: TimeLimit = "total"
+        self.seconds = timeouts.total
+        # Waiting for a pooled connection is bounded by the total alone.
+        deadlines.start(task, self.end)
+
+    def arm(self, stage: Stage, seconds: float | None) -> None:
+        """From now on the call waits for ``stage``, for at most ``seconds`` (None: until the
+        end of the total)."""
+        self.stage = stage
+        if seconds is not None:
+            at = self.deadlines.now() + seconds
+            if at <= self.end:
+                self.limit = _LIMIT_OF[stage]
+                self.seconds = seconds
+                self.deadlines.start(self.task, at)
+                return
+        self.limit = "total"
+        self.seconds = self.timeouts.total
+        self.deadlines.start(self.task, self.end)
+
+    def timed_out(self, method: str, url: str) -> TransportTimeout:
+        """The error of the limit that ran out."""
+        return timed_out(method, url, self.limit, self.stage, self.seconds)
 
 
 _CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
@@ -480,7 +541,7 @@ class _Pool:
             close_after = "close" in (token.strip() for token in value.split(","))
         return raw, close_after
 
-    async def acquire(self) -> _Conn:
+    async def acquire(self, limits: _Limits) -> _Conn:
         """A connection to use: the newest fit idle one, a new one if under the cap, or the
         next one freed (in arrival order)."""
         idle = self.idle
@@ -494,7 +555,7 @@ class _Pool:
                 self.discard(conn)
         if self.open < self.cap:
             self.open += 1
-            return await self._open_in_slot()
+            return await self._open_in_slot(limits)
         waiter: asyncio.Future[_Conn | None] = asyncio.get_running_loop().create_future()
         self.waiters.append(waiter)
         try:
@@ -513,12 +574,12 @@ class _Pool:
         if handed is not None:
             handed.reused = True
             return handed
-        return await self._open_in_slot()
+        return await self._open_in_slot(limits)
 
-    async def _open_in_slot(self) -> _Conn:
+    async def _open_in_slot(self, limits: _Limits) -> _Conn:
         """Open a connection in a slot already counted in ``open``."""
         try:
-            reader, writer = await self.connect()
+            reader, writer = await self.connect(limits)
         except BaseException:
             self._free_slot()
             raise
@@ -526,10 +587,10 @@ class _Pool:
         self.conns.add(conn)
         return conn
 
-    async def reopen(self, conn: _Conn) -> None:
+    async def reopen(self, conn: _Conn, limits: _Limits) -> None:
         """Replace ``conn``'s stale connection with a fresh one in the same slot."""
         conn.close()
-        conn.reader, conn.writer = await self.connect()
+        conn.reader, conn.writer = await self.connect(limits)
         conn.reused = False
 
     def release(self, conn: _Conn) -> None:
@@ -571,8 +632,10 @@ class _Pool:
         self.idle.clear()
         return writers
 
-    async def connect(self) -> tuple[_Reader, asyncio.StreamWriter]:
-        """Open a connection: direct, or through the proxy (a CONNECT tunnel for https)."""
+    async def connect(self, limits: _Limits) -> tuple[_Reader, asyncio.StreamWriter]:
+        """Open a connection: direct, or through the proxy (a CONNECT tunnel for https), within
+        the connect limit."""
+        limits.arm("connect", limits.timeouts.connect)
         loop = asyncio.get_running_loop()
         reader = _Reader(limit=MAX_HEAD_BYTES, loop=loop)
         protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
@@ -591,7 +654,9 @@ class _Pool:
             transport, _ = await loop.create_connection(lambda: protocol, proxy.host, proxy.port)
         except OSError as exc:
             via = f" (through the proxy {proxy.url})" if proxy is not None else ""
-            raise _Broken(f"cannot connect{via}: {_describe(exc)}") from exc
+            host = proxy.host if proxy is not None else self.host
+            why = f"{connect_failure(exc, host)}{via}"
+            raise _Broken(f"cannot connect: {why}", True, why) from exc
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         if not self.tls:
             return reader, writer
@@ -602,7 +667,7 @@ class _Pool:
             writer.close()
             if isinstance(exc, OSError | asyncio.IncompleteReadError | asyncio.LimitOverrunError):
                 raise _Broken(
-                    f"the tunnel through the proxy {proxy.url} failed: {_describe(exc)}"
+                    f"the tunnel through the proxy {proxy.url} failed: {_describe(exc)}", True
                 ) from exc
             raise
         return reader, writer
@@ -613,16 +678,27 @@ class _Pool:
         writer.write(f"CONNECT {where} HTTP/1.1\r\nHost: {where}\r\n{auth}\r\n".encode())
         answer = _parse_head(await reader.readuntil(b"\r\n\r\n"), "CONNECT")
         if answer.status != 200:
-            raise _Broken(
-                f"the proxy {proxy.url} refused to open a tunnel to {where}: status {answer.status}"
-            )
+            refused = f"the proxy {proxy.url} refused to open a tunnel to {where}"
+            raise _Broken(f"{refused}: status {answer.status}", True)
 
 
 # --- answers ----------------------------------------------------------------------------------
 
 
 class _Broken(Exception):
-    """The connection failed or the answer is not HTTP (the caller adds method and URL)."""
+    """The connection failed or the answer is not HTTP (the caller adds method and URL);
+    ``connecting``: it could not be opened, so nothing was sent."""
+
+    def __init__(self, message: str, connecting: bool = False, reason: str = "") -> None:
+        super().__init__(message)
+        self.connecting = connecting
+        self.reason = reason or message
+
+
+def _connect_error(method: str, url: str, exc: _Broken) -> TransportConnectError:
+    return TransportConnectError(
+        f"{method} {url}: {exc}", reason=exc.reason, connecting=exc.connecting
+    )
 
 
 class _Head:
@@ -717,12 +793,13 @@ def _framed(status: int, http11: bool, headers: dict[str, str], method: str) -> 
 
 
 async def _exchange(
-    pool: _Pool, conn: _Conn, method: str, head: bytes, body: bytes | None
+    pool: _Pool, limits: _Limits, conn: _Conn, method: str, head: bytes, body: bytes | None
 ) -> _Head:
-    """Send the request on ``conn`` and read the answer's head, skipping 1xx answers. A reused
-    connection that closes before the first byte of the answer is replaced and the request
-    sent once more."""
+    """Send the request on ``conn`` and read the answer's head, skipping 1xx answers, within
+    the first-byte limit. A reused connection that closes before the first byte of the answer
+    is replaced and the request sent once more."""
     while True:
+        limits.arm("first_byte", limits.timeouts.first_byte)
         writer = conn.writer
         if body is None:
             writer.write(head)
@@ -739,14 +816,14 @@ async def _exchange(
             if conn.shut:
                 raise _Broken("the transport was closed during the call") from exc
             if conn.reused and not exc.partial:
-                await pool.reopen(conn)
+                await pool.reopen(conn, limits)
                 continue
             if not exc.partial:
                 raise _Broken("the server closed the connection without answering") from exc
             raise _Broken("the connection closed in the middle of the answer's head") from exc
         except ConnectionError as exc:
             if conn.reused and not conn.shut:
-                await pool.reopen(conn)
+                await pool.reopen(conn, limits)
                 continue
             raise _Broken(_describe(exc)) from exc
         except asyncio.LimitOverrunError as exc:
@@ -769,12 +846,13 @@ async def _read_head(reader: _Reader) -> bytes:
 
 
 async def _fetch(
-    pool: _Pool, method: str, head: bytes, body: bytes | None, close_after: bool
+    pool: _Pool, limits: _Limits, method: str, head: bytes, body: bytes | None, close_after: bool
 ) -> HttpResponse:
     """One whole request and answer on a pooled connection."""
-    conn = await pool.acquire()
+    conn = await pool.acquire(limits)
     try:
-        answer = await _exchange(pool, conn, method, head, body)
+        answer = await _exchange(pool, limits, conn, method, head, body)
+        limits.arm("body", None)
         reader = conn.reader
         framing = answer.framing
         if framing == _LENGTH:
@@ -967,9 +1045,10 @@ class _Stream:
         "_done",
         "_head",
         "_left",
+        "_limits",
         "_method",
         "_pool",
-        "_timeout",
+        "_timeouts",
         "_url",
     )
 
@@ -980,7 +1059,7 @@ class _Stream:
         url: str,
         head: bytes,
         body: bytes | None,
-        timeout: float,
+        timeouts: Timeouts,
         close_after: bool,
     ) -> None:
         self._pool = pool
@@ -988,7 +1067,8 @@ class _Stream:
         self._url = url
         self._head = head
         self._body = body
-        self._timeout = timeout
+        self._timeouts = timeouts
+        self._limits: _Limits | None = None
         self._close_after = close_after
         self._conn: _Conn | None = None
         self._answer: _Head | None = None
@@ -999,13 +1079,25 @@ class _Stream:
 
     async def __aenter__(self) -> _Stream:
         pool = self._pool
-        # Two windows of ``timeout``: getting a connection, then the answer's first byte.
-        conn = await self._within(pool.acquire())
+        task = _current_task()
+        cancelling = task.cancelling()
+        limits = self._limits = _Limits(pool.deadlines, self._timeouts, task)
         try:
-            answer = await self._within(_exchange(pool, conn, self._method, self._head, self._body))
+            conn = await self._within(task, cancelling, pool.acquire(limits))
+        except BaseException:
+            pool.deadlines.stop(task)
+            raise
+        try:
+            answer = await self._within(
+                task,
+                cancelling,
+                _exchange(pool, limits, conn, self._method, self._head, self._body),
+            )
         except BaseException:
             pool.discard(conn)
             raise
+        finally:
+            pool.deadlines.stop(task)
         self._conn = conn
         self._answer = answer
         self._left = answer.length
@@ -1042,15 +1134,23 @@ class _Stream:
         return self._answer.headers
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
-        """Body chunks as they arrive (decompressed); raises `TransportTimeout` after
-        ``timeout`` seconds without a byte, `TransportConnectError` if the connection drops."""
+        """Body chunks as they arrive (decompressed); raises `TransportTimeout` after the
+        first-byte limit without a byte or at the end of the total, `TransportConnectError` if
+        the connection drops."""
         decoder = self._decoder
         deadlines = self._pool.deadlines
         task = _current_task()
+        limits = self._limits
+        if limits is None:
+            raise _connect_error(
+                self._method, self._url, _Broken("the answer was read outside its block")
+            )
+        limits.task = task
+        gap = limits.timeouts.first_byte
         while not self._done:
             # Inlined `_within`: this runs once per chunk.
             cancelling = task.cancelling()
-            deadlines.start(task, self._timeout)
+            limits.arm("body", gap)
             try:
                 piece = await self._next()
             except asyncio.CancelledError:
@@ -1114,35 +1214,26 @@ class _Stream:
         self._done = not piece
         return piece
 
-    async def _within(self, step: Awaitable[_T]) -> _T:
-        """Await ``step`` within the timeout, mapping failures to transport errors."""
-        deadlines = self._pool.deadlines
-        task = _current_task()
-        cancelling = task.cancelling()
-        deadlines.start(task, self._timeout)
+    async def _within(self, task: asyncio.Task[Any], cancelling: int, step: Awaitable[_T]) -> _T:
+        """Await ``step`` (which arms the limits of its stages), mapping failures to transport
+        errors; the deadline is left running for the next step."""
         try:
-            result = await step
+            return await step
         except asyncio.CancelledError:
-            if deadlines.stop(task) and task.uncancel() <= cancelling:
+            if self._pool.deadlines.stop(task) and task.uncancel() <= cancelling:
                 raise self._timed_out() from None
             raise
         except _Broken as exc:
-            deadlines.stop(task)
             raise self._broken(exc) from exc.__cause__
         except OSError as exc:
-            deadlines.stop(task)
             raise self._broken(_Broken(_describe(exc))) from exc
-        except BaseException:
-            deadlines.stop(task)
-            raise
-        deadlines.stop(task)
-        return result
 
     def _timed_out(self) -> TransportTimeout:
-        return TransportTimeout(f"{self._method} {self._url}: no answer within {self._timeout:g} s")
+        assert self._limits is not None  # set before any wait
+        return self._limits.timed_out(self._method, self._url)
 
     def _broken(self, exc: _Broken) -> TransportError:
-        return TransportConnectError(f"{self._method} {self._url}: {exc}")
+        return _connect_error(self._method, self._url, exc)
 
 
 def _bad_url(url: str, why: str) -> InvalidInputError:

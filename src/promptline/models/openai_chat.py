@@ -36,8 +36,9 @@ from promptline.models.sse import SseEvent, SseParser
 from promptline.models.transport import (
     HttpTransport,
     StreamResponse,
+    Timeouts,
     TransportError,
-    TransportTimeout,
+    provider_failure,
     retry_after_seconds,
 )
 from promptline.models.types import (
@@ -486,21 +487,7 @@ def status_error(
 
 
 def _transport_error(exc: TransportError, where: _Call, url: str) -> ProviderError:
-    if isinstance(exc, TransportTimeout):
-        return ProviderTimeout(
-            f"no answer in time ({exc})",
-            provider=where.provider,
-            model=where.model,
-            hint="raise the request timeout, or retry; the provider may be overloaded",
-            url=url,
-        )
-    return ProviderUnavailable(
-        f"connection failed ({exc})",
-        provider=where.provider,
-        model=where.model,
-        hint=f"check that {url} is reachable; the provider may be down",
-        url=url,
-    )
+    return provider_failure(exc, provider=where.provider, model=where.model, url=url)
 
 
 # --- the provider -----------------------------------------------------------------------------
@@ -527,6 +514,8 @@ class OpenAIChatProvider:
     ``base_url`` is the API root that ``/chat/completions`` is appended to (it includes ``/v1``;
     for ``ollama`` a bare server URL gets ``/v1`` added). ``requires_api_key=False`` is for
     local servers (Ollama, vLLM, LM Studio): no ``Authorization`` header is sent without a key.
+    ``timeout`` is a `Timeouts`, or the seconds a whole call may take; a request's own
+    ``timeout`` bounds its call further.
     """
 
     def __init__(
@@ -537,21 +526,21 @@ class OpenAIChatProvider:
         api_key: str | None,
         transport: HttpTransport,
         default_headers: Mapping[str, str] | None = None,
-        timeout: float = 60.0,
+        timeout: float | Timeouts = Timeouts(),
         requires_api_key: bool = True,
     ) -> None:
         """Create the provider; nothing is sent until the first call."""
-        if timeout <= 0:
+        if not isinstance(timeout, Timeouts) and not timeout > 0:
             raise ConfigError(
                 f"provider {name}: timeout must be positive, got {timeout}",
-                hint="give the timeout in seconds, such as 60",
+                hint="give the timeout in seconds, such as 600",
             )
         self._name = name
         self._base_url = normalize_base_url(name, base_url)
         self._url = f"{self._base_url}/chat/completions"
         self._api_key = api_key or None
         self._transport = transport
-        self._timeout = timeout
+        self._timeouts = Timeouts.of(timeout)
         self._requires_api_key = requires_api_key
         headers = {"content-type": "application/json", "user-agent": "promptline"}
         headers.update({k.lower(): v for k, v in (default_headers or {}).items()})
@@ -571,7 +560,7 @@ class OpenAIChatProvider:
         api_key: str | None = None,
         base_url: str | None = None,
         default_headers: Mapping[str, str] | None = None,
-        timeout: float = 60.0,
+        timeout: float | Timeouts = Timeouts(),
     ) -> OpenAIChatProvider:
         """A provider for a configured name: the well-known endpoint and key rule of ``name``
         (`OPENAI_COMPATIBLE_ENDPOINTS`, `KEYLESS_PROVIDERS`) unless ``base_url`` is given."""
@@ -614,7 +603,7 @@ class OpenAIChatProvider:
                 self._url,
                 headers=self._json_headers,
                 body=body,
-                timeout=request.timeout or self._timeout,
+                timeout=self._timeouts.within(request.timeout),
             )
         except TransportError as exc:
             raise _transport_error(exc, where, self._url) from exc
@@ -639,7 +628,7 @@ class OpenAIChatProvider:
                 self._url,
                 headers=self._sse_headers,
                 body=body,
-                timeout=request.timeout or self._timeout,
+                timeout=self._timeouts.within(request.timeout),
             ) as answer:
                 if not 200 <= answer.status < 300:
                     raw = await answer.read()
@@ -685,6 +674,33 @@ class OpenAIChatProvider:
                 hint="the connection dropped mid-answer; retry the call",
             )
         yield self._final(state, where, started)
+
+    async def list_models(self, *, limits: Timeouts | None = None) -> list[str]:
+        """The model names the endpoint serves (``GET /models``), within ``limits`` (default:
+        the provider's): a cheap call that shows the endpoint answers and takes the
+        key. Raises the errors a model call would."""
+        where = _Call(self._name, "")
+        if self._requires_api_key and not self._api_key:
+            self._check(ModelRequest(model="", messages=[]))
+        url = f"{self._base_url}/models"
+        try:
+            answer = await self._transport.request(
+                "GET",
+                url,
+                headers=self._json_headers,
+                timeout=self._timeouts if limits is None else limits,
+            )
+        except TransportError as exc:
+            raise provider_failure(exc, provider=self._name, model=None, url=url) from exc
+        if not 200 <= answer.status < 300:
+            raise status_error(
+                answer.status, answer.headers, answer.body, provider=self._name, model=""
+            )
+        data = _loads(answer.body, where)
+        listed = data.get("data")
+        if not isinstance(listed, list):
+            _bad(where, "the model list has no data array", answer.body)
+        return [str(m["id"]) for m in listed if isinstance(m, dict) and "id" in m]
 
     async def aclose(self) -> None:
         """Nothing to release: the shared transport belongs to whoever created it."""

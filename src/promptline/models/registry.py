@@ -17,6 +17,7 @@ from promptline.models.scripted import (
     ScriptedProvider,
     load_scripts_dir,
 )
+from promptline.models.transport import Timeouts
 
 if TYPE_CHECKING:
     from promptline.models.provider import ModelProvider
@@ -32,8 +33,6 @@ __all__ = [
 
 SCRIPTED = "scripted"
 """Name of the scripted provider that is always there, configured or not."""
-
-DEFAULT_TIMEOUT_SECS = 60.0
 
 
 def infer_provider_type(name: str, configured: ProviderType | None = None) -> ProviderType:
@@ -113,6 +112,15 @@ class ProviderRegistry:
     def type_of(self, name: str) -> ProviderType:
         """The wire format provider ``name`` speaks."""
         return infer_provider_type(name, self.settings_of(name).type)
+
+    def timeouts_of(self, name: str) -> Timeouts:
+        """The time limits of provider ``name``'s calls, from its settings."""
+        config = self.settings_of(name)
+        return Timeouts(
+            connect=config.connect_timeout_secs,
+            first_byte=config.first_byte_timeout_secs,
+            total=config.timeout_secs,
+        )
 
     def models_of(self, name: str) -> list[str]:
         """The model names provider ``name`` lists (a scripted provider: its scripts)."""
@@ -212,7 +220,7 @@ class ProviderRegistry:
         if kind == "scripted":
             return ScriptedProvider(name, scripts=self.scripts(name))
         api_key = self._api_key(name, config, kind, model)
-        timeout = config.timeout_secs or DEFAULT_TIMEOUT_SECS
+        timeout = self.timeouts_of(name)
         transport = self._http()
         if kind == "anthropic":
             from promptline.models.anthropic import DEFAULT_BASE_URL, AnthropicProvider

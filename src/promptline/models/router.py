@@ -18,6 +18,7 @@ from promptline.core.errors import (
     ProviderBadResponse,
     ProviderError,
     ProviderRateLimited,
+    ProviderTimeout,
     ProviderUnavailable,
 )
 from promptline.core.messages import ImagePart, Usage
@@ -195,8 +196,12 @@ class ModelRouter:
     timeouts, dropped connections, garbage answers) is tried again on a deployment the request
     has not used yet, at once, or after an exponential backoff with jitter when every
     deployment has been tried (a Retry-After wins, capped by the policy's ``max_delay``);
-    after ``retry.max_attempts`` calls the next model is tried. A non-retryable error (400,
-    401/403) is the request's or the configuration's fault and is raised at once.
+    after ``retry.max_attempts`` calls the next model is tried. A deployment that timed out is
+    not called again for the request: each such call costs a whole time limit, so the request
+    moves on to another deployment or model at once. A non-retryable error (400, 401/403) is
+    the request's or the configuration's fault and is raised at once. When every candidate
+    has failed, one error says what each deployment did and how often (not every attempt's
+    text), and which fallbacks were tried.
 
     Streaming: a stream that fails before its first item reached the caller fails over like a
     call does. Once an item has been yielded, a failure is raised to the caller and never
@@ -430,19 +435,22 @@ class ModelRouter:
     ) -> tuple[T, _Lease]:
         policy = self._config.retry
         tokens = estimate_tokens(request)
-        errors: list[ProviderError] = []
+        errors: list[_Failure] = []
         for model_id in ids:
             group = self._groups[model_id]
             tried: set[int] = set()
+            silent: set[int] = set()  # timed out: not called again for this request
             backoffs = 0
             for attempt in range(1, policy.max_attempts + 1):
                 last = attempt == policy.max_attempts
+                if len(silent) == len(group.deployments):
+                    break
                 try:
-                    index, lease = await self._acquire(group, tokens, tried)
+                    index, lease = await self._acquire(group, tokens, tried, silent)
                 except (ProviderRateLimited, ProviderUnavailable) as exc:
                     # Every deployment is out (breakers) or over its budget for longer than
                     # the policy waits: the next model, at once.
-                    errors.append(exc)
+                    errors.append(_Failure(model_id, None, exc))
                     break
                 deployment = lease.state.deployment
                 # Copied only when the name changes: the copy costs more than routing does.
@@ -458,9 +466,12 @@ class ModelRouter:
                         lease.release()
                         raise
                     lease.fail()
-                    exc.add_note(f"deployment {deployment.name} of {model_id}")
-                    errors.append(exc)
+                    errors.append(_Failure(model_id, deployment.name, exc))
                     tried.add(index)
+                    if isinstance(exc, ProviderTimeout):
+                        silent.add(index)
+                        if len(silent) == len(group.deployments):
+                            break
                     if not last and not self._has_untried(group, tokens, tried):
                         await self._sleep(policy.delay_after(exc, backoffs, self._rng))
                         backoffs += 1
@@ -472,14 +483,14 @@ class ModelRouter:
         raise self._exhausted(ids, errors)
 
     async def _acquire(
-        self, group: _GroupState, tokens: int, tried: set[int]
+        self, group: _GroupState, tokens: int, tried: set[int], excluded: set[int]
     ) -> tuple[int, _Lease]:
         while True:
             eligible: list[int] = []
             busy = False
             rate_waits: list[float] = []
             for i, state in enumerate(group.deployments):
-                if not state.breaker.available():
+                if i in excluded or not state.breaker.available():
                     continue
                 reason = state.limits.blocked_by(tokens)
                 if reason is None:
@@ -540,31 +551,42 @@ class ModelRouter:
             cost = lease.state.group.capabilities.cost(response.usage)
         return replace(response, deployment=lease.state.deployment.name, cost_usd=cost)
 
-    def _exhausted(self, ids: Sequence[str], errors: list[ProviderError]) -> ProviderError:
+    def _exhausted(self, ids: Sequence[str], failures: list[_Failure]) -> ProviderError:
         first = self._groups[ids[0]].group
         provider, model = _split(first.model_id, first.deployments[0].provider.name)
-        # The last few are enough to see the pattern; all of them could be hundreds of lines.
-        summary = "; ".join(
-            " ".join([exc.message, *(f"[{n}]" for n in getattr(exc, "__notes__", []))])
-            for exc in errors[-5:]
-        )
-        tried = ", ".join(ids)
+        errors = [f.error for f in failures]
+        summary = _summary(failures)
+        fallbacks = [f for f in self._fallbacks.get(ids[0], []) if f != ids[0]]
+        if len(ids) > 1:
+            tried = f"; fallbacks tried: {', '.join(ids[1:])}"
+        elif fallbacks:
+            tried = f"; its fallbacks ({', '.join(fallbacks)}) could not serve this request"
+        else:
+            tried = f"; no fallback model is configured for {ids[0]}"
+        hints = list(dict.fromkeys(e.hint for e in errors if e.hint))
         if errors and all(isinstance(e, ProviderRateLimited) for e in errors):
             waits = [e.retry_after for e in errors if isinstance(e, ProviderRateLimited)]
             known = [w for w in waits if w is not None]
             error: ProviderError = ProviderRateLimited(
-                f"every candidate ({tried}) is rate limited: {summary}",
+                f"every candidate is rate limited: {summary}{tried}",
                 provider=provider,
                 model=model,
                 retry_after=min(known) if known else None,
+                attempts=len(errors),
             )
         else:
+            hint = hints[0] if len(hints) == 1 else "see what each candidate did above"
+            if len(ids) == 1 and not fallbacks:
+                hint += f"; models.fallbacks can name models to try when {ids[0]} fails"
             error = ProviderUnavailable(
-                f"every candidate ({tried}) failed after {len(errors)} attempts: {summary}",
+                f"{summary}{tried}"
+                if len(ids) == 1
+                else f"every candidate failed: {summary}{tried}",
                 provider=provider,
                 model=model,
-                hint="check the providers' status, or add deployments or fallback models",
+                hint=hint,
                 attempts=len(errors),
+                tried=list(ids),
             )
         error.__cause__ = errors[-1] if errors else None
         return error
@@ -598,6 +620,43 @@ class ModelRouter:
 
 def _unique(ids: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(ids))
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """One failed try: the model, the deployment called (None: none could be), the error."""
+
+    model_id: str
+    deployment: str | None
+    error: ProviderError
+
+
+def _reason(error: ProviderError) -> str:
+    """The error's message without the ``provider/model:`` it starts with."""
+    prefix = f"{error.provider}/{error.model}: " if error.model else f"{error.provider}: "
+    return error.message.removeprefix(prefix)
+
+
+def _summary(failures: Sequence[_Failure]) -> str:
+    """What each deployment did, said once with how often: the same failure three times is
+    one phrase with "3 attempts", not the same text three times."""
+    seen: dict[tuple[str, str | None, str], int] = {}
+    for failure in failures:
+        key = (failure.model_id, failure.deployment, _reason(failure.error))
+        seen[key] = seen.get(key, 0) + 1
+    many_models = len({model_id for model_id, _, _ in seen}) > 1
+    parts = []
+    for (model_id, deployment, reason), count in seen.items():
+        where = []
+        if many_models:
+            where.append(model_id)
+        if deployment is not None and deployment != model_id.partition("/")[0]:
+            where.append(f"deployment {deployment}")
+        tries = f" — {count} attempts" if count > 1 else " — 1 attempt"
+        if deployment is None:
+            tries = ""
+        parts.append((f"{' '.join(where)}: " if where else "") + reason + tries)
+    return "; ".join(parts)
 
 
 def _why_not(
