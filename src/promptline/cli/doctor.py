@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -12,7 +13,9 @@ from typing import TYPE_CHECKING, Literal
 from promptline.cli.runtime import CliOptions, console, load_settings
 
 if TYPE_CHECKING:
+    from promptline.config.plugins import McpServerSettings
     from promptline.config.settings import Settings
+    from promptline.models.registry import ProviderRegistry
 
 Status = Literal["ok", "warn", "fail"]
 SERVICE_TIMEOUT_SECONDS = 3.0
@@ -53,6 +56,7 @@ async def gather_checks(options: CliOptions) -> list[Check]:
     checks.extend(await _database(settings))
     checks.extend(_state_files(settings))
     checks.extend(await _state_services(settings))
+    checks.extend(await _live(settings))
     return checks
 
 
@@ -254,6 +258,132 @@ async def _ping_redis(url: str, name: str, failing: Status) -> Check:
         return Check(name, failing, f"{_mask_url(url)}: {exc}", hint)
     finally:
         await client.aclose()
+
+
+PROVIDER_CONNECT_SECONDS = 3.0
+PROVIDER_ANSWER_SECONDS = 5.0
+"""Doctor's limits for a provider: connecting, then its list of models, which a provider that
+works at all sends at once (a model call may take minutes; this one does not)."""
+MCP_SECONDS = 10.0
+"""The longest doctor waits for an MCP server to start and list its tools (less when its
+``startup_timeout_secs`` is shorter)."""
+
+
+async def _live(settings: Settings) -> list[Check]:
+    """Every configured model provider and enabled MCP server, called now (all at once), and
+    whether the default model's provider answered."""
+    from promptline.models.registry import ProviderRegistry
+
+    registry = ProviderRegistry(settings)
+    names = [n for n in settings.models.providers if registry.type_of(n) != "scripted"]
+    servers = [(n, s) for n, s in settings.mcp_servers.items() if s.enabled]
+    # A server that fails is reported below; its connection's own log lines would say it twice.
+    quiet = logging.getLogger("promptline.mcp")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        # Providers first, then servers: starting an MCP client imports its SDK, which holds
+        # the event loop long enough to eat into a provider's short limits.
+        found = await asyncio.gather(*(_provider(registry, name) for name in names))
+        found += await asyncio.gather(*(_mcp_server(n, server) for n, server in servers))
+    finally:
+        quiet.setLevel(level)
+        await registry.aclose()
+    checks = list(found)
+    checks.append(_default_model(settings, registry, dict(zip(names, found, strict=False))))
+    return checks
+
+
+async def _provider(registry: ProviderRegistry, name: str) -> Check:
+    import time
+
+    from promptline.core.errors import PromptLineError, ProviderTimeout
+    from promptline.models.transport import Timeouts
+
+    label = f"provider {name}"
+    limits = Timeouts(
+        connect=PROVIDER_CONNECT_SECONDS,
+        first_byte=PROVIDER_ANSWER_SECONDS,
+        total=PROVIDER_CONNECT_SECONDS + PROVIDER_ANSWER_SECONDS,
+    )
+    started = time.perf_counter()
+    try:
+        provider = registry.provider(name)
+        listing = getattr(provider, "list_models", None)
+        if listing is None:
+            return Check(label, "warn", "configured, but its kind cannot be checked live")
+        models = await listing(limits=limits)
+    except ProviderTimeout as exc:
+        # The limits that ran out are doctor's, not the provider's settings.
+        url = exc.details.get("url", name)
+        if exc.details.get("limit") == "connect_timeout_secs":
+            what = f"could not connect to {url} within {PROVIDER_CONNECT_SECONDS:g} s"
+        else:
+            what = f"{url} took the connection but did not answer within {limits.first_byte:g} s"
+        return Check(
+            label,
+            "fail",
+            what,
+            f"check that the server is up and that models.providers.{name}.base_url points at "
+            "its model API (a provider lists its models at once)",
+        )
+    except PromptLineError as exc:
+        return Check(label, "fail", exc.message, exc.hint)
+    elapsed = (time.perf_counter() - started) * 1000
+    where = getattr(provider, "base_url", None) or getattr(provider, "url", None) or name
+    return Check(label, "ok", f"{where} answered in {elapsed:.0f} ms ({len(models)} models)")
+
+
+async def _mcp_server(name: str, server: McpServerSettings) -> Check:
+    from promptline.tools.mcp.connection import McpConnection
+
+    label = f"mcp server {name}"
+    within = min(float(server.startup_timeout_secs), MCP_SECONDS)
+    connection = McpConnection(name, server)
+    try:
+        connection.start()
+        state = await connection.wait_settled(within)
+        if state == "connected":
+            tools = connection.tools or []
+            return Check(label, "ok", f"{server.kind}, {len(tools)} tool(s)")
+        why = connection.error or f"it did not start and list its tools within {within:g} s"
+        return Check(
+            label,
+            "fail",
+            why,
+            f"check mcp_servers.{name} ({'command' if server.command else 'url'}); "
+            f"`promptline mcp list` shows its state",
+        )
+    finally:
+        await connection.close()
+
+
+def _default_model(
+    settings: Settings, registry: ProviderRegistry, providers: dict[str, Check]
+) -> Check:
+    from promptline.cli.launch import FALLBACK_MODEL
+    from promptline.core.errors import PromptLineError
+
+    default = settings.models.default
+    if not default:
+        return Check(
+            "default model",
+            "ok",
+            f"{FALLBACK_MODEL}, offline (set models.default to use a provider)",
+        )
+    try:
+        resolved = registry.resolve(default)
+    except PromptLineError as exc:
+        return Check("default model", "fail", exc.message, exc.hint)
+    found = providers.get(resolved.provider)
+    if found is not None and found.status == "fail":
+        return Check(
+            "default model",
+            "fail",
+            f"{resolved.id}: its provider {resolved.provider} does not work (see above)",
+            found.hint,
+        )
+    return Check("default model", "ok", resolved.id)
 
 
 def _mask_url(url: str) -> str:
