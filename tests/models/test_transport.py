@@ -111,7 +111,7 @@ async def timed(call: Awaitable[object]) -> tuple[BaseException, float]:
     """The error ``call`` raises and how long it took to."""
     loop = asyncio.get_running_loop()
     started = loop.time()
-    with pytest.raises(Exception) as caught:
+    with pytest.raises((TransportTimeout, TransportConnectError)) as caught:
         await call
     return caught.value, loop.time() - started
 

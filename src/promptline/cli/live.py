@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
@@ -238,6 +239,7 @@ class RunView:
         self._shared = self.notes is self.out or (_isatty(self.out) and _isatty(self.notes))
         self._calls: dict[str, str] = {}  # permission request id -> tool call id
         self._refused: set[str] = set()  # tool call ids whose permission was denied
+        self.spinner = Spinner(self.notes, self.style)
 
     # -- output ------------------------------------------------------------------------------
 
@@ -245,12 +247,14 @@ class RunView:
         """Append streamed answer text."""
         if not text:
             return
+        self.spinner.stop()
         self.out.write(text)
         self.out.flush()
         self._line_open = not text.endswith("\n")
 
     def note(self, line: str) -> None:
         """Print a line of its own to the notes stream."""
+        self.spinner.stop()
         self._close_line()
         self.notes.write(line + "\n")
         self.notes.flush()
@@ -285,6 +289,7 @@ class RunView:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+            self.spinner.stop()
             await subscription.close()
         self.end(result)
         return result
@@ -305,6 +310,8 @@ class RunView:
         kind = event.type
         if kind == "llm_command":
             self._streamed = False
+            if not self._line_open:
+                self.spinner.start(f"waiting for {data.model}")
         elif kind == "llm_delta":
             if self.stream and data.text:
                 was_thinking = self._filter.thinking
@@ -407,6 +414,74 @@ class RunView:
             self.note(self.style.yellow(f"run {result.status}"))
         elif self.footer:
             self.note(self.style.dim(summary(result)))
+
+
+class Spinner:
+    """While a run waits for a model, one line on the terminal that says so and for how long
+    ("⠙ waiting for openai/gpt-4o · 12 s"), redrawn in place and erased as soon as anything
+    else is shown. Drawn only on a terminal; ``clock`` is injectable for tests."""
+
+    FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+    INTERVAL = 0.1
+    """Seconds between two frames."""
+
+    def __init__(
+        self, out: TextIO, style: Style, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.out = out
+        self.style = style
+        self.enabled = _isatty(out)
+        self.clock = clock
+        self.label: str | None = None
+        self._since = 0.0
+        self._frame = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, label: str) -> None:
+        """Show ``label`` with the time waited from now, until `stop`."""
+        if not self.enabled:
+            return
+        self.label = label
+        self._since = self.clock()
+        self.draw()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._animate())
+
+    def line(self) -> str:
+        """The text of the current frame."""
+        frame = self.FRAMES[self._frame % len(self.FRAMES)]
+        return f"{frame} {self.label} · {elapsed(self.clock() - self._since)}"
+
+    def draw(self) -> None:
+        """Redraw the line in place (the next frame)."""
+        if self.label is None:
+            return
+        self.out.write("\r" + self.style.dim(self.line()) + "\x1b[K")
+        self.out.flush()
+        self._frame += 1
+
+    def stop(self) -> None:
+        """Erase the line, if one is shown."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+        if self.label is not None:
+            self.label = None
+            self.out.write("\r\x1b[K")
+            self.out.flush()
+
+    async def _animate(self) -> None:
+        while True:
+            await asyncio.sleep(self.INTERVAL)
+            self.draw()
+
+
+def elapsed(seconds: float) -> str:
+    """``12 s``, ``3 min 5 s``: a wait as a person reads it."""
+    whole = int(max(seconds, 0.0))
+    if whole < 60:
+        return f"{whole} s"
+    return f"{whole // 60} min {whole % 60} s"
 
 
 def summary(result: RunResult) -> str:
