@@ -89,7 +89,8 @@ class App:
             from promptline.tools.builtin import builtin_tools
             from promptline.tools.registry import ToolRegistry
 
-            self._tools = ToolRegistry(builtin_tools())
+            web_allow = self.settings.security.web_get_allow
+            self._tools = ToolRegistry(builtin_tools(web_allow=web_allow))
             if self.settings.skills.enabled:
                 from promptline.tools.skills import register_skill_tools
 

@@ -10,6 +10,7 @@ import pytest
 
 from promptline.config import Settings, load_settings
 from promptline.security.policy import PermissionPolicy
+from promptline.tools.builtin import builtin_tools
 
 DOC = Path(__file__).parents[2] / "docs" / "permissions.md"
 
@@ -65,7 +66,11 @@ def test_the_worked_example_decides_as_its_table_says(row: list[str], tmp_path: 
     policy = PermissionPolicy(_load(yaml, tmp_path))
     rules = dict([session.split(": ")]) if session else {}
 
-    decision = policy.decide(tool, agent=agent or None, user=user or None, session_rules=rules)
+    read_only = tool in {t.name for t in builtin_tools() if t.read_only}
+
+    decision = policy.decide(
+        tool, read_only=read_only, agent=agent or None, user=user or None, session_rules=rules
+    )
 
     assert (decision.mode, decision.level) == (answer, level)
 

@@ -6,6 +6,8 @@ The shape follows the configuration example of the product brief, section by sec
 from __future__ import annotations
 
 import difflib
+import ipaddress
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -264,6 +266,32 @@ class SecuritySettings(Section):
     )
     sandbox_enabled: bool = Field(
         False,
+_HOST_LABEL = r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?"
+_HOST_PATTERN = re.compile(rf"^(\*\.)?{_HOST_LABEL}(\.{_HOST_LABEL})*$")
+
+
+def parse_web_allow_entry(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | str:
+    """An entry of ``security.web_get_allow``: an address or network (``10.0.0.0/8``,
+    ``::1``), else a host name in lower case, exact or ``*.``-prefixed for every name below
+    it; `ValueError` says what is wrong."""
+    text = entry.strip().lower().rstrip(".")
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        pass
+    if not _HOST_PATTERN.match(text):
+        raise ValueError(
+            f"{entry!r} is neither an address, a network (10.0.0.0/8, fd00::/8) nor a host "
+            "name (intranet.example.com, *.corp.example)"
+        )
+    return text
+
+
+def _web_allow_entry(entry: str) -> str:
+    parse_web_allow_entry(entry)
+    return entry
+
+
         description="Not supported yet: only false is accepted (tools run without a sandbox).",
     )
     resource_limits: ResourceLimitsSettings = Field(default_factory=ResourceLimitsSettings)
@@ -278,6 +306,12 @@ class ToolRuleSettings(Section):
     that way.
     """
 
+    web_get_allow: list[Annotated[str, AfterValidator(_web_allow_entry)]] = Field(
+        default_factory=list,
+        description="Hosts (intranet.example.com, *.corp.example), addresses and networks "
+        "(10.1.0.0/16, fd00::/8) web_get may reach although they are not public (loopback, "
+        "link-local, private, unique-local); everything else non-public is refused.",
+    )
     config_description: ClassVar[str] = (
         "one of 'allow', 'ask', 'deny', or a mapping with the keys mode, final, when, otherwise"
     )

@@ -22,6 +22,7 @@ from promptline.tools.registry import matches
 
 __all__ = [
     "LEVELS",
+    "REACHES_OUT",
     "Level",
     "PermissionDecision",
     "PermissionPolicy",
@@ -36,6 +37,11 @@ LEVELS: tuple[Level, ...] = get_args(Level)
 
 RuleLike = ToolRuleSettings | str | Mapping[str, Any]
 """A rule as written in config: a word (``allow``/``ask``/``deny``) or a mapping."""
+
+REACHES_OUT = frozenset({"web_get"})
+"""Read-only tools whose default is still that of a tool that changes things (ask, unless
+``security.require_approval`` is off): what they read comes from beyond this machine, chosen
+by the model."""
 
 _WILDCARDS = "*?["
 _MAX_SHOWN = 120
@@ -241,16 +247,18 @@ class PermissionPolicy:
         return decided or self._default(tool, read_only)
 
     def _default(self, tool: str, read_only: bool) -> PermissionDecision:
-        if read_only:
+        reaches_out = tool in REACHES_OUT
+        if read_only and not reaches_out:
             return PermissionDecision("allow", "default", f"no rule covers {tool}; it is read-only")
+        what = f"{tool}, which reaches the network," if reaches_out else tool
         if self._require_approval:
             return PermissionDecision(
                 "ask",
                 "default",
-                f"no rule covers {tool} and security.require_approval is on, so it needs approval",
+                f"no rule covers {what} and security.require_approval is on, so it needs approval",
             )
         return PermissionDecision(
-            "allow", "default", f"no rule covers {tool} and security.require_approval is off"
+            "allow", "default", f"no rule covers {what} and security.require_approval is off"
         )
 
     def _levels(

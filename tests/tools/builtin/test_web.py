@@ -1,11 +1,11 @@
-"""web_get against a tiny HTTP server on 127.0.0.1: text and HTML, charsets, redirects, the
-size and time limits, and refusals (other schemes, binary content)."""
+"""web_get against a tiny HTTP server on 127.0.0.1 (which these tests allow it to reach): text
+and HTML, charsets, redirects, the size and time limits, and refusals (other schemes, binary
+content). Which addresses it may reach is tested in test_web_guard.py."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -13,11 +13,15 @@ import pytest
 from promptline.core.errors import InvalidInputError
 from promptline.tools import ToolOutput
 from promptline.tools.base import ToolError
-from promptline.tools.builtin import builtin_tools, web_get_tool
+from promptline.tools.builtin import web_get_tool
 from promptline.tools.builtin.web import DEFAULT_MAX_BYTES
 from tools.support import call
 
 Route = Callable[[asyncio.StreamWriter], Awaitable[None]]
+HEADS: list[bytes] = []
+"""The heads of the requests the server received, oldest first."""
+LOCAL = ["127.0.0.1"]
+"""What these tests let web_get reach: the test server."""
 
 
 def answer(status: str, content_type: str | None, body: bytes, **headers: str) -> Route:
@@ -65,6 +69,7 @@ async def server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
         handlers.add(task)
         try:
             head = await reader.readuntil(b"\r\n\r\n")
+            HEADS.append(head)
             path = head.split(b" ", 2)[1].decode()
             route = ROUTES.get(path, answer("404 Not Found", "text/plain", b"no route"))
             await route(writer)
@@ -85,7 +90,7 @@ async def server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
 
 
 async def fetch(workspace: Path, url: str, **options: float) -> ToolOutput:
-    tool = web_get_tool(**options)  # type: ignore[arg-type]
+    tool = web_get_tool(allow=LOCAL, **options)  # type: ignore[arg-type]
     result = await call(tool, workspace, url=url)
     assert isinstance(result, ToolOutput)
     return result
@@ -111,7 +116,7 @@ async def test_the_declared_charset_is_used(server: str, workspace: Path) -> Non
 
 
 async def test_html_is_returned_as_readable_text_unless_raw(server: str, workspace: Path) -> None:
-    tool = web_get_tool()
+    tool = web_get_tool(allow=LOCAL)
 
     readable = await call(tool, workspace, url=f"{server}/html")
     raw = await call(tool, workspace, url=f"{server}/html", raw=True)
@@ -208,46 +213,16 @@ def test_web_get_is_read_only_and_checks_its_options() -> None:
         web_get_tool(max_bytes=0)
 
 
-class FakeAnswer:
-    status = 200
-    headers = {"content-type": "text/plain"}
-
-    async def iter_bytes(self) -> AsyncIterator[bytes]:
-        yield b"from the fake"
-
-    async def read(self) -> bytes:
-        return b"from the fake"
-
-
-class FakeTransport:
-    """An `HttpTransport` that answers every request itself and remembers them."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, str, dict[str, str], float]] = []
-
-    @asynccontextmanager
-    async def stream(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str],
-        body: bytes | None = None,
-        timeout: float,  # noqa: ASYNC109 - the HttpTransport protocol's shape
-    ) -> AsyncIterator[FakeAnswer]:
-        self.requests.append((method, url, dict(headers), timeout))
-        yield FakeAnswer()
-
-
-async def test_the_given_http_client_is_used_and_asked_for_uncompressed_text(
-    workspace: Path,
+async def test_the_request_asks_for_uncompressed_text_and_closes_the_connection(
+    server: str, workspace: Path
 ) -> None:
-    transport = FakeTransport()
-    [tool] = [t for t in builtin_tools(http=transport) if t.name == "web_get"]  # type: ignore[arg-type]
+    HEADS.clear()
 
-    result = await call(tool, workspace, url="https://example.com/page")
+    await fetch(workspace, f"{server}/text")
 
-    assert result.content.endswith("\n\nfrom the fake")
-    [(method, url, headers, timeout)] = transport.requests
-    assert (method, url, timeout) == ("GET", "https://example.com/page", 30.0)
-    assert headers["Accept-Encoding"] == "identity"
+    [head] = HEADS
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "GET /text HTTP/1.1"
+    assert f"Host: {server.removeprefix('http://')}" in lines
+    assert "Accept-Encoding: identity" in lines
+    assert "Connection: close" in lines

@@ -3,7 +3,8 @@ call's workspace."""
 
 from __future__ import annotations
 
-from promptline.models.transport import HttpTransport
+from collections.abc import Iterable
+
 from promptline.tools.base import Tool
 from promptline.tools.builtin.file_delete import file_delete
 from promptline.tools.builtin.file_read import file_read
@@ -41,11 +42,11 @@ BUILTIN_TOOL_NAMES = (
 """The built-in tools' names, as the ``tools:`` permissions of the configuration use them."""
 
 
-def builtin_tools(*, http: HttpTransport | None = None) -> list[Tool]:
+def builtin_tools(*, web_allow: Iterable[str] = ()) -> list[Tool]:
     """A fresh list of the built-in tools, in `BUILTIN_TOOL_NAMES` order.
 
-    ``http`` is the HTTP client ``web_get`` uses (pass the app's shared one); by default it
-    gets a built-in client of its own.
+    ``web_allow`` lists the hosts and networks ``web_get`` may reach although they are not
+    public (``security.web_get_allow``).
     """
     return [
         file_read,
@@ -54,6 +55,6 @@ def builtin_tools(*, http: HttpTransport | None = None) -> list[Tool]:
         shell_execute,
         git_status,
         git_commit,
-        web_get_tool(transport=http),
+        web_get_tool(allow=web_allow),
         codebase_search,
     ]

@@ -1,21 +1,26 @@
-"""``web_get``: one http(s) URL fetched over the project's own HTTP client, with a size and a
-time limit, its text returned (HTML reduced to its readable text)."""
+"""``web_get``: one http(s) URL fetched with a size and a time limit, its text returned (HTML
+reduced to its readable text). Only public addresses are reached, checked after DNS resolution
+and on every redirect, each request pinned to the address checked (`web_guard`)."""
 
 from __future__ import annotations
 
 import asyncio
 import codecs
 import http
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 from promptline.core.errors import InvalidInputError
-from promptline.models.transport import HttpTransport, TransportError, TransportTimeout
+from promptline.models.transport import TransportError, TransportTimeout
 from promptline.tools.base import ToolError, ToolOutput
 from promptline.tools.builtin.html_text import html_to_text
 from promptline.tools.builtin.text_files import looks_binary
+from promptline.tools.builtin.web_guard import AddressPolicy, PinnedClient, Resolver
 from promptline.tools.function import FunctionTool, tool
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_WEB_TIMEOUT", "web_get_tool"]
 
@@ -40,27 +45,28 @@ _HEADERS = {
 
 def web_get_tool(
     *,
-    transport: HttpTransport | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout: float = DEFAULT_WEB_TIMEOUT,
     max_redirects: int = DEFAULT_MAX_REDIRECTS,
+    allow: Iterable[str] = (),
+    resolver: Resolver | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> FunctionTool:
     """The ``web_get`` tool: reads at most ``max_bytes`` of a body and gives up after
     ``timeout`` seconds for the whole fetch (redirects included).
 
-    ``transport`` is the HTTP client (the app's shared one); by default a built-in HTTP/1.1
-    client of its own.
+    It reaches public addresses only, plus the hosts, addresses and networks in ``allow``
+    (``security.web_get_allow``: ``intranet.example.com``, ``*.corp.example``,
+    ``10.1.0.0/16``). ``resolver`` looks names up (by default the system's resolver) and
+    ``ssl_context`` checks https certificates (by default the system's trust store).
     """
     if max_bytes < 1 or timeout <= 0 or max_redirects < 0:
         raise InvalidInputError(
             "web_get needs max_bytes >= 1, timeout > 0 and max_redirects >= 0",
             hint=f"got max_bytes={max_bytes}, timeout={timeout}, max_redirects={max_redirects}",
         )
-    if transport is None:
-        from promptline.models.http11 import Http11Transport
-
-        transport = Http11Transport()
-    fetcher = _Fetcher(transport, max_bytes, timeout, max_redirects)
+    client = PinnedClient(AddressPolicy(allow), resolver=resolver, ssl_context=ssl_context)
+    fetcher = _Fetcher(client, max_bytes, timeout, max_redirects)
     size = f"{max_bytes // 1024} KiB" if max_bytes < 1048576 else f"{max_bytes / 1048576:g} MiB"
 
     @tool(
@@ -84,9 +90,9 @@ def web_get_tool(
 
 class _Fetcher:
     def __init__(
-        self, transport: HttpTransport, max_bytes: int, timeout: float, max_redirects: int
+        self, client: PinnedClient, max_bytes: int, timeout: float, max_redirects: int
     ) -> None:
-        self.transport = transport
+        self.client = client
         self.max_bytes = max_bytes
         self.timeout = timeout
         self.max_redirects = max_redirects
@@ -96,9 +102,8 @@ class _Fetcher:
         try:
             async with asyncio.timeout(self.timeout):
                 for _ in range(self.max_redirects + 1):
-                    async with self.transport.stream(
-                        "GET", current, headers=_HEADERS, timeout=self.timeout
-                    ) as answer:
+                    via = "" if current == url else f" (a redirect from {url})"
+                    async with self.client.get(current, _HEADERS, via=via) as answer:
                         location = answer.headers.get("location")
                         if answer.status in _REDIRECTS and location:
                             current = _checked(urljoin(current, location), url)

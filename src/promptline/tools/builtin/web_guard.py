@@ -1,0 +1,401 @@
+"""Where ``web_get`` may connect, and the one-request HTTP/1.1 client that connects there.
+
+Only public addresses are reached: loopback, link-local (the cloud metadata service at
+169.254.169.254 among them), private, unique-local, shared (carrier-grade NAT), multicast and
+reserved addresses are refused, in IPv4 and IPv6, and inside IPv6 forms that carry an IPv4
+address (``::ffff:127.0.0.1``, NAT64, 6to4). Hosts, addresses and networks listed in
+``security.web_get_allow`` are let through.
+
+A name is resolved once per request, every address it resolves to is checked, and the
+connection goes to a checked address (the TLS name check still uses the name): a second DNS
+answer cannot move the request to another address (DNS rebinding). Through a proxy
+(``HTTPS_PROXY`` / ``HTTP_PROXY``, unless ``NO_PROXY`` covers the host) the request is tunnelled
+with ``CONNECT`` to the checked address, for the same reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import ipaddress
+import re
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
+
+from promptline.core.errors import InvalidInputError
+from promptline.models.transport import TransportConnectError
+from promptline.tools.base import ToolError
+
+if TYPE_CHECKING:
+    import ssl
+
+__all__ = [
+    "ALLOW_SETTING",
+    "AddressPolicy",
+    "GuardedResponse",
+    "PinnedClient",
+    "Resolver",
+    "system_resolver",
+]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+"""``resolve(host, port)``: the addresses ``host`` has, as text."""
+
+ALLOW_SETTING = "security.web_get_allow"
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_SHARED = ipaddress.IPv4Network("100.64.0.0/10")
+_METADATA = frozenset(
+    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+)
+_MAX_HEAD = 64 * 1024
+_CHUNK = 64 * 1024
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """The addresses the system's resolver gives ``host``, in its order, without repeats."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _kind(ip: IPAddress) -> str | None:
+    """What makes ``ip`` not a public address, in words, or None when it is one."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            inner = _kind(embedded)
+            return None if inner is None else f"{inner}, carried in an IPv6 address"
+    if ip in _METADATA:
+        return "a link-local address (the cloud metadata service)"
+    if ip.is_loopback:
+        return "a loopback address (this machine)"
+    if ip.is_unspecified:
+        return "the unspecified address (this machine)"
+    if ip.is_link_local:
+        return "a link-local address"
+    if isinstance(ip, ipaddress.IPv6Address) and ip in ipaddress.IPv6Network("fc00::/7"):
+        return "a unique-local address (the local network)"
+    if isinstance(ip, ipaddress.IPv4Address) and ip in _SHARED:
+        return "a shared address (carrier-grade NAT)"
+    if ip.is_private:
+        return "a private address (the local network)"
+    if ip.is_multicast:
+        return "a multicast address"
+    if not ip.is_global:
+        return "a reserved address, not a public one"
+    return None
+
+
+class AddressPolicy:
+    """Which addresses ``web_get`` may reach: public ones, and those ``allow`` lists (hosts,
+    ``*.`` host patterns, addresses, networks)."""
+
+    def __init__(self, allow: Iterable[str] = ()) -> None:
+        self.networks: list[IPNetwork] = []
+        self.hosts: list[str] = []
+        entries = list(allow)
+        if entries:
+            # One parser for the setting and the tool; the config package is not imported
+            # by the tools unless there is something to parse.
+            from promptline.config.settings import parse_web_allow_entry
+        for entry in entries:
+            try:
+                parsed = parse_web_allow_entry(entry)
+            except ValueError as exc:
+                raise InvalidInputError(
+                    f"{ALLOW_SETTING}: {exc}", hint="see web_get in docs/tools.md"
+                ) from None
+            if isinstance(parsed, str):
+                self.hosts.append(parsed)
+            else:
+                self.networks.append(parsed)
+
+    def host_allowed(self, host: str) -> bool:
+        """True when ``host`` (a name) is listed, itself or under a ``*.`` pattern."""
+        name = host.lower().rstrip(".")
+        for entry in self.hosts:
+            if entry.startswith("*."):
+                if name.endswith(entry[1:]):
+                    return True
+            elif name == entry:
+                return True
+        return False
+
+    def refusal(self, ip: IPAddress) -> str | None:
+        """Why ``ip`` may not be reached (its kind in words), or None when it may."""
+        if any(ip.version == net.version and ip in net for net in self.networks):
+            return None
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            mapped = ip.ipv4_mapped
+            if any(net.version == 4 and mapped in net for net in self.networks):
+                return None
+        return _kind(ip)
+
+
+@dataclass
+class GuardedResponse:
+    """An answer being received: status, lower-case headers, the body in chunks."""
+
+    status: int
+    headers: Mapping[str, str]
+    _body: AsyncIterator[bytes] = field(repr=False)
+
+    def iter_bytes(self) -> AsyncIterator[bytes]:
+        """The body as it arrives (the connection closes when the request's block ends)."""
+        return self._body
+
+
+class PinnedClient:
+    """GET requests to addresses `AddressPolicy` allows, each on a connection of its own made
+    to the address that was checked."""
+
+    def __init__(
+        self,
+        policy: AddressPolicy,
+        *,
+        resolver: Resolver | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.policy = policy
+        self.resolver = resolver or system_resolver
+        self._ssl = ssl_context
+
+    async def checked_addresses(self, url: str, host: str, port: int, via: str) -> list[str]:
+        """The addresses ``host`` may be reached at; `ToolError` naming the first that may
+        not (one refused address refuses the host: which one a connection would take is not
+        for the name's owner to choose)."""
+        literal = _literal(host)
+        if literal is not None:
+            kind = self.policy.refusal(literal)
+            if kind is not None:
+                raise self._refused(url, via, f"{host} is {kind}")
+            return [str(literal)]
+        try:
+            found = await self.resolver(host, port)
+        except OSError as exc:
+            raise ToolError(
+                f"could not fetch {url}{via}: the name {host} could not be resolved "
+                f"({exc.strerror or exc})",
+                hint="check the spelling of the host, or try again later",
+            ) from exc
+        if not found:
+            raise ToolError(f"could not fetch {url}{via}: the name {host} has no address")
+        if self.policy.host_allowed(host):
+            return found
+        for text in found:
+            kind = self.policy.refusal(ipaddress.ip_address(text.partition("%")[0]))
+            if kind is not None:
+                raise self._refused(url, via, f"{host} resolves to {text}, {kind}")
+        return found
+
+    @contextlib.asynccontextmanager
+    async def get(
+        self, url: str, headers: Mapping[str, str], *, via: str = ""
+    ) -> AsyncIterator[GuardedResponse]:
+        """Send ``GET url`` to a checked address of its host and receive the answer;
+        ``via`` says how the URL was reached (a redirect) in refusals."""
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        tls = parts.scheme.lower() == "https"
+        try:
+            port = parts.port or (443 if tls else 80)
+        except ValueError as exc:
+            raise InvalidInputError(f"{url!r} has an invalid port: {exc}") from exc
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        if " " in target or not (target.isascii() and target.isprintable()):
+            raise InvalidInputError(
+                f"{url!r} cannot be sent: its path or query holds spaces, control or "
+                "non-ASCII characters",
+                hint="percent-encode them (a space is %20)",
+            )
+        addresses = await self.checked_addresses(url, host, port, via)
+        reader, writer = await self._connect(addresses, host, port, tls, parts.scheme.lower())
+        try:
+            authority = f"[{host}]" if ":" in host else host
+            if parts.port is not None and parts.port != (443 if tls else 80):
+                authority += f":{parts.port}"
+            lines = [f"GET {target} HTTP/1.1", f"Host: {authority}"]
+            lines += [f"{name}: {value}" for name, value in headers.items()]
+            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            status, answer_headers = await _read_head(reader)
+            yield GuardedResponse(status, answer_headers, _body(reader, status, answer_headers))
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):  # ssl.SSLError is one
+                await writer.wait_closed()
+
+    def _refused(self, url: str, via: str, why: str) -> ToolError:
+        return ToolError(
+            f"web_get does not fetch {url}{via}: {why}",
+            hint=f"web_get reaches public addresses only; to let it reach this one, list the "
+            f"host or its network in {ALLOW_SETTING} (docs/tools.md)",
+        )
+
+    async def _connect(
+        self, addresses: list[str], host: str, port: int, tls: bool, scheme: str
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        context = self._context() if tls else None
+        proxy = _proxy_for(scheme, host)
+        errors: list[str] = []
+        for address in addresses:
+            try:
+                if proxy is None:
+                    return await asyncio.open_connection(
+                        address,
+                        port,
+                        ssl=context,
+                        server_hostname=host if context else None,
+                        limit=_MAX_HEAD,
+                    )
+                return await _tunnel(proxy, address, port, host, context)
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+                errors.append(f"{address}: {_describe(exc)}")
+        via = f" through the proxy {proxy.shown}" if proxy is not None else ""
+        raise TransportConnectError(f"cannot connect to {host}{via} ({'; '.join(errors)})")
+
+    def _context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            import ssl
+
+            self._ssl = ssl.create_default_context()
+        return self._ssl
+
+
+def _literal(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class _Proxy:
+    host: str
+    port: int
+    auth: str | None
+    shown: str
+
+
+def _proxy_for(scheme: str, host: str) -> _Proxy | None:
+    import urllib.request
+
+    found = urllib.request.getproxies().get(scheme)
+    if not found or urllib.request.proxy_bypass(host):
+        return None
+    parts = urlsplit(found if "://" in found else f"http://{found}")
+    if parts.scheme != "http" or not parts.hostname:
+        raise InvalidInputError(
+            f"the proxy {found!r} is not supported: only http:// proxies are",
+            hint="set HTTPS_PROXY / HTTP_PROXY to an http:// URL, or unset it",
+        )
+    auth = None
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        auth = "Basic " + base64.b64encode(pair.encode()).decode()
+    return _Proxy(parts.hostname, parts.port or 80, auth, f"{parts.hostname}:{parts.port or 80}")
+
+
+async def _tunnel(
+    proxy: _Proxy, address: str, port: int, host: str, context: ssl.SSLContext | None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    # The tunnel names the checked address, not the host: the proxy must not resolve again.
+    reader, writer = await asyncio.open_connection(proxy.host, proxy.port, limit=_MAX_HEAD)
+    where = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+    auth = f"Proxy-Authorization: {proxy.auth}\r\n" if proxy.auth else ""
+    writer.write(f"CONNECT {where} HTTP/1.1\r\nHost: {where}\r\n{auth}\r\n".encode())
+    try:
+        status, _ = await _read_head(reader)
+        if status != 200:
+            raise OSError(f"the proxy refused to open a tunnel to {where}: status {status}")
+        if context is not None:
+            await writer.start_tls(context, server_hostname=host)
+    except BaseException:
+        writer.close()
+        raise
+    return reader, writer
+
+
+async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    try:
+        raw = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.LimitOverrunError as exc:
+        raise TransportConnectError(f"the answer's head is over {_MAX_HEAD} bytes") from exc
+    except (asyncio.IncompleteReadError, OSError) as exc:
+        raise TransportConnectError(f"the connection closed before an answer: {exc}") from exc
+    lines = raw.decode("latin-1").split("\r\n")
+    version, _, rest = lines[0].partition(" ")
+    code = rest[:3]
+    if not version.startswith("HTTP/1.") or not code.isdigit():
+        raise TransportConnectError(f"the answer is not HTTP/1.x: {lines[0][:80]!r}")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, colon, value = line.partition(":")
+        if not colon or not name.strip():
+            raise TransportConnectError(f"the answer has a malformed header line: {line[:80]!r}")
+        key = name.strip().lower()
+        headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
+    return int(code), headers
+
+
+async def _body(
+    reader: asyncio.StreamReader, status: int, headers: Mapping[str, str]
+) -> AsyncIterator[bytes]:
+    try:
+        if status in (204, 304) or 100 <= status < 200:
+            return
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            async for piece in _chunked(reader):
+                yield piece
+            return
+        length = headers.get("content-length")
+        if length is not None:
+            left = int(length.split(",")[0].strip())
+            while left > 0:
+                piece = await reader.read(min(left, _CHUNK))
+                if not piece:
+                    raise TransportConnectError(f"the body ended {left} bytes short")
+                left -= len(piece)
+                yield piece
+            return
+        while piece := await reader.read(_CHUNK):
+            yield piece
+    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
+        raise TransportConnectError(f"the body could not be read: {_describe(exc)}") from exc
+
+
+async def _chunked(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    while True:
+        line = await reader.readuntil(b"\r\n")
+        size_text = line.split(b";", 1)[0].strip()
+        if not re.fullmatch(rb"[0-9A-Fa-f]{1,15}", size_text):
+            raise ValueError(f"bad chunk size {size_text[:20]!r}")
+        size = int(size_text, 16)
+        if size == 0:
+            while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                pass  # trailer fields: not used
+            return
+        while size > 0:
+            piece = await reader.read(min(size, _CHUNK))
+            if not piece:
+                raise asyncio.IncompleteReadError(b"", size)
+            size -= len(piece)
+            yield piece
+        await reader.readexactly(2)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
