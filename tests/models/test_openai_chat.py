@@ -970,3 +970,17 @@ def test_doc_yaml_examples_build_the_endpoints_they_describe(
         for name, config in settings.models.providers.items()
     }
     assert built == expected
+
+
+async def test_a_provider_made_without_a_transport_brings_its_own_and_closes_it(
+    openai_fake: FakeOpenAI,
+) -> None:
+    openai_fake.script(TextReply("on its own"))
+    provider = OpenAIChatProvider("openai", base_url=openai_fake.base_url, api_key="sk-test")
+
+    answer = await provider.complete(
+        ModelRequest(model="gpt-4o-mini", messages=[Message(role="user", content="hi")])
+    )
+    await provider.aclose()
+
+    assert answer.message.text == "on its own"

@@ -524,7 +524,7 @@ class OpenAIChatProvider:
         *,
         base_url: str,
         api_key: str | None,
-        transport: HttpTransport,
+        transport: HttpTransport | None = None,
         default_headers: Mapping[str, str] | None = None,
         timeout: float | Timeouts = Timeouts(),
         requires_api_key: bool = True,
@@ -539,6 +539,12 @@ class OpenAIChatProvider:
         self._base_url = normalize_base_url(name, base_url)
         self._url = f"{self._base_url}/chat/completions"
         self._api_key = api_key or None
+        # Without one given, a transport of its own (closed with the provider).
+        self._owned_transport: HttpTransport | None = None
+        if transport is None:
+            from promptline.models.http11 import Http11Transport
+
+            transport = self._owned_transport = Http11Transport()
         self._transport = transport
         self._timeouts = Timeouts.of(timeout)
         self._requires_api_key = requires_api_key
@@ -703,7 +709,10 @@ class OpenAIChatProvider:
         return [str(m["id"]) for m in listed if isinstance(m, dict) and "id" in m]
 
     async def aclose(self) -> None:
-        """Nothing to release: the shared transport belongs to whoever created it."""
+        """Close the transport this provider made for itself (a shared one belongs to
+        whoever created it)."""
+        if self._owned_transport is not None:
+            await self._owned_transport.aclose()
 
     def _check(self, request: ModelRequest) -> _Call:
         where = _Call(self._name, request.model)
