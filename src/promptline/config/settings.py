@@ -256,16 +256,6 @@ class ResourceLimitsSettings(Section):
     timeout_secs: Count = Field(300, description="Wall-clock limit of one tool call.")
 
 
-class SecuritySettings(Section):
-    """Approvals, sandboxing, limits and auditing."""
-
-    require_approval: bool = Field(
-        True,
-        description="A tool no rule covers asks a person first unless it is read-only; "
-        "false lets such tools run.",
-    )
-    sandbox_enabled: bool = Field(
-        False,
 _HOST_LABEL = r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?"
 _HOST_PATTERN = re.compile(rf"^(\*\.)?{_HOST_LABEL}(\.{_HOST_LABEL})*$")
 
@@ -292,10 +282,26 @@ def _web_allow_entry(entry: str) -> str:
     return entry
 
 
+class SecuritySettings(Section):
+    """Approvals, sandboxing, limits and auditing."""
+
+    require_approval: bool = Field(
+        True,
+        description="A tool no rule covers asks a person first unless it is read-only; "
+        "false lets such tools run.",
+    )
+    sandbox_enabled: bool = Field(
+        False,
         description="Not supported yet: only false is accepted (tools run without a sandbox).",
     )
     resource_limits: ResourceLimitsSettings = Field(default_factory=ResourceLimitsSettings)
     audit_log: bool = Field(True, description="Record security-relevant events for audit.")
+    web_get_allow: list[Annotated[str, AfterValidator(_web_allow_entry)]] = Field(
+        default_factory=list,
+        description="Hosts (intranet.example.com, *.corp.example), addresses and networks "
+        "(10.1.0.0/16, fd00::/8) web_get may reach although they are not public (loopback, "
+        "link-local, private, unique-local); everything else non-public is refused.",
+    )
 
 
 class ToolRuleSettings(Section):
@@ -306,12 +312,6 @@ class ToolRuleSettings(Section):
     that way.
     """
 
-    web_get_allow: list[Annotated[str, AfterValidator(_web_allow_entry)]] = Field(
-        default_factory=list,
-        description="Hosts (intranet.example.com, *.corp.example), addresses and networks "
-        "(10.1.0.0/16, fd00::/8) web_get may reach although they are not public (loopback, "
-        "link-local, private, unique-local); everything else non-public is refused.",
-    )
     config_description: ClassVar[str] = (
         "one of 'allow', 'ask', 'deny', or a mapping with the keys mode, final, when, otherwise"
     )
