@@ -1,4 +1,4 @@
-"""Every Python block of the docs runs, as written: the blocks of a page, in order, make one
+"""Every Python block of the docs (and of the README) runs, as written: the blocks of a page, in order, make one
 program (a block may use what one above it defined, as a reader would), run against a live
 gateway (`promptline serve` on a free port, standing for http://localhost:8080, with its admin
 key standing for ``pl_key_...``), a fake OpenAI-compatible server (named by OPENAI_API_KEY and
@@ -34,10 +34,10 @@ KEY = "pl_key_..."
 
 def _pages() -> dict[str, list[str]]:
     found = {}
-    for page in sorted(DOCS.rglob("*.md")):
+    for page in [DOCS.parent / "README.md", *sorted(DOCS.rglob("*.md"))]:
         blocks = re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)
         if blocks:
-            found[str(page.relative_to(DOCS))] = blocks
+            found[str(page.relative_to(DOCS.parent))] = blocks
     return found
 
 
@@ -116,7 +116,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 def test_the_docs_have_python_blocks() -> None:
     assert sum(len(blocks) for blocks in PAGES.values()) > 20
-    assert "quickstart.md" in PAGES
+    assert "docs/quickstart.md" in PAGES
+    assert "README.md" in PAGES
 
 
 @pytest.mark.parametrize("page", list(PAGES))
