@@ -149,6 +149,7 @@ models:
     assert "export DOCTOR_TEST_OPENAI_KEY" in default
 
 
+@pytest.mark.slow  # it starts a real MCP server (a Python process importing the SDK)
 def test_doctor_starts_each_mcp_server_and_fails_one_that_cannot_start(tmp_path: Path) -> None:
     result = run_doctor(
         tmp_path / "config.yaml",

@@ -11,7 +11,7 @@ from fakes.openai_server import FakeOpenAI, ServerError, TextReply, running_fake
 from promptline.config import load_settings
 from promptline.config.settings import Settings
 from promptline.core.clock import ManualClock
-from promptline.core.errors import ProviderAuthError
+from promptline.core.errors import ProviderAuthError, ProviderUnavailable
 from promptline.core.messages import Message
 from promptline.models.registry import ProviderRegistry
 from promptline.models.router import ModelRouter
@@ -140,3 +140,56 @@ async def test_the_transport_setting_picks_the_shared_http_client(
     expected = Http11Transport if name == "http11" else SharedHttpTransport
     assert isinstance(registry._http(), expected)
     await registry.aclose()
+
+
+async def test_a_silent_provider_with_a_refused_fallback_fails_once_each_in_one_message(
+    tmp_path: Path,
+) -> None:
+    import socket
+
+    silent = socket.socket()  # its listen queue takes connections; nobody ever answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        refused_port = probe.getsockname()[1]
+    silent_url = f"http://127.0.0.1:{silent.getsockname()[1]}/v1"
+    settings = _settings(
+        tmp_path,
+        f"""
+models:
+  providers:
+    slow:
+      base_url: "{silent_url}"
+      models: ["m1"]
+      first_byte_timeout_secs: 0.2
+    down:
+      base_url: "http://127.0.0.1:{refused_port}/v1"
+      models: ["m2"]
+  fallbacks:
+    slow/m1: ["down/m2"]
+""",
+    )
+    registry = ProviderRegistry(settings)
+    clock = ManualClock()
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        clock.advance(seconds)
+
+    router = build_router(settings, registry, clock=clock, sleep=sleep)
+    try:
+        with pytest.raises(ProviderUnavailable) as caught:
+            await router.complete(_ask("slow/m1"))
+    finally:
+        await registry.aclose()
+        silent.close()
+
+    assert caught.value.message == (
+        f"slow/m1: every candidate failed: slow/m1: {silent_url}/chat/completions accepted the "
+        "connection but sent no answer within 0.2 s (first_byte_timeout_secs) — 1 attempt; "
+        f"down/m2: could not connect to http://127.0.0.1:{refused_port}/v1/chat/completions: "
+        "connection refused: nothing listens on that port — 3 attempts; fallbacks tried: down/m2"
+    )
+    assert len(waits) == 2  # the backoffs between the refused tries; none for the silent one
