@@ -322,3 +322,42 @@ async def test_the_app_gives_web_get_the_configured_allow_list(
         )
 
     assert result.content.endswith("\n\nhello")
+
+
+async def test_through_a_proxy_the_tunnel_names_the_checked_address(
+    workspace: Path, port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        target = head.split(b" ", 2)[1].decode()
+        asked.append(target)
+        host, _, where = target.rpartition(":")
+        upstream_reader, upstream_writer = await asyncio.open_connection(host, int(where))
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+    server = await asyncio.start_server(proxy, "127.0.0.1", 0)
+    proxy_port = server.sockets[0].getsockname()[1]
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy_port}")
+    dns = FakeDns(public_test=["127.0.0.1"])
+    try:
+        result = await fetch(
+            workspace, f"http://public.test:{port}/text", resolver=dns, allow=["public.test"]
+        )
+    finally:
+        server.close()
+        await server.wait_closed()
+
+    assert asked == [f"127.0.0.1:{port}"]  # not public.test: the proxy resolves nothing
+    assert result.content.endswith("\n\nhello")
