@@ -202,6 +202,10 @@ def test_chat_reads_plain_lines_when_stdin_is_not_a_terminal() -> None:
     out = result.stdout
     assert "you> hello\\" in out  # piped input is echoed after the prompt
     assert 'You said: "hello there"' in out
+    # The greeting says the mode (act by default) and how to switch; /mode says it again.
+    greeting = out.split("you>", 1)[0]
+    assert "mode act" in greeting
+    assert "/mode plan" in greeting
     assert "mode: act" in out
     assert "1 model call(s)" in out
     assert "unknown command /bogus" in out

@@ -161,3 +161,15 @@ def test_runs_show_of_an_unknown_run_is_a_clear_error() -> None:
     result = cli("runs", "show", "run_nope", code=1)
     assert "no run 'run_nope'" in result.stderr
     assert "promptline runs list" in result.stderr
+
+
+def test_run_says_which_mode_the_run_is_in_and_how_to_switch() -> None:
+    acting = cli("run", "hello there")
+    assert "mode: act" in acting.stderr
+    assert "--mode plan" in acting.stderr
+    assert "mode:" not in acting.stdout  # the answer alone goes to stdout
+
+    planning = cli("run", "hello there", "--mode", "plan")
+    assert "mode: plan" in planning.stderr
+    assert "--mode act" in planning.stderr
+    assert json.loads(cli("run", "hi", "--mode", "plan", "--json").stdout)["mode"] == "plan"

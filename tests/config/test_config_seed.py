@@ -8,6 +8,7 @@ import pytest
 
 from promptline.config import Settings, load_settings, render_settings
 from promptline.core.errors import ConfigError
+from promptline.runtime import Agent, agents_from_settings
 
 SEED_VARS = {
     "OPENAI_API_KEY": "sk-openai",
@@ -64,6 +65,18 @@ def test_seed_values_match_the_example(seed_config: Path) -> None:
     assert settings.security.audit_log is True
     assert settings.agent.default_mode == "plan"
     assert settings.agent.max_iterations == 20
+    assert settings.agent.use_chain_of_thought is True
+    assert settings.agent.stream_enabled is True
+
+
+def test_the_seed_s_agent_plans_and_reasons_as_the_example_says_though_the_defaults_do_not(
+    seed_config: Path,
+) -> None:
+    seeded = agents_from_settings(load_settings(seed_config, environ={}))["assistant"]
+    plain = Agent(name="assistant")
+
+    assert (seeded.mode, seeded.use_chain_of_thought, seeded.stream) == ("plan", True, True)
+    assert (plain.mode, plain.use_chain_of_thought, plain.stream) == ("act", False, True)
 
 
 def test_require_on_an_unresolved_key_names_the_variable(seed_config: Path) -> None:

@@ -49,7 +49,7 @@ def test_require_of_an_empty_key_without_a_variable_says_how_to_set_it() -> None
 
 
 def test_require_returns_a_set_value() -> None:
-    assert Settings().require("agent.default_mode") == "plan"
+    assert Settings().require("agent.default_mode") == "act"
 
 
 def test_database_url_prefers_the_explicit_url() -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from promptline.config import load_settings
-from promptline.runtime import agents_from_settings
+from promptline.config import Settings, load_settings
+from promptline.runtime import Agent, agents_from_settings
 from promptline.runtime.lifecycle import TRANSITIONS
 from promptline.runtime.prompt import render_system_prompt
 
@@ -54,3 +54,18 @@ def test_python_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         for code in blocks("python"):
             exec(compile(code, str(DOC), "exec"), {"__name__": "agents_doc_example"})
     assert "completed The result is 5.0. 1" in out.getvalue()
+
+
+def test_the_defaults_table_is_what_an_agent_built_in_code_and_one_from_no_config_get() -> None:
+    section = DOC.read_text(encoding="utf-8").split("### Defaults", 1)[1].split("\n## ", 1)[0]
+    documented = dict(re.findall(r"^\| `?(\w[\w ]*?)`? \| `?([\w]+)`?", section, flags=re.M))
+    in_code = Agent(name="assistant")
+    configured = agents_from_settings(Settings())["assistant"]
+
+    for agent in (in_code, configured):
+        assert agent.mode == documented["mode"] == "act"
+        assert agent.use_chain_of_thought is (documented["chain of thought"] == "on") is False
+        assert agent.stream is (documented["streaming"] == "on") is True
+        assert str(agent.max_iterations) == documented["max_iterations"]
+        assert agent.queue_mode == documented["queue_mode"]
+        assert agent.on_crash == documented["on_crash"]

@@ -76,7 +76,9 @@ class ChatScreen:
             + f": agent {agent}, model {self.model_id}, mode {self.mode}"
             + (f", session {self.session_id}" if self.session_id else "")
         )
-        for note in notes:
+        from promptline.cli.live import describe_mode
+
+        for note in (*notes, describe_mode(self.mode, switch="/mode")):
             if note:
                 self.say(self.style.dim(note))
         self.say(self.style.dim("/help lists the commands; /exit or Ctrl-D leaves."))
@@ -169,14 +171,14 @@ class ChatScreen:
         self.say(f"model: {self.model_id}")
 
     def _mode(self, args: list[str]) -> None:
-        if not args:
-            self.say(f"mode: {self.mode}")
-            return
-        if args[0] not in ("plan", "act"):
+        from promptline.cli.live import describe_mode
+
+        if args and args[0] not in ("plan", "act"):
             self.error(f"unknown mode {args[0]!r}", "use /mode plan or /mode act")
             return
-        self.mode = "plan" if args[0] == "plan" else "act"
-        self.say(f"mode: {self.mode}")
+        if args:
+            self.mode = "plan" if args[0] == "plan" else "act"
+        self.say(describe_mode(self.mode, switch="/mode"))
 
     async def _session(self) -> str:
         """The session of the next message, made on first use."""

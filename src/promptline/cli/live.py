@@ -416,6 +416,20 @@ class RunView:
             self.note(self.style.dim(summary(result)))
 
 
+def describe_mode(mode: str, *, switch: str) -> str:
+    """What ``mode`` means for the tools of a run, and how to change it with ``switch``
+    (``/mode`` in the chat, ``--mode`` on the command line)."""
+    if mode == "plan":
+        return (
+            "mode: plan (only read-only tools run until you approve the agent's plan; "
+            f"{switch} act runs tools at once)"
+        )
+    return (
+        "mode: act (tools run as their permission says: at once, or once you approve; "
+        f"{switch} plan has the agent propose a plan for your approval first)"
+    )
+
+
 class Spinner:
     """While a run waits for a model, one line on the terminal that says so and for how long
     ("⠙ waiting for openai/gpt-4o · 12 s"), redrawn in place and erased as soon as anything

@@ -35,7 +35,14 @@ def run_task(
 ) -> None:
     """Run ``task`` once; print the answer (or, with ``as_json``, the run record)."""
     from promptline.cli.launch import LOCAL_USER, pick_model, start_watched
-    from promptline.cli.live import RunView, approve_all, ask_with, on_interrupt, refuse_all
+    from promptline.cli.live import (
+        RunView,
+        approve_all,
+        ask_with,
+        describe_mode,
+        on_interrupt,
+        refuse_all,
+    )
     from promptline.cli.terminal import PlainInput
     from promptline.runtime.records import load_run
 
@@ -56,6 +63,8 @@ def run_task(
             )
             if notice:
                 view.note(view.style.dim(notice))
+            if not as_json:
+                view.note(view.style.dim(describe_mode(mode or chosen.mode, switch="--mode")))
             if yes:
                 view.approver = approve_all(view.note, by_whom="--yes")
                 view.decided_by = f"{LOCAL_USER} (--yes)"

@@ -27,14 +27,12 @@ from promptline.config.loader import load_settings, validate_config
 from promptline.config.render import mask_url, render_settings
 from promptline.config.settings import (
     AgentDefinition,
-    AgentMode,
     AgentSettings,
     EventsSettings,
     GatewaySettings,
     ModelsSettings,
     PermissionsSettings,
     ProviderSettings,
-    QueueMode,
     ResourceLimitsSettings,
     SecuritySettings,
     SessionsSettings,
@@ -45,6 +43,7 @@ from promptline.config.settings import (
     ToolRule,
     ToolRuleSettings,
 )
+from promptline.core.agents import AgentMode, QueueMode
 
 __all__ = [
     "ENV_PREFIX",

@@ -44,6 +44,17 @@ from promptline.config.plugins import (
     PluginsSettings,
     SkillsSettings,
 )
+from promptline.core.agents import (
+    DEFAULT_CHAIN_OF_THOUGHT,
+    DEFAULT_MAX_ITERATIONS,
+    DEFAULT_MODE,
+    DEFAULT_ON_CRASH,
+    DEFAULT_QUEUE_MODE,
+    DEFAULT_STREAM,
+    AgentMode,
+    OnCrash,
+    QueueMode,
+)
 from promptline.core.errors import ConfigError
 from promptline.models.transport import (
     DEFAULT_CONNECT_TIMEOUT_SECS,
@@ -53,7 +64,6 @@ from promptline.models.transport import (
 
 ToolPermission = Literal["allow", "ask", "deny"]
 StateBackend = Literal["file", "sqlite", "postgres", "redis"]
-AgentMode = Literal["plan", "act"]
 
 THIRTY_DAYS_SECS = 30 * 24 * 3600
 
@@ -366,10 +376,6 @@ class PermissionsSettings(Section):
     )
 
 
-QueueMode = Literal["enqueue", "steer", "interrupt", "reject"]
-OnCrash = Literal["resume", "interrupt"]
-
-
 class BudgetSettings(Section):
     """Token and cost ceilings checked before every model call (unset: no ceiling)."""
 
@@ -382,12 +388,24 @@ class BudgetSettings(Section):
 class AgentSettings(Section):
     """Defaults of the agent loop."""
 
-    default_mode: AgentMode = Field("plan", description="plan proposes first; act runs at once.")
-    max_iterations: Count = Field(20, description="Reason/act steps before a run stops.")
-    use_chain_of_thought: bool = Field(True, description="Ask models to reason step by step.")
-    stream_enabled: bool = Field(True, description="Stream model output as it is produced.")
+    # The defaults are core.agents': the same for an agent built in code.
+    default_mode: AgentMode = Field(
+        DEFAULT_MODE,
+        description="act: tools run at their permission; plan: only read-only tools run "
+        "until a person approves the agent's plan.",
+    )
+    max_iterations: Count = Field(
+        DEFAULT_MAX_ITERATIONS, description="Reason/act steps before a run stops."
+    )
+    use_chain_of_thought: bool = Field(
+        DEFAULT_CHAIN_OF_THOUGHT, description="Ask models to reason step by step."
+    )
+    stream_enabled: bool = Field(
+        DEFAULT_STREAM, description="Stream model output as it is produced."
+    )
     queue_mode: QueueMode = Field(
-        "enqueue", description="What a message does while its session's run is in flight."
+        DEFAULT_QUEUE_MODE,
+        description="What a message does while its session's run is in flight.",
     )
     context_strategy: Literal["trim", "summarize"] = Field(
         "trim", description="How history beyond the context window is shortened."
@@ -409,7 +427,7 @@ class AgentSettings(Section):
         10.0, description="Time runs get to reach a safe point when the process stops."
     )
     on_crash: OnCrash = Field(
-        "resume",
+        DEFAULT_ON_CRASH,
         description="A run in flight when the process stopped: resume it from its last "
         "completed step after the restart, or record it as interrupted.",
     )

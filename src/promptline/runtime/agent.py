@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
+
+from promptline.core.agents import (
+    DEFAULT_CHAIN_OF_THOUGHT,
+    DEFAULT_MAX_ITERATIONS,
+    DEFAULT_MODE,
+    DEFAULT_ON_CRASH,
+    DEFAULT_QUEUE_MODE,
+    DEFAULT_STREAM,
+    OnCrash,
+    QueueMode,
+)
+from promptline.core.agents import AgentMode as Mode
 
 if TYPE_CHECKING:
     from promptline.config.settings import AgentDefinition, AgentSettings, Settings
 
-__all__ = ["DEFAULT_AGENT", "Agent", "OnCrash", "QueueMode", "agents_from_settings"]
-
-QueueMode = Literal["enqueue", "steer", "interrupt", "reject"]
-Mode = Literal["plan", "act"]
-OnCrash = Literal["resume", "interrupt"]
+__all__ = ["DEFAULT_AGENT", "Agent", "Mode", "OnCrash", "QueueMode", "agents_from_settings"]
 
 DEFAULT_AGENT = "assistant"
 """The agent that answers when none is named (and none is configured under that name)."""
@@ -23,6 +31,8 @@ DEFAULT_AGENT = "assistant"
 class Agent:
     """What an agent is. Everything but ``name`` has a default; build variants with `evolve`.
 
+    The defaults are those of a configured agent whose keys are unset (`promptline.core.agents`
+    holds them for both): act mode, no chain-of-thought instruction, streamed answers.
     ``model`` is a model id (``openai/gpt-4o``), a routing tag (``tag:coding``) or None for
     ``models.default``. ``system_prompt`` is a Jinja2 template (see `render_system_prompt`).
     ``tools`` names the tools it may use (names or patterns; None for every registered tool).
@@ -34,15 +44,15 @@ class Agent:
     persona: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     tools: tuple[str, ...] | None = None
-    mode: Mode = "act"
-    max_iterations: int = 20
-    queue_mode: QueueMode = "enqueue"
-    use_chain_of_thought: bool = False
-    stream: bool = False
+    mode: Mode = DEFAULT_MODE
+    max_iterations: int = DEFAULT_MAX_ITERATIONS
+    queue_mode: QueueMode = DEFAULT_QUEUE_MODE
+    use_chain_of_thought: bool = DEFAULT_CHAIN_OF_THOUGHT
+    stream: bool = DEFAULT_STREAM
     temperature: float | None = None
     max_tokens: int | None = None
     workspace: Path | None = None
-    on_crash: OnCrash = "resume"
+    on_crash: OnCrash = DEFAULT_ON_CRASH
     """What a run left in flight by a process that stopped does after the restart: go on
     from its last completed step (``resume``) or end as interrupted (``interrupt``)."""
 
