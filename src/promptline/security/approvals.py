@@ -3,6 +3,10 @@
 The request and its answer are events (``permission_request`` -> ``permission_granted`` /
 ``permission_denied``), written to the log before anything acts on them. What is pending is
 read back from the log, so requests outlive a restart and can still be answered.
+
+A *question* (an MCP server's elicitation, ``mcp.<server>:elicitation``) waits the same way,
+but its answer carries content a person fills in, checked against the schema it was asked
+with (see `ApprovalBroker.ask`).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ __all__ = [
     "CANCELLED",
     "EXPIRED",
     "GRANT_SCOPES",
+    "QUESTION_SUFFIX",
     "TIMEOUT",
     "ApprovalBroker",
     "ApprovalOutcome",
@@ -46,6 +51,7 @@ __all__ = [
     "ApprovalRequest",
     "DecisionListener",
     "GrantScope",
+    "is_question",
 ]
 
 GrantScope = Literal["once", "session", "always"]
@@ -57,6 +63,10 @@ EXPIRED = "expired"
 """``decided_by`` of a request found unanswered past its time with nobody waiting (a restart)."""
 CANCELLED = "cancelled"
 """``decided_by`` of a request withdrawn because the call waiting on it was cancelled."""
+
+QUESTION_SUFFIX = ":elicitation"
+"""How the name of a question ends (``mcp.<server>:elicitation``): no tool name can, as tool
+names hold no ``:``."""
 
 _TYPES = frozenset({"permission_request", "permission_granted", "permission_denied"})
 _log = logging.getLogger(__name__)
@@ -95,6 +105,9 @@ class ApprovalOutcome:
     decided_by: str | None
     reason: str | None
     decided_at: datetime
+    content: dict[str, Any] | None = None
+    """The answer's content, for a question answered yes (given to the call waiting here;
+    the event log records that it was answered, not what)."""
 
     @property
     def request_id(self) -> str:
@@ -126,6 +139,11 @@ class ApprovalRecord:
 
 DecisionListener = Callable[[ApprovalOutcome], Awaitable[None]]
 """Called with every recorded outcome, before the waiting call (if any) resumes."""
+
+
+def is_question(tool: str) -> bool:
+    """True when ``tool`` names a question (its answer carries content), not a tool call."""
+    return tool.endswith(QUESTION_SUFFIX)
 
 
 class _Entry:
@@ -172,6 +190,9 @@ class ApprovalBroker:
         self._timers: dict[str, asyncio.Task[None]] = {}
         self._closed = False
         self._keeping = False
+        # Questions asked by calls of this process: request id -> the schema their content
+        # is checked against (None: a question answered without content).
+        self._questions: dict[str, dict[str, Any] | None] = {}
 
     @property
     def timeout(self) -> float:
@@ -204,6 +225,57 @@ class ApprovalBroker:
         (denied by ``cancelled``) so it leaves the pending list, unless the process is
         stopping (`keep_pending`): then it stays pending for after the restart.
         """
+        return await self._ask(
+            tool,
+            arguments,
+            scope,
+            reason,
+            call_id=call_id,
+            destructive=destructive,
+            expires_after=expires_after,
+        )
+
+    async def ask(
+        self,
+        tool: str,
+        arguments: Mapping[str, Any],
+        scope: CallScope,
+        reason: str | None = None,
+        *,
+        schema: Mapping[str, Any] | None,
+        expires_after: float | None = None,
+    ) -> ApprovalOutcome:
+        """Record a question (``tool`` ends in `QUESTION_SUFFIX`) and wait for its answer.
+
+        A yes answer's content must match ``schema`` (a JSON schema of an object; None: the
+        answer takes no content) and is handed over in the outcome's ``content``. Only this
+        process can hand it over, so only this process takes the answer (`respond`), and a
+        cancelled wait always withdraws the question (the call that asked cannot outlive a
+        restart to read an answer). Otherwise as `request`.
+        """
+        if not is_question(tool):
+            raise InvalidInputError(
+                f"{tool!r} is not the name of a question (it must end in {QUESTION_SUFFIX!r})"
+            )
+        checked = None if schema is None else dict(schema)
+        if checked is not None:
+            _schema_checker(checked)  # a schema that is no JSON schema fails here, not later
+        return await self._ask(
+            tool, arguments, scope, reason, expires_after=expires_after, question=(checked,)
+        )
+
+    async def _ask(
+        self,
+        tool: str,
+        arguments: Mapping[str, Any],
+        scope: CallScope,
+        reason: str | None,
+        *,
+        call_id: str | None = None,
+        destructive: bool = False,
+        expires_after: float | None = None,
+        question: tuple[dict[str, Any] | None] | None = None,
+    ) -> ApprovalOutcome:
         if self._closed:
             raise ServiceUnavailableError("the approval broker is closed")
         wait = self._timeout if expires_after is None else expires_after
@@ -232,6 +304,8 @@ class ApprovalBroker:
         )
         waiter: asyncio.Future[ApprovalOutcome] = asyncio.get_running_loop().create_future()
         self._waiters[request_id] = waiter
+        if question is not None:
+            self._questions[request_id] = question[0]
         try:
             stored = await self._bus.publish(event)
             recorded = replace(
@@ -239,9 +313,10 @@ class ApprovalBroker:
             )
             entry = self._index.setdefault(request_id, _Entry(recorded))
             self._schedule(entry.request)
-            return await self._wait(entry, waiter)
+            return await self._wait(entry, waiter, keep=question is None)
         finally:
             self._waiters.pop(request_id, None)
+            self._questions.pop(request_id, None)
 
     async def wait_for(self, request_id: str) -> ApprovalOutcome:
         """The outcome of a request recorded earlier (by this process before a restart, say),
@@ -282,12 +357,12 @@ class ApprovalBroker:
         return runs
 
     async def _wait(
-        self, entry: _Entry, waiter: asyncio.Future[ApprovalOutcome]
+        self, entry: _Entry, waiter: asyncio.Future[ApprovalOutcome], *, keep: bool = True
     ) -> ApprovalOutcome:
         try:
             return await asyncio.shield(waiter)
         except asyncio.CancelledError:
-            if entry.outcome is None and not self._keeping:
+            if entry.outcome is None and not (keep and self._keeping):
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._withdraw(entry.request.request_id))
             raise
@@ -302,6 +377,7 @@ class ApprovalBroker:
         scope: GrantScope = "once",
         decided_by: str | None = None,
         reason: str | None = None,
+        content: Mapping[str, Any] | None = None,
     ) -> ApprovalOutcome:
         """Record the answer to a request and wake the call waiting on it, if any.
 
@@ -309,6 +385,11 @@ class ApprovalBroker:
         past its time (an overdue request is recorded as expired first). ``scope`` says how
         far a grant reaches: ``once`` (this call), ``session`` (this tool for the rest of
         the session) or ``always`` (this tool for this user from now on).
+
+        ``content`` answers a question (see `ask`): a yes must carry content that matches
+        its schema (`InvalidInputError` saying what does not, and the question stays
+        pending); a no carries none. A question asked by another process (or before a
+        restart) is a `ConflictError` here: its answer could not reach the server that asked.
         """
         if scope not in GRANT_SCOPES:
             raise InvalidInputError(
@@ -320,7 +401,19 @@ class ApprovalBroker:
             if self._clock.now() >= entry.request.expires_at:
                 expired = await self._record(entry, False, "once", self._expiry_by(entry), None)
                 outcome = expired
+            elif is_question(entry.request.tool):
+                answer = self._answer(entry.request, approve, scope, content)
+                outcome = await self._record(
+                    entry, approve, "once", decided_by, reason, content=answer
+                )
             else:
+                if content is not None:
+                    raise InvalidInputError(
+                        f"permission request {request_id} ({entry.request.tool}) is answered "
+                        "yes or no; it takes no content",
+                        hint="leave content out",
+                        field="content",
+                    )
                 if approve and scope == "session" and entry.request.session_id is None:
                     raise InvalidInputError(
                         f"permission request {request_id} belongs to no session, so it cannot "
@@ -461,6 +554,51 @@ class ApprovalBroker:
             raise _conflict(entry.outcome)
         return entry
 
+    def _answer(
+        self,
+        request: ApprovalRequest,
+        approve: bool,
+        scope: GrantScope,
+        content: Mapping[str, Any] | None,
+    ) -> dict[str, Any] | None:
+        """The content of an answer to a question, checked; `InvalidInputError` or
+        `ConflictError` saying why it cannot be taken."""
+        rid = request.request_id
+        if rid not in self._questions or rid not in self._waiters:
+            raise ConflictError(
+                f"permission request {rid} ({request.tool}) was asked by another PromptLine "
+                "process, or before a restart: the answer cannot reach the MCP server from "
+                "here",
+                hint=f"answer it where it was asked; unanswered, it is refused at "
+                f"{_when(request.expires_at)}",
+                request_id=rid,
+            )
+        if not approve:
+            if content is not None:
+                raise InvalidInputError(
+                    f"a refusal of {rid} ({request.tool}) carries no content",
+                    hint="leave content out, or answer yes with it",
+                    field="content",
+                )
+            return None
+        if scope != "once":
+            raise InvalidInputError(
+                f"{rid} ({request.tool}) is a question: an answer reaches it alone, so its "
+                f"scope is once, not {scope}",
+                hint="answer with scope 'once'",
+                field="scope",
+            )
+        schema = self._questions[rid]
+        if schema is None:
+            if content:
+                raise InvalidInputError(
+                    f"{rid} ({request.tool}) is answered yes or no; it takes no content",
+                    hint="leave content out",
+                    field="content",
+                )
+            return None
+        return _checked_content(rid, schema, content)
+
     def _expiry_by(self, entry: _Entry) -> str:
         return TIMEOUT if entry.request.request_id in self._waiters else EXPIRED
 
@@ -471,6 +609,8 @@ class ApprovalBroker:
         scope: GrantScope,
         decided_by: str | None,
         reason: str | None,
+        *,
+        content: dict[str, Any] | None = None,
     ) -> ApprovalOutcome:
         """Publish the decision, then note it (call with the lock held)."""
         req = entry.request
@@ -517,6 +657,7 @@ class ApprovalBroker:
             decided_by=decided_by,
             reason=event.data.reason if isinstance(event, PermissionDeniedEvent) else reason,
             decided_at=now,
+            content=content,
         )
         entry.outcome = outcome
         return outcome
@@ -642,3 +783,67 @@ def _conflict(outcome: ApprovalOutcome) -> ConflictError:
         status="granted" if outcome.approved else "denied",
         decided_by=outcome.decided_by,
     )
+
+
+_ANSWER_VALUE = (str, int, float, bool, type(None))
+_MAX_PROBLEMS = 3
+
+
+def _schema_checker(schema: dict[str, Any]) -> Any:
+    """A validator of ``schema``; `InvalidInputError` when it is not a JSON schema of an
+    object."""
+    from jsonschema import (  # type: ignore[import-untyped]
+        Draft202012Validator,
+        FormatChecker,
+        SchemaError,
+    )
+    from jsonschema.validators import validator_for  # type: ignore[import-untyped]
+
+    if schema.get("type", "object") != "object":
+        raise InvalidInputError(
+            f"a question's schema must describe an object, not {schema.get('type')!r}"
+        )
+    try:
+        kind = validator_for(schema, default=Draft202012Validator)
+        kind.check_schema(schema)
+    except SchemaError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+        raise InvalidInputError(
+            f"a question's schema is not a valid JSON schema (at {where}: {exc.message})"
+        ) from None
+    return kind(schema, format_checker=FormatChecker())
+
+
+def _checked_content(
+    request_id: str, schema: dict[str, Any], content: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """``content`` (absent: empty) if it matches ``schema`` and holds only flat values (text,
+    numbers, booleans, null, lists of text), as MCP answers do; `InvalidInputError` naming
+    the problems otherwise."""
+    if content is not None and not isinstance(content, Mapping):
+        raise InvalidInputError(
+            f"the answer to {request_id} must be an object of field values",
+            field="content",
+        )
+    answer = dict(content or {})
+    problems = []
+    for name, value in answer.items():
+        flat = isinstance(value, _ANSWER_VALUE) or (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        )
+        if not flat:
+            problems.append(f"{name}: must be text, a number, true/false, null or a list of text")
+    errors = sorted(_schema_checker(schema).iter_errors(answer), key=lambda e: list(e.path))
+    for error in errors:
+        where = ".".join(str(p) for p in error.absolute_path)
+        problems.append(f"{where}: {error.message}" if where else error.message)
+    if problems:
+        more = len(problems) - _MAX_PROBLEMS
+        raise InvalidInputError(
+            f"the answer to {request_id} does not match its questions: "
+            + "; ".join(problems[:_MAX_PROBLEMS])
+            + (f" (and {more} more)" if more > 0 else ""),
+            hint="answer every required field with a value of its type",
+            field="content",
+        )
+    return answer

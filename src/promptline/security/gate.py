@@ -7,7 +7,8 @@ always grant covers the tool, and otherwise waits for an approval (see `Approval
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from promptline.core.errors import PromptLineError
 from promptline.core.events import SecurityAlert, SecurityAlertEvent
@@ -108,10 +109,17 @@ class PermissionManager:
         scope: GrantScope = "once",
         decided_by: str | None = None,
         reason: str | None = None,
+        content: Mapping[str, Any] | None = None,
     ) -> ApprovalOutcome:
-        """Answer a pending request (see `ApprovalBroker.respond`)."""
+        """Answer a pending request (see `ApprovalBroker.respond`); ``content`` answers a
+        question (an MCP server's elicitation)."""
         return await self.broker.respond(
-            request_id, approve=approve, scope=scope, decided_by=decided_by, reason=reason
+            request_id,
+            approve=approve,
+            scope=scope,
+            decided_by=decided_by,
+            reason=reason,
+            content=content,
         )
 
     async def pending(self, session_id: str | None = None) -> list[ApprovalRequest]:
