@@ -27,11 +27,13 @@ ANSWER_HELP = "y = yes, n = no, a = always, s = for this session"
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """An answer to a permission request."""
+    """An answer to a permission request (``content``: the fields of an answered question,
+    an MCP server's elicitation)."""
 
     approve: bool
     scope: GrantScope = "once"
     reason: str | None = None
+    content: dict[str, Any] | None = None
 
 
 Approver = Callable[["PermissionRequest", bool], Awaitable[Decision | None]]
@@ -56,6 +58,7 @@ class Responder(Protocol):
         scope: GrantScope = "once",
         decided_by: str | None = None,
         reason: str | None = None,
+        content: dict[str, Any] | None = None,
     ) -> object: ...
 
 
@@ -80,6 +83,9 @@ def approve_all(announce: Callable[[str], None], *, by_whom: str) -> Approver:
     """An approver that says yes to everything, saying so through ``announce``."""
 
     async def approve(request: PermissionRequest, has_session: bool) -> Decision:
+        if _is_question(request.tool):
+            announce(f"declining: questions are not answered automatically ({by_whom})")
+            return Decision(False, reason="questions are not answered automatically")
         announce(f"approving automatically ({by_whom})")
         return Decision(True)
 
@@ -99,6 +105,8 @@ def ask_with(read: Reader, announce: Callable[[str], None]) -> Approver:
     """An approver that asks through ``read`` until it gets an answer it understands."""
 
     async def ask(request: PermissionRequest, has_session: bool) -> Decision | None:
+        if _is_question(request.tool):
+            return await answer_question(request.arguments, read, announce)
         while True:
             text = await read(f"allow {request.tool}? [y]es / [n]o / [a]lways / [s]ession (n): ")
             if text is None:
@@ -113,6 +121,89 @@ def ask_with(read: Reader, announce: Callable[[str], None]) -> Approver:
             return decision
 
     return ask
+
+
+async def answer_question(
+    arguments: dict[str, Any], read: Reader, announce: Callable[[str], None]
+) -> Decision | None:
+    """Ask a question (an MCP server's elicitation, whose ``arguments`` hold its ``message``
+    and its ``requested_schema`` or ``url``) through ``read``, field by field; None when the
+    user gives up."""
+    while True:
+        text = await read("answer it? [y]es / [n]o (n): ")
+        if text is None:
+            return None
+        choice = (text.strip() or "n").lower()
+        if choice in ("n", "no"):
+            return Decision(False, reason="the user declined")
+        if choice in ("y", "yes"):
+            break
+        announce("please answer y or n")
+    schema = arguments.get("requested_schema")
+    if not isinstance(schema, dict):
+        return Decision(True)  # a page to visit: yes says the user goes on there
+    properties = schema.get("properties")
+    required = set(schema.get("required") or ())
+    content: dict[str, Any] = {}
+    for name, field in (properties if isinstance(properties, dict) else {}).items():
+        spec = field if isinstance(field, dict) else {}
+        while True:
+            text = await read(_field_prompt(name, spec, name in required))
+            if text is None:
+                return None
+            if not text.strip():
+                if name in required:
+                    announce(f"{name} is required")
+                    continue
+                break
+            value, problem = _field_value(text.strip(), spec)
+            if problem is None:
+                content[name] = value
+                break
+            announce(problem)
+    return Decision(True, content=content)
+
+
+def _field_prompt(name: str, spec: dict[str, Any], required: bool) -> str:
+    kind = str(spec.get("type") or "string")
+    choices = spec.get("enum") or (spec.get("items") or {}).get("enum")
+    about = [kind if not choices else "one of " + ", ".join(map(str, choices))]
+    if kind == "array":
+        about = ["comma-separated" + (": " + ", ".join(map(str, choices)) if choices else "")]
+    if required:
+        about.append("required")
+    title = spec.get("title") or name
+    described = f" - {spec['description']}" if spec.get("description") else ""
+    return f"  {title} ({', '.join(about)}){described}: "
+
+
+def _field_value(text: str, spec: dict[str, Any]) -> tuple[Any, str | None]:
+    """The value ``text`` stands for in a field of ``spec``, or why it cannot."""
+    kind = spec.get("type") or "string"
+    if kind == "boolean":
+        lowered = text.lower()
+        if lowered in ("y", "yes", "true"):
+            return True, None
+        if lowered in ("n", "no", "false"):
+            return False, None
+        return None, "please answer yes or no"
+    if kind in ("integer", "number"):
+        try:
+            return (int(text) if kind == "integer" else float(text)), None
+        except ValueError:
+            return None, f"please give {'a whole' if kind == 'integer' else 'a'} number"
+    if kind == "array":
+        return [part.strip() for part in text.split(",") if part.strip()], None
+    choices = spec.get("enum")
+    if choices and text not in choices:
+        return None, "please give one of " + ", ".join(map(str, choices))
+    return text, None
+
+
+def _is_question(tool: str) -> bool:
+    from promptline.security.approvals import is_question
+
+    return is_question(tool)
 
 
 class Style:
@@ -372,21 +463,29 @@ class RunView:
         request: Any = event.data
         if request.call_id:
             self._calls[request.request_id] = request.call_id
+        question = _is_question(request.tool)
         heading = f"? {request.tool} needs your approval"
-        if request.destructive:
+        if question:
+            heading = f"? {request.reason or request.tool}"
+        elif request.destructive:
             heading += " (it is destructive)"
         self.note(self.style.bold(self.style.yellow(heading)))
-        if request.tool == "submit_plan":
+        if question:
+            if request.arguments.get("url"):
+                self.note(f"  open {request.arguments['url']}")
+        elif request.tool == "submit_plan":
             for line in str(request.arguments.get("plan", "")).splitlines():
                 self.note(f"  {line}")
         elif request.arguments:
             self.note(f"  {format_arguments(request.arguments, width=400)}")
-        if request.reason:
+        if request.reason and not question:
             self.note(self.style.dim(f"  why: {request.reason}"))
         decision = await self.approver(request, event.session_id is not None)
         if decision is None:
             cancel("cancelled at the approval prompt")
             return
+        # Only a question's answer carries content (and only its responders take it).
+        extra = {"content": decision.content} if question and decision.approve else {}
         try:
             await self.permissions.respond(
                 request.request_id,
@@ -394,6 +493,7 @@ class RunView:
                 scope=decision.scope,
                 decided_by=self.decided_by,
                 reason=decision.reason,
+                **extra,
             )
         except PromptLineError as exc:
             self.note(self.style.red(f"the answer was not taken: {exc.message}"))

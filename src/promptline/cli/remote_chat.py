@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from promptline.cli.chat_screen import ChatScreen, Mode, line_input
 from promptline.cli.runtime import run
@@ -63,9 +63,10 @@ class GatewayApprovals:
         scope: GrantScope = "once",
         decided_by: str | None = None,
         reason: str | None = None,
+        content: dict[str, Any] | None = None,
     ) -> object:
         return await self.client.approvals.respond(
-            request_id, approve=approve, scope=scope, reason=reason
+            request_id, approve=approve, scope=scope, reason=reason, content=content
         )
 
 

@@ -31,11 +31,15 @@ class Approvals:
         approve: bool,
         scope: GrantScope = "once",
         reason: str | None = None,
+        content: dict[str, Any] | None = None,
     ) -> ApprovalOutcome:
         """Approve or refuse; ``scope`` says how far a yes reaches: this call (``once``),
-        the rest of the session (``session``) or ``always``."""
+        the rest of the session (``session``) or ``always``. ``content`` answers a question
+        (tool ``mcp.<server>:elicitation``): the fields its ``requested_schema`` asks for."""
         body: dict[str, Any] = {"approve": approve, "scope": scope}
         if reason is not None:
             body["reason"] = reason
+        if content is not None:
+            body["content"] = content
         answer = await self._http.request("POST", f"/v1/approvals/{request_id}", json=body)
         return ApprovalOutcome.model_validate(answer if isinstance(answer, dict) else {})

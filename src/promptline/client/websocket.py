@@ -579,9 +579,13 @@ class WebSocketConnection:
         approve: bool,
         scope: GrantScope = "once",
         reason: str | None = None,
+        content: dict[str, Any] | None = None,
     ) -> ApprovalOutcome:
-        """Answer a permission request (``scope``: once, session or always)."""
-        params = _params(request_id=request_id, approve=approve, scope=scope, reason=reason)
+        """Answer a permission request (``scope``: once, session or always; ``content``:
+        the answer to a question, an MCP server's elicitation)."""
+        params = _params(
+            request_id=request_id, approve=approve, scope=scope, reason=reason, content=content
+        )
         result = await self.call("permission.respond", params)
         return ApprovalOutcome.model_validate(result if isinstance(result, dict) else {})
 
@@ -632,7 +636,9 @@ def _fatal(code: int | None) -> PromptLineError | None:
     if code == 4401:
         return AuthenticationError(
             "the gateway closed the WebSocket: the API key was refused",
-            hint="check the key (promptline keys list), or make one with promptline keys create",
+            hint="check the key (`promptline keys list`), or make one with `promptline keys "
+            "create --user admin --role admin` on the gateway's machine (its first start keeps "
+            "an admin key in admin.key in its home folder)",
         )
     if code == 4403:
         return PermissionDeniedError(

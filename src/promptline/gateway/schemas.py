@@ -282,6 +282,12 @@ class ApprovalAnswer(_Request):
         "session, or this tool for this user from now on. A refusal is always `once`.",
     )
     reason: str | None = Field(None, max_length=2000)
+    content: dict[str, Any] | None = Field(
+        None,
+        description="The answer to a question (`tool` `mcp.<server>:elicitation`): the values "
+        "of the fields its `arguments.requested_schema` asks for, with `approve: true`. Other "
+        "requests take none.",
+    )
 
 
 class ApprovalOutcomeOut(BaseModel):

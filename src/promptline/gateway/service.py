@@ -102,12 +102,19 @@ async def respond_approval(
     approve: bool,
     scope: Literal["once", "session", "always"] = "once",
     reason: str | None = None,
+    content: dict[str, Any] | None = None,
 ) -> ApprovalOutcome:
     """Answer a request as ``caller``: only someone who may see its session (its owner or
-    the tenant's admin) may; the answer records who gave it."""
+    the tenant's admin) may; the answer records who gave it. ``content`` answers a question
+    (an MCP server's elicitation)."""
     await visible_approval(app, caller, request_id)
     return await app.permissions.respond(
-        request_id, approve=approve, scope=scope, decided_by=caller.user_id, reason=reason
+        request_id,
+        approve=approve,
+        scope=scope,
+        decided_by=caller.user_id,
+        reason=reason,
+        content=content,
     )
 
 

@@ -51,7 +51,8 @@ async def answer_approval(
 ) -> Any:
     """Approve or refuse; the run waiting on it goes on. Only someone who may see the
     session may answer (404 for anyone else: the request stays pending); 409 for a request
-    already answered or past its time."""
+    already answered or past its time. A question (an MCP server's elicitation) is answered
+    with `content` (422 when it does not match the question's schema)."""
     outcome = await respond_approval(
         gateway(request).app,
         caller,
@@ -59,5 +60,6 @@ async def answer_approval(
         approve=body.approve,
         scope=body.scope,
         reason=body.reason,
+        content=body.content,
     )
     return approval_outcome_json(outcome)

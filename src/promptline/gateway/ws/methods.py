@@ -108,7 +108,13 @@ async def run_resume(ctx: MethodContext, p: RunControl) -> dict[str, str]:
 async def permission_respond(ctx: MethodContext, p: PermissionRespond) -> dict[str, Any]:
     """Answer a pending permission request of a session the caller may see."""
     outcome = await respond_approval(
-        ctx.app, ctx.caller, p.request_id, approve=p.approve, scope=p.scope, reason=p.reason
+        ctx.app,
+        ctx.caller,
+        p.request_id,
+        approve=p.approve,
+        scope=p.scope,
+        reason=p.reason,
+        content=p.content,
     )
     return approval_outcome_json(outcome)
 

@@ -72,6 +72,8 @@ class PermissionRespond(NoParams):
     approve: bool
     scope: Literal["once", "session", "always"] = "once"
     reason: Annotated[str, Field(max_length=2000)] | None = None
+    content: dict[str, Any] | None = None
+    """The answer to a question (an MCP server's elicitation)."""
 
 
 class EventsSubscribe(NoParams):
