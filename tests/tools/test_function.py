@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from promptline.core.errors import InvalidInputError
 from promptline.tools import FunctionTool, Progress, Tool, ToolContext, tool
+from promptline.tools.base import applies_here
 from tools.support import STUCK, context
 
 
@@ -26,6 +27,19 @@ class Color(enum.Enum):
 class Point(BaseModel):
     x: int
     y: int = 0
+
+
+EVERY_REQUIRED: dict[str, Any] = {
+    "text": "t",
+    "count": "3",
+    "ratio": 1,
+    "flag": True,
+    "names": ["a"],
+    "scores": {"a": 1},
+    "mode": "fast",
+    "color": "red",
+    "point": {"x": 1},
+}
 
 
 @tool
@@ -61,7 +75,9 @@ def test_types_become_json_schema_types() -> None:
     assert props["names"] == {"type": "array", "items": {"type": "string"}}
     assert props["scores"] == {"type": "object", "additionalProperties": {"type": "integer"}}
     assert props["mode"]["enum"] == ["fast", "slow"]
-    assert props["maybe"]["anyOf"] == [{"type": "string"}, {"type": "null"}]
+    # Optional: not required, which says it may be left out (an explicit null still passes).
+    assert props["maybe"] == {"type": "string"}
+    assert everything.validate({**EVERY_REQUIRED, "maybe": None})["maybe"] is None
     assert everything.parameters["$defs"]["Color"]["enum"] == ["red", "blue"]
     assert everything.parameters["$defs"]["Point"]["required"] == ["x"]
 
@@ -74,7 +90,7 @@ def test_parameters_without_defaults_are_required_and_defaults_are_shown() -> No
         "text", "count", "ratio", "flag", "names", "scores", "mode", "color", "point"
     ]  # fmt: skip
     assert schema["properties"]["level"]["default"] == 3
-    assert schema["properties"]["maybe"]["default"] is None
+    assert "default" not in schema["properties"]["maybe"]
     assert schema["additionalProperties"] is False
 
 
@@ -179,19 +195,7 @@ def test_star_args_cannot_be_described() -> None:
 
 
 def test_validation_converts_and_fills_defaults() -> None:
-    arguments = everything.validate(
-        {
-            "text": "t",
-            "count": "3",
-            "ratio": 1,
-            "flag": True,
-            "names": ["a"],
-            "scores": {"a": 1},
-            "mode": "fast",
-            "color": "red",
-            "point": {"x": 1},
-        }
-    )
+    arguments = everything.validate(EVERY_REQUIRED)
 
     assert arguments["count"] == 3
     assert arguments["color"] is Color.RED
@@ -307,3 +311,15 @@ def test_unresolvable_hints_are_reported() -> None:
 
     with pytest.raises(InvalidInputError, match="cannot resolve its type hints"):
         tool(broken)
+
+
+def test_a_tool_applies_everywhere_unless_its_applies_check_says_otherwise(tmp_path: Path) -> None:
+    @tool(applies=lambda workspace: (workspace / "marker").exists())
+    def picky() -> str:
+        """Only where a marker is."""
+        return "ok"
+
+    assert applies_here(everything, tmp_path)
+    assert not applies_here(picky, tmp_path)
+    (tmp_path / "marker").touch()
+    assert applies_here(picky, tmp_path)

@@ -100,6 +100,27 @@ def test_select_and_specs_follow_patterns() -> None:
     assert spec.name == "web_get"
 
 
+def test_specs_for_a_workspace_leave_out_the_tools_that_do_not_apply_there(
+    tmp_path: Path,
+) -> None:
+    @tool(name="needs_git", applies=lambda workspace: (workspace / ".git").exists())
+    def needs_git() -> str:
+        """Only in a repository."""
+        return "ok"
+
+    registry = ToolRegistry([make("anywhere"), needs_git])
+    registry.register(needs_git, namespace="pkg")
+
+    assert [s.name for s in registry.specs(workspace=tmp_path)] == ["anywhere"]
+    assert len(registry.specs()) == 3  # without a workspace: every selected tool
+    (tmp_path / ".git").mkdir()
+    assert [s.name for s in registry.specs(workspace=tmp_path)] == [
+        "anywhere",
+        "needs_git",
+        "pkg.needs_git",
+    ]
+
+
 def test_every_change_bumps_the_version() -> None:
     registry = ToolRegistry()
     versions = [registry.version]

@@ -26,6 +26,7 @@ from promptline.core.errors import (
 )
 from promptline.core.messages import ImagePart, Message, ToolCall, Usage
 from promptline.models.capabilities import ModelCapabilities
+from promptline.models.limits import estimate_prompt_tokens
 from promptline.models.types import (
     ModelRequest,
     ModelResponse,
@@ -446,12 +447,15 @@ def _last_input_text(messages: Sequence[Message]) -> str:
 
 
 def _estimated_usage(request: ModelRequest, turn: Turn) -> Usage:
-    # Roughly four characters a token, as for English text: plausible figures for demos.
-    prompt = sum(len(m.text) for m in request.messages)
+    """What a turn without scripted usage reports: everything the request sends (messages,
+    tool calls, images and the tool schemas offered) counted as the router estimates a prompt
+    (`estimate_prompt_tokens`, about four characters a token), and its answer the same way."""
     answer = len(turn.reply) + sum(
         len(json.dumps(c.arguments)) + len(c.name) for c in turn.tool_calls
     )
-    return Usage(input_tokens=max(1, prompt // 4), output_tokens=max(1, answer // 4))
+    return Usage(
+        input_tokens=max(1, estimate_prompt_tokens(request)), output_tokens=max(1, answer // 4)
+    )
 
 
 def _preview(text: str, limit: int = 80) -> str:

@@ -611,7 +611,10 @@ class Run:
         if self.session is not None and self.session.tools:
             allowed = set(self.session.tools)
             names = [n for n in (names or services.executor.registry.names()) if n in allowed]
-        specs = services.executor.registry.specs(names)
+        workspace = services.workspace_for(self.agent, self.session.id if self.session else self.id)
+        # Only the tools that apply here (no git tools outside a repository...): every tool
+        # offered is sent with every model call.
+        specs = services.executor.registry.specs(names, workspace=workspace)
         caps = services.capabilities(self.model) if self.model else None
         window = caps.context_window if caps else 128_000
         reserve = self.agent.max_tokens or min(caps.max_tokens if caps else 4096, 4096)
@@ -623,7 +626,6 @@ class Run:
             user_spent = await services.spent_by_user_today(
                 str(self._envelope["user_id"]), self._envelope["tenant_id"]
             )
-        workspace = services.workspace_for(self.agent, self.session.id if self.session else self.id)
         skills = services.skills(frozenset(s.name for s in specs)) if services.skills else None
         return _Prepared(
             specs=specs,

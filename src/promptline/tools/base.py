@@ -25,6 +25,7 @@ __all__ = [
     "ToolContext",
     "ToolError",
     "ToolOutput",
+    "applies_here",
     "is_idempotent",
 ]
 
@@ -182,6 +183,15 @@ class Tool(Protocol):
         """Do the work with validated ``arguments``; return text, JSON-like data or
         `ToolOutput`; raise `ToolError` for a failure the model should see."""
         ...
+
+
+def applies_here(tool: Tool, workspace: Path) -> bool:
+    """True when ``tool`` is worth offering to a run working in ``workspace``: its
+    ``applies_to(workspace)`` if it has one (the git tools need a repository, the skill tools
+    a skill), else always. A tool not offered can still be called; it is only left out of
+    what the model is told, which every call pays for."""
+    check = getattr(tool, "applies_to", None)
+    return True if check is None else bool(check(workspace))
 
 
 def is_idempotent(tool: Tool) -> bool:

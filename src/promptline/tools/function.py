@@ -9,6 +9,7 @@ import functools
 import inspect
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -29,7 +30,8 @@ class FunctionTool:
 
     Parameters annotated `ToolContext` or `Progress` are filled in by the executor and are
     not part of the schema. A sync function runs in a worker thread (so it cannot block the
-    event loop) unless ``inline`` is set, which suits quick pure functions.
+    event loop) unless ``inline`` is set, which suits quick pure functions. ``applies`` says
+    whether the tool is worth offering to a run in a given workspace (`applies_to`).
     """
 
     def __init__(
@@ -43,8 +45,10 @@ class FunctionTool:
         timeout: float | None = None,
         inline: bool = False,
         idempotent: bool | None = None,
+        applies: Callable[[Path], bool] | None = None,
     ) -> None:
         self.fn = fn
+        self._applies = applies
         self._name = name or fn.__name__
         if not _NAME.match(self._name):
             raise InvalidInputError(
@@ -105,6 +109,10 @@ class FunctionTool:
     def timeout(self) -> float | None:
         """Its own time limit in seconds (None: the configured ceiling)."""
         return self._timeout
+
+    def applies_to(self, workspace: Path) -> bool:
+        """True when the tool is worth offering to a run working in ``workspace``."""
+        return True if self._applies is None else self._applies(workspace)
 
     def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """Check and convert ``arguments`` against the schema."""
@@ -197,6 +205,7 @@ def tool(
     timeout: float | None = None,
     inline: bool = False,
     idempotent: bool | None = None,
+    applies: Callable[[Path], bool] | None = None,
 ) -> Callable[[F], FunctionTool]: ...
 
 
@@ -211,13 +220,15 @@ def tool(
     timeout: float | None = None,
     inline: bool = False,
     idempotent: bool | None = None,
+    applies: Callable[[Path], bool] | None = None,
 ) -> FunctionTool | Callable[[F], FunctionTool]:
     """Make a `Tool` of a function: ``@tool`` or ``@tool(read_only=True, timeout=10)``.
 
     The schema comes from the type hints (anything pydantic understands), the description
     from the docstring's first paragraph and each argument's description from its ``Args:``
     section. ``idempotent`` (default: ``read_only``) says a repeated call does no more than
-    one: a call cut short by a crash is then run again after the restart.
+    one: a call cut short by a crash is then run again after the restart. ``applies(workspace)``
+    (default: always) says whether a run working in that folder is offered the tool.
     """
 
     def wrap(f: F) -> FunctionTool:
@@ -230,6 +241,7 @@ def tool(
             timeout=timeout,
             inline=inline,
             idempotent=idempotent,
+            applies=applies,
         )
 
     return wrap(fn) if fn is not None else wrap
@@ -261,11 +273,26 @@ def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
     return text, args
 
 
+_NULL = {"type": "null"}
+
+
 def _clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """The arguments schema without pydantic's generated titles (noise for a model)."""
+    """The arguments schema without what is noise for a model: pydantic's generated titles,
+    and the ``anyOf [..., null]`` with ``default: null`` of an optional parameter (one that
+    is not required says as much; an explicit null is still accepted)."""
 
     def strip(node: Any) -> Any:
         if isinstance(node, dict):
+            options = node.get("anyOf")
+            if (
+                node.get("default", ...) is None
+                and isinstance(options, list)
+                and len(options) == 2
+                and _NULL in options
+                and isinstance(other := options[1 - options.index(_NULL)], dict)
+            ):
+                rest = {k: v for k, v in node.items() if k not in ("anyOf", "default")}
+                node = {**other, **rest}
             return {
                 k: strip(v) for k, v in node.items() if not (k == "title" and isinstance(v, str))
             }

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from promptline.core.errors import ConflictError, InvalidInputError, NotFoundError
 from promptline.models.types import ToolSpec
-from promptline.tools.base import Tool, ToolContext
+from promptline.tools.base import Tool, ToolContext, applies_here
 
 __all__ = ["ToolRegistry", "matches", "qualified_name"]
 
@@ -112,9 +113,16 @@ class ToolRegistry:
         wanted = list(patterns)
         return [self._tools[n] for n in sorted(self._tools) if any(matches(p, n) for p in wanted)]
 
-    def specs(self, patterns: Iterable[str] | None = None) -> list[ToolSpec]:
-        """What the model is told about the selected tools."""
-        return [ToolSpec(t.name, t.description, t.parameters) for t in self.select(patterns)]
+    def specs(
+        self, patterns: Iterable[str] | None = None, *, workspace: Path | None = None
+    ) -> list[ToolSpec]:
+        """What the model is told about the selected tools; with ``workspace``, only about
+        those that apply to a run working there (`applies_here`)."""
+        return [
+            ToolSpec(t.name, t.description, t.parameters)
+            for t in self.select(patterns)
+            if workspace is None or applies_here(t, workspace)
+        ]
 
     def __contains__(self, name: object) -> bool:
         return name in self._tools
@@ -156,6 +164,9 @@ class _Renamed:
     @property
     def timeout(self) -> float | None:
         return self._inner.timeout
+
+    def applies_to(self, workspace: Path) -> bool:
+        return applies_here(self._inner, workspace)
 
     def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
         return self._inner.validate(arguments)

@@ -161,3 +161,30 @@ async def test_with_skills_off_there_are_no_skill_tools_and_no_list(
         result = await runtime.run("hello", agent="assistant", model="scripted/plain")
         assert result.ok, result.error
         assert "notes" not in system_prompt(await app.events.read_stream(result.run_id))
+
+
+def offered_tools(events: list[Event]) -> list[str]:
+    command = next(e for e in events if e.type == "llm_command")
+    return [t["name"] for t in command.data.tools]  # type: ignore[attr-defined]
+
+
+async def test_the_skill_tools_are_offered_only_while_a_skill_is_available(
+    settings: Any, tmp_path: Path
+) -> None:
+    async with build_app(settings) as app:
+        runtime = await app.start_runtime()
+        bare = await runtime.run("hello", agent="assistant", model="scripted/plain")
+        assert bare.ok, bare.error
+        bare_events = await app.events.read_stream(bare.run_id)
+
+        write_skill(tmp_path / "project" / "skills", "notes", "Keep notes.")
+        app.skills.reload()
+        with_skill = await runtime.run("hello", agent="assistant", model="scripted/plain")
+        assert with_skill.ok, with_skill.error
+        skill_events = await app.events.read_stream(with_skill.run_id)
+
+    assert "use_skill" in app.tools  # registered all along, but worth nothing without a skill
+    assert not {"use_skill", "read_skill_file"} & set(offered_tools(bare_events))
+    assert SKILLS_HEADER not in system_prompt(bare_events)
+    assert {"use_skill", "read_skill_file"} <= set(offered_tools(skill_events))
+    assert f"{SKILLS_HEADER}\n- notes: Keep notes." in system_prompt(skill_events)

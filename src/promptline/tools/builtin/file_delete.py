@@ -13,13 +13,11 @@ __all__ = ["file_delete"]
 
 @tool(name="file_delete", destructive=True)
 def file_delete(path: str, recursive: bool = False, *, context: ToolContext) -> str:
-    """Delete a file of the workspace, or a folder (an empty one, or any with `recursive`).
-
-    A symlink is removed itself; what it points to is left alone.
+    """Delete a file or an empty folder of the workspace (a symlink itself, not its target).
 
     Args:
-        path: The file or folder, relative to the workspace root.
-        recursive: Also delete a folder that is not empty, with everything in it.
+        path: Relative to the workspace root.
+        recursive: Also delete a folder that is not empty, with all it holds.
     """
     target = resolve_in_workspace(context.workspace, path, follow_last=False)
     name = relative_name(workspace_root(context.workspace), target)

@@ -32,9 +32,9 @@ def file_read(
     """Read a text file of the workspace: all of it, or `limit` lines from line `offset`.
 
     Args:
-        path: The file, relative to the workspace root (such as 'src/app.py').
-        offset: The first line to return, counting from 1.
-        limit: How many lines to return; by default as many as fit in one answer.
+        path: Relative to the workspace root.
+        offset: The first line, counting from 1.
+        limit: Lines to return; default: as many as fit in one answer.
     """
     target = resolve_in_workspace(context.workspace, path)
     if not target.exists():

@@ -16,9 +16,9 @@ def file_write(path: str, content: str, append: bool = False, *, context: ToolCo
     """Write text to a file of the workspace, creating it and its folders if needed.
 
     Args:
-        path: The file, relative to the workspace root (such as 'notes/todo.md').
-        content: The text to write (UTF-8).
-        append: Add to the end of the file instead of replacing what it holds.
+        path: Relative to the workspace root.
+        content: The text (UTF-8).
+        append: Add to the end of the file instead of replacing it.
     """
     target = resolve_in_workspace(context.workspace, path)
     if target.is_dir():

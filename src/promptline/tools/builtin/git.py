@@ -9,13 +9,14 @@ to a repository it should not see.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from promptline.tools.base import ToolContext, ToolError
 from promptline.tools.builtin.process import ProcessResult, minimal_env, run_process
 from promptline.tools.builtin.workspace import relative_name, resolve_in_workspace, workspace_root
 from promptline.tools.function import tool
 
-__all__ = ["DEFAULT_AUTHOR", "git_commit", "git_status"]
+__all__ = ["DEFAULT_AUTHOR", "git_commit", "git_status", "in_git_repository"]
 
 DEFAULT_AUTHOR = ("PromptLine agent", "agent@promptline.invalid")
 """The commit identity when the repository configures none (global config is not read)."""
@@ -23,10 +24,15 @@ DEFAULT_AUTHOR = ("PromptLine agent", "agent@promptline.invalid")
 _SAFETY = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "color.ui=false")
 
 
-@tool(name="git_status", read_only=True)
+def in_git_repository(workspace: Path) -> bool:
+    """True when the workspace is a git repository (its root holds ``.git``): the git tools
+    are offered only there, as git does not look above the workspace."""
+    return (workspace / ".git").exists()
+
+
+@tool(name="git_status", read_only=True, applies=in_git_repository)
 async def git_status(*, context: ToolContext) -> str:
-    """Show the branch and the changed, staged and untracked files of the workspace's git
-    repository (`git status --short --branch`)."""
+    """`git status --short --branch` of the workspace."""
     result = await _git(context, "status", "--short", "--branch")
     text = result.output.rstrip("\n")
     if "\n" not in text:
@@ -34,14 +40,14 @@ async def git_status(*, context: ToolContext) -> str:
     return text
 
 
-@tool(name="git_commit")
+@tool(name="git_commit", applies=in_git_repository)
 async def git_commit(message: str, paths: list[str] | None = None, *, context: ToolContext) -> str:
-    """Commit changes of the workspace's git repository: every change (new, modified and
-    deleted files), or only those under `paths`.
+    """Commit every change of the workspace (new, changed and deleted files), or those under
+    `paths`.
 
     Args:
-        message: The commit message; its first line is the summary.
-        paths: Files or folders (relative to the workspace root) to commit; default: all.
+        message: The commit message.
+        paths: Files or folders to commit; default: all.
     """
     if not message.strip():
         raise ToolError("the commit message is empty", hint="say what the change does")

@@ -51,19 +51,15 @@ def codebase_search(
     *,
     context: ToolContext,
 ) -> str:
-    """Search the text files of the workspace for lines matching `query`; returns
-    `path:line:text` for each match.
-
-    Version control folders, dependency folders, binary files and files over 2 MiB are
-    skipped.
+    """Find lines matching `query` in the workspace's text files, as `path:line:text`
+    (skips version control and dependency folders, binary files, files over 2 MiB).
 
     Args:
-        query: The text to look for, or a Python regular expression with regex=true.
-        glob: Only search files matching this pattern: '*.py' (a name, in any folder) or
-            'src/*.ts' (a path from the workspace root; '*' also crosses folders).
-        regex: Treat query as a regular expression rather than literal text.
-        ignore_case: Match letters regardless of case.
-        max_results: Stop after this many matching lines.
+        query: The text, or a Python regular expression with regex=true.
+        glob: Only files matching this, such as '*.py' or 'src/*.ts'.
+        regex: query is a regular expression.
+        ignore_case: Ignore case.
+        max_results: Stop after this many lines.
     """
     if not query:
         raise ToolError("the query is empty", hint="give the text or pattern to look for")

@@ -36,19 +36,14 @@ async def shell_execute(
     *,
     context: ToolContext,
 ) -> ToolOutput:
-    """Run a shell command in the workspace and return its exit code and output.
-
-    The command runs with `/bin/sh -c` (pipes, redirections and `&&` work), stdin closed,
-    stdout and stderr combined, HOME set to the workspace and none of the server's
-    environment. It is killed, with everything it started, when its time is up. Commands
-    left running in the background are stopped when the command ends. A long output is
-    shown as its head and tail; the whole of it is saved to a file of the workspace, named
-    at the end of the answer, to read with file_read.
+    """Run a command with /bin/sh in the workspace (no stdin, none of the server's
+    environment): its exit code and output. A long output is cut to its head and tail, and
+    kept whole in a file the answer names.
 
     Args:
-        command: The command line, such as 'pytest -q tests/test_app.py'.
-        cwd: The folder to run in, relative to the workspace root.
-        timeout: Seconds before the command is killed; at most the configured limit.
+        command: The command line.
+        cwd: Folder to run in, relative to the workspace root.
+        timeout: Seconds before it is killed (at most the configured limit).
     """
     if not command.strip():
         raise ToolError("the command is empty", hint="give a command line to run")

@@ -73,15 +73,14 @@ def web_get_tool(
         name="web_get",
         read_only=True,
         description=(
-            "Fetch an http:// or https:// URL and return its status, content type and text "
-            f"(HTML as readable text, links as [text](url)). Reads at most {size} and gives "
-            f"up after {timeout:g} s; binary content is refused."
+            "Fetch an http(s) URL: its status, content type and text (HTML as readable "
+            f"text). At most {size} in {timeout:g} s; binary content is refused."
         ),
     )
     async def web_get(url: str, raw: bool = False) -> ToolOutput:
         """Args:
         url: An absolute http:// or https:// URL.
-        raw: Return HTML as it was received instead of its readable text.
+        raw: Return HTML as received.
         """
         return await fetcher.fetch(url, raw=raw)
 

@@ -8,8 +8,7 @@ from collections.abc import Sequence
 __all__ = ["MIN_DESCRIPTION_CHARS", "SKILLS_HEADER", "render_skill_list"]
 
 SKILLS_HEADER = (
-    "Skills (instructions for particular tasks): when a request matches one, call use_skill "
-    "with its name before you start and follow what it says."
+    "Skills: when a request matches one, call use_skill with its name first, then follow it."
 )
 """The first line of the section; the tools' names are part of the contract."""
 

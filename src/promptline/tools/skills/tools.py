@@ -4,6 +4,7 @@ instructions and the list of its files) and ``read_skill_file`` (one of those fi
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field
@@ -34,16 +35,20 @@ LibrarySource = SkillLibrary | Callable[[], SkillLibrary]
 
 def skill_tools(library: LibrarySource) -> list[Tool]:
     """``use_skill`` and ``read_skill_file`` over ``library`` (or a function returning it,
-    looked up at each call, so the tools can be made before the library)."""
+    looked up at each call, so the tools can be made before the library). They are offered
+    to a run only while the library has a skill agents can use."""
 
     def current() -> SkillLibrary:
         return library if isinstance(library, SkillLibrary) else library()
 
+    def any_skill(workspace: Path) -> bool:
+        return bool(current().available())
+
     def use_skill(name: str) -> ToolOutput:
-        """Load a skill: its full instructions, the folder it lives in and its other files.
+        """Load a skill: its instructions, its folder and its files.
 
         Args:
-            name: The skill's name, as the skill list in the system prompt gives it.
+            name: The skill's name, as listed.
         """
         skill = _usable(current(), name)
         return ToolOutput(
@@ -54,20 +59,20 @@ def skill_tools(library: LibrarySource) -> list[Tool]:
     def read_skill_file(
         name: str, path: str, offset: Annotated[int, Field(ge=1)] = 1
     ) -> ToolOutput:
-        """Read a file of a skill (a script, a template, a reference), as use_skill lists them.
+        """Read a file of a skill, as use_skill lists them.
 
         Args:
             name: The skill's name.
-            path: The file, relative to the skill's folder (such as 'scripts/fill.py').
-            offset: The first line to return, counting from 1.
+            path: Relative to the skill's folder.
+            offset: The first line, counting from 1.
         """
         skill = _usable(current(), name)
         text = _read(skill, path, offset)
         return ToolOutput(text, metadata={"skill": skill.name, "file": path})
 
     return [
-        FunctionTool(use_skill, name=USE_SKILL, read_only=True),
-        FunctionTool(read_skill_file, name=READ_SKILL_FILE, read_only=True),
+        FunctionTool(use_skill, name=USE_SKILL, read_only=True, applies=any_skill),
+        FunctionTool(read_skill_file, name=READ_SKILL_FILE, read_only=True, applies=any_skill),
     ]
 
 
