@@ -163,6 +163,10 @@ class App:
         if self.settings.mcp_servers:
             # Before runs are resumed: they may call MCP tools. A server that does not start
             # is logged and shown by `promptline mcp list`; it never fails the start.
+            from promptline.tools.mcp import McpHost
+
+            # Sampling and elicitation are declared when a server connects: bind first.
+            self.mcp.bind(McpHost(runtime, self.permissions))
             await self.mcp.start()
         if self.settings.skills.enabled:
             # Also before runs are resumed: their prompts list the skills.

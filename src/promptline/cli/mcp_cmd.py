@@ -77,7 +77,7 @@ def mcp_list(options: CliOptions, as_json: bool) -> None:
         error = row["error"] or ""
         if row["skipped"]:
             error = f"{error}; " if error else ""
-            error += f"skipped (invalid schema): {', '.join(row['skipped'])}"
+            error += f"not offered: {', '.join(row['skipped'])} (`promptline mcp tools` says why)"
         table.append(
             (
                 row["name"],
@@ -99,14 +99,16 @@ def mcp_list(options: CliOptions, as_json: bool) -> None:
 @pass_options
 def mcp_tools(options: CliOptions, server: str | None, as_json: bool) -> None:
     """The tools of SERVER (of every enabled server when omitted): the name agents call
-    them by, whether they are read-only, what they do."""
+    them by, whether they are read-only, what they do. The server's tools that are not
+    offered to agents are named on stderr, each with why."""
     from promptline.cli.runtime import console, fail, print_table, run, write_json
 
-    async def main() -> tuple[list[dict[str, Any]], dict[str, str]]:
+    async def main() -> tuple[list[dict[str, Any]], dict[str, str], list[tuple[str, str, str]]]:
         from promptline.core.errors import PromptLineError
 
         rows: list[dict[str, Any]] = []
         failed: dict[str, str] = {}
+        skipped: list[tuple[str, str, str]] = []  # (server, tool, why)
         async with _manager(options) as manager:
             names = [server] if server else [s.name for s in manager.status() if s.enabled]
             for name in names:
@@ -129,9 +131,10 @@ def mcp_tools(options: CliOptions, server: str | None, as_json: bool) -> None:
                     }
                     for t in tools
                 )
-        return rows, failed
+                skipped.extend((name, tool, why) for tool, why in manager.skipped(name).items())
+        return rows, failed, skipped
 
-    rows, failed = run(main)
+    rows, failed, skipped = run(main)
     if as_json:
         write_json(rows)
     elif rows:
@@ -141,6 +144,8 @@ def mcp_tools(options: CliOptions, server: str | None, as_json: bool) -> None:
         )
     elif not failed:
         console().print("no tools")
+    for name, tool, why in skipped:
+        console(stderr=True).print(f"{name}: {tool} is not offered: {why}", markup=False)
     for name, message in failed.items():
         console(stderr=True).print(f"[yellow]{name}:[/] {message}", markup=True)
     if failed and not rows:

@@ -18,17 +18,23 @@ PYTHON = sys.executable
 STUCK = 30.0
 
 
-def stdio_server(state: Path | None = None, **extra: Any) -> dict[str, Any]:
-    """The config of the test server over stdio (``state``: where ``hang`` leaves marks)."""
+def stdio_server(
+    state: Path | None = None, *, legacy: bool = False, **extra: Any
+) -> dict[str, Any]:
+    """The config of the test server over stdio (``state``: where ``hang`` leaves marks;
+    ``legacy``: it speaks only the 2025-11-25 protocol)."""
     args = [str(SERVER_SCRIPT)]
     if state is not None:
         args += ["--state", str(state)]
+    if legacy:
+        args.append("--legacy")
     return {"command": PYTHON, "args": args, **extra}
 
 
 @contextlib.asynccontextmanager
 async def http_server(transport: str, state: Path | None = None) -> AsyncIterator[str]:
-    """Run the test server over ``transport`` (streamable_http or sse); yields its URL."""
+    """Run the test server over ``transport`` (streamable_http or sse); yields its URL (over
+    Streamable HTTP, the same with ``/legacy/mcp`` reaches a server of the 2025-11-25 era)."""
     args = [str(SERVER_SCRIPT), "--transport", transport]
     if state is not None:
         args += ["--state", str(state)]

@@ -1,23 +1,32 @@
 """A small MCP server for the MCP client tests, built with the `mcp` SDK's low-level `Server`.
 
 Run it over stdio (``python mcp_test_server.py``) or over HTTP on 127.0.0.1
-(``--transport streamable_http|sse``: it binds a free port and prints ``PORT <n>`` on stdout).
-``--state DIR`` is where the ``hang`` tool records that it started and that it was cancelled.
+(``--transport streamable_http|sse``: it binds a free port and prints ``PORT <n>`` on stdout;
+over Streamable HTTP, ``/legacy/mcp`` serves a ``--legacy`` one as well).
+``--state DIR`` is where the ``hang`` tool records that it started and that it was cancelled,
+and where the server notes each ``notifications/roots/list_changed`` it gets (``roots-changed``).
+``--legacy`` makes it speak only the 2025-11-25 protocol (the ``initialize`` handshake), where
+it asks its client for sampling, elicitation and roots with requests of its own; otherwise it
+speaks 2026-07-28 too, where it asks inside the call's result (``input_required``).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import mcp_types as types
+import orjson
 from mcp.server import NotificationOptions, Server, ServerRequestContext
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
+from mcp.shared.exceptions import MCPError
 
 # A 1x1 transparent PNG.
 PIXEL_PNG = base64.b64decode(
@@ -109,7 +118,54 @@ TOOLS = [
         annotations=_READ_ONLY,
     ),
 ]
+TOOLS += [
+    types.Tool(
+        name="sample",
+        description="Ask the client's model a question (sampling) and send back its answer.",
+        input_schema={
+            "type": "object",
+            "properties": {"question": {"type": "string"}},
+            "required": ["question"],
+        },
+        annotations=_READ_ONLY,
+    ),
+    types.Tool(
+        name="ask",
+        description="Ask the user for a name and an age (elicitation) and send back the answer.",
+        input_schema=_NO_ARGS,
+        annotations=_READ_ONLY,
+    ),
+    types.Tool(
+        name="ask_url",
+        description="Ask the user to visit a page (URL elicitation) and send back the answer.",
+        input_schema=_NO_ARGS,
+        annotations=_READ_ONLY,
+    ),
+    types.Tool(
+        name="roots",
+        description="Send back the client's roots.",
+        input_schema=_NO_ARGS,
+        annotations=_READ_ONLY,
+    ),
+    types.Tool(
+        name="task_only",
+        description="Runs only as a task.",
+        input_schema=_NO_ARGS,
+        execution=types.ToolExecution(task_support="required"),
+    ),
+]
 EXTRA = types.Tool(name="extra", description="Added at run time.", input_schema=_NO_ARGS)
+
+ASK_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "description": "Your name."},
+        "age": {"type": "integer", "minimum": 0, "description": "Your age in years."},
+    },
+    "required": ["name"],
+}
+SAMPLED_CONVERSATION = [("user", "What is 2+2?"), ("assistant", "4")]
+"""The turns a ``sample`` call sends before its question."""
 
 README = "The test server's read-me: it has tools, one resource and one prompt."
 
@@ -121,15 +177,16 @@ def _text(value: str) -> list[types.TextContent | types.ImageContent]:
 class FixtureServer:
     """The tools' behaviour; ``wire`` is where a stdio server's JSON-RPC goes."""
 
-    def __init__(self, state: Path | None, wire: Any = None) -> None:
+    def __init__(self, state: Path | None, wire: Any = None, *, legacy: bool = False) -> None:
         self.state = state
         self.wire = wire
+        self.legacy = legacy
         self.tools = list(TOOLS)
         # Tool-list changes reach 2026-era clients through subscriptions/listen.
         self.bus = InMemorySubscriptionBus()
 
     def build(self) -> Server[Any]:
-        return Server(
+        server: Server[Any] = Server(
             "promptline-test-server",
             version="1.0",
             on_list_tools=self.list_tools,
@@ -140,6 +197,17 @@ class FixtureServer:
             on_get_prompt=self.get_prompt,
             on_subscriptions_listen=ListenHandler(self.bus),
         )
+        if self.legacy:
+            server.add_notification_handler(
+                "notifications/roots/list_changed", types.NotificationParams, self.roots_changed
+            )
+            server.middleware.insert(0, _handshake_only)
+        return server
+
+    async def roots_changed(self, ctx: ServerRequestContext[Any], params: Any) -> None:
+        if self.state is not None:
+            with (self.state / "roots-changed").open("a") as marks:
+                marks.write("changed\n")
 
     async def list_tools(
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -205,7 +273,39 @@ class FixtureServer:
         if name == "env":
             value = os.environ.get(str(args["name"]), "")
             return types.CallToolResult(content=_text(f"{value}|{os.getcwd()}"))
+        if name in ("sample", "ask", "ask_url", "roots"):
+            return await self.ask_client(ctx, params)
+        if name == "task_only":
+            return types.CallToolResult(content=_text("not run as a task"), is_error=True)
         return types.CallToolResult(content=_text(f"unknown tool {name}"), is_error=True)
+
+    async def ask_client(
+        self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        """A tool that needs the client: on 2026-07-28 it answers ``input_required`` and
+        finishes when the call comes back with the response; before, it sends a request."""
+        name, args = params.name, params.arguments or {}
+        request = _client_request(name, args)
+        if ctx.protocol_version.startswith("2026"):
+            if not params.input_responses:
+                return types.InputRequiredResult(
+                    input_requests={"it": request}, request_state=f"asked {name}"
+                )
+            response: Any = params.input_responses["it"]
+        else:
+            session = ctx.session
+            if isinstance(request, types.CreateMessageRequest):
+                sampling = request.params
+                response = await session.create_message(
+                    sampling.messages,
+                    max_tokens=sampling.max_tokens,
+                    system_prompt=sampling.system_prompt,
+                )
+            elif isinstance(request, types.ElicitRequest):
+                response = await session.send_request(request, types.ElicitResult)
+            else:
+                response = await session.list_roots()
+        return types.CallToolResult(content=_text(_describe(response)))
 
     async def list_resources(
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -259,24 +359,78 @@ class FixtureServer:
         )
 
 
+def _client_request(name: str, args: dict[str, Any]) -> Any:
+    if name == "sample":
+        turns = [*SAMPLED_CONVERSATION, ("user", str(args["question"]))]
+        return types.CreateMessageRequest(
+            params=types.CreateMessageRequestParams(
+                messages=[
+                    types.SamplingMessage(role=role, content=types.TextContent(type="text", text=t))  # type: ignore[arg-type]
+                    for role, t in turns
+                ],
+                system_prompt="Answer in one word.",
+                max_tokens=50,
+            )
+        )
+    if name == "ask":
+        return types.ElicitRequest(
+            params=types.ElicitRequestFormParams(
+                message="Who are you?", requested_schema=ASK_SCHEMA
+            )
+        )
+    if name == "ask_url":
+        return types.ElicitRequest(
+            params=types.ElicitRequestURLParams(
+                message="Sign in to go on.",
+                url="https://example.com/sign-in",
+                elicitation_id="sign-in-1",
+            )
+        )
+    return types.ListRootsRequest()
+
+
+def _describe(response: Any) -> str:
+    if isinstance(response, types.CreateMessageResult):
+        text = response.content.text if isinstance(response.content, types.TextContent) else ""
+        return f"sampled {text!r} from {response.model}"
+    if isinstance(response, types.ElicitResult):
+        content = orjson.dumps(response.content, option=orjson.OPT_SORT_KEYS).decode()
+        return f"{response.action} {content}"
+    return " ".join(str(root.uri) for root in response.roots) or "no roots"
+
+
+async def _handshake_only(ctx: ServerRequestContext[Any], call_next: Any) -> Any:
+    # A server of the handshake era: the client's 2026-07-28 probe is not understood.
+    if ctx.method == "server/discover":
+        raise MCPError(code=types.METHOD_NOT_FOUND, message="Method not found")
+    return await call_next(ctx)
+
+
 def _options(server: Server[Any]) -> Any:
     return server.create_initialization_options(NotificationOptions(tools_changed=True))
 
 
-async def serve_stdio(state: Path | None) -> None:
+async def serve_stdio(state: Path | None, legacy: bool) -> None:
+    from mcp.server.runner import serve_loop
     from mcp.server.stdio import stdio_server
 
     # The wire is a copy of fd 1; fd 1 itself goes to stderr so stray prints miss the wire.
     wire = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
     os.dup2(2, 1)
     stdin = os.fdopen(os.dup(0), "r", encoding="utf-8")
-    app = FixtureServer(state, wire)
+    app = FixtureServer(state, wire, legacy=legacy)
     server = app.build()
     async with stdio_server(anyio.wrap_file(stdin), anyio.wrap_file(wire)) as (read, write):
-        await server.run(read, write, _options(server))
+        if not legacy:
+            await server.run(read, write, _options(server))
+            return
+        async with server.lifespan(server) as lifespan:
+            await serve_loop(
+                server, read, write, lifespan_state=lifespan, init_options=_options(server)
+            )
 
 
-async def serve_http(state: Path | None, transport: str) -> None:
+async def serve_http(state: Path | None, transport: str, legacy: bool) -> None:
     import socket
 
     import uvicorn
@@ -284,7 +438,7 @@ async def serve_http(state: Path | None, transport: str) -> None:
     from starlette.responses import Response
     from starlette.routing import Mount, Route
 
-    app = FixtureServer(state)
+    app = FixtureServer(state, legacy=legacy)
     server = app.build()
     if transport == "sse":
         from mcp.server.sse import SseServerTransport
@@ -303,7 +457,24 @@ async def serve_http(state: Path | None, transport: str) -> None:
             ]
         )
     else:
-        asgi = server.streamable_http_app()
+        # One process serves both eras: /mcp as the SDK's server does, /legacy/mcp as a
+        # server of the handshake era (marking in <state>/legacy).
+        modern = server.streamable_http_app()
+        old_state = None if state is None or legacy else state / "legacy"
+        if old_state is not None:
+            old_state.mkdir(parents=True, exist_ok=True)
+        old = FixtureServer(old_state, legacy=True).build()
+        handshake = old.streamable_http_app(streamable_http_path="/legacy/mcp")
+
+        @contextlib.asynccontextmanager
+        async def both(_: Any) -> AsyncIterator[None]:
+            async with (
+                modern.router.lifespan_context(modern),
+                handshake.router.lifespan_context(handshake),
+            ):
+                yield
+
+        asgi = Starlette(routes=[*modern.routes, *handshake.routes], lifespan=both)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -318,13 +489,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--transport", default="stdio", choices=["stdio", "streamable_http", "sse"])
     parser.add_argument("--state", type=Path, default=None)
+    parser.add_argument("--legacy", action="store_true")
     options = parser.parse_args()
     if options.state is not None:
         options.state.mkdir(parents=True, exist_ok=True)
     if options.transport == "stdio":
-        anyio.run(serve_stdio, options.state)
+        anyio.run(serve_stdio, options.state, options.legacy)
     else:
-        anyio.run(serve_http, options.state, options.transport)
+        anyio.run(serve_http, options.state, options.transport, options.legacy)
     sys.exit(0)
 
 

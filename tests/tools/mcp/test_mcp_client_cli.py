@@ -146,3 +146,17 @@ def test_no_mcp_module_is_imported_by_the_runtime_and_the_cli() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_mcp_tools_says_which_tools_are_not_offered_and_why(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    server = f'command: "{PYTHON}"\n    args: ["{SERVER_SCRIPT}", "--legacy"]'
+    path.write_text(f"mcp_servers:\n  old:\n    {server}\n", encoding="utf-8")
+
+    tools = promptline(path, "tools", "old")
+
+    said = " ".join(tools.stderr.split())
+    assert "old: task_only is not offered: it runs only as a task (taskSupport: required)" in said
+    assert "old: bad_schema is not offered: the input schema of bad_schema is not" in said
+    assert "mcp.old.task_only" not in tools.stdout
+    assert "mcp.old.echo" in tools.stdout

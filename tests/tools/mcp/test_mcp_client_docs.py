@@ -1,5 +1,7 @@
 """The client section of docs/mcp.md: its configuration examples load, the commands it shows
-exist, and the behaviour it promises is the code's (backoff, attachment size, cache place)."""
+exist, and the behaviour it promises is the code's (backoff, attachment size, cache place, the
+names and codes of what a server may ask). The behaviour of sampling, elicitation, roots and
+task tools is pinned by test_mcp_client_requests.py."""
 
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ from click.testing import CliRunner
 
 from promptline.cli.main import app
 from promptline.config import load_settings
-from promptline.tools.mcp import connection, manager
+from promptline.security.approvals import is_question
+from promptline.security.policy import PermissionPolicy
+from promptline.tools.mcp import connection, elicitation_rule, host, manager, sampling_rule
 
 DOC = Path(__file__).parents[3] / "docs" / "mcp.md"
 
@@ -26,10 +30,10 @@ def blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", client_section(), re.S)
 
 
-@pytest.mark.parametrize("index", range(3))
+@pytest.mark.parametrize("index", range(4))
 def test_each_yaml_example_is_a_valid_configuration(tmp_path: Path, index: int) -> None:
     yaml_blocks = blocks("yaml")
-    assert len(yaml_blocks) == 3
+    assert len(yaml_blocks) == 4
     path = tmp_path / "config.yaml"
     path.write_text(yaml_blocks[index], encoding="utf-8")
     env = {"PROMPTLINE_HOME": str(tmp_path), "GITHUB_TOKEN": "t", "SEARCH_TOKEN": "s"}
@@ -43,6 +47,11 @@ def test_each_yaml_example_is_a_valid_configuration(tmp_path: Path, index: int) 
         assert settings.mcp_servers["search"].kind == "streamable_http"
         assert settings.mcp_servers["search"].headers == {"Authorization": "Bearer s"}
         assert settings.mcp_servers["legacy"].connect == "first_use"
+    if index == 3:
+        policy = PermissionPolicy(settings)
+        assert policy.decide(sampling_rule("search")).mode == "allow"
+        assert policy.decide(sampling_rule("shell")).mode == "deny"
+        assert policy.decide("mcp.search.fetch").mode == "allow"
 
 
 def test_every_command_shown_exists() -> None:
@@ -64,3 +73,28 @@ def test_the_numbers_the_section_gives_are_the_codes() -> None:
     assert "20,000 characters" in section
     assert "cache/mcp/<server>.json" in section
     assert "logs/mcp/<server>.log" in section
+
+
+def test_the_names_and_codes_the_section_gives_are_the_codes() -> None:
+    section = client_section()
+    assert sampling_rule("search") == "mcp.search:sampling"
+    assert elicitation_rule("search") == "mcp.search:elicitation"
+    assert is_question(elicitation_rule("search"))
+    assert not is_question(sampling_rule("search"))
+    assert "`mcp.<server>:sampling`" in section
+    assert "`mcp.<server>:elicitation`" in section
+    assert host.SAMPLING_TASK == "mcp_sampling"
+    assert "`params.task` is `mcp_sampling`" in section
+    assert host.REFUSED == -1
+    assert "(code -1)" in section
+
+
+def test_a_sampling_request_with_no_rule_asks_as_the_section_says(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("tools:\n  mcp.search.*: allow\n", encoding="utf-8")
+    settings = load_settings(path, environ={"PROMPTLINE_HOME": str(tmp_path)})
+    policy = PermissionPolicy(settings)
+    assert policy.decide(sampling_rule("search")).mode == "ask"  # not covered by mcp.search.*
+    path.write_text("security:\n  require_approval: false\n", encoding="utf-8")
+    relaxed = load_settings(path, environ={"PROMPTLINE_HOME": str(tmp_path)})
+    assert PermissionPolicy(relaxed).decide(sampling_rule("search")).mode == "allow"

@@ -1,9 +1,11 @@
 """PromptLine as an MCP client: the configured MCP servers' tools registered as
-``mcp.<server>.<tool>``, their resources and prompts, kept connected by `McpManager`.
+``mcp.<server>.<tool>``, their resources and prompts, kept connected by `McpManager`; the
+servers' sampling, elicitation and roots requests answered by `McpHost`.
 
 Importing this package does not import the ``mcp`` SDK; connecting does."""
 
 from promptline.tools.mcp.connection import McpConnection, McpServerUnavailable, RemoteTool
+from promptline.tools.mcp.host import CallOrigin, McpHost, elicitation_rule, sampling_rule
 from promptline.tools.mcp.manager import (
     ATTACHMENTS_KEY,
     McpManager,
@@ -16,7 +18,9 @@ from promptline.tools.mcp.tool import McpTool, registry_name, to_output
 
 __all__ = [
     "ATTACHMENTS_KEY",
+    "CallOrigin",
     "McpConnection",
+    "McpHost",
     "McpManager",
     "McpServerStatus",
     "McpServerUnavailable",
@@ -25,6 +29,8 @@ __all__ = [
     "RemoteTool",
     "ResourceInfo",
     "attach",
+    "elicitation_rule",
     "registry_name",
+    "sampling_rule",
     "to_output",
 ]

@@ -1,10 +1,12 @@
 """One configured MCP server: its connection (stdio, Streamable HTTP or SSE), kept open by a
-task of its own, reconnected with capped exponential backoff when it is lost."""
+task of its own, reconnected with capped exponential backoff when it is lost; the requests
+the server makes of PromptLine during a call (sampling, elicitation, roots) go to `McpHost`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,10 +17,12 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 
 from promptline.core.errors import PromptLineError
 from promptline.tools.base import ToolError
+from promptline.tools.mcp.host import CallOrigin, McpHost, current_call, roots_of
 
 if TYPE_CHECKING:
     import mcp_types
     from mcp import Client
+    from mcp.client.session import ClientRequestContext
     from mcp.shared.dispatcher import ProgressFnT
 
     from promptline.config.plugins import McpServerSettings
@@ -73,11 +77,15 @@ class RemoteTool:
     read_only_hint: bool | None = None
     destructive_hint: bool | None = None
     idempotent_hint: bool | None = None
+    task_support: str | None = None
+    """The tool's ``execution.taskSupport`` (2025-11-25): ``required`` means it only runs
+    as a task, which PromptLine does not start, so such a tool is not offered."""
 
     @classmethod
     def of(cls, tool: mcp_types.Tool) -> RemoteTool:
         """The listing entry ``tool`` of the SDK."""
         hints = tool.annotations
+        execution = tool.execution
         return cls(
             name=tool.name,
             description=tool.description or "",
@@ -86,6 +94,7 @@ class RemoteTool:
             read_only_hint=hints.read_only_hint if hints else None,
             destructive_hint=hints.destructive_hint if hints else None,
             idempotent_hint=hints.idempotent_hint if hints else None,
+            task_support=execution.task_support if execution else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -98,6 +107,7 @@ class RemoteTool:
             "read_only_hint": self.read_only_hint,
             "destructive_hint": self.destructive_hint,
             "idempotent_hint": self.idempotent_hint,
+            "task_support": self.task_support,
         }
 
     @classmethod
@@ -111,6 +121,7 @@ class RemoteTool:
             read_only_hint=data.get("read_only_hint"),
             destructive_hint=data.get("destructive_hint"),
             idempotent_hint=data.get("idempotent_hint"),
+            task_support=data.get("task_support"),
         )
 
 
@@ -130,6 +141,9 @@ class McpConnection:
     ``backoff_first`` seconds, doubling up to ``backoff_max``; every attempt is logged.
     Calls from other tasks use the open client; a call while the server is down gets
     `McpServerUnavailable` at once.
+
+    PromptLine declares roots (the workspaces of the calls in flight) to every server, and
+    sampling and elicitation to servers connected once a `host` is set (`McpManager.bind`).
     """
 
     def __init__(
@@ -159,6 +173,12 @@ class McpConnection:
         self.server_info: str | None = None
         self.tools: list[RemoteTool] | None = None
         """The tools of the last listing (None before the first)."""
+        self.host: McpHost | None = None
+        """Answers the server's sampling and elicitation requests (None: not offered; set
+        before connecting, as the capabilities are declared then)."""
+        self._calls: dict[int, CallOrigin] = {}
+        self._roots: tuple[CallOrigin, ...] = ()
+        self._roots_told: frozenset[str] = frozenset()
         self._client: Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -183,7 +203,10 @@ class McpConnection:
         """Start connecting (in the background); nothing happens if already started."""
         if self._task is None and not self._stop.is_set():
             self._set_state("connecting")
-            self._task = asyncio.create_task(self._run(), name=f"mcp-{self.name}")
+            # Not inside the call that may have started it: the connection outlives it.
+            context = contextvars.copy_context()
+            context.run(current_call.set, None)
+            self._task = asyncio.create_task(self._run(), name=f"mcp-{self.name}", context=context)
 
     @property
     def started(self) -> bool:
@@ -256,14 +279,32 @@ class McpConnection:
     # -- calls --------------------------------------------------------------------------------
 
     async def call_tool(
-        self, tool: str, arguments: dict[str, Any], progress: ProgressCallback | None = None
+        self,
+        tool: str,
+        arguments: dict[str, Any],
+        progress: ProgressCallback | None = None,
+        origin: CallOrigin | None = None,
     ) -> mcp_types.CallToolResult:
-        """Call ``tool``; a lost connection or a protocol error becomes `ToolError`."""
+        """Call ``tool`` for the tool call ``origin`` (None: the operator's own call); a lost
+        connection or a protocol error becomes `ToolError`. Requests the server makes
+        meanwhile are answered for ``origin``."""
         client = await self.client()
-        return await self._request(
-            f"calling {tool}",
-            lambda: client.call_tool(tool, arguments, progress_callback=progress),
-        )
+        key = id(origin)
+        if origin is not None:
+            self._calls[key] = origin
+        token = current_call.set(origin)
+        try:
+            if origin is not None:
+                await self._tell_roots(client)
+            return await self._request(
+                f"calling {tool}",
+                lambda: client.call_tool(tool, arguments, progress_callback=progress),
+                origin,
+            )
+        finally:
+            current_call.reset(token)
+            if origin is not None:
+                self._calls.pop(key, None)
 
     async def list_resources(self) -> list[mcp_types.Resource]:
         """Every resource the server lists."""
@@ -299,13 +340,21 @@ class McpConnection:
             f"getting prompt {name}", lambda: client.get_prompt(name, arguments)
         )
 
-    async def _request(self, what: str, send: Callable[[], Awaitable[_T]]) -> _T:
+    async def _request(
+        self, what: str, send: Callable[[], Awaitable[_T]], origin: CallOrigin | None = None
+    ) -> _T:
+        from mcp.client.extension import UnexpectedClaimedResult
         from mcp.shared.exceptions import MCPError
         from mcp_types import CONNECTION_CLOSED
 
         try:
             return await send()
         except MCPError as exc:
+            if origin is not None and origin.refusals and exc.code != CONNECTION_CLOSED:
+                # The call failed on PromptLine's own refusal: say that, not the echo of it.
+                raise ToolError(
+                    f"MCP server {self.name!r} could not finish {what}: {origin.refusals[-1]}"
+                ) from None
             if exc.code == CONNECTION_CLOSED:
                 self._mark_lost(self._lost_reason or "the connection closed")
                 raise ToolError(
@@ -316,6 +365,13 @@ class McpConnection:
             raise ToolError(
                 f"MCP server {self.name!r} answered {what} with an error: {exc.message} "
                 f"(code {exc.code})",
+            ) from None
+        except UnexpectedClaimedResult as exc:
+            kind = getattr(exc.result, "result_type", None) or type(exc.result).__name__
+            raise ToolError(
+                f"MCP server {self.name!r} answered {what} with a result of kind {kind!r}, "
+                "which PromptLine does not support (it may run the tool as a task)",
+                hint="ask the server's maintainers for a plain result",
             ) from None
         except RuntimeError as exc:
             if self._client is None or self._lost.is_set():
@@ -331,6 +387,80 @@ class McpConnection:
             raise ToolError(
                 f"MCP server {self.name!r} failed {what}: {_describe(exc)}",
             ) from None
+
+    # -- what the server asks of PromptLine ----------------------------------------------------
+
+    def _origin(self) -> tuple[CallOrigin | None, str | None, bool]:
+        """The call a request of the server belongs to; or None, why it is not known, and
+        whether that is because several runs could have made it."""
+        from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+        origin = current_call.get()
+        calls = list(self._calls.values())
+        if origin is not None and any(c is origin for c in calls):
+            return origin, None, False
+        if self.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            # Such a request travels inside its call, in the call's task: none is set there.
+            return None, "it was made outside any agent's tool call", False
+        if not calls:
+            return None, "no tool call of this server was in flight", False
+        owners = {(c.run_id, c.session_id, c.user_id, c.tenant_id) for c in calls}
+        if len(owners) == 1:
+            return calls[0], None, False
+        return (
+            None,
+            f"calls of {len(owners)} runs were in flight and the server's protocol "
+            f"({self.protocol_version}) does not say which one asked",
+            True,
+        )
+
+    async def _on_sampling(
+        self, context: ClientRequestContext, params: mcp_types.CreateMessageRequestParams
+    ) -> mcp_types.CreateMessageResult | mcp_types.ErrorData:
+        import mcp_types as types
+
+        host = self.host
+        if host is None:
+            return types.ErrorData(code=types.INVALID_REQUEST, message="sampling is not offered")
+        origin, unknown, ambiguous = self._origin()
+        return await host.sample(self.name, params, origin, unknown, ambiguous=ambiguous)
+
+    async def _on_elicitation(
+        self, context: ClientRequestContext, params: mcp_types.ElicitRequestParams
+    ) -> mcp_types.ElicitResult | mcp_types.ErrorData:
+        import mcp_types as types
+
+        host = self.host
+        if host is None:
+            return types.ErrorData(code=types.INVALID_REQUEST, message="elicitation is not offered")
+        origin, unknown, _ = self._origin()
+        return await host.elicit(self.name, params, origin, unknown)
+
+    async def _on_list_roots(self, context: ClientRequestContext) -> mcp_types.ListRootsResult:
+        origin, _, _ = self._origin()
+        if origin is not None and current_call.get() is origin:
+            return roots_of([origin])
+        return roots_of(list(self._calls.values()) or list(self._roots))
+
+    async def _tell_roots(self, client: Client) -> None:
+        """Keep the roots the workspaces of the calls in flight (the last ones between
+        calls), telling a server of an older protocol when they change (2026-07-28 servers
+        ask with each call instead)."""
+        from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+        calls = tuple(self._calls.values())
+        told = frozenset(str(c.workspace) for c in calls)
+        if told == self._roots_told:
+            return
+        self._roots, self._roots_told = calls, told
+        if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            return
+        import mcp_types as types
+
+        try:
+            await client.session.send_notification(types.RootsListChangedNotification(params=None))
+        except Exception as exc:  # the call itself says whether the connection is gone
+            _log.debug("MCP server %s: telling it the roots changed failed: %s", self.name, exc)
 
     # -- the connection task ------------------------------------------------------------------
 
@@ -383,6 +513,9 @@ class McpConnection:
                         message_handler=self._on_message,
                         client_info=Implementation(name="promptline", version=__version__),
                         cache=None,
+                        sampling_callback=self._on_sampling if self.host else None,
+                        elicitation_callback=self._on_elicitation if self.host else None,
+                        list_roots_callback=self._on_list_roots,
                     )
                 )
                 tools = await self._list_tools(client)

@@ -25,6 +25,7 @@ from promptline.tools.mcp.connection import (
     ProgressCallback,
     RemoteTool,
 )
+from promptline.tools.mcp.host import McpHost
 from promptline.tools.mcp.tool import McpTool, registry_name, to_output
 from promptline.tools.registry import ToolRegistry, matches
 
@@ -66,6 +67,8 @@ class McpServerStatus:
     error: str | None = None
     tools: int = 0
     skipped: tuple[str, ...] = ()
+    skipped_reasons: tuple[str, ...] = ()
+    """Why each tool of ``skipped`` is not offered (in the same order)."""
     last_connected: datetime | None = None
     failures: int = 0
     retry_in: float | None = None
@@ -83,6 +86,7 @@ class McpServerStatus:
             "error": self.error,
             "tools": self.tools,
             "skipped": list(self.skipped),
+            "skipped_reasons": dict(zip(self.skipped, self.skipped_reasons, strict=True)),
             "last_connected": self.last_connected.isoformat() if self.last_connected else None,
             "failures": self.failures,
             "retry_in": None if self.retry_in is None else round(self.retry_in, 1),
@@ -138,7 +142,7 @@ class McpManager:
         self._settings = dict(servers)
         self._cache_dir = cache_dir
         self._connections: dict[str, McpConnection] = {}
-        self._skipped: dict[str, tuple[str, ...]] = {}
+        self._skipped: dict[str, dict[str, str]] = {}
         self._registered: dict[str, int] = {}
         self._started = False
         self._closed = False
@@ -154,6 +158,13 @@ class McpManager:
                 )
 
     # -- lifecycle ----------------------------------------------------------------------------
+
+    def bind(self, host: McpHost) -> None:
+        """Answer the servers' sampling and elicitation requests with ``host`` (the running
+        app's runtime and permissions). Call it before `start`: servers connected before
+        are not offered them until they reconnect."""
+        for connection in self._connections.values():
+            connection.host = host
 
     @property
     def servers(self) -> list[str]:
@@ -217,7 +228,8 @@ class McpManager:
                     state=connection.state,
                     error=connection.error,
                     tools=self._registered.get(name, 0),
-                    skipped=self._skipped.get(name, ()),
+                    skipped=tuple(self._skipped.get(name, {})),
+                    skipped_reasons=tuple(self._skipped.get(name, {}).values()),
                     last_connected=connection.last_connected,
                     failures=connection.failures,
                     retry_in=None
@@ -246,6 +258,11 @@ class McpManager:
         )
 
     # -- tools --------------------------------------------------------------------------------
+
+    def skipped(self, server: str) -> dict[str, str]:
+        """The tools of ``server`` that are not offered, each with why (an invalid input
+        schema, or it runs only as a task)."""
+        return dict(self._skipped.get(server, {}))
 
     async def tools(self, server: str) -> list[McpTool]:
         """The usable tools of ``server`` (connecting it if it is not yet), filtered by its
@@ -295,7 +312,7 @@ class McpManager:
         server = connection.name
         patterns = connection.settings.tools
         built: list[McpTool] = []
-        skipped: list[str] = []
+        skipped: dict[str, str] = {}
         for remote in tools:
             full = registry_name(server, remote.name)
             if patterns is not None and not any(
@@ -303,9 +320,14 @@ class McpManager:
             ):
                 continue
             try:
+                if remote.task_support == "required":
+                    raise InvalidInputError(
+                        "it runs only as a task (taskSupport: required), and PromptLine "
+                        "calls tools directly"
+                    )
                 built.append(McpTool.build(connection, remote))
             except InvalidInputError as exc:
-                skipped.append(remote.name)
+                skipped[remote.name] = exc.message
                 _log.warning(
                     "MCP server %s: skipping tool %s: %s", server, remote.name, exc.message
                 )
@@ -314,7 +336,7 @@ class McpManager:
             for tool in built:
                 self.registry.register(tool, replace=True)
             self._registered[server] = len(built)
-        self._skipped[server] = tuple(skipped)
+        self._skipped[server] = skipped
         if cache:
             self._save_cache(connection, tools)
 

@@ -12,6 +12,7 @@ from promptline.core.errors import InvalidInputError
 from promptline.core.messages import ContentPart, FilePart, ImagePart, TextPart
 from promptline.tools.base import ToolContext, ToolOutput
 from promptline.tools.mcp.connection import McpConnection, RemoteTool
+from promptline.tools.mcp.host import CallOrigin
 
 if TYPE_CHECKING:
     import mcp_types
@@ -143,7 +144,8 @@ class McpTool:
         return dict(arguments)
 
     async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolOutput:
-        """Call the tool on the server; its progress notifications become ``tool_progress``."""
+        """Call the tool on the server; its progress notifications become ``tool_progress``,
+        and what it asks of PromptLine meanwhile is answered for this call's run."""
 
         async def on_progress(progress: float, total: float | None, message: str | None) -> None:
             percent = progress * 100.0 / total if total else None
@@ -151,7 +153,17 @@ class McpTool:
                 percent=percent, message=message or (None if total else f"{progress:g}")
             )
 
-        result = await self.connection.call_tool(self.remote.name, arguments, on_progress)
+        origin = CallOrigin(
+            call_id=context.call_id,
+            tool=self._name,
+            workspace=context.workspace,
+            session_id=context.session_id,
+            run_id=context.run_id,
+            user_id=context.user_id,
+            tenant_id=context.tenant_id,
+            agent=context.agent,
+        )
+        result = await self.connection.call_tool(self.remote.name, arguments, on_progress, origin)
         return to_output(result)
 
     def __repr__(self) -> str:
