@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 from ws_support import alice_on, ws_settings
 
 from promptline.config import load_settings
@@ -32,6 +33,7 @@ def _settings(home: Path) -> Settings:
     return load_settings(config, environ={"PROMPTLINE_HOME": str(home)})
 
 
+@pytest.mark.slow  # a real gateway and a real MCP server (a Python process importing the SDK)
 async def test_a_question_is_answered_over_the_websocket_with_its_content(
     tmp_path: Path,
 ) -> None:
