@@ -30,8 +30,9 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
+from promptline.core.agents import DEFAULT_MODE, AgentMode
 from promptline.core.errors import ConfigError, ConflictError, PromptLineError
 
 if TYPE_CHECKING:
@@ -340,7 +341,7 @@ class Agent:
         instructions: str | None = None,
         tools: Sequence[Tool | Callable[..., Any]] = (),
         name: str = "assistant",
-        mode: Literal["plan", "act"] = "act",
+        mode: AgentMode = DEFAULT_MODE,
         temperature: float | None = None,
         max_tokens: int | None = None,
         on_approval: Approver | None = None,
@@ -354,7 +355,7 @@ class Agent:
         self.model = model
         self.instructions = instructions
         self.tools: list[Tool] = [t if isinstance(t, Tool) else make_tool(t) for t in tools]
-        self.mode: Literal["plan", "act"] = mode
+        self.mode: AgentMode = mode
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.on_approval = on_approval
@@ -487,7 +488,6 @@ class Agent:
             mode=self.mode,
             temperature=self.temperature,
             max_tokens=self.max_tokens,
-            stream=True,
         )
 
 
