@@ -13,6 +13,7 @@ from promptline.core.events import (
     AgentLifecycleEvent,
     Event,
     LifecycleState,
+    LlmCommandEvent,
     LlmResultEvent,
     MessageReceivedEvent,
     MessageSentEvent,
@@ -199,9 +200,15 @@ def _resume(events: Sequence[Event], calls: tuple[ToolCall, ...]) -> Resume:
     cost: float | None = None
     iterations = 0
     attempts = 0
+    # Model calls made for someone else inside the run (an MCP server's sampling request)
+    # count towards its usage, not its iterations.
+    aside = {
+        e.id for e in events if isinstance(e, LlmCommandEvent) and e.data.params.get("task")
+    }
     for event in events:
         if isinstance(event, LlmResultEvent):
-            iterations += 1
+            if event.causation_id not in aside:
+                iterations += 1
             usage = usage + event.data.usage
             if event.data.cost_usd is not None:
                 cost = (cost or 0.0) + event.data.cost_usd
