@@ -5,160 +5,27 @@ a client that leaves mid-stream."""
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import shutil
 import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import openai
 import pytest
-from gateway_support import Keys, live_gateway, make_keys
+from openai_support import MESSAGE, Live, api_page_example, live_openai, run_command, settings_in
 
-from promptline.app import App, build_app
-from promptline.config import load_settings
-from promptline.config.settings import Settings
+from promptline.app import build_app
 from promptline.events.protocols import EventFilter
-from promptline.runtime.records import RunRecord, load_run
-from promptline.security.auth import Caller
 from promptline.sessions.models import Principal
-
-CONFIG = """\
-models:
-  default: scripted/demo
-  providers:
-    scripted:
-      scripts_dir: "{scripts}"
-tools:
-  shell_execute: allow
-agents:
-  historian:
-    model: scripted/memory
-    description: Says how many times it answered in this conversation before.
-  streamer:
-    model: scripted/chunks
-  tooler:
-    model: scripted/tooler
-  thinker:
-    model: scripted/thinker
-    use_chain_of_thought: true
-  waiter:
-    model: scripted/waiter
-  broken:
-    model: scripted/broken
-agent:
-  default_mode: act
-  stream_enabled: true
-  workspace: "{workspace}"
-"""
-
-# Turn n answers a conversation that already holds n assistant messages: the reply says how
-# much history the model was given.
-MEMORY = """\
-- reply: "Nothing came before this."
-- reply: "One exchange came before this."
-- reply: "Two exchanges came before this."
-"""
-
-CHUNKS = """\
-- reply: "one two three"
-  stream_chunks: ["one ", "two ", "three"]
-  usage: {input_tokens: 11, output_tokens: 7, cached_tokens: 2}
-"""
-
-TOOLER = """\
-- tool_calls:
-    - name: shell_execute
-      arguments: {command: "echo hi"}
-  usage: {input_tokens: 20, output_tokens: 5}
-- reply: "the tool said hi"
-  stream_chunks: ["the tool ", "said hi"]
-  usage: {input_tokens: 30, output_tokens: 4}
-"""
-
-WAITER = """\
-- tool_calls:
-    - name: shell_execute
-      arguments: {{command: "until [ -f '{release}' ]; do sleep 0.02; done; echo released"}}
-- reply: "released at last"
-"""
-
-THINKER = """\
-- reply: "<thinking>the user wants a number</thinking>Forty-two."
-"""
-
-BROKEN = """\
-- error: {kind: rejected, message: "the scripted model refuses"}
-"""
-
-MESSAGE = [{"role": "user", "content": "hello"}]
-
-API_PAGE = Path(__file__).parents[2] / "docs" / "api.md"
-
-
-@dataclass
-class Live:
-    port: int
-    base_url: str
-    keys: Keys
-    session_id: str  # alice's
-    release: Path  # the waiter's run ends once this file exists
-    reader: App  # a second app on the same database, to read what the server recorded
-
-    def client(self, key: str | None = None) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(
-            base_url=self.base_url, api_key=key or self.keys.alice, max_retries=0
-        )
-
-    def sync_client(self, key: str | None = None) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.base_url, api_key=key or self.keys.alice, max_retries=0)
-
-    async def record(self, run_id: str) -> RunRecord:
-        return await load_run(self.reader.events, run_id)
-
-
-def _settings(tmp_path: Path) -> Settings:
-    scripts = tmp_path / "scripts"
-    scripts.mkdir()
-    release = tmp_path / "release"
-    for name, text in {
-        "memory": MEMORY,
-        "chunks": CHUNKS,
-        "tooler": TOOLER,
-        "waiter": WAITER.format(release=release),
-        "broken": BROKEN,
-        "thinker": THINKER,
-    }.items():
-        (scripts / f"{name}.yaml").write_text(text, encoding="utf-8")
-    (tmp_path / "workspace").mkdir()
-    home = tmp_path / "home"
-    home.mkdir()
-    config = home / "config.yaml"
-    config.write_text(
-        CONFIG.format(scripts=scripts, workspace=tmp_path / "workspace"), encoding="utf-8"
-    )
-    return load_settings(config, environ={"PROMPTLINE_HOME": str(home)})
 
 
 @pytest.fixture
 async def live(tmp_path: Path) -> AsyncIterator[Live]:
-    settings = _settings(tmp_path)
-    async with build_app(settings) as app:
-        keys = await make_keys(app)
-        alice = Caller(user_id="alice", tenant_id="acme", role="user")
-        session = await app.sessions.create(alice.principal, channel="http")
-    async with live_gateway(settings) as info, build_app(settings) as reader:
-        yield Live(
-            port=info.port,
-            base_url=f"http://127.0.0.1:{info.port}/v1",
-            keys=keys,
-            session_id=session.id,
-            release=tmp_path / "release",
-            reader=reader,
-        )
+    async with live_openai(tmp_path) as served:
+        yield served
 
 
 def _run_id(completion_id: str) -> str:
@@ -342,7 +209,7 @@ async def test_a_stream_continues_a_session_too(live: Live) -> None:
 
 
 async def test_a_session_the_caller_may_not_see_is_not_found(live: Live) -> None:
-    for key, session_id in [(live.keys.carol, live.session_id), (live.keys.alice, "ses_nope")]:
+    for key, session_id in [(live.keys.carol, live.session_id), (live.keys.bob, live.session_id)]:
         with pytest.raises(openai.NotFoundError) as info:
             await live.client(key).chat.completions.create(
                 model="agent/historian",
@@ -381,26 +248,122 @@ async def test_a_missing_or_wrong_key_is_an_authentication_error(live: Live) -> 
     assert "needs an API key" in missing.value.message
 
 
-async def test_what_the_api_does_not_take_is_refused_with_422(live: Live) -> None:
+async def test_what_the_api_does_not_take_is_refused_with_400_naming_the_param(
+    live: Live,
+) -> None:
     client = live.client()
     weather = {
         "type": "function",
         "function": {"name": "weather", "parameters": {"type": "object", "properties": {}}},
     }
-    with pytest.raises(openai.UnprocessableEntityError) as tools:
+    with pytest.raises(openai.BadRequestError) as tools:
         await client.chat.completions.create(
             model="agent/assistant", messages=MESSAGE, tools=[weather]
         )
-    with pytest.raises(openai.UnprocessableEntityError) as last:
+    with pytest.raises(openai.BadRequestError) as last:
         await client.chat.completions.create(
             model="agent/assistant", messages=[{"role": "assistant", "content": "hi"}]
         )
-    with pytest.raises(openai.UnprocessableEntityError) as empty:
+    with pytest.raises(openai.BadRequestError) as empty:
         await client.chat.completions.create(model="agent/assistant", messages=[])
+    with pytest.raises(openai.BadRequestError) as hot:
+        await client.chat.completions.create(
+            model="agent/assistant", messages=MESSAGE, temperature=5
+        )
 
     assert "tools in the request are not supported" in tools.value.message
+    assert (tools.value.type, tools.value.param) == ("invalid_request_error", "tools")
     assert "the last message must be the user's new message" in last.value.message
-    assert empty.value.code == "invalid_input"
+    assert last.value.param == "messages.0.role"
+    assert (empty.value.param, empty.value.code) == ("messages", "invalid_input")
+    assert (hot.value.param, hot.value.type) == ("temperature", "invalid_request_error")
+    assert "less than or equal to 2" in hot.value.message
+
+
+async def test_errors_come_in_openais_shape_and_promptline_routes_keep_theirs(
+    live: Live,
+) -> None:
+    with pytest.raises(openai.AuthenticationError) as bad_key:
+        await live.client("pl_key_not-a-key").chat.completions.create(
+            model="agent/assistant", messages=MESSAGE
+        )
+    with pytest.raises(openai.NotFoundError) as unknown:
+        await live.client().chat.completions.create(model="nobody/nothing", messages=MESSAGE)
+    async with httpx.AsyncClient(base_url=live.base_url) as http:
+        sessions = await http.get("/sessions/ses_nope", headers={"X-API-Key": live.keys.alice})
+        schema = await http.post(
+            "/sessions", json={"channel": 5}, headers={"X-API-Key": live.keys.alice}
+        )
+
+    assert bad_key.value.status_code == 401
+    assert (bad_key.value.type, bad_key.value.code) == ("invalid_request_error", "invalid_api_key")
+    assert isinstance(bad_key.value.body, dict)
+    assert {"message", "type", "param", "code"} <= set(bad_key.value.body)
+    assert bad_key.value.body["param"] is None
+    assert (unknown.value.type, unknown.value.code) == ("invalid_request_error", "model_not_found")
+    # PromptLine's own routes answer in PromptLine's shape, invalid bodies with 422.
+    assert sessions.status_code == 404
+    assert set(sessions.json()["error"]) == {"code", "message", "details"}
+    assert schema.status_code == 422
+    assert schema.json()["error"]["code"] == "invalid_input"
+    assert "type" not in schema.json()["error"]
+
+
+async def test_models_retrieve_names_an_agent_or_a_model_and_nothing_else(live: Live) -> None:
+    client = live.client()
+
+    agent = await client.models.retrieve("agent/historian")
+    model = await client.models.retrieve("scripted/memory")
+    with pytest.raises(openai.NotFoundError) as nobody:
+        await client.models.retrieve("agent/nobody")
+    with pytest.raises(openai.NotFoundError) as nothing:
+        await client.models.retrieve("nowhere/nothing")
+    async with httpx.AsyncClient(base_url=live.base_url) as http:
+        raw = await http.get("/models/agent/historian", headers={"X-API-Key": live.keys.alice})
+
+    assert (agent.id, agent.object, agent.owned_by) == ("agent/historian", "model", "promptline")
+    assert agent.model_extra is not None
+    assert agent.model_extra["kind"] == "agent"
+    assert "how many times it answered" in agent.model_extra["description"]
+    assert (model.id, model.owned_by, model.created > 0) == ("scripted/memory", "scripted", True)
+    assert raw.json()["id"] == "agent/historian"  # the slash need not be escaped
+    for missing in (nobody.value, nothing.value):
+        assert (missing.status_code, missing.code) == (404, "model_not_found")
+        assert "GET /v1/models lists both" in str(missing.body)
+    assert "no agent or model 'agent/nobody'" in nobody.value.message
+
+
+async def test_a_conversation_id_of_the_clients_making_starts_a_session_that_continues(
+    live: Live,
+) -> None:
+    header = {"X-Session-Id": "chat-2026-ada"}
+    async with live.client() as alice:
+        first = await alice.chat.completions.with_raw_response.create(
+            model="agent/historian", messages=MESSAGE, extra_headers=header
+        )
+        second = await alice.chat.completions.create(
+            model="agent/historian",
+            messages=[{"role": "user", "content": "and now?"}],
+            extra_headers=header,
+        )
+        with pytest.raises(openai.BadRequestError) as malformed:
+            await alice.chat.completions.create(
+                model="agent/historian", messages=MESSAGE, extra_headers={"X-Session-Id": "a b"}
+            )
+    # Another tenant's user, and another user of alice's tenant, may not use her id.
+    for key in (live.keys.carol, live.keys.bob):
+        async with live.client(key) as other:
+            with pytest.raises(openai.NotFoundError):
+                await other.chat.completions.create(
+                    model="agent/historian", messages=MESSAGE, extra_headers=header
+                )
+
+    assert first.headers["x-session-id"] == "chat-2026-ada"
+    assert first.parse().choices[0].message.content == "Nothing came before this."
+    assert second.choices[0].message.content == "One exchange came before this."
+    session = await live.reader.sessions.get("chat-2026-ada", Principal(user_id="op", admin=True))
+    assert (session.tenant_id, session.user_id, session.message_count) == ("acme", "alice", 4)
+    assert malformed.value.param == "X-Session-Id"
 
 
 async def test_temperature_and_max_tokens_reach_the_model_calls(live: Live) -> None:
@@ -468,33 +431,14 @@ async def _wait_for(live: Live, run_id: str, kind: str) -> None:
         await asyncio.sleep(0.02)
 
 
-def _api_page_examples(language: str) -> list[str]:
-    """The ``language`` code blocks of the API page's OpenAI-compatible section."""
-    page = API_PAGE.read_text(encoding="utf-8")
-    section = page.split("\n## OpenAI-compatible API\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(rf"```{language}\n(.*?)```", section, re.DOTALL)
-
-
-async def _run(*command: str, env: dict[str, str] | None = None) -> str:
-    process = await asyncio.create_subprocess_exec(
-        *command,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **(env or {})},
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, f"stdout:\n{out.decode()}\nstderr:\n{err.decode()}"
-    return out.decode()
-
-
 async def test_the_api_page_python_example_works_as_written(live: Live) -> None:
-    [example] = _api_page_examples("python")
+    example = api_page_example("python", "client.chat.completions.create")
     assert 'api_key="pl_key_..."' in example
     code = example.replace("localhost:8080", f"127.0.0.1:{live.port}").replace(
         "pl_key_...", live.keys.alice
     )
 
-    out = await _run(sys.executable, "-c", code)
+    out = await run_command(sys.executable, "-c", code)
 
     assert out.startswith("Hello from PromptLine's offline demo model!")
     assert out.count("tokens in the whole run") == 2
@@ -502,14 +446,48 @@ async def test_the_api_page_python_example_works_as_written(live: Live) -> None:
 
 @pytest.mark.skipif(not (shutil.which("bash") and shutil.which("curl")), reason="needs curl")
 async def test_the_api_page_curl_examples_work_as_written(live: Live) -> None:
-    [example] = _api_page_examples("sh")
+    example = api_page_example("sh", "/v1/chat/completions")
     script = "set -euo pipefail\n" + example.replace("localhost:8080", f"127.0.0.1:{live.port}")
 
-    out = await _run("bash", "-c", script, env={"PROMPTLINE_API_KEY": live.keys.alice})
+    out = await run_command("bash", "-c", script, env={"PROMPTLINE_API_KEY": live.keys.alice})
 
     assert '"object":"chat.completion"' in out
     assert '"object":"chat.completion.chunk"' in out
     assert out.rstrip().endswith("data: [DONE]")
+
+
+INVALID = "invalid_request_error"
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "answer"),
+    [
+        ("failed", ("provider_timeout", {}), (502, "server_error", "provider_timeout")),
+        ("failed", ("capability_missing", {}), (400, INVALID, "capability_missing")),
+        ("failed", ("budget_exceeded", {"scope": "user"}), (429, *["insufficient_quota"] * 2)),
+        ("failed", ("budget_exceeded", {}), (400, INVALID, "budget_exceeded")),
+        ("failed", ("run_limit", {}), (500, "server_error", "run_limit")),
+        ("cancelled", None, (409, INVALID, "run_cancelled")),
+        ("interrupted", None, (503, "server_error", "run_interrupted")),
+    ],
+)
+def test_a_run_that_does_not_complete_answers_with_the_status_and_type_of_why(
+    status: Any, error: tuple[str, dict[str, Any]] | None, answer: tuple[int, str, str]
+) -> None:
+    from promptline.core.events import ErrorInfo
+    from promptline.gateway.routes.openai_compat import failure
+    from promptline.runtime.run import RunResult
+
+    info = None if error is None else ErrorInfo(code=error[0], message="why", details=error[1])
+    result = RunResult(
+        run_id="run_x", agent="assistant", session_id=None, status=status, error=info
+    )
+
+    code, body = failure(result)
+
+    assert (code, body["error"]["type"], body["error"]["code"]) == answer
+    assert body["error"]["param"] is None
+    assert body["error"]["details"]["run_id"] == "run_x"
 
 
 def test_the_listening_socket_says_tcp_so_asyncio_turns_nagle_off() -> None:
@@ -537,7 +515,7 @@ async def test_a_reader_that_falls_behind_the_bus_picks_up_from_the_log(tmp_path
     )
     from promptline.gateway.run_answer import RunAnswer
 
-    settings = _settings(tmp_path)
+    settings = settings_in(tmp_path)
     settings = settings.model_copy(
         update={"events": settings.events.model_copy(update={"subscriber_queue": 2})}
     )

@@ -21,11 +21,12 @@ __all__ = ["create_gateway"]
 DESCRIPTION = """\
 PromptLine's gateway: agents, sessions, runs, approvals, the event log and state over REST
 (`/v1`), a JSON-RPC 2.0 control plane over WebSocket (`/v1/ws`), Server-Sent Events for live
-streams, and an OpenAI-compatible `POST /v1/chat/completions`.
+streams, and the OpenAI-compatible `POST /v1/chat/completions` and `POST /v1/responses`.
 
 Every call needs an API key: `Authorization: Bearer <key>` (or `X-API-Key`). Errors have one
-shape: `{"error": {"code", "message", "details"}}`. Lists are paged with `limit` and `cursor`;
-a page's `next_cursor` (null on the last page) is the `cursor` of the next."""
+shape: `{"error": {"code", "message", "details"}}` (OpenAI's on the OpenAI-compatible routes).
+Lists are paged with `limit` and `cursor`; a page's `next_cursor` (null on the last page) is
+the `cursor` of the next."""
 
 
 def create_gateway(app: App, *, auth: bool | None = None) -> FastAPI:

@@ -13,6 +13,7 @@ from promptline.gateway.routes import (
     health,
     messages,
     openai_compat,
+    responses,
     runs,
     sessions,
     state,
@@ -20,6 +21,7 @@ from promptline.gateway.routes import (
 )
 
 ROUTERS: list[APIRouter] = [health.router, catalog.router, channels.router, openai_compat.router]
+ROUTERS += [responses.router]  # OpenAI's Responses API
 ROUTERS += [sessions.router, messages.router, runs.router, approvals.router]  # REST
 ROUTERS += [events.router, state.router]  # REST
 ROUTERS += [ws.router]  # WebSocket control plane

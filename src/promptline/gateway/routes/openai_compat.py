@@ -1,5 +1,7 @@
 """The OpenAI-compatible API: ``POST /v1/chat/completions`` (streamed or not) runs an agent,
-``GET /v1/models`` lists the agents and models, so any OpenAI client can talk to PromptLine."""
+``GET /v1/models`` lists the agents and models and ``GET /v1/models/{id}`` names one, so any
+OpenAI client can talk to PromptLine (`promptline.gateway.routes.responses` speaks the
+Responses API). Errors on these routes come in OpenAI's shape (`OpenAIRoute`)."""
 
 from __future__ import annotations
 
@@ -14,13 +16,14 @@ from fastapi.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from promptline.core.errors import (
+    ConflictError,
     InvalidInputError,
     ModelNotFoundError,
     NotFoundError,
     PromptLineError,
 )
 from promptline.gateway.deps import CallerDep, gateway
-from promptline.gateway.errors import error_body
+from promptline.gateway.errors import OpenAIRoute, openai_error_body
 from promptline.gateway.openai_wire import (
     AGENT_PREFIX,
     ChatCompletionRequest,
@@ -39,8 +42,10 @@ if TYPE_CHECKING:
     from promptline.app import App
     from promptline.runtime.agent import Agent
     from promptline.runtime.run import RunResult
+    from promptline.security.auth import Caller
+    from promptline.sessions.models import Session
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+router = APIRouter(prefix="/v1", tags=["openai"], route_class=OpenAIRoute)
 
 SESSION_HEADER = "X-Session-Id"
 RUN_HEADER = "X-Run-Id"
@@ -48,7 +53,9 @@ RUN_HEADER = "X-Run-Id"
 # The run failed, so retrying would start another run (and repeat its tool calls): the
 # `openai` client retries 409, 429 and 5xx answers unless told not to.
 _NO_RETRY = {"X-Should-Retry": "false"}
-_FAILED_STATUS = {"capability_missing": 422, "invalid_input": 422}
+_FAILED_STATUS = {"capability_missing": 400, "invalid_input": 400}
+SESSION_CHANNEL = "http"
+"""The channel of a session an ``X-Session-Id`` of the client's own making starts."""
 
 
 @router.get("/models", summary="List agents and models (OpenAI shape)")
@@ -57,29 +64,77 @@ async def list_models(request: Request, caller: CallerDep) -> dict[str, Any]:
     (``kind`` and ``description`` are PromptLine's own)."""
     app = gateway(request).app
     created = int(app.clock.now().timestamp())
-    data: list[dict[str, Any]] = [
-        {
-            "id": f"{AGENT_PREFIX}{agent.name}",
-            "object": "model",
-            "created": created,
-            "owned_by": "promptline",
-            "kind": "agent",
-            "description": agent.description,
-        }
-        for agent in app.runtime.agents.values()
-    ]
-    for model_id in app.router.model_ids:
-        provider, slash, _ = model_id.partition("/")
-        data.append(
-            {
-                "id": model_id,
-                "object": "model",
-                "created": created,
-                "owned_by": provider if slash else "promptline",
-                "kind": "model",
-            }
-        )
+    data = [_agent_json(agent, created) for agent in app.runtime.agents.values()]
+    data += [_model_json(model_id, created) for model_id in app.router.model_ids]
     return {"object": "list", "data": data}
+
+
+@router.get("/models/{model_id:path}", summary="One agent or model (OpenAI shape)")
+async def retrieve_model(model_id: str, request: Request, caller: CallerDep) -> dict[str, Any]:
+    """The agent (``agent/NAME``) or model ``model_id`` as `GET /v1/models` lists it; 404
+    (``model_not_found``) for anything else."""
+    app = gateway(request).app
+    created = int(app.clock.now().timestamp())
+    if model_id.startswith(AGENT_PREFIX):
+        agent = app.runtime.agents.get(model_id[len(AGENT_PREFIX) :])
+        if agent is not None:
+            return _agent_json(agent, created)
+    elif model_id in app.router.model_ids:
+        return _model_json(model_id, created)
+    agents = ", ".join(f"{AGENT_PREFIX}{name}" for name in app.runtime.agents)
+    raise ModelNotFoundError(
+        f"no agent or model {model_id!r}",
+        hint=f"name an agent ({agents}) or a configured model "
+        f"({', '.join(app.router.model_ids) or 'none'}); GET /v1/models lists both",
+        model=model_id,
+    )
+
+
+def _agent_json(agent: Agent, created: int) -> dict[str, Any]:
+    return {
+        "id": f"{AGENT_PREFIX}{agent.name}",
+        "object": "model",
+        "created": created,
+        "owned_by": "promptline",
+        "kind": "agent",
+        "description": agent.description,
+    }
+
+
+def _model_json(model_id: str, created: int) -> dict[str, Any]:
+    provider, slash, _ = model_id.partition("/")
+    return {
+        "id": model_id,
+        "object": "model",
+        "created": created,
+        "owned_by": provider if slash else "promptline",
+        "kind": "model",
+    }
+
+
+async def conversation_session(app: App, caller: Caller, session_id: str) -> Session:
+    """The session an ``X-Session-Id`` names: the caller's (or one it may see), or, for a
+    well-formed id no session has, a new session the caller owns (a client may make up its
+    conversation ids). An id another tenant's or user's session has is 404, as for one the
+    caller may not see."""
+    try:
+        return await visible_session(app, caller, session_id)
+    except NotFoundError:
+        pass
+    try:
+        return await app.sessions.create(
+            caller.principal, channel=SESSION_CHANNEL, session_id=session_id
+        )
+    except ConflictError:
+        # Someone else's, or another request starting it first: the caller may see only
+        # the latter.
+        return await visible_session(app, caller, session_id)
+    except InvalidInputError as exc:
+        raise InvalidInputError(
+            f"X-Session-Id {session_id!r} cannot name a new session: {exc.message}",
+            hint="use letters, digits and _ . : @ - (at most 64), or an id a session has",
+            field="X-Session-Id",
+        ) from None
 
 
 @router.post(
@@ -94,7 +149,10 @@ async def chat_completions(
     caller: CallerDep,
     x_session_id: Annotated[
         str | None,
-        Header(description="Continue this session: only the new user message is added."),
+        Header(
+            description="Continue this session (a new id of the client's making starts one): "
+            "only the new user message is added."
+        ),
     ] = None,
     idempotency_key: Annotated[
         str | None,
@@ -115,10 +173,16 @@ async def chat_completions(
             f"the new message is longer than {MAX_CONTENT_CHARS} characters",
             field=f"messages.{len(body.messages) - 1}.content",
         )
-    agent, model = _target(app, body)
+    agent, model = target(
+        app,
+        body.model,
+        temperature=body.temperature,
+        max_tokens=body.output_limit,
+        stream=body.stream,
+    )
     headers: dict[str, str] = {}
     if x_session_id is not None:
-        session = await visible_session(app, caller, x_session_id)
+        session = await conversation_session(app, caller, x_session_id)
         accepted = await app.runtime.submit(
             chat.message,
             session_id=session.id,
@@ -155,7 +219,7 @@ async def chat_completions(
         answer = RunAnswer(app.bus, run_id, deltas=body.stream, thinking=agent.use_chain_of_thought)
     if body.stream:
         leave = answer.close if answer is not None else _nothing
-        return _EventStream(_frames(app, run_id, answer, reply), on_leave=leave, headers=headers)
+        return EventStream(_frames(app, run_id, answer, reply), on_leave=leave, headers=headers)
     if answer is not None:
         try:
             await answer.wait()
@@ -163,7 +227,7 @@ async def chat_completions(
             await answer.close()
     result = await app.runtime.outcome(run_id)
     if not result.ok:
-        return _failed(result, headers, keyed=keyed)
+        return failed(result, headers, keyed=keyed)
     document = completion_json(
         id=reply.id,
         created=reply.created,
@@ -175,26 +239,34 @@ async def chat_completions(
     return Response(orjson.dumps(document), media_type="application/json", headers=headers)
 
 
-def _target(app: App, body: ChatCompletionRequest) -> tuple[Agent, str | None]:
-    """The agent to run and the model to run it with (None: the agent's own)."""
+def target(
+    app: App,
+    name: str,
+    *,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    stream: bool = False,
+) -> tuple[Agent, str | None]:
+    """The agent to run for the request's ``model`` (``name``) and the model to run it with
+    (None: the agent's own), with the request's overrides."""
     runtime = app.runtime
-    if body.model.startswith(AGENT_PREFIX):
-        name = body.model[len(AGENT_PREFIX) :]
-        if not name:
+    if name.startswith(AGENT_PREFIX):
+        agent_name = name[len(AGENT_PREFIX) :]
+        if not agent_name:
             raise NotFoundError(
                 "model 'agent/' names no agent",
                 hint=f"write agent/NAME; agents: {', '.join(runtime.agents)}",
             )
-        agent, model = runtime.agent(name), None
+        agent, model = runtime.agent(agent_name), None
     else:
-        _check_model(app, body.model)
-        agent, model = runtime.agent(None), body.model
+        _check_model(app, name)
+        agent, model = runtime.agent(None), name
     changes: dict[str, Any] = {}
-    if body.temperature is not None:
-        changes["temperature"] = body.temperature
-    if body.output_limit is not None:
-        changes["max_tokens"] = body.output_limit
-    if body.stream and not agent.stream:
+    if temperature is not None:
+        changes["temperature"] = temperature
+    if max_tokens is not None:
+        changes["max_tokens"] = max_tokens
+    if stream and not agent.stream:
         changes["stream"] = True  # the answer can only stream if the model calls do
     return (agent.evolve(**changes) if changes else agent), model
 
@@ -266,7 +338,7 @@ async def _frames(
         if reply.include_usage:
             yield reply.chunk(usage=result.usage)
     else:
-        _, body = _failure(result)
+        _, body = failure(result)
         yield _frame(body)
     yield _DONE
 
@@ -275,8 +347,8 @@ async def _nothing() -> None:
     return None
 
 
-def _failure(result: RunResult) -> tuple[int, dict[str, Any]]:
-    """The status and error body of a run that did not complete."""
+def failure(result: RunResult) -> tuple[int, dict[str, Any]]:
+    """The status and error body (OpenAI's shape) of a run that did not complete."""
     details: dict[str, Any] = {"run_id": result.run_id, "session_id": result.session_id}
     if result.status == "failed" and result.error is not None:
         error = result.error
@@ -297,11 +369,12 @@ def _failure(result: RunResult) -> tuple[int, dict[str, Any]]:
     else:
         code, status = "run_cancelled", 409
         message = "the run was cancelled before it answered"
-    return status, error_body(code, message, details)
+    return status, openai_error_body(status, code, message, details=details)
 
 
-def _failed(result: RunResult, headers: Mapping[str, str], *, keyed: bool = False) -> Response:
-    status, body = _failure(result)
+def failed(result: RunResult, headers: Mapping[str, str], *, keyed: bool = False) -> Response:
+    """The error response to a request whose run did not complete."""
+    status, body = failure(result)
     # A retry would start another run, unless the request has an idempotency key and the
     # run was only cut short by a restart: then the retry gets that run's answer.
     retry = {} if keyed and result.status == "interrupted" else _NO_RETRY
@@ -313,7 +386,7 @@ def _failed(result: RunResult, headers: Mapping[str, str], *, keyed: bool = Fals
     )
 
 
-class _EventStream(Response):
+class EventStream(Response):
     """``text/event-stream`` of ``frames``. A client that leaves stops the frames, not the
     run: ``on_leave`` is called as soon as the connection closes, even between frames."""
 
