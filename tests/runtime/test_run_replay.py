@@ -20,7 +20,14 @@ from runtime_support import (
 )
 
 from promptline.core.errors import ProviderRequestRejected
-from promptline.core.events import LlmCommandEvent, ToolResultEvent
+from promptline.core.events import (
+    LlmCommand,
+    LlmCommandEvent,
+    LlmResult,
+    LlmResultEvent,
+    ToolCommandEvent,
+    ToolResultEvent,
+)
 from promptline.core.messages import Message
 from promptline.events.memory import InMemoryEventStore
 from promptline.events.protocols import EventBus, EventFilter
@@ -235,6 +242,29 @@ async def test_a_model_call_offered_other_tools_than_recorded_is_reported(
     assert [str(d) for d in report.divergences] == [
         "model call 2, tools offered: recorded add, gone, replayed add"
     ]
+
+
+async def test_a_model_call_a_tool_made_for_someone_else_is_not_one_the_replay_answers(
+    make_runtime: HarnessFactory,
+) -> None:
+    h = make_runtime(scripted(ADDING), [add])
+    recorded = await h.runtime.run("What is 2+3?")
+    # An MCP server's sampling request during the tool call: a model call inside the run,
+    # with a task, that the loop did not make.
+    events = await h.events(recorded.run_id)
+    at = next(i for i, e in enumerate(events) if isinstance(e, ToolCommandEvent))
+    envelope = {"stream": events[0].stream_name, "run_id": recorded.run_id}
+    asked = LlmCommandEvent(
+        **envelope, data=LlmCommand(model="script", params={"task": "sampling"})
+    )
+    answered = LlmResultEvent(**envelope, causation_id=asked.id, data=LlmResult(model="script"))
+    log = InMemoryEventStore()
+    await log.append_batch([*events[: at + 1], asked, answered, *events[at + 1 :]])
+
+    report = await replay_run(log, recorded.run_id, agents=h.runtime.agents)
+
+    assert report.divergences == []
+    assert (report.recorded_model_calls, report.model_calls) == (2, 2)
 
 
 class Notes:

@@ -469,12 +469,14 @@ async def replay_run(
 
 
 def _model_calls(events: Sequence[Event]) -> list[_ModelCall]:
-    """The recorded model calls that were answered or failed, in order."""
+    """The recorded model calls of the loop that were answered or failed, in order. A call
+    made inside the run for someone else (an MCP server's sampling request during a tool
+    call, which carries a ``task``) is not one: the tool's answer is in the record."""
     results = {e.causation_id: e for e in events if isinstance(e, LlmResultEvent)}
     errors = {e.causation_id: e for e in events if isinstance(e, ErrorEvent)}
     calls = []
     for event in events:
-        if not isinstance(event, LlmCommandEvent):
+        if not isinstance(event, LlmCommandEvent) or event.data.params.get("task"):
             continue
         result, error = results.get(event.id), errors.get(event.id)
         if result is not None or error is not None:
