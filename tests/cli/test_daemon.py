@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -97,7 +98,8 @@ def test_start_status_second_start_restart_stop_logs_round_trip(files: GatewayFi
     assert new_pid != pid
     assert not alive(pid)
     assert served_port(files) == port  # the port it had is kept
-    assert "PROMPTLINE_API_KEY" not in restarted.output  # only the first start makes a key
+    assert key not in restarted.output  # only the first start makes (and shows) a key
+    assert f"export PROMPTLINE_API_KEY=$(cat {files.admin_key_file})" in restarted.output
 
     stopped = cli("stop")
     assert f"stopped (pid {new_pid}" in stopped.output
@@ -110,7 +112,41 @@ def test_start_status_second_start_restart_stop_logs_round_trip(files: GatewayFi
     log = cli("logs", "-n", "100").output
     assert f"serving on http://localhost:{port}" in log
     assert f"stopped (pid {new_pid}" in log
+    # An access line per request: status's own, with the id of the key it read.
+    key_id = key[len("pl_") : len("pl_key_") + 26]  # pl_<key id>_<secret>
+    assert "INFO promptline.access: GET /healthz 200 " in log
+    assert re.search(rf"GET /v1/sessions 200 \d+\.\d ms {key_id}$", log, re.MULTILINE)
+    assert key not in log
     assert len(cli("logs", "-n", "2").output.splitlines()) == 2
+
+
+@pytest.mark.slow
+def test_with_logging_format_json_every_line_of_the_gateway_log_is_a_json_object(
+    files: GatewayFiles,
+) -> None:
+    files.home.mkdir(parents=True)
+    (files.home / "config.yaml").write_text("logging:\n  format: json\n")
+
+    cli("start", "--port", "0")
+    key = files.read_admin_key()
+    assert key is not None
+    cli("status")
+    cli("stop")
+
+    text = files.log_file.read_text()
+    entries = [json.loads(line) for line in text.splitlines()]
+    messages = [entry["message"] for entry in entries]
+    assert messages[0].startswith("starting the PromptLine gateway (pid ")
+    assert any(m.startswith("serving on http://localhost:") for m in messages)
+    assert messages[-1].startswith("stopped (pid ")
+    access = {
+        (e["method"], e["path"], e["status"], e["key_id"])
+        for e in entries
+        if e["logger"] == "promptline.access"
+    }
+    key_id = key[len("pl_") : len("pl_key_") + 26]
+    assert {("GET", "/healthz", 200, "-"), ("GET", "/v1/sessions", 200, key_id)} <= access
+    assert key not in text
 
 
 def test_a_stale_pid_file_is_cleaned_up(files: GatewayFiles) -> None:

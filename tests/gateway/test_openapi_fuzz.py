@@ -58,12 +58,15 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     )
     key = json.loads(made.stdout)["key"]
     port = _free_port()
-    server = subprocess.Popen(
-        [*promptline, "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    # Its log (a line per request) goes to a file: a pipe nobody reads would fill and stall it.
+    log = home / "serve.log"
+    with log.open("wb") as stderr:
+        server = subprocess.Popen(
+            [*promptline, "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -74,7 +77,7 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
             except httpx.HTTPError:
                 pass
             if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the gateway did not start: {server.stderr.read()!r}")  # type: ignore[union-attr]
+                raise RuntimeError(f"the gateway did not start: {log.read_text()!r}")
             time.sleep(0.1)
         yield url, key
     finally:

@@ -1,10 +1,12 @@
 """The README's gateway examples, run as written (bash, curl, jq) against a real gateway on a
-free port of a fresh home: only the port and the admin key are put in."""
+free port of a fresh home, ``~/.promptline`` (``HOME`` is the test's folder): only the port is
+put in; the admin key is the one the first start kept in ``~/.promptline/admin.key``."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -15,7 +17,9 @@ from gateway_support import live_gateway
 from promptline.config import load_settings
 
 README = Path(__file__).parents[2] / "README.md"
-KEY_LINE = re.compile(r"^export PROMPTLINE_API_KEY=pl_key_\.\.\.", re.MULTILINE)
+KEY_LINE = re.compile(
+    r"^export PROMPTLINE_API_KEY=\$\(cat ~/\.promptline/admin\.key\)", re.MULTILINE
+)
 SCRIPT_SECS = 60.0
 
 # Every curl fails the script on an HTTP error and still shows the error's body; each answer
@@ -34,9 +38,8 @@ def readme_curl_block() -> str:
     return found[0]
 
 
-def substituted(block: str, *, port: int, key: str) -> str:
+def substituted(block: str, *, port: int) -> str:
     assert "localhost:8080" in block
-    block = KEY_LINE.sub(f"export PROMPTLINE_API_KEY={key}", block)
     return block.replace("localhost:8080", f"localhost:{port}")
 
 
@@ -44,18 +47,23 @@ def substituted(block: str, *, port: int, key: str) -> str:
     not (shutil.which("bash") and shutil.which("curl") and shutil.which("jq")),
     reason="the README's examples need bash, curl and jq",
 )
-async def test_the_readme_curl_examples_work_as_written(tmp_path: Path) -> None:
-    home = tmp_path / "home"  # no config file: a fresh install
+async def test_the_readme_curl_examples_work_as_written_with_the_kept_admin_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / ".promptline"  # no config file: a fresh install
+    monkeypatch.setenv("PROMPTLINE_HOME", str(home))
     settings = load_settings(environ={"PROMPTLINE_HOME": str(home)})
     async with live_gateway(settings) as info:
         assert info.admin_key is not None
-        script = PRELUDE + substituted(readme_curl_block(), port=info.port, key=info.admin_key)
+        assert info.admin_key_file == home / "admin.key"
+        script = PRELUDE + substituted(readme_curl_block(), port=info.port)
         process = await asyncio.create_subprocess_exec(
             "bash",
             "-c",
             script,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)},
         )
         out, err = await asyncio.wait_for(process.communicate(), SCRIPT_SECS)
 

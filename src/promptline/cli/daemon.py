@@ -3,6 +3,7 @@ PromptLine home, with a pid file, a rotating log and a bounded wait for each cha
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -110,12 +111,13 @@ def _spawn(
         command += ["--port", str(start_options.port)]
     if start_options.no_auth:
         command.append("--no-auth")
-    files.log_file.parent.mkdir(parents=True, exist_ok=True)
+    from promptline.storage.files import open_private
+
     for stale in (files.state_file,):
         stale.unlink(missing_ok=True)
     # Until the process has its own rotating writer (and if the interpreter dies before),
     # its output is appended to the log as it is.
-    with files.log_file.open("ab") as early_output:
+    with open(open_private(files.log_file, os.O_WRONLY | os.O_APPEND), "ab") as early_output:
         return subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
@@ -180,17 +182,13 @@ def _print_started(files: GatewayFiles, state: dict[str, Any]) -> None:
         out.print(f"  WebSocket {extra}")
     out.print(f"  health    {base}/healthz, {base}/readyz")
     out.print(f"  log       {files.log_file}")
+    from promptline.cli.serve_cmd import print_kept_admin_key, print_new_admin_key
+
     key = files.read_admin_key() if state.get("admin_key_new") else None
     if key:
-        out.print(
-            "\n[bold yellow]An admin API key was made on this first start.[/] The database "
-            f"keeps only its hash; a copy is in {files.admin_key_file} (mode 0600), which "
-            "`promptline status` reads. Delete that file once you have stored the key "
-            "elsewhere.",
-            markup=True,
-        )
-        out.print(f"  export PROMPTLINE_API_KEY={key}", markup=False, highlight=False)
-        out.print(f'  curl -H "Authorization: Bearer $PROMPTLINE_API_KEY" {base}/v1/agents')
+        print_new_admin_key(key, files.admin_key_file, base)
+    elif state.get("auth", True):
+        print_kept_admin_key(base)
     if not state.get("auth", True):
         out.print("[yellow]authentication is off (loopback only)[/]", markup=True)
     out.print(

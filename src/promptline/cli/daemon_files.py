@@ -11,18 +11,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from promptline.config.home import ADMIN_KEY_FILE_NAME
+
 __all__ = [
     "GatewayFiles",
     "alive",
     "health_url",
     "terminate",
-    "write_private",
     "write_replacing",
 ]
 
 PID_FILE = "gateway.pid"
 STATE_FILE = "gateway.json"
-ADMIN_KEY_FILE = "admin.key"
+ADMIN_KEY_FILE = ADMIN_KEY_FILE_NAME
 LOG_DIR = "logs"
 LOG_FILE = "gateway.log"
 
@@ -33,7 +34,8 @@ class GatewayFiles:
 
     ``gateway.pid`` holds the process id (written by ``promptline start``), ``gateway.json``
     what the running process listens on (written by it once it serves), ``admin.key`` the
-    admin key made on the first start (mode 0600), ``logs/gateway.log`` its output.
+    admin key made on the first start (written by ``serve``), ``logs/gateway.log`` its
+    output. Each is readable by its owner only (0600, in folders of mode 0700).
     """
 
     home: Path
@@ -77,9 +79,11 @@ class GatewayFiles:
     def claim(self) -> bool:
         """Create the pid file (with this process's pid until the gateway's is known); False
         when it exists already: another gateway runs, or another start is under way."""
-        self.home.mkdir(parents=True, exist_ok=True)
+        from promptline.storage.files import PRIVATE_FILE_MODE, private_dir
+
+        private_dir(self.home)
         try:
-            fd = os.open(self.pid_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(self.pid_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
         except FileExistsError:
             return False
         with os.fdopen(fd, "w", encoding="ascii") as out:
@@ -178,13 +182,9 @@ def health_url(base: str) -> str:
     return base.rstrip("/")
 
 
-def write_replacing(path: Path, text: str, *, mode: int = 0o644) -> None:
-    """Write ``text`` to ``path`` atomically (a reader sees the old file or the new one)."""
+def write_replacing(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (a reader sees the old file or the new one),
+    readable by its owner only."""
     from promptline.storage.files import write_atomically
 
-    write_atomically(path, text.encode("utf-8"), mode=mode)
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write a secret: readable and writable by its owner only (mode 0600)."""
-    write_replacing(path, text, mode=0o600)
+    write_atomically(path, text.encode("utf-8"))

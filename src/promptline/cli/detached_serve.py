@@ -14,17 +14,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from promptline.cli.daemon_files import GatewayFiles, write_private
+from promptline.cli.daemon_files import GatewayFiles
 from promptline.cli.rotating_log import DEFAULT_BACKUPS, DEFAULT_MAX_BYTES, RotatingLog
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from promptline.config.settings import Settings
+    from promptline.core.errors import PromptLineError
     from promptline.gateway.server import ServeInfo
 
 __all__ = ["main"]
 
 
 def say(message: str) -> None:
-    """One timestamped line of the log."""
+    """One timestamped line of the log, before its format is known (the config is read)."""
     stamp = datetime.now(UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S%z")
     sys.stdout.write(f"{stamp} {message}\n")
 
@@ -44,6 +48,10 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     """Serve until SIGTERM; returns the exit code."""
+    from promptline.config import load_settings
+    from promptline.core.errors import PromptLineError
+    from promptline.gateway.logs import announce, configure_logging
+
     args = _arguments(argv)
     files = GatewayFiles(args.home)
     log = RotatingLog(
@@ -54,35 +62,41 @@ def main(argv: list[str] | None = None) -> int:
     )
     sys.stdout = sys.stderr = log
     pid = os.getpid()
-    say(f"starting the PromptLine gateway (pid {pid}, home {args.home})")
     started = time.monotonic()
+    starting = f"starting the PromptLine gateway (pid {pid}, home {args.home})"
     try:
-        return _serve(args, files, pid)
-    finally:
+        settings = load_settings(args.config, profile=args.profile)
+    except PromptLineError as exc:
+        say(starting)
+        _say_error(say, exc)
         files.clear(pid=pid)
         say(f"stopped (pid {pid}, up {time.monotonic() - started:.1f} s)")
+        return 1
+    # From here on every line, the gateway's own included, is in the configured format.
+    configure_logging(settings.logging, log)
+    announce(starting)
+    try:
+        return _serve(args, files, pid, settings)
+    finally:
+        files.clear(pid=pid)
+        announce(f"stopped (pid {pid}, up {time.monotonic() - started:.1f} s)")
 
 
-def _serve(args: argparse.Namespace, files: GatewayFiles, pid: int) -> int:
+def _say_error(line: Callable[[str], None], exc: PromptLineError) -> None:
+    line(f"error: {exc.message}")
+    if exc.hint:
+        line(f"hint: {exc.hint}")
+
+
+def _serve(args: argparse.Namespace, files: GatewayFiles, pid: int, settings: Settings) -> int:
     import asyncio
-    import logging
 
-    from promptline.config import load_settings
     from promptline.core.errors import PromptLineError
+    from promptline.gateway.logs import announce
     from promptline.gateway.server import serve
-
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
     def ready(info: ServeInfo) -> None:
         base = info.urls[0]
-        new_key = info.admin_key is not None
-        if info.admin_key is not None:
-            # The key goes to a private file, not to this log: logs are kept, rotated, shipped.
-            write_private(files.admin_key_file, info.admin_key + "\n")
         files.write_state(
             {
                 "pid": pid,
@@ -93,21 +107,31 @@ def _serve(args: argparse.Namespace, files: GatewayFiles, pid: int) -> int:
                 "websocket_port": info.websocket_port,
                 "auth": not args.no_auth,
                 "started_at": datetime.now(UTC).isoformat(),
-                "admin_key_new": new_key,
+                # The key itself is in admin.key (written by `serve`), never in this log:
+                # logs are kept, rotated, shipped.
+                "admin_key_new": info.admin_key_file is not None,
                 "config": str(args.config) if args.config else None,
                 "profile": args.profile,
             }
         )
-        say(f"serving on {base} (REST {base}/v1, WebSocket {base.replace('http', 'ws', 1)}/v1/ws)")
+        announce(
+            f"serving on {base} (REST {base}/v1, WebSocket {base.replace('http', 'ws', 1)}/v1/ws)"
+        )
         for extra in info.urls[1:]:
-            say(f"also serving the WebSocket on {extra}")
-        if new_key:
-            say(f"an admin API key was made on this first start: it is in {files.admin_key_file}")
+            announce(f"also serving the WebSocket on {extra}")
+        if info.admin_key_file is not None:
+            announce(
+                f"an admin API key was made on this first start: it is in {info.admin_key_file}"
+            )
+        elif info.admin_key is not None:
+            announce(
+                "an admin API key was made on this first start but could not be kept; "
+                "make another with `promptline keys create --user admin --role admin`"
+            )
         if args.no_auth:
-            say("authentication is off (loopback only)")
+            announce("authentication is off (loopback only)")
 
     try:
-        settings = load_settings(args.config, profile=args.profile)
         asyncio.run(
             serve(
                 settings,
@@ -118,9 +142,7 @@ def _serve(args: argparse.Namespace, files: GatewayFiles, pid: int) -> int:
             )
         )
     except PromptLineError as exc:
-        say(f"error: {exc.message}")
-        if exc.hint:
-            say(f"hint: {exc.hint}")
+        _say_error(announce, exc)
         return 1
     return 0
 

@@ -40,7 +40,6 @@ class RotatingLog(io.TextIOBase):
         self._lock = threading.Lock()
         self._fd = -1
         self._size = 0
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._open()
 
     def writable(self) -> bool:
@@ -75,7 +74,10 @@ class RotatingLog(io.TextIOBase):
         super().close()
 
     def _open(self) -> None:
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        from promptline.storage.files import open_private
+
+        # A log holds what clients asked for: it is readable by its owner only.
+        self._fd = open_private(self.path, os.O_WRONLY | os.O_APPEND)
         self._size = os.fstat(self._fd).st_size
         if self._redirect:
             os.dup2(self._fd, 1)

@@ -78,11 +78,16 @@ def friendly_errors() -> Iterator[None]:
     """
     from sqlalchemy.exc import SQLAlchemyError
 
-    from promptline.core.errors import PromptLineError
+    from promptline.core.errors import AuthenticationError, PromptLineError
     from promptline.storage.database import translate_error
 
     try:
         yield
+    except AuthenticationError as exc:
+        # Said here, where this machine's home is known: where its kept admin key is.
+        from promptline.config.home import make_key_hint
+
+        fail(exc.message, hint=make_key_hint())
     except PromptLineError as exc:
         fail(exc.message, hint=exc.hint)
     except SQLAlchemyError as exc:

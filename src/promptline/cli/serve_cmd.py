@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from promptline.cli.runtime import CliOptions, console, load_settings, run, services, write_json
@@ -11,11 +12,15 @@ if TYPE_CHECKING:
 
 
 def serve(options: CliOptions, *, host: str | None, port: int | None, no_auth: bool) -> None:
-    """Run the gateway until SIGTERM or Ctrl-C."""
+    """Run the gateway until SIGTERM or Ctrl-C; its log goes to stderr."""
+    import sys
+
+    from promptline.gateway.logs import configure_logging
     from promptline.gateway.server import serve as serve_gateway
 
     settings = load_settings(options)
     out = console()
+    configure_logging(settings.logging, sys.stderr)
 
     def ready(info: ServeInfo) -> None:
         base = info.urls[0]
@@ -26,13 +31,9 @@ def serve(options: CliOptions, *, host: str | None, port: int | None, no_auth: b
             out.print(f"  WebSocket {extra}")
         out.print(f"  health    {base}/healthz, {base}/readyz")
         if info.admin_key:
-            out.print(
-                "\n[bold yellow]An admin API key was made for this first start. It is shown "
-                "once and stored only as a hash:[/]",
-                markup=True,
-            )
-            out.print(f"  {info.admin_key}\n")
-            out.print(f'  curl -H "Authorization: Bearer {info.admin_key}" {base}/v1/agents')
+            print_new_admin_key(info.admin_key, info.admin_key_file, base)
+        elif not no_auth:
+            print_kept_admin_key(base)
         if no_auth:
             out.print("[yellow]authentication is off (loopback only)[/]", markup=True)
         out.print("Ctrl-C (or SIGTERM) stops it gracefully.", style="dim")
@@ -42,6 +43,35 @@ def serve(options: CliOptions, *, host: str | None, port: int | None, no_auth: b
             settings, host=host, port=port, auth=False if no_auth else None, on_ready=ready
         )
     )
+
+
+def print_new_admin_key(key: str, kept: Path | None, base: str) -> None:
+    """What a first start says about the admin key it made: the key, and where it is kept."""
+    out = console()
+    if kept is None:
+        where = "It could not be kept in a file (see the log): store it now."
+    else:
+        where = (
+            f"A copy is kept in {kept} (readable by you only), which `promptline status` "
+            "reads; delete it once you have stored the key elsewhere."
+        )
+    out.print(
+        "\n[bold yellow]An admin API key was made on this first start.[/] The database keeps "
+        f"only its hash. {where}",
+        markup=True,
+    )
+    out.print(f"  export PROMPTLINE_API_KEY={key}", markup=False, highlight=False)
+    out.print(f'  curl -H "Authorization: Bearer $PROMPTLINE_API_KEY" {base}/v1/agents')
+
+
+def print_kept_admin_key(base: str) -> None:
+    """On a later start: where the first start's admin key is kept, if it still is."""
+    from promptline.config.home import admin_key_path
+
+    kept = admin_key_path()
+    if kept.is_file():
+        line = f"  API key   export PROMPTLINE_API_KEY=$(cat {kept})"
+        console().print(line, markup=False, highlight=False)
 
 
 def keys_create(

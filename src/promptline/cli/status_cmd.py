@@ -24,6 +24,7 @@ EXIT_NOT_RUNNING = 3  # as `systemctl status` says of a stopped unit
 REQUEST_TIMEOUT = 5.0
 PAGE_LIMIT = 1000
 MAX_PAGES = 20
+REFUSED = "the API key was refused"
 
 
 @dataclass
@@ -58,6 +59,7 @@ class StatusReport:
     active_runs: Count = field(default_factory=Count)
     providers: list[str] | None = None
     providers_unknown_because: str | None = None
+    hint: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -111,7 +113,7 @@ def gather(options: CliOptions, *, url: str | None, key: str | None) -> StatusRe
     ) as client:
         _health(client, report)
         if report.running:
-            _details(client, report, has_key=bool(key), files_hint=str(files.admin_key_file))
+            _details(client, report, has_key=bool(key))
     return report
 
 
@@ -143,17 +145,21 @@ def _health(client: httpx.Client, report: StatusReport) -> None:
     report.checks = body.get("checks", {}) if isinstance(body.get("checks"), dict) else {}
 
 
-def _details(client: httpx.Client, report: StatusReport, *, has_key: bool, files_hint: str) -> None:
+def _details(client: httpx.Client, report: StatusReport, *, has_key: bool) -> None:
+    from promptline.config.home import make_key_hint
+
     if not has_key:
-        where = f", or {files_hint}" if report.local else ""
-        why = f"no API key: pass --key or set PROMPTLINE_API_KEY{where}"
+        why = "no API key: pass --key or set PROMPTLINE_API_KEY"
         report.sessions = Count(unknown_because=why)
         report.active_runs = Count(unknown_because=why)
         report.providers_unknown_because = why
+        report.hint = make_key_hint()
         return
     report.sessions = _count(client, "/v1/sessions", {})
     report.active_runs = _count(client, "/v1/runs", {"active": "true"})
     report.providers, report.providers_unknown_because = _providers(client)
+    if REFUSED in (report.sessions.unknown_because, report.providers_unknown_because):
+        report.hint = make_key_hint()
 
 
 def _count(client: httpx.Client, path: str, params: dict[str, str]) -> Count:
@@ -204,7 +210,7 @@ def _why(response: httpx.Response, path: str) -> str:
     if response.status_code == 404:
         return f"this gateway has no {path}"
     if response.status_code == 401:
-        return "the API key was refused"
+        return REFUSED
     error = _json(response).get("error")
     message = error.get("message") if isinstance(error, dict) else None
     return f"{path} answered HTTP {response.status_code}" + (f": {message}" if message else "")
@@ -248,6 +254,8 @@ def _print(report: StatusReport) -> None:
         row("providers", ", ".join(report.providers) or "none configured")
     if report.key_source:
         row("key", f"from {report.key_source}")
+    if report.hint:
+        row("hint", report.hint)
 
 
 def _check(name: str, check: Any) -> str:

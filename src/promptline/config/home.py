@@ -10,6 +10,7 @@ HOME_ENV = "PROMPTLINE_HOME"
 CONFIG_ENV = "PROMPTLINE_CONFIG"
 PROFILE_ENV = "PROMPTLINE_PROFILE"
 CONFIG_FILE_NAME = "config.yaml"
+ADMIN_KEY_FILE_NAME = "admin.key"
 
 
 def promptline_home(environ: Mapping[str, str] | None = None) -> Path:
@@ -17,6 +18,28 @@ def promptline_home(environ: Mapping[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
     raw = env.get(HOME_ENV)
     return Path(raw).expanduser().absolute() if raw else Path.home() / ".promptline"
+
+
+def admin_key_path(environ: Mapping[str, str] | None = None) -> Path:
+    """``<home>/admin.key``: the admin API key a gateway's first start made (mode 0600)."""
+    return promptline_home(environ) / ADMIN_KEY_FILE_NAME
+
+
+def make_key_hint(environ: Mapping[str, str] | None = None) -> str:
+    """How to get an API key, for a message about a missing or refused one: where a first
+    start keeps its admin key (and whether this machine has one), and the command that makes
+    another."""
+    kept = admin_key_path(environ)
+    make = "`promptline keys create --user admin --role admin` makes another"
+    if kept.is_file():
+        return (
+            f"the first start's admin key is kept in {kept}: "
+            f"export PROMPTLINE_API_KEY=$(cat {kept}); {make}"
+        )
+    return (
+        f"a gateway's first start keeps its admin key in admin.key in its home ({kept} here, "
+        f"not there now); on the gateway's machine {make}"
+    )
 
 
 def config_file_path(

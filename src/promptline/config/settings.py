@@ -490,6 +490,28 @@ class EventsSettings(Section):
     )
 
 
+LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["text", "json"]
+
+
+class LoggingSettings(Section):
+    """What the gateway (``promptline serve``, ``promptline start``) writes to its log."""
+
+    level: LogLevel = Field(
+        "info",
+        description="The least severe lines written: info includes one access line per "
+        "request and per WebSocket connection; warning leaves them out.",
+    )
+    format: LogFormat = Field(
+        "text", description="text: one readable line per record; json: one JSON object per line."
+    )
+
+    @field_validator("level", "format", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
 class Settings(Section):
     """All of PromptLine's configuration. Build it with `load_settings`; treat it as read-only.
 
@@ -513,6 +535,7 @@ class Settings(Section):
     )
     sessions: SessionsSettings = Field(default_factory=SessionsSettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
     mcp_servers: dict[str, McpServerSettings] = Field(
         default_factory=dict, description="MCP servers whose tools agents may use, by name."
     )

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse
 
 from promptline import __version__
 from promptline.gateway.deps import Gateway
 from promptline.gateway.errors import install_error_handlers
 from promptline.gateway.limits import RequestLimits
+from promptline.gateway.logs import AccessLog
 from promptline.gateway.ratelimit import RateLimiter
 from promptline.security.auth import KeyStore
 
 if TYPE_CHECKING:
     from promptline.app import App
 
-__all__ = ["create_gateway"]
+__all__ = ["DOCS_ASSETS", "SWAGGER_UI_DIR", "create_gateway"]
+
+SWAGGER_UI_DIR = Path(__file__).parent / "static" / "swagger-ui"
+"""Swagger UI's files, shipped in the package: `/docs` works without the internet."""
+DOCS_ASSETS = "/docs/assets"
 
 DESCRIPTION = """\
 PromptLine's gateway: agents, sessions, runs, approvals, the event log and state over REST
@@ -43,7 +50,7 @@ def create_gateway(app: App, *, auth: bool | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # FastAPI's page loads Swagger UI from a CDN; ours from the package
         redoc_url=None,
     )
     api.state.gateway = Gateway(
@@ -60,4 +67,29 @@ def create_gateway(app: App, *, auth: bool | None = None) -> FastAPI:
 
         mount_mcp(api, app)  # /mcp, running for the lifetime of the app's lifespan
     api.add_middleware(RequestLimits, max_bytes=settings.max_body_bytes)
+    _add_docs(api)
+    # Added last, so outermost: a request refused by the limits has its access line too.
+    api.add_middleware(AccessLog)
     return api
+
+
+def _add_docs(api: FastAPI) -> None:
+    """``/docs``: Swagger UI over ``/openapi.json``, its files served from the package."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    api.mount(DOCS_ASSETS, StaticFiles(directory=SWAGGER_UI_DIR), name="docs-assets")
+
+    @api.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        assets = root + DOCS_ASSETS
+        return get_swagger_ui_html(
+            openapi_url=root + (api.openapi_url or "/openapi.json"),
+            title=f"{api.title} - API",
+            swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets}/swagger-ui.css",
+            swagger_favicon_url=f"{assets}/favicon-32x32.png",
+            # Swagger UI would otherwise send the document to an online validator.
+            swagger_ui_parameters={"validatorUrl": None},
+        )

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
 
+from promptline.gateway.logs import KEY_ID_SCOPE
 from promptline.security.auth import Caller, KeyStore
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ async def authenticate(conn: HTTPConnection, *, query: bool = False) -> Caller:
     if not state.auth:
         return LOCAL_CALLER
     found = await state.keys.authenticate(token_of(conn, query=query))
+    conn.scope[KEY_ID_SCOPE] = found.key_id  # for the access line
     state.limiter.take_for(found)
     return found
 

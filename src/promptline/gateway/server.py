@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 import gc
 import ipaddress
+import logging
 import signal
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from promptline.core.errors import ConfigError
@@ -20,18 +22,38 @@ if TYPE_CHECKING:
 
     from promptline.config.settings import Settings
 
-__all__ = ["ServeInfo", "is_loopback", "serve"]
+__all__ = ["ServeInfo", "is_loopback", "keep_admin_key", "serve"]
+
+_log = logging.getLogger("promptline.gateway")
 
 
 @dataclass
 class ServeInfo:
-    """Where the gateway listens, and the admin key made on the first start (else None)."""
+    """Where the gateway listens; on the first start, the admin key made then and the file
+    that keeps it (``<home>/admin.key``, None if it could not be written)."""
 
     host: str
     port: int
     websocket_port: int | None = None
     admin_key: str | None = None
+    admin_key_file: Path | None = None
     urls: list[str] = field(default_factory=list)
+
+
+def keep_admin_key(key: str, path: Path | None = None) -> Path | None:
+    """Write ``key`` to ``path`` (default ``<home>/admin.key``), readable by its owner only, so
+    that the steps after a first start (`promptline status`, scripts, curl) have a key; None,
+    with a warning in the log, when it cannot be written (the key is still shown once)."""
+    from promptline.config.home import admin_key_path
+    from promptline.storage.files import write_atomically
+
+    target = admin_key_path() if path is None else path
+    try:
+        write_atomically(target, f"{key}\n".encode("ascii"))
+    except OSError as exc:
+        _log.warning("the admin key could not be kept in %s: %s", target, exc.strerror or exc)
+        return None
+    return target
 
 
 def is_loopback(host: str) -> bool:
@@ -105,6 +127,7 @@ async def serve(
                 _, info.admin_key = await keys.create(
                     "admin", role="admin", name="made on the first start"
                 )
+                info.admin_key_file = keep_admin_key(info.admin_key)
             api = create_gateway(app, auth=use_auth)
             # The ASGI app's lifespan (what runs while it serves, such as /mcp's session
             # manager) is entered here, around every listener, rather than by uvicorn per
@@ -116,6 +139,9 @@ async def serve(
                     uvicorn.Config(
                         api,
                         lifespan="off",
+                        # The process's logging (`configure_logging`) formats uvicorn's records
+                        # too; uvicorn's own access lines are replaced by `AccessLog`'s.
+                        log_config=None,
                         log_level=log_level,
                         access_log=False,
                         ws_max_size=gw.ws_max_frame_bytes,

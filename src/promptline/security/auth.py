@@ -213,13 +213,20 @@ def _record(value: dict[str, Any]) -> ApiKey:
     )
 
 
+_GET_A_KEY = (
+    "the gateway's first start keeps an admin key in admin.key in its home folder "
+    "(~/.promptline, or $PROMPTLINE_HOME); `promptline keys create --user admin --role admin` "
+    "on its machine makes another"
+)
+
+
 def _refused(token: str | None) -> AuthenticationError:
     if not token:
         return AuthenticationError(
             "this call needs an API key",
-            hint="send `Authorization: Bearer <key>` (make one with `promptline keys create`)",
+            hint=f"send `Authorization: Bearer <key>`: {_GET_A_KEY}",
         )
     return AuthenticationError(
         "the API key is not valid (unknown, revoked or mistyped)",
-        hint="check the key, or make a new one with `promptline keys create`",
+        hint=f"check the key: {_GET_A_KEY}",
     )
