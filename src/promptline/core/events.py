@@ -30,8 +30,13 @@ LifecycleState = Literal[
 ]
 
 
+# Every model here is built on first use (``defer_build``), not at import: building all of them
+# (and the union below) is most of what importing the event types costs, and a command or a
+# program that touches a few event types should not pay for the rest.
+
+
 class _Data(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 # -- payloads ---------------------------------------------------------------------------------
@@ -309,7 +314,7 @@ class EventEnvelope(BaseModel):
     assigns them; an empty ``stream`` is filled in on append (see `stream_name`).
     """
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
     id: str = Field(default_factory=lambda: new_id("evt_"))
     stream: str = ""
@@ -463,7 +468,7 @@ class ErrorEvent(EventEnvelope):
 class UnknownEvent(EventEnvelope):
     """An event of a type this version does not know: kept whole and passed on."""
 
-    model_config = ConfigDict(frozen=True, extra="allow")
+    model_config = ConfigDict(frozen=True, extra="allow", defer_build=True)
 
     type: str
     data: Any = None
@@ -508,7 +513,15 @@ EVENT_CLASSES: dict[str, type[EventEnvelope]] = {
 }
 """Event type name -> its class, for every type this version knows."""
 
-_known_adapter: TypeAdapter[Any] = TypeAdapter(KnownEvent)
+_known_adapter_built: TypeAdapter[Any] | None = None
+
+
+def _known_adapter() -> TypeAdapter[Any]:
+    """The validator of the discriminated union, built the first time an event is decoded."""
+    global _known_adapter_built
+    if _known_adapter_built is None:
+        _known_adapter_built = TypeAdapter(KnownEvent)
+    return _known_adapter_built
 
 
 def _is_unknown_tag(error: ValidationError) -> bool:
@@ -524,7 +537,7 @@ def decode_event(raw: str | bytes, *, lenient: bool = False) -> Event:
     `UnknownEvent` rather than an error; otherwise a wrong shape raises `InvalidInputError`.
     """
     try:
-        event: Event = _known_adapter.validate_json(raw)
+        event: Event = (_known_adapter_built or _known_adapter()).validate_json(raw)
         return event
     except ValidationError as exc:
         if lenient or _is_unknown_tag(exc):
@@ -543,7 +556,7 @@ def parse_event(obj: Any, *, lenient: bool = False) -> Event:
     if isinstance(obj, EventEnvelope):
         return obj  # type: ignore[return-value]
     try:
-        event: Event = _known_adapter.validate_python(obj)
+        event: Event = (_known_adapter_built or _known_adapter()).validate_python(obj)
         return event
     except ValidationError as exc:
         if lenient or _is_unknown_tag(exc):
