@@ -8,10 +8,7 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any, Protocol
-
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from typing import TYPE_CHECKING, Any, Protocol
 
 from promptline.core.clock import to_micros
 from promptline.core.errors import PromptLineError, StorageError
@@ -33,6 +30,9 @@ from promptline.events.checks import (
 )
 from promptline.events.protocols import EventFilter
 from promptline.storage.database import translate_error, write_transaction
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 # Column widths of the `events` table, checked up front so that both databases refuse the
 # same values (SQLite would store an over-long string, PostgreSQL would not).
@@ -75,10 +75,16 @@ class SqlEventStore:
     engine is shared: `close` disposes it only when ``owns_engine`` is true.
     """
 
-    _storage_errors: tuple[type[BaseException], ...] = (SQLAlchemyError, OSError)
-    """Exceptions that mean the database failed (translated by `translate_error`)."""
+    _storage_errors: tuple[type[BaseException], ...] = (OSError,)
+    """Exceptions that mean the database failed (translated by `translate_error`); with an
+    engine, SQLAlchemy's are added."""
 
     def __init__(self, engine: AsyncEngine, *, owns_engine: bool = False) -> None:
+        # Imported here, not with the module: a store without an engine (the CLI's local
+        # one) does not load SQLAlchemy, and one with an engine has loaded it already.
+        from sqlalchemy.exc import SQLAlchemyError
+
+        self._storage_errors = (*type(self)._storage_errors, SQLAlchemyError)
         self._engine = engine
         self._owns_engine = owns_engine
         self._paramstyle = engine.dialect.paramstyle
@@ -106,6 +112,8 @@ class SqlEventStore:
 
     def _is_duplicate(self, exc: BaseException) -> bool:
         """True when ``exc`` is a unique-constraint violation."""
+        from sqlalchemy.exc import IntegrityError
+
         return isinstance(exc, IntegrityError)
 
     def _sql(self, sql: str) -> str:

@@ -9,14 +9,15 @@ The index holds each message's `indexed_text`; the message itself is stored whol
 from __future__ import annotations
 
 import re
-from typing import Any
-
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from promptline.core.errors import InvalidInputError
 from promptline.core.messages import Message
 from promptline.sessions.models import SearchHit
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 MAX_QUERY_CHARS = 1000
 MAX_QUERY_WORDS = 32
@@ -100,6 +101,31 @@ async def search_messages(
 ) -> list[SearchHit]:
     """Messages holding every word, best first; ``tenant_id``/``user_id``, unless None, narrow
     to that tenant's or user's sessions."""
+    from sqlalchemy import text
+
+    sql, params = search_query(
+        conn.dialect.name,
+        words,
+        tenant_id=tenant_id,
+        user_id=user_id,
+        session_id=session_id,
+        limit=limit,
+    )
+    result = await conn.execute(text(sql), params)
+    return [search_hit(row._mapping) for row in result]
+
+
+def search_query(
+    dialect: str,
+    words: list[str],
+    *,
+    tenant_id: str | None,
+    user_id: str | None,
+    session_id: str | None,
+    limit: int,
+) -> tuple[str, dict[str, Any]]:
+    """The search's SQL for ``dialect`` (``sqlite`` or ``postgresql``) with its named
+    parameters; each row it yields is made a hit by `search_hit`."""
     params: dict[str, Any] = {"limit": limit}
     where = ""
     if tenant_id is not None:
@@ -111,7 +137,7 @@ async def search_messages(
     if session_id is not None:
         where += " AND m.session_id = :session"
         params["session"] = session_id
-    if conn.dialect.name == "postgresql":
+    if dialect == "postgresql":
         sql = _POSTGRES
         params["match"] = " ".join(words)
     else:
@@ -119,14 +145,15 @@ async def search_messages(
         # Each word becomes an FTS5 string ("..."), so operators and column filters in the
         # user's text are plain words; juxtaposed strings mean AND.
         params["match"] = " ".join('"' + w.replace('"', '""') + '"' for w in words)
-    result = await conn.execute(text(sql.format(where=where)), params)
-    return [
-        SearchHit(
-            session_id=row.session_id,
-            idx=int(row.idx),
-            message=Message.model_validate_json(row.message),
-            snippet=row.snippet,
-            rank=None if row.rank is None else float(row.rank),
-        )
-        for row in result
-    ]
+    return sql.format(where=where), params
+
+
+def search_hit(row: Mapping[Any, Any]) -> SearchHit:
+    """A hit from a row of `search_query`."""
+    return SearchHit(
+        session_id=row["session_id"],
+        idx=int(row["idx"]),
+        message=Message.model_validate_json(row["message"]),
+        snippet=row["snippet"],
+        rank=None if row["rank"] is None else float(row["rank"]),
+    )

@@ -84,23 +84,12 @@ def create_engine(
     if url.startswith("sqlite"):
         path = sqlite_path(url)
         if path is not None:
-            _private_database(path)
+            private_database(path)
         engine = create_async_engine(url, echo=echo)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            # Take transaction control from the driver; `_on_begin` issues BEGIN itself.
-            dbapi_conn.isolation_level = None
-            cursor = dbapi_conn.cursor()
-            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = NORMAL")
-            # The COMMIT that pushes the WAL past this many pages also copies it back and
-            # fsyncs (several ms). SQLite's default of 1000 makes that about one small
-            # commit in a hundred; 4000 keeps it out of the p99 and the WAL under ~16 MB.
-            cursor.execute(f"PRAGMA wal_autocheckpoint = {SQLITE_WAL_AUTOCHECKPOINT_PAGES}")
-            cursor.execute("PRAGMA foreign_keys = ON")
-            cursor.close()
+            configure_sqlite(dbapi_conn, busy_timeout_ms=busy_timeout_ms)
 
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(conn: Any) -> None:
@@ -111,7 +100,24 @@ def create_engine(
     return create_async_engine(url, echo=echo, pool_size=pool_size, pool_pre_ping=True)
 
 
-def _private_database(path: Path) -> None:
+def configure_sqlite(dbapi_conn: Any, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> None:
+    """Set up a new connection to a SQLite file (the driver's: sqlite3 or aiosqlite's) the
+    way every PromptLine connection to it is: WAL, the busy timeout, foreign keys, and the
+    transactions begun by us (``isolation_level = None``), not by the driver."""
+    dbapi_conn.isolation_level = None
+    cursor = dbapi_conn.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    # The COMMIT that pushes the WAL past this many pages also copies it back and
+    # fsyncs (several ms). SQLite's default of 1000 makes that about one small
+    # commit in a hundred; 4000 keeps it out of the p99 and the WAL under ~16 MB.
+    cursor.execute(f"PRAGMA wal_autocheckpoint = {SQLITE_WAL_AUTOCHECKPOINT_PAGES}")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()
+
+
+def private_database(path: Path) -> None:
     """Make the SQLite file (and its folder) before SQLite does, readable by its owner only:
     SQLite gives the ``-wal`` and ``-shm`` files it makes the database file's mode, and would
     make the database itself with the process's umask (0644 as a rule). Those of an older
