@@ -1,8 +1,11 @@
-"""Bodies of the CLI commands; `main.py` declares them and imports this module on use."""
+"""Bodies of the CLI commands; `main.py` declares them and imports this module on use.
+
+The commands that read a session or the log, or add to a session, do it through `local` (the
+home's SQLite database through `sqlite3`) when they can, and through the full set of services
+otherwise; both give the same result."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,13 +16,17 @@ from promptline.cli.runtime import (
     fail,
     friendly_errors,
     load_settings,
+    local,
     print_table,
     run,
     services,
 )
 
 if TYPE_CHECKING:
-    from promptline.sessions.models import Principal
+    from promptline.config.settings import Settings
+    from promptline.core.events import Event
+    from promptline.core.messages import Message
+    from promptline.sessions.models import Principal, SearchHit, Session
 
 FOLLOW_POLL_SECONDS = 0.5
 
@@ -136,6 +143,7 @@ def events_tail(
     from promptline.events.protocols import EventFilter
 
     flt = EventFilter(types=frozenset(types) if types else None, session_id=session)
+    settings: Settings | None = None
 
     def show(events: list[Any]) -> None:
         if as_json:
@@ -149,13 +157,30 @@ def events_tail(
         else:
             print_events(events)
 
+    def show_recent(recent: list[Event]) -> None:
+        if not recent and not follow and not as_json:
+            console().print("no events yet: try `promptline sessions new` and `sessions add`")
+        else:
+            show(recent)
+
+    if not follow:
+        from promptline.storage.local import complete
+
+        with friendly_errors():
+            settings = load_settings(options)
+            found = local(
+                settings, lambda db: complete(db.events.read_all(flt, limit=limit, descending=True))
+            )
+        if found is not None:
+            show_recent(list(reversed(found)))
+            return
+
     async def main() -> None:
-        async with services(options) as app:
+        import asyncio
+
+        async with services(options, settings=settings) as app:
             recent = list(reversed(await app.events.read_all(flt, limit=limit, descending=True)))
-            if not recent and not follow and not as_json:
-                console().print("no events yet: try `promptline sessions new` and `sessions add`")
-            else:
-                show(recent)
+            show_recent(recent)
             if not follow:
                 return
             last = recent[-1].position if recent else await app.events.last_position()
@@ -223,44 +248,65 @@ def sessions_list(
 
 
 def sessions_show(options: CliOptions, session_id: str) -> None:
-    async def main() -> None:
-        async with services(options) as app:
-            s = await app.sessions.get(session_id, operator())
-        out = console()
-        expires = s.expires_at.isoformat() if s.expires_at else "never"
-        out.print(f"[bold]{s.id}[/]  tenant={s.tenant_id} user={s.user_id} channel={s.channel}")
-        out.print(f"status={s.status} created={s.created_at.isoformat()} expires={expires}")
-        if s.context:
-            out.print(f"context: {s.context}", markup=False)
-        for i, msg in enumerate(s.history):
-            out.print(f"[dim]{i:>4}[/] [bold]{msg.role:>9}[/]: ", end="")
-            out.print(msg.text, markup=False)
+    from promptline.storage import local_sessions
 
-    run(main)
+    with friendly_errors():
+        settings = load_settings(options)
+        found = local(settings, lambda db: local_sessions.read(db, session_id))
+
+    async def main() -> Session:
+        async with services(options, settings=settings) as app:
+            return await app.sessions.get(session_id, operator())
+
+    s = found if found is not None else run(main)
+    out = console()
+    expires = s.expires_at.isoformat() if s.expires_at else "never"
+    out.print(f"[bold]{s.id}[/]  tenant={s.tenant_id} user={s.user_id} channel={s.channel}")
+    out.print(f"status={s.status} created={s.created_at.isoformat()} expires={expires}")
+    if s.context:
+        out.print(f"context: {s.context}", markup=False)
+    for i, msg in enumerate(s.history):
+        out.print(f"[dim]{i:>4}[/] [bold]{msg.role:>9}[/]: ", end="")
+        out.print(msg.text, markup=False)
 
 
 def sessions_new(options: CliOptions, *, user: str, channel: str, tenant: str) -> None:
+    from datetime import timedelta
+
     from promptline.sessions.models import Principal
+    from promptline.storage import local_sessions
 
-    async def main() -> None:
-        async with services(options) as app:
-            owner = Principal(tenant_id=tenant, user_id=user)
-            s = await app.sessions.create(owner, channel=channel)
-        sys.stdout.write(s.id + "\n")
+    with friendly_errors():
+        settings = load_settings(options)
+        owner = Principal(tenant_id=tenant, user_id=user)
+        ttl = timedelta(seconds=settings.sessions.ttl_secs)
+        found = local(
+            settings, lambda db: local_sessions.create(db, owner, channel=channel, ttl=ttl)
+        )
 
-    run(main)
+    async def main() -> Session:
+        async with services(options, settings=settings) as app:
+            return await app.sessions.create(owner, channel=channel)
+
+    s = found if found is not None else run(main)
+    sys.stdout.write(s.id + "\n")
 
 
 def sessions_add(options: CliOptions, session_id: str, text: str, *, role: str) -> None:
     from promptline.core.messages import Message
+    from promptline.storage import local_sessions
 
-    async def main() -> None:
+    with friendly_errors():
         message = Message(role=role, content=text)  # role is checked by click.Choice
-        async with services(options) as app:
-            await app.sessions.append_message(session_id, message, operator())
-        sys.stdout.write(f"{message.id}\n")
+        settings = load_settings(options)
+        found = local(settings, lambda db: local_sessions.append_message(db, session_id, message))
 
-    run(main)
+    async def main() -> Message:
+        async with services(options, settings=settings) as app:
+            return await app.sessions.append_message(session_id, message, operator())
+
+    added = found if found is not None else run(main)
+    sys.stdout.write(f"{added.id}\n")
 
 
 def sessions_export(options: CliOptions, session_id: str, output: Path | None) -> None:
@@ -312,15 +358,24 @@ def sessions_import(options: CliOptions, file: Path, *, as_new_id: bool) -> None
 
 
 def sessions_search(options: CliOptions, query: str, *, session: str | None, limit: int) -> None:
-    async def main() -> None:
-        async with services(options) as app:
-            hits = await app.sessions.search(operator(), query, session_id=session, limit=limit)
-        if not hits:
-            console().print("no matches")
-            return
-        out = console()
-        for hit in hits:
-            out.print(f"[bold]{hit.session_id}[/] #{hit.idx} {hit.message.role}: ", end="")
-            out.print(hit.message.text[:200], markup=False)
+    from promptline.storage import local_sessions
 
-    run(main)
+    with friendly_errors():
+        settings = load_settings(options)
+        found = local(
+            settings,
+            lambda db: local_sessions.search(db, query, session_id=session, limit=limit),
+        )
+
+    async def main() -> list[SearchHit]:
+        async with services(options, settings=settings) as app:
+            return await app.sessions.search(operator(), query, session_id=session, limit=limit)
+
+    hits = found if found is not None else run(main)
+    if not hits:
+        console().print("no matches")
+        return
+    out = console()
+    for hit in hits:
+        out.print(f"[bold]{hit.session_id}[/] #{hit.idx} {hit.message.role}: ", end="")
+        out.print(hit.message.text[:200], markup=False)

@@ -3,11 +3,21 @@ deterministic replay."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from promptline.cli.runtime import CliOptions, console, run, services, write_json
+from promptline.cli.runtime import (
+    CliOptions,
+    console,
+    friendly_errors,
+    load_settings,
+    local,
+    run,
+    services,
+    write_json,
+)
 
 if TYPE_CHECKING:
+    from promptline.core.events import Event
     from promptline.runtime.records import RunRecord
     from promptline.runtime.replay import ReplayReport
 
@@ -25,23 +35,33 @@ def runs_list(
     as_json: bool,
 ) -> None:
     """The newest runs first, as a table or JSON."""
-    from rich.table import Table
-
     from promptline.runtime.records import list_runs
+    from promptline.storage.local import complete
+
+    with friendly_errors():
+        settings = load_settings(options)
+        found = local(
+            settings,
+            lambda db: complete(
+                list_runs(db.events, session_id=session, agent=agent, status=status, limit=limit)
+            ),
+        )
 
     async def main() -> list[RunRecord]:
-        async with services(options) as app:
+        async with services(options, settings=settings) as app:
             return await list_runs(
                 app.events, session_id=session, agent=agent, status=status, limit=limit
             )
 
-    records = run(main)
+    records = found if found is not None else run(main)
     if as_json:
         write_json([r.to_dict() for r in records])
         return
     if not records:
         console().print('no runs yet: try `promptline run "hello"` or `promptline demo`')
         return
+    from rich.table import Table
+
     table = Table(header_style="bold")
     for name in ("run", "status", "agent", "model", "session", "started (UTC)", "tokens"):
         table.add_column(name, justify="right" if name == "tokens" else "left")
@@ -65,16 +85,24 @@ def runs_list(
 def runs_show(options: CliOptions, run_id: str, *, as_json: bool, with_events: bool) -> None:
     """One run's record, and with ``with_events`` its timeline."""
     from promptline.cli.timeline import print_events
-    from promptline.events.protocols import EventFilter
+    from promptline.events.protocols import EventFilter, EventStore
     from promptline.runtime.records import load_run
+    from promptline.storage.local import complete
 
-    async def main() -> tuple[RunRecord, list[Any]]:
-        async with services(options) as app:
-            record = await load_run(app.events, run_id)
-            events = await app.events.read_all(EventFilter(run_id=run_id)) if with_events else []
-            return record, events
+    async def read(store: EventStore) -> tuple[RunRecord, list[Event]]:
+        record = await load_run(store, run_id)
+        events = await store.read_all(EventFilter(run_id=run_id)) if with_events else []
+        return record, events
 
-    record, events = run(main)
+    with friendly_errors():
+        settings = load_settings(options)
+        found = local(settings, lambda db: complete(read(db.events)))
+
+    async def main() -> tuple[RunRecord, list[Event]]:
+        async with services(options, settings=settings) as app:
+            return await read(app.events)
+
+    record, events = found if found is not None else run(main)
     if as_json:
         document = record.to_dict()
         if with_events:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from promptline.app import App
     from promptline.config.settings import Settings
+    from promptline.storage.local import LocalDatabase
 
 T = TypeVar("T")
 PIPED_WIDTH = 200
@@ -76,8 +77,6 @@ def friendly_errors() -> Iterator[None]:
     Database errors that escaped every layer below are translated here as a last resort, so
     a damaged or unreachable database still gets a sentence and a hint, not a stack trace.
     """
-    from sqlalchemy.exc import SQLAlchemyError
-
     from promptline.core.errors import AuthenticationError, PromptLineError
     from promptline.storage.database import translate_error
 
@@ -90,11 +89,27 @@ def friendly_errors() -> Iterator[None]:
         fail(exc.message, hint=make_key_hint())
     except PromptLineError as exc:
         fail(exc.message, hint=exc.hint)
-    except SQLAlchemyError as exc:
-        error = translate_error(exc, what="database")
-        fail(error.message, hint=error.hint or "run `promptline doctor`")
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+    except Exception as exc:
+        if not _is_database_error(exc):
+            raise
+        error = translate_error(exc, what="database")
+        fail(error.message, hint=error.hint or "run `promptline doctor`")
+
+
+def _is_database_error(exc: Exception) -> bool:
+    """True for an error of SQLAlchemy or of SQLite (the local commands' reads and writes).
+
+    SQLAlchemy is looked up, not imported: an error of its can only come from a command that
+    loaded it, and the local commands must not pay for loading it (a third of a second).
+    """
+    import sqlite3
+
+    sqlalchemy_errors = sys.modules.get("sqlalchemy.exc")
+    if sqlalchemy_errors is not None and isinstance(exc, sqlalchemy_errors.SQLAlchemyError):
+        return True
+    return isinstance(exc, sqlite3.Error)
 
 
 def load_settings(options: CliOptions) -> Settings:
@@ -118,13 +133,34 @@ async def _call(main: Callable[[], Awaitable[T]]) -> T:
 
 
 @contextlib.asynccontextmanager
-async def services(options: CliOptions, *, migrate: bool | None = None) -> AsyncIterator[App]:
-    """Settings -> the full set of services, closed on exit."""
+async def services(
+    options: CliOptions, *, migrate: bool | None = None, settings: Settings | None = None
+) -> AsyncIterator[App]:
+    """Settings (``settings`` when the command has loaded them) -> the full set of services,
+    closed on exit."""
     from promptline.app import build_app
 
-    settings = load_settings(options)
+    if settings is None:
+        settings = load_settings(options)
     async with build_app(settings, migrate=migrate) as app:
         yield app
+
+
+def local(settings: Settings, work: Callable[[LocalDatabase], T | None]) -> T | None:
+    """``work`` done on the home's SQLite database through `sqlite3`, without the full app
+    (SQLAlchemy, asyncio, the services: most of a short command's time).
+
+    None when the database cannot be opened so (see `promptline.storage.local.open_local`) or
+    when ``work`` answers None (it could not do exactly what the full app would): the command
+    then does its work through `services`. Call it inside `friendly_errors`.
+    """
+    from promptline.storage.local import open_local
+
+    database = open_local(settings.database_url())
+    if database is None:
+        return None
+    with database:
+        return work(database)
 
 
 def write_json(value: Any) -> None:
