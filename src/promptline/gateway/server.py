@@ -111,6 +111,7 @@ async def serve(
             f"refusing to serve {host} without authentication",
             hint="keep gateway.auth on, or bind a loopback address such as 127.0.0.1",
         )
+    _close_home()
     sockets = [_listen(host, port)]
     ws_port = gw.websocket_port
     if ws_port is not None and ws_port != port:
@@ -178,6 +179,15 @@ async def serve(
     finally:
         for sock in sockets:
             sock.close()
+
+
+def _close_home() -> None:
+    """The home folder of an older version (0755) closed to others, as new homes are made:
+    what it holds (keys, logs, the database) is no one else's business."""
+    from promptline.config.home import promptline_home
+    from promptline.storage.files import make_private
+
+    make_private(promptline_home())
 
 
 def _server(config: uvicorn.Config) -> uvicorn.Server:
