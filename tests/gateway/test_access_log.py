@@ -224,3 +224,15 @@ async def test_the_log_lines_shown_in_the_deploy_guide_are_the_ones_written(
     assert {k: entry[k] for k in ("kind", "method", "path", "status")} == {
         k: written[k] for k in ("kind", "method", "path", "status")
     }
+
+
+async def test_a_key_sent_in_a_path_is_masked_in_its_line(tmp_path: Path) -> None:
+    with gateway_log() as log:
+        async with gateway_app(settings_for(tmp_path / "home")) as (app, client):
+            keys = await make_keys(app)
+            answer = await client.get(f"/v1/sessions/{keys.alice}", headers=auth(keys.bob))
+            assert answer.status_code == 404
+
+    [line] = log.lines()
+    assert f"GET /v1/sessions/pl_{key_id(keys.alice)}_[redacted] 404 " in line
+    assert secret_of(keys.alice) not in line
