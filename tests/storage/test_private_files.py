@@ -135,6 +135,4 @@ def test_a_database_file_of_an_older_version_is_narrowed_when_opened(tmp_path: P
 
     create_engine(f"sqlite:///{path}")
 
-    assert [mode(tmp_path / n) for n in ("state.db", "state.db-wal", "state.db-shm")] == [
-        0o600
-    ] * 3
+    assert [mode(tmp_path / n) for n in ("state.db", "state.db-wal", "state.db-shm")] == [0o600] * 3
