@@ -1,8 +1,8 @@
 """Every Python block of the docs (and of the README) runs, as written: the blocks of a page,
 in order, make one program (a block may use what one above it defined, as a reader would), run
-against a live gateway (`promptline serve` on a free port, standing for http://localhost:8080, with its admin
-key standing for ``pl_key_...``), a fake OpenAI-compatible server (named by OPENAI_API_KEY and
-OPENAI_BASE_URL, as the official SDK reads them), in a home of its own.
+against a live gateway (`promptline serve` on a free port, standing for http://localhost:8080,
+with its admin key standing for ``pl_key_...``), a fake OpenAI-compatible server (named by
+OPENAI_API_KEY and OPENAI_BASE_URL, as the official SDK reads them), in a home of its own.
 
 What a block does is pinned by the docs tests of its page; this one makes sure none of them is
 left unrun, and none is a fragment that could not run."""

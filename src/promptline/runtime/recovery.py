@@ -202,9 +202,7 @@ def _resume(events: Sequence[Event], calls: tuple[ToolCall, ...]) -> Resume:
     attempts = 0
     # Model calls made for someone else inside the run (an MCP server's sampling request)
     # count towards its usage, not its iterations.
-    aside = {
-        e.id for e in events if isinstance(e, LlmCommandEvent) and e.data.params.get("task")
-    }
+    aside = {e.id for e in events if isinstance(e, LlmCommandEvent) and e.data.params.get("task")}
     for event in events:
         if isinstance(event, LlmResultEvent):
             if event.causation_id not in aside:
