@@ -162,3 +162,20 @@ def test_a_damaged_database_file_is_reported_and_left_untouched(tmp_path: Path) 
         assert "not a database or is damaged" in result.output
         assert "Traceback" not in result.output
     assert db.read_bytes() == b"this is not a database" * 10
+
+
+def test_an_admin_key_needs_no_user_and_acts_as_admin() -> None:
+    made = json.loads(run("keys", "create", "--role", "admin", "--json").output)
+    assert (made["user_id"], made["role"]) == ("admin", "admin")
+    listed = json.loads(run("keys", "list", "--json").output)
+    assert [(k["key_id"], k["user_id"], k["role"]) for k in listed] == [
+        (made["key_id"], "admin", "admin")
+    ]
+
+
+def test_a_user_key_without_its_user_is_refused_with_the_fix() -> None:
+    refused = run("keys", "create", ok=False)
+    assert refused.exit_code == 2
+    assert "a user's key needs --user NAME" in refused.output
+    assert "promptline keys create --role admin" in refused.output
+    assert json.loads(run("keys", "list", "--json").output) == []

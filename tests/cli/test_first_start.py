@@ -121,7 +121,7 @@ def test_a_first_serve_keeps_the_admin_key_and_the_readmes_later_steps_work_with
         # to make another.
         get_a_key = (
             f"export PROMPTLINE_API_KEY=$(cat {kept}); "
-            "`promptline keys create --user admin --role admin` makes another"
+            "`promptline keys create --role admin` makes another"
         )
         assert get_a_key in promptline(env, "status", "--url", url)
         refused = promptline(env, "status", "--url", url, "--key", key + "x")

@@ -126,7 +126,7 @@ def _serve(args: argparse.Namespace, files: GatewayFiles, pid: int, settings: Se
         elif info.admin_key is not None:
             announce(
                 "an admin API key was made on this first start but could not be kept; "
-                "make another with `promptline keys create --user admin --role admin`"
+                "make another with `promptline keys create --role admin`"
             )
         if args.no_auth:
             announce("authentication is off (loopback only)")

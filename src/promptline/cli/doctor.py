@@ -397,6 +397,9 @@ def _mask_url(url: str) -> str:
 
 def run_doctor(options: CliOptions) -> int:
     """Print every check; the exit code is 1 when any check failed."""
+    import gc
+
+    gc.enable()  # off while the command loaded: the checks start servers and clients
     checks = asyncio.run(gather_checks(options))
     out = console()
     marks = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}

@@ -207,6 +207,9 @@ def check_provider(entry: ProviderEntry, *, timeout: float = CHECK_TIMEOUT_SECS)
                 f"not tested: {entry.api_key_env} is not set in this shell "
                 f"(export {entry.api_key_env}=... and run `promptline models test {model_id}`)",
             )
+    import gc
+
+    gc.enable()  # off while the command loaded: a provider's client runs from here
     try:
         return asyncio.run(_call(entry, model_id, key, timeout))
     except Exception as exc:  # reported, and the wizard goes on

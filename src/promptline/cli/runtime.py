@@ -120,8 +120,15 @@ def load_settings(options: CliOptions) -> Settings:
 
 
 def run(main: Callable[[], Awaitable[T]]) -> T:
-    """Run one coroutine function to completion with friendly errors."""
+    """Run one coroutine function to completion with friendly errors.
+
+    The garbage collector, off while a short command loads (see `promptline.cli.main.main`),
+    is turned back on: what runs here may run for hours (the gateway, chat).
+    """
     import asyncio
+    import gc
+
+    gc.enable()
 
     with friendly_errors():
         return asyncio.run(_call(main))

@@ -54,7 +54,7 @@ class Section(BaseModel):
     out) takes its default, so an empty ``channels:`` means "the default channels".
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     @model_validator(mode="before")
     @classmethod

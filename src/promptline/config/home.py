@@ -30,7 +30,7 @@ def make_key_hint(environ: Mapping[str, str] | None = None) -> str:
     start keeps its admin key (and whether this machine has one), and the command that makes
     another."""
     kept = admin_key_path(environ)
-    make = "`promptline keys create --user admin --role admin` makes another"
+    make = "`promptline keys create --role admin` makes another"
     if kept.is_file():
         return (
             f"the first start's admin key is kept in {kept}: "

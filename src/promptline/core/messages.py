@@ -14,7 +14,7 @@ Role = Literal["system", "user", "assistant", "tool"]
 
 
 class _Data(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class TextPart(_Data):

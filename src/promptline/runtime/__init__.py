@@ -1,9 +1,18 @@
-"""The agent runtime: agent definitions, the ReAct loop, run lifecycle, session lanes."""
+"""The agent runtime: agent definitions, the ReAct loop, run lifecycle, session lanes.
 
-from promptline.runtime.agent import DEFAULT_AGENT, Agent, agents_from_settings
-from promptline.runtime.run import Run, RunResult, SessionView
-from promptline.runtime.runtime import Runtime
-from promptline.runtime.services import RunServices
+The names below are loaded on first use, so that importing one of the package's light modules
+(``promptline.runtime.records`` for ``promptline runs list``, say) does not load the loop.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from promptline.runtime.agent import DEFAULT_AGENT, Agent, agents_from_settings
+    from promptline.runtime.run import Run, RunResult, SessionView
+    from promptline.runtime.runtime import Runtime
+    from promptline.runtime.services import RunServices
 
 __all__ = [
     "DEFAULT_AGENT",
@@ -15,3 +24,29 @@ __all__ = [
     "SessionView",
     "agents_from_settings",
 ]
+
+_LAZY = {
+    "DEFAULT_AGENT": "promptline.runtime.agent",
+    "Agent": "promptline.runtime.agent",
+    "agents_from_settings": "promptline.runtime.agent",
+    "Run": "promptline.runtime.run",
+    "RunResult": "promptline.runtime.run",
+    "SessionView": "promptline.runtime.run",
+    "Runtime": "promptline.runtime.runtime",
+    "RunServices": "promptline.runtime.services",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'promptline.runtime' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -215,7 +215,7 @@ def _record(value: dict[str, Any]) -> ApiKey:
 
 _GET_A_KEY = (
     "the gateway's first start keeps an admin key in admin.key in its home folder "
-    "(~/.promptline, or $PROMPTLINE_HOME); `promptline keys create --user admin --role admin` "
+    "(~/.promptline, or $PROMPTLINE_HOME); `promptline keys create --role admin` "
     "on its machine makes another"
 )
 
