@@ -513,7 +513,7 @@ async def test_a_reader_that_falls_behind_the_bus_picks_up_from_the_log(tmp_path
         RunCompleted,
         RunCompletedEvent,
     )
-    from promptline.gateway.run_answer import RunAnswer
+    from promptline.runtime.answer import RunAnswer
 
     settings = settings_in(tmp_path)
     settings = settings.model_copy(
@@ -550,7 +550,7 @@ async def test_a_reader_that_falls_behind_the_bus_picks_up_from_the_log(tmp_path
     ],
 )
 def test_thinking_is_taken_out_of_streamed_text_however_it_is_split(text: str) -> None:
-    from promptline.gateway.run_answer import ThinkingFilter
+    from promptline.runtime.answer import ThinkingFilter
     from promptline.runtime.prompt import split_reasoning
 
     visible = split_reasoning(text)[0] if "<thinking>" in text else text

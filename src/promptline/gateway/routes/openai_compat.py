@@ -33,9 +33,9 @@ from promptline.gateway.openai_wire import (
     finish_reason,
 )
 from promptline.gateway.routes.messages import REPLAYED_HEADER
-from promptline.gateway.run_answer import RunAnswer
 from promptline.gateway.service import MAX_CONTENT_CHARS, visible_session
 from promptline.models.types import ModelRequest
+from promptline.runtime.answer import RunAnswer
 from promptline.runtime.ingress import MAX_IDEMPOTENCY_KEY
 
 if TYPE_CHECKING:

@@ -47,8 +47,8 @@ from promptline.gateway.routes.openai_compat import (
     failure,
     target,
 )
-from promptline.gateway.run_answer import RunAnswer
 from promptline.gateway.service import MAX_CONTENT_CHARS, visible_run, visible_session
+from promptline.runtime.answer import RunAnswer
 from promptline.runtime.ingress import MAX_IDEMPOTENCY_KEY
 from promptline.runtime.recovery import conversation
 
