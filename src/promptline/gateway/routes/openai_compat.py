@@ -137,6 +137,27 @@ async def conversation_session(app: App, caller: Caller, session_id: str) -> Ses
         ) from None
 
 
+SessionHeader = Annotated[
+    str | None,
+    Header(
+        description="Continue this session (a new id of the client's making starts one): "
+        "only the new user message is added."
+    ),
+]
+"""The ``X-Session-Id`` header of the OpenAI-compatible routes (the parameter's name)."""
+
+IdempotencyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="A unique value per request: a retry with the same key gets the "
+        "first run's answer and starts nothing new, even across restarts.",
+        max_length=MAX_IDEMPOTENCY_KEY,
+    ),
+]
+"""The ``Idempotency-Key`` header of the OpenAI-compatible routes."""
+
+
 @router.post(
     "/chat/completions",
     summary="Run an agent, OpenAI chat-completions style",
@@ -147,22 +168,8 @@ async def chat_completions(
     body: ChatCompletionRequest,
     request: Request,
     caller: CallerDep,
-    x_session_id: Annotated[
-        str | None,
-        Header(
-            description="Continue this session (a new id of the client's making starts one): "
-            "only the new user message is added."
-        ),
-    ] = None,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            description="A unique value per request: a retry with the same key gets the "
-            "first run's answer and starts nothing new, even across restarts.",
-            max_length=MAX_IDEMPOTENCY_KEY,
-        ),
-    ] = None,
+    x_session_id: SessionHeader = None,
+    idempotency_key: IdempotencyHeader = None,
 ) -> Response:
     """Run the agent ``model`` names (``agent/NAME``, or ``provider/model`` for the default
     agent with that model) on the last user message; the answer is the run's final answer."""

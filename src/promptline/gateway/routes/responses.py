@@ -13,10 +13,10 @@ like any run, and an ``Idempotency-Key`` makes a retry safe.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Mapping
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from promptline.core.errors import ConflictError, InvalidInputError
@@ -42,6 +42,8 @@ from promptline.gateway.routes.openai_compat import (
     RUN_HEADER,
     SESSION_HEADER,
     EventStream,
+    IdempotencyHeader,
+    SessionHeader,
     conversation_session,
     failed,
     failure,
@@ -49,7 +51,6 @@ from promptline.gateway.routes.openai_compat import (
 )
 from promptline.gateway.service import MAX_CONTENT_CHARS, visible_run, visible_session
 from promptline.runtime.answer import RunAnswer
-from promptline.runtime.ingress import MAX_IDEMPOTENCY_KEY
 from promptline.runtime.recovery import conversation
 
 if TYPE_CHECKING:
@@ -74,22 +75,8 @@ async def create_response(
     body: ResponseRequest,
     request: Request,
     caller: CallerDep,
-    x_session_id: Annotated[
-        str | None,
-        Header(
-            description="Continue this session (a new id of the client's making starts one): "
-            "only the new user message is added."
-        ),
-    ] = None,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            description="A unique value per request: a retry with the same key gets the "
-            "first run's answer and starts nothing new, even across restarts.",
-            max_length=MAX_IDEMPOTENCY_KEY,
-        ),
-    ] = None,
+    x_session_id: SessionHeader = None,
+    idempotency_key: IdempotencyHeader = None,
 ) -> Response:
     """Run the agent ``model`` names on the last input item (the user's new message); the
     response's output is what the run said and did."""
