@@ -58,13 +58,13 @@ from promptline.sessions.projection import (
     SESSION_EVENT_TYPES,
     SessionHead,
     fold,
+    head_from_row,
 )
 from promptline.sessions.search import query_words, search_messages
 from promptline.sessions.tables import (
     FULL_COLUMNS,
     NewMessage,
     StaleHeadError,
-    head_from_row,
     load_head,
     load_history,
     write_head,

@@ -6,12 +6,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
+from promptline.core.clock import from_micros
 from promptline.core.errors import NotFoundError
 from promptline.core.events import (
     Event,
@@ -244,3 +247,26 @@ class SessionProjection:
                 session_id=session_id,
             )
         return head.to_session(list(self._histories[session_id]))
+
+
+def head_from_row(m: Mapping[Any, Any]) -> SessionHead:
+    """A head from a ``sessions`` row: its scalar columns, and the JSON ones when the row has
+    them (the SQLAlchemy projection and the CLI's `sqlite3` path read rows the same way)."""
+    head = SessionHead(
+        id=m["id"],
+        tenant_id=m["tenant_id"],
+        user_id=m["user_id"],
+        channel=m["channel"],
+        status=m["status"],
+        created_at=from_micros(m["created_at"]),
+        updated_at=from_micros(m["updated_at"]),
+        expires_at=None if m["expires_at"] is None else from_micros(m["expires_at"]),
+        message_count=int(m["message_count"]),
+        last_seq=int(m["last_seq"]),
+    )
+    if "context" in m:
+        head.context = orjson.loads(m["context"])
+        head.tools = tools_of(orjson.loads(m["tools"]))
+        head.permissions = permissions_of(orjson.loads(m["permissions"]))
+        head.metadata = orjson.loads(m["metadata"])
+    return head

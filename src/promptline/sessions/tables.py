@@ -10,15 +10,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-from sqlalchemy import RowMapping, func, select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from promptline.core.clock import from_micros, to_micros
+from promptline.core.clock import to_micros
 from promptline.core.messages import Message
 from promptline.sessions.models import PermissionSet
-from promptline.sessions.projection import JSON_FIELDS, SessionHead, permissions_of, tools_of
+from promptline.sessions.projection import (
+    JSON_FIELDS,
+    SessionHead,
+    head_from_row,
+)
 from promptline.sessions.search import indexed_text
 from promptline.sessions.validation import encode_json
 from promptline.storage.schema import session_messages, sessions
@@ -56,28 +59,6 @@ class NewMessage:
     seq: int
     ts_micros: int
     message: Message
-
-
-def head_from_row(m: RowMapping) -> SessionHead:
-    """A head from a row of `SCALAR_COLUMNS` (or `FULL_COLUMNS`, which also loads JSON)."""
-    head = SessionHead(
-        id=m["id"],
-        tenant_id=m["tenant_id"],
-        user_id=m["user_id"],
-        channel=m["channel"],
-        status=m["status"],
-        created_at=from_micros(m["created_at"]),
-        updated_at=from_micros(m["updated_at"]),
-        expires_at=None if m["expires_at"] is None else from_micros(m["expires_at"]),
-        message_count=int(m["message_count"]),
-        last_seq=int(m["last_seq"]),
-    )
-    if "context" in m:
-        head.context = orjson.loads(m["context"])
-        head.tools = tools_of(orjson.loads(m["tools"]))
-        head.permissions = permissions_of(orjson.loads(m["permissions"]))
-        head.metadata = orjson.loads(m["metadata"])
-    return head
 
 
 async def load_head(

@@ -14,13 +14,10 @@ behind what this path wrote.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
-
-from promptline.core.clock import Clock, SystemClock, from_micros, to_micros
+from promptline.core.clock import Clock, SystemClock, to_micros
 from promptline.core.errors import ConflictError
 from promptline.core.events import (
     Event,
@@ -40,8 +37,7 @@ from promptline.sessions.projection import (
     SESSION_EVENT_TYPES,
     SessionHead,
     fold,
-    permissions_of,
-    tools_of,
+    head_from_row,
 )
 from promptline.sessions.search import indexed_text, query_words, search_hit, search_query
 from promptline.sessions.validation import (
@@ -303,28 +299,7 @@ def _load_head(conn: Any, session_id: str, *, full: bool = False) -> SessionHead
     if row is None:
         return None
     names = [column[0] for column in cursor.description]
-    return _head_from_row(dict(zip(names, row, strict=True)))
-
-
-def _head_from_row(m: Mapping[str, Any]) -> SessionHead:
-    head = SessionHead(
-        id=m["id"],
-        tenant_id=m["tenant_id"],
-        user_id=m["user_id"],
-        channel=m["channel"],
-        status=m["status"],
-        created_at=from_micros(m["created_at"]),
-        updated_at=from_micros(m["updated_at"]),
-        expires_at=None if m["expires_at"] is None else from_micros(m["expires_at"]),
-        message_count=int(m["message_count"]),
-        last_seq=int(m["last_seq"]),
-    )
-    if "context" in m:
-        head.context = orjson.loads(m["context"])
-        head.tools = tools_of(orjson.loads(m["tools"]))
-        head.permissions = permissions_of(orjson.loads(m["permissions"]))
-        head.metadata = orjson.loads(m["metadata"])
-    return head
+    return head_from_row(dict(zip(names, row, strict=True)))
 
 
 def _is_due(head: SessionHead, now: datetime) -> bool:
