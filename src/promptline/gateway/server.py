@@ -125,8 +125,16 @@ async def serve(
                 info.websocket_port = sockets[1].getsockname()[1]
             keys = KeyStore(app.state, clock=app.clock)
             if use_auth and not await keys.any():
-                _, info.admin_key = await keys.create(
+                made, info.admin_key = await keys.create(
                     "admin", role="admin", name="made on the first start"
+                )
+                await app.audit.record(
+                    "key.created",
+                    actor="system",
+                    tenant_id=made.tenant_id,
+                    target=made.key_id,
+                    source="first start",
+                    details={"user_id": made.user_id, "role": made.role, "name": made.name},
                 )
                 info.admin_key_file = keep_admin_key(info.admin_key)
             api = create_gateway(app, auth=use_auth)
