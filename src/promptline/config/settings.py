@@ -89,6 +89,12 @@ class GatewaySettings(Section):
     auth: bool = Field(
         True, description="Require an API key on every call (off is allowed on loopback only)."
     )
+    allow_insecure_public_bind: bool = Field(
+        False,
+        description="Serve on an address other than loopback although the gateway speaks "
+        "plain HTTP: only with TLS in front of it (a proxy on another host) or on a network "
+        "you trust; false refuses to start there.",
+    )
     allowed_origins: list[str] = Field(
         default_factory=list,
         description="Origins browsers may open the WebSocket from (http://host:port); "
