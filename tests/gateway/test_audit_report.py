@@ -235,3 +235,30 @@ def test_keys_revoked_and_standing_grants_are_on_the_trail(home: Path, sqlite_ur
     assert changed["actor"] == "alice"
     assert report["approvals"][0]["request_id"] == request_id
     assert report["approvals"][0]["scope"] == "session"
+
+
+def test_on_a_sqlite_home_the_report_is_read_without_the_services(
+    home: Path, sqlite_url: str
+) -> None:
+    import subprocess
+    import sys
+
+    with WebhookServer() as hook:
+        ids = asyncio.run(scenario(audit_settings(home, sqlite_url, hook.url)))
+    probe = (
+        "import json, sys\n"
+        "from click.testing import CliRunner\n"
+        "from promptline.cli.main import app\n"
+        "result = CliRunner().invoke(app, ['audit', 'report', '-f', 'json'])\n"
+        "heavy = sorted(m for m in ('sqlalchemy', 'promptline.app') if m in sys.modules)\n"
+        "print(json.dumps({'code': result.exit_code, 'heavy': heavy, 'out': result.output}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=os.environ
+    )
+    found = json.loads(done.stdout)
+
+    assert found["code"] == 0
+    assert found["heavy"] == []
+    report = json.loads(found["out"])
+    assert {a["request_id"] for a in report["approvals"]} == set(ids.values())
