@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from promptline.models.registry import ProviderRegistry
     from promptline.models.router import ModelRouter
     from promptline.runtime.runtime import Runtime
+    from promptline.security.audit import Auditor
     from promptline.security.gate import PermissionManager
     from promptline.sessions.manager import SessionManager
     from promptline.state.protocols import StateStore
@@ -55,6 +56,7 @@ class App:
     _router: ModelRouter | None = field(default=None, repr=False)
     _tools: ToolRegistry | None = field(default=None, repr=False)
     _permissions: PermissionManager | None = field(default=None, repr=False)
+    _audit: Auditor | None = field(default=None, repr=False)
     _runtime: Runtime | None = field(default=None, repr=False)
     _mcp: McpManager | None = field(default=None, repr=False)
     _plugins: PluginManager | None = field(default=None, repr=False)
@@ -136,13 +138,28 @@ class App:
         return self._mcp
 
     @property
+    def audit(self) -> Auditor:
+        """The audit trail and security alerts (``security.audit_log``,
+        ``security.alerts``)."""
+        if self._audit is None:
+            from promptline.security.audit import Auditor
+
+            self._audit = Auditor(self.settings, self.bus)
+        return self._audit
+
+    @property
     def permissions(self) -> PermissionManager:
         """The permission gate: policy, grants and approvals."""
         if self._permissions is None:
             from promptline.security import build_permissions
 
             self._permissions = build_permissions(
-                self.settings, self.bus, self.events, self.state, clock=self.clock
+                self.settings,
+                self.bus,
+                self.events,
+                self.state,
+                clock=self.clock,
+                auditor=self.audit,
             )
         return self._permissions
 
@@ -291,6 +308,8 @@ async def build_app(
                 await app._skills.close()
             if app._permissions is not None:
                 await app._permissions.close()
+            if app._audit is not None:
+                await app._audit.close()
             if app._lease is not None:
                 await app._lease.release()
         await registry.aclose()

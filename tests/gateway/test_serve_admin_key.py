@@ -10,6 +10,9 @@ import httpx
 import pytest
 from gateway_support import auth, live_gateway, settings_for
 
+from promptline.app import build_app
+from promptline.events import EventFilter
+
 
 async def test_a_first_start_keeps_the_admin_key_and_a_later_start_makes_none(
     tmp_path: Path,
@@ -30,6 +33,11 @@ async def test_a_first_start_keeps_the_admin_key_and_a_later_start_makes_none(
     async with live_gateway(settings) as second:
         assert (second.admin_key, second.admin_key_file) == (None, None)
     assert (home / "admin.key").read_text(encoding="ascii") == kept
+    # The key made on the first start is on the audit trail (the later start made none).
+    async with build_app(settings) as app:
+        audit = await app.events.read_all(EventFilter(types=frozenset({"audit"})))
+    [made] = [(e.data.action, e.data.actor, e.data.source, e.data.target) for e in audit]
+    assert made == ("key.created", "system", "first start", "_".join(kept.split("_")[1:3]))
 
 
 async def test_a_key_that_cannot_be_kept_is_still_made_and_the_log_says_why(

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from ws_support import alice_on, refused_with, rpc, served, ws_settings
 
+from promptline.events import EventFilter
 from promptline.gateway.ws.handshake import origin_allowed
 
 
@@ -36,6 +37,12 @@ async def test_a_missing_or_wrong_key_is_closed_with_4401(
 ) -> None:
     async with served(ws_settings(tmp_path / "home")) as gw:
         assert await refused_with(gw.url, key, via=via) == 4401
+        audit = await gw.app.events.read_all(EventFilter(types=frozenset({"audit"})))
+
+    # On the audit trail, as a failed login from the client's address.
+    [failed] = [e for e in audit if e.data.action == "auth.failed"]
+    assert failed.data.source == "127.0.0.1"
+    assert failed.data.outcome == "failure"
 
 
 async def test_a_revoked_key_is_closed_with_4401(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from ws_support import Rpc, Served, alice_on, ends, rpc, served, wait_until, ws_settings
 
+from promptline.events import EventFilter
 from promptline.events.bus import InProcessEventBus
 
 NOT_FOUND = -32004
@@ -99,7 +100,7 @@ async def test_run_pause_resume_and_cancel_control_a_run_in_flight(tmp_path: Pat
 
 
 async def test_permission_respond_answers_the_request_and_the_run_goes_on(tmp_path: Path) -> None:
-    async with alice_on(ws_settings(tmp_path / "home")) as (_, client):
+    async with alice_on(ws_settings(tmp_path / "home")) as (gw, client):
         session_id = await _session(client)
         run_id, request_id = await _waiting_for_approval(client, session_id)
 
@@ -111,6 +112,7 @@ async def test_permission_respond_answers_the_request_and_the_run_goes_on(tmp_pa
         twice = await client.error(
             "permission.respond", {"request_id": request_id, "approve": False}
         )
+        audit = await gw.app.events.read_all(EventFilter(types=frozenset({"audit"})))
 
     assert outcome["request_id"] == request_id
     assert outcome["approved"] is True
@@ -123,6 +125,10 @@ async def test_permission_respond_answers_the_request_and_the_run_goes_on(tmp_pa
     assert (tmp_path / "home" / "workspace" / "n.txt").read_text() == "x"
     assert twice["code"] == -32009  # an answer cannot be changed
     assert twice["data"]["details"]["status"] == "granted"
+    # The audit trail adds the connection's key and address to the answer.
+    [answered] = [e.data for e in audit if e.data.action == "approval.granted"]
+    assert (answered.actor, answered.target, answered.source) == ("alice", request_id, "127.0.0.1")
+    assert answered.key_id is not None
 
 
 async def test_events_subscribe_several_streams_unsubscribe_and_all_end_with_the_socket(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -14,7 +16,7 @@ from promptline.cli.runtime import CliOptions, console, load_settings
 
 if TYPE_CHECKING:
     from promptline.config.plugins import McpServerSettings
-    from promptline.config.settings import Settings
+    from promptline.config.settings import Settings, ToolRuleSettings
     from promptline.models.registry import ProviderRegistry
 
 Status = Literal["ok", "warn", "fail"]
@@ -52,6 +54,7 @@ async def gather_checks(options: CliOptions) -> list[Check]:
     checks.append(Check("config", "ok", sources + profile))
     checks.extend(_unresolved(settings))
     checks.extend(_not_read_yet(settings))
+    checks.extend(_exposure(settings))
     checks.append(_home_writable(settings))
     checks.extend(await _database(settings))
     checks.extend(_state_files(settings))
@@ -103,6 +106,78 @@ def _not_read_yet(settings: Settings) -> list[Check]:
         Check("config", "warn", text, "remove the key until the feature exists")
         for text in unused_key_warnings(settings)
     ]
+
+
+def _exposure(settings: Settings) -> list[Check]:
+    """What makes the setup unsafe: a gateway bound beyond loopback, and rules that let tools
+    run unasked (a wildcard allow, ``shell_execute`` allowed)."""
+    from promptline.gateway.server import is_loopback
+
+    gw = settings.gateway
+    found: list[Check] = []
+    if is_loopback(gw.host):
+        found.append(Check("gateway bind", "ok", f"{gw.host} (this machine only)"))
+    elif not gw.allow_insecure_public_bind:
+        found.append(
+            Check(
+                "gateway bind",
+                "fail",
+                f"gateway.host is {gw.host}: the gateway refuses to start on an address "
+                "beyond this machine, as it speaks plain HTTP",
+                "bind 127.0.0.1 and put a TLS proxy in front, or set "
+                "gateway.allow_insecure_public_bind: true when TLS is in front elsewhere",
+            )
+        )
+    else:
+        found.append(
+            Check(
+                "gateway bind",
+                "warn",
+                f"gateway.host is {gw.host} with gateway.allow_insecure_public_bind: "
+                "keys and conversations cross the network as plain HTTP unless TLS is in front",
+                "make sure a TLS proxy (or a trusted network) is in front of it",
+            )
+        )
+    levels: list[tuple[str, Mapping[str, ToolRuleSettings]]] = [("tools", settings.tools)]
+    levels += [(f"permissions.agents.{a}", r) for a, r in settings.permissions.agents.items()]
+    levels += [(f"permissions.users.{u}", r) for u, r in settings.permissions.users.items()]
+    for where, rules in levels:
+        for pattern, rule in rules.items():
+            # Unconditionally: a `when` limits an allow to the arguments it names.
+            if (rule.otherwise if rule.when else rule.mode) != "allow":
+                continue
+            key = f"{where}.{pattern}"
+            if pattern.strip("*") == "":
+                found.append(
+                    Check(
+                        "permissions",
+                        "warn",
+                        f"{key}: allow lets every tool run without asking, shell_execute and "
+                        "file_delete included",
+                        "allow the tools you mean by name, and let the others ask",
+                    )
+                )
+            elif fnmatch.fnmatchcase("shell_execute", pattern):
+                found.append(
+                    Check(
+                        "permissions",
+                        "warn",
+                        f"{key}: allow lets shell_execute run any command without approval",
+                        "use ask, or allow only some commands with `when: {command: [...]}`",
+                    )
+                )
+    covered = any(fnmatch.fnmatchcase("shell_execute", p) for p in settings.tools)
+    if not settings.security.require_approval and not covered:
+        found.append(
+            Check(
+                "permissions",
+                "warn",
+                "security.require_approval is false and no rule covers shell_execute: "
+                "it runs any command without approval",
+                "set security.require_approval: true, or tools.shell_execute: ask",
+            )
+        )
+    return found
 
 
 def _home_writable(settings: Settings) -> Check:

@@ -538,6 +538,49 @@ def keys_revoke(options: CliOptions, key_id: str) -> None:
     serve_cmd.keys_revoke(options, key_id)
 
 
+# -- audit ------------------------------------------------------------------------------------
+
+
+@app.group("audit")
+def audit_group() -> None:
+    """Compliance reports read from the event log."""
+
+
+@audit_group.command("report", short_help="Who did what, approvals, alerts, failed logins.")
+@click.option("--from", "since", help="Start of the period (YYYY-MM-DD or an ISO time; UTC).")
+@click.option("--to", "until", help="End of the period (a date alone: to the end of that day).")
+@click.option("--tenant", "-t", help="Only this tenant's events.")
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    type=click.Choice(["md", "csv", "json"]),
+    default="md",
+    show_default=True,
+    help="Markdown, CSV or JSON.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False, writable=True),
+    help="Write the report to this file instead of printing it.",
+)
+@pass_options
+def audit_report(
+    options: CliOptions,
+    since: str | None,
+    until: str | None,
+    tenant: str | None,
+    fmt: Literal["md", "csv", "json"],
+    output: Path | None,
+) -> None:
+    """The compliance report of a period: who did what (actor, action, target, outcome,
+    time), approvals given and denied, security alerts, quota hits and failed logins."""
+    from promptline.cli import audit_cmd
+
+    audit_cmd.report(options, since=since, until=until, tenant=tenant, fmt=fmt, output=output)
+
+
 # -- the resident gateway: start, stop, restart, status, logs ---------------------------------
 
 START_TIMEOUT_HELP = "Seconds to wait for /healthz to answer."

@@ -74,6 +74,16 @@ def print_kept_admin_key(base: str) -> None:
         console().print(line, markup=False, highlight=False)
 
 
+def cli_actor() -> str:
+    """Who runs a CLI command, as the audit trail names them: ``os:<login name>``."""
+    import getpass
+
+    try:
+        return f"os:{getpass.getuser()}"
+    except (OSError, KeyError):
+        return "os:unknown"
+
+
 def keys_create(
     options: CliOptions, *, user: str, tenant: str, role: str, name: str, as_json: bool
 ) -> None:
@@ -84,6 +94,14 @@ def keys_create(
         async with services(options) as app:
             record, token = await KeyStore(app.state, clock=app.clock).create(
                 user, tenant_id=tenant, role="admin" if role == "admin" else "user", name=name
+            )
+            await app.audit.record(
+                "key.created",
+                actor=cli_actor(),
+                tenant_id=record.tenant_id,
+                target=record.key_id,
+                source="cli",
+                details={"user_id": record.user_id, "role": record.role, "name": record.name},
             )
         if as_json:
             write_json({**record.to_dict(), "key": token})
@@ -128,11 +146,31 @@ def keys_list(options: CliOptions, *, tenant: str | None, as_json: bool) -> None
 
 def keys_revoke(options: CliOptions, key_id: str) -> None:
     """Revoke a key (it stops working at once)."""
+    from promptline.core.errors import NotFoundError
     from promptline.security.auth import KeyStore
 
     async def main() -> None:
         async with services(options) as app:
-            record = await KeyStore(app.state, clock=app.clock).revoke(key_id)
+            try:
+                record = await KeyStore(app.state, clock=app.clock).revoke(key_id)
+            except NotFoundError:
+                await app.audit.record(
+                    "key.revoked",
+                    actor=cli_actor(),
+                    target=key_id,
+                    outcome="failure",
+                    source="cli",
+                    details={"reason": "no such key"},
+                )
+                raise
+            await app.audit.record(
+                "key.revoked",
+                actor=cli_actor(),
+                tenant_id=record.tenant_id,
+                target=record.key_id,
+                source="cli",
+                details={"user_id": record.user_id, "role": record.role},
+            )
         console().print(f"revoked {record.key_id} ({record.user_id}, tenant {record.tenant_id})")
 
     run(main)

@@ -72,6 +72,12 @@ def summarize(event: Event) -> str:
             return f"{data.error.code}: {_clip(data.error.message)}"
         case "security_alert" | "error":
             return _clip(data.message)
+        case "audit":
+            times = f" x{data.count}" if data.count > 1 else ""
+            return (
+                f"{data.action} {data.outcome}{times} by {data.actor or '-'} "
+                f"on {data.target or '-'} from {data.source or '-'}"
+            )
         case _:
             return _clip(str(data)) if data else ""
 

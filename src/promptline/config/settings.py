@@ -89,6 +89,12 @@ class GatewaySettings(Section):
     auth: bool = Field(
         True, description="Require an API key on every call (off is allowed on loopback only)."
     )
+    allow_insecure_public_bind: bool = Field(
+        False,
+        description="Serve on an address other than loopback although the gateway speaks "
+        "plain HTTP: only with TLS in front of it (a proxy on another host) or on a network "
+        "you trust; false refuses to start there.",
+    )
     allowed_origins: list[str] = Field(
         default_factory=list,
         description="Origins browsers may open the WebSocket from (http://host:port); "
@@ -292,6 +298,44 @@ def _web_allow_entry(entry: str) -> str:
     return entry
 
 
+DEFAULT_SENSITIVE = [
+    "file_delete",
+    "shell_execute",
+    "git_commit",
+    "permissions.changed",
+    "key.created",
+    "key.revoked",
+    "auth.repeated_failures",
+]
+"""What raises a ``security_alert`` unless ``security.alerts.sensitive`` says otherwise."""
+
+
+class AlertSettings(Section):
+    """Which operations raise a ``security_alert``, and where alerts are sent besides the log."""
+
+    sensitive: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_SENSITIVE),
+        description="Tool names (an allowed call raises an alert) and audit actions "
+        "(permissions.changed, key.created, key.revoked, auth.repeated_failures).",
+    )
+    auth_failures_per_minute: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        5,
+        description="Failed logins from one address within a minute that count as repeated "
+        "(auth.repeated_failures).",
+    )
+    webhook_url: Annotated[Secret, AfterValidator(_valid_http_url)] = Field(
+        None,
+        description="POST every alert as JSON to this URL (unset: the log only); masked when "
+        "shown, as such URLs often hold a token.",
+    )
+    webhook_timeout_secs: Annotated[float, Field(gt=0, le=60)] = Field(
+        5.0, description="Time limit of one POST to the webhook."
+    )
+    webhook_retries: Annotated[int, Field(ge=0, le=10)] = Field(
+        2, description="Further attempts after a failed POST (a growing pause between them)."
+    )
+
+
 class SecuritySettings(Section):
     """Approvals, sandboxing, limits and auditing."""
 
@@ -305,7 +349,13 @@ class SecuritySettings(Section):
         description="Not supported yet: only false is accepted (tools run without a sandbox).",
     )
     resource_limits: ResourceLimitsSettings = Field(default_factory=ResourceLimitsSettings)
-    audit_log: bool = Field(True, description="Record security-relevant events for audit.")
+    audit_log: bool = Field(
+        True,
+        description="Record audit events (keys, failed logins, permission changes, approvals "
+        "answered over the API) and security alerts; tool and approval events are always "
+        "recorded.",
+    )
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
     web_get_allow: list[Annotated[str, AfterValidator(_web_allow_entry)]] = Field(
         default_factory=list,
         description="Hosts (intranet.example.com, *.corp.example), addresses and networks "

@@ -295,6 +295,21 @@ class SecurityAlert(_Data):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
+class AuditRecord(_Data):
+    """An operation on the installation rather than by an agent run (an API key made or
+    revoked, a login refused, a session's permission rules changed, an approval answered
+    over the API): who did it, to what, how it went, and from where."""
+
+    action: str
+    actor: str | None = None
+    key_id: str | None = None
+    target: str | None = None
+    outcome: Literal["success", "failure"] = "success"
+    source: str | None = None
+    count: int = 1
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
 class ErrorData(_Data):
     """An error that did not end a run but should be on the record."""
 
@@ -460,6 +475,11 @@ class SecurityAlertEvent(EventEnvelope):
     data: SecurityAlert
 
 
+class AuditEvent(EventEnvelope):
+    type: Literal["audit"] = "audit"
+    data: AuditRecord
+
+
 class ErrorEvent(EventEnvelope):
     type: Literal["error"] = "error"
     data: ErrorData
@@ -499,6 +519,7 @@ _KnownEventUnion: TypeAlias = (
     | SessionUpdatedEvent
     | SessionExpiredEvent
     | SecurityAlertEvent
+    | AuditEvent
     | ErrorEvent
 )
 

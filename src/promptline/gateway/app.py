@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse
 from promptline import __version__
 from promptline.gateway.deps import Gateway
 from promptline.gateway.errors import install_error_handlers
+from promptline.gateway.headers import SecurityHeaders, page_csp
 from promptline.gateway.limits import RequestLimits
 from promptline.gateway.logs import AccessLog
 from promptline.gateway.ratelimit import RateLimiter
@@ -68,6 +69,8 @@ def create_gateway(app: App, *, auth: bool | None = None) -> FastAPI:
         mount_mcp(api, app)  # /mcp, running for the lifetime of the app's lifespan
     api.add_middleware(RequestLimits, max_bytes=settings.max_body_bytes)
     _add_docs(api)
+    # Every response, the refusals of the limits too, carries the security headers.
+    api.add_middleware(SecurityHeaders)
     # Added last, so outermost: a request refused by the limits has its access line too.
     api.add_middleware(AccessLog)
     return api
@@ -84,7 +87,7 @@ def _add_docs(api: FastAPI) -> None:
     async def docs(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "").rstrip("/")
         assets = root + DOCS_ASSETS
-        return get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url=root + (api.openapi_url or "/openapi.json"),
             title=f"{api.title} - API",
             swagger_js_url=f"{assets}/swagger-ui-bundle.js",
@@ -93,3 +96,5 @@ def _add_docs(api: FastAPI) -> None:
             # Swagger UI would otherwise send the document to an online validator.
             swagger_ui_parameters={"validatorUrl": None},
         )
+        page.headers["content-security-policy"] = page_csp(bytes(page.body).decode())
+        return page

@@ -9,14 +9,24 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
 
+from promptline.core.errors import AuthenticationError
 from promptline.gateway.logs import KEY_ID_SCOPE
-from promptline.security.auth import Caller, KeyStore
+from promptline.security.auth import Caller, KeyStore, key_id_of
 
 if TYPE_CHECKING:
     from promptline.app import App
     from promptline.gateway.ratelimit import RateLimiter
 
-__all__ = ["LOCAL_CALLER", "AppDep", "CallerDep", "Gateway", "caller", "gateway", "token_of"]
+__all__ = [
+    "LOCAL_CALLER",
+    "AppDep",
+    "CallerDep",
+    "Gateway",
+    "caller",
+    "gateway",
+    "source_of",
+    "token_of",
+]
 
 LOCAL_CALLER = Caller(user_id="local", tenant_id="default", role="admin")
 """Who every request is when authentication is off (loopback only)."""
@@ -62,10 +72,22 @@ async def authenticate(conn: HTTPConnection, *, query: bool = False) -> Caller:
     state = gateway(conn)
     if not state.auth:
         return LOCAL_CALLER
-    found = await state.keys.authenticate(token_of(conn, query=query))
+    token = token_of(conn, query=query)
+    try:
+        found = await state.keys.authenticate(token)
+    except AuthenticationError as exc:
+        await state.app.audit.failed_login(
+            source_of(conn), key_id=key_id_of(token), reason=exc.message
+        )
+        raise
     conn.scope[KEY_ID_SCOPE] = found.key_id  # for the access line
     state.limiter.take_for(found)
     return found
+
+
+def source_of(conn: HTTPConnection) -> str | None:
+    """The address a request comes from (the peer of its connection)."""
+    return conn.client.host if conn.client else None
 
 
 async def caller(request: Request) -> Caller:

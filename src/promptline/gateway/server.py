@@ -111,6 +111,15 @@ async def serve(
             f"refusing to serve {host} without authentication",
             hint="keep gateway.auth on, or bind a loopback address such as 127.0.0.1",
         )
+    if not is_loopback(host) and not gw.allow_insecure_public_bind:
+        raise ConfigError(
+            f"refusing to listen on {host}: the gateway speaks plain HTTP, so API keys and "
+            "conversations would cross the network unencrypted",
+            hint="bind 127.0.0.1 and put a TLS proxy in front (see docs/deploy.md), or, with "
+            "TLS in front on another host or on a network you trust, set "
+            "gateway.allow_insecure_public_bind: true",
+            key="gateway.host",
+        )
     _close_home()
     sockets = [_listen(host, port)]
     ws_port = gw.websocket_port
@@ -125,8 +134,16 @@ async def serve(
                 info.websocket_port = sockets[1].getsockname()[1]
             keys = KeyStore(app.state, clock=app.clock)
             if use_auth and not await keys.any():
-                _, info.admin_key = await keys.create(
+                made, info.admin_key = await keys.create(
                     "admin", role="admin", name="made on the first start"
+                )
+                await app.audit.record(
+                    "key.created",
+                    actor="system",
+                    tenant_id=made.tenant_id,
+                    target=made.key_id,
+                    source="first start",
+                    details={"user_id": made.user_id, "role": made.role, "name": made.name},
                 )
                 info.admin_key_file = keep_admin_key(info.admin_key)
             api = create_gateway(app, auth=use_auth)

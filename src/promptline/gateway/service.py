@@ -103,12 +103,14 @@ async def respond_approval(
     scope: Literal["once", "session", "always"] = "once",
     reason: str | None = None,
     content: dict[str, Any] | None = None,
+    source: str | None = None,
 ) -> ApprovalOutcome:
     """Answer a request as ``caller``: only someone who may see its session (its owner or
-    the tenant's admin) may; the answer records who gave it. ``content`` answers a question
-    (an MCP server's elicitation)."""
-    await visible_approval(app, caller, request_id)
-    return await app.permissions.respond(
+    the tenant's admin) may; the answer records who gave it, and an ``audit`` event adds the
+    key it came with and the address it came from (``source``). ``content`` answers a
+    question (an MCP server's elicitation)."""
+    request = await visible_approval(app, caller, request_id)
+    outcome = await app.permissions.respond(
         request_id,
         approve=approve,
         scope=scope,
@@ -116,6 +118,21 @@ async def respond_approval(
         reason=reason,
         content=content,
     )
+    await app.audit.record(
+        "approval.granted" if outcome.approved else "approval.denied",
+        actor=caller.user_id,
+        key_id=caller.key_id,
+        tenant_id=request.tenant_id,
+        target=request_id,
+        source=source,
+        details={
+            "tool": request.tool,
+            "scope": outcome.scope,
+            "session_id": request.session_id,
+            "run_id": request.run_id,
+        },
+    )
+    return outcome
 
 
 async def start_message(

@@ -14,6 +14,7 @@ from promptline.security.approvals import (
     DecisionListener,
     GrantScope,
 )
+from promptline.security.audit import Auditor
 from promptline.security.gate import PermissionManager
 from promptline.security.grants import Grant, GrantStore
 from promptline.security.policy import Level, PermissionDecision, PermissionPolicy
@@ -24,6 +25,7 @@ __all__ = [
     "ApprovalOutcome",
     "ApprovalRecord",
     "ApprovalRequest",
+    "Auditor",
     "Grant",
     "GrantScope",
     "GrantStore",
@@ -41,11 +43,13 @@ def build_permissions(
     store: EventStore,
     state: StateStore,
     clock: Clock | None = None,
+    auditor: Auditor | None = None,
 ) -> PermissionManager:
     """The permission gate for the tool executor, wired from ``settings``.
 
     ``store`` is the event store behind ``bus`` (pending requests are read from it) and
-    ``state`` keeps remembered grants. Call ``await manager.recover()`` once on start and
+    ``state`` keeps remembered grants; ``auditor`` (optional) raises the alerts of sensitive
+    tools and sends alerts to the webhook. Call ``await manager.recover()`` once on start and
     ``await manager.close()`` on stop; ``manager.reload(settings)`` on a config reload.
     """
     policy = PermissionPolicy(settings)
@@ -55,13 +59,31 @@ def build_permissions(
         store,
         timeout=settings.permissions.approval_timeout_secs,
         clock=clock,
-        on_decision=_remembering(grants),
+        on_decision=_remembering(grants, auditor),
     )
-    return PermissionManager(policy, broker, grants, bus, alerts=settings.security.audit_log)
+    return PermissionManager(
+        policy, broker, grants, bus, alerts=settings.security.audit_log, auditor=auditor
+    )
 
 
-def _remembering(grants: GrantStore) -> DecisionListener:
+def _remembering(grants: GrantStore, auditor: Auditor | None) -> DecisionListener:
     async def remember(outcome: ApprovalOutcome) -> None:
-        await grants.remember(outcome)
+        grant = await grants.remember(outcome)
+        if grant is not None and auditor is not None:
+            # A standing grant changes the rules at run time: on the audit trail.
+            await auditor.record(
+                "permissions.changed",
+                actor=outcome.decided_by,
+                tenant_id=outcome.request.tenant_id,
+                target=f"{grant.scope}:{outcome.tool}",
+                details={
+                    "change": "grant",
+                    "tool": outcome.tool,
+                    "scope": grant.scope,
+                    "user_id": outcome.request.user_id,
+                    "session_id": outcome.request.session_id,
+                    "request_id": outcome.request_id,
+                },
+            )
 
     return remember

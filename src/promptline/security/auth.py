@@ -24,7 +24,7 @@ from promptline.core.ids import new_id
 from promptline.sessions.models import DEFAULT_TENANT, Principal
 from promptline.state.protocols import StateStore
 
-__all__ = ["KEY_PREFIX", "ApiKey", "Caller", "KeyStore", "Role"]
+__all__ = ["KEY_PREFIX", "ApiKey", "Caller", "KeyStore", "Role", "key_id_of"]
 
 Role = Literal["admin", "user"]
 KEY_PREFIX = "auth/keys/"
@@ -190,6 +190,12 @@ class KeyStore:
     async def any(self) -> bool:
         """True when at least one key exists (revoked or not)."""
         return bool(await self._state.list("global", prefix=KEY_PREFIX, limit=1))
+
+
+def key_id_of(token: str | None) -> str | None:
+    """The key id a token names, when it has a key's shape (never the secret)."""
+    match = _TOKEN.match(token or "")
+    return match.group(1) if match else None
 
 
 def _hash(secret: str) -> str:

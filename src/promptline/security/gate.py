@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from promptline.core.errors import PromptLineError
-from promptline.core.events import SecurityAlert, SecurityAlertEvent
+from promptline.core.events import EventEnvelope, SecurityAlert, SecurityAlertEvent
 from promptline.core.messages import ToolCall
 from promptline.events.protocols import EventBus
 from promptline.security.approvals import (
@@ -28,6 +28,7 @@ from promptline.tools.executor import Authorization, CallScope
 
 if TYPE_CHECKING:
     from promptline.config.settings import Settings
+    from promptline.security.audit import Auditor
 
 __all__ = ["PermissionManager"]
 
@@ -39,7 +40,9 @@ class PermissionManager:
     """`PermissionGate` over a `PermissionPolicy`, a `GrantStore` and an `ApprovalBroker`.
 
     A refused call of a destructive tool also publishes a ``security_alert`` (when
-    ``alerts`` is on: ``security.audit_log``).
+    ``alerts`` is on: ``security.audit_log``), and so does an allowed call of a sensitive tool
+    (``security.alerts.sensitive``) when an `Auditor` is given; with one, alerts also go to
+    its webhook.
     """
 
     def __init__(
@@ -50,12 +53,14 @@ class PermissionManager:
         bus: EventBus | None = None,
         *,
         alerts: bool = True,
+        auditor: Auditor | None = None,
     ) -> None:
         self.policy = policy
         self.broker = broker
         self.grants = grants
         self._bus = bus
         self.alerts = alerts
+        self.auditor = auditor
 
     def decide(self, tool: Tool, call: ToolCall, scope: CallScope) -> PermissionDecision:
         """What the policy alone says about ``call`` (no grants, nobody asked)."""
@@ -74,12 +79,14 @@ class PermissionManager:
         the model, so it says which rule or who refused, and what to do."""
         decision = self.decide(tool, call, scope)
         if decision.allowed:
+            await self._sensitive(call, scope)
             return Authorization(True, decision.reason, POLICY)
         if decision.denied:
             await self._alert(tool, call, scope, decision.reason, POLICY, decision)
             return Authorization(False, decision.reason, POLICY)
         grant = await self._grant(call.name, scope)
         if grant is not None:
+            await self._sensitive(call, scope)
             return Authorization(True, _granted(grant), f"grant:{grant.scope}")
         try:
             outcome = await self.broker.request(
@@ -94,6 +101,7 @@ class PermissionManager:
             reason = f"the approval could not be asked for ({exc.message}); try again later"
             return Authorization(False, reason, "error")
         if outcome.approved:
+            await self._sensitive(call, scope)
             return Authorization(True, _approved(outcome), outcome.decided_by)
         reason = _refused(outcome)
         await self._alert(tool, call, scope, reason, outcome.decided_by, decision)
@@ -149,6 +157,8 @@ class PermissionManager:
         self.policy.reload(settings)
         self.broker.timeout = settings.permissions.approval_timeout_secs
         self.alerts = settings.security.audit_log
+        if self.auditor is not None:
+            self.auditor.reload(settings)
 
     async def recover(self) -> list[ApprovalOutcome]:
         """On start: settle requests left over from before (see `ApprovalBroker.recover`)."""
@@ -168,6 +178,11 @@ class PermissionManager:
         except PromptLineError:
             return None  # grants unreadable: asking is the safe way on
 
+    async def _sensitive(self, call: ToolCall, scope: CallScope) -> None:
+        if self.auditor is None or not self.auditor.is_sensitive(call.name):
+            return
+        await self.auditor.tool_allowed(call.name, call.id, call.arguments, _envelope(scope))
+
     async def _alert(
         self,
         tool: Tool,
@@ -181,30 +196,45 @@ class PermissionManager:
             return
         if decided_by == CANCELLED:
             return
+        message = f"{call.name} (destructive) was refused: {reason}"
+        details = {
+            "tool": call.name,
+            "call_id": call.id,
+            "decided_by": decided_by,
+            "level": decision.level,
+            "rule": decision.pattern,
+        }
+        if self.auditor is not None:
+            # Written, and sent to the webhook, by the auditor; it never raises.
+            await self.auditor.alert(
+                "destructive_tool_denied", message, envelope=_envelope(scope), details=details
+            )
+            return
         alert = SecurityAlertEvent(
-            stream=scope.session_id or scope.run_id or "",
-            session_id=scope.session_id,
-            run_id=scope.run_id,
-            user_id=scope.user_id,
-            tenant_id=scope.tenant_id,
-            agent_id=scope.agent,
-            correlation_id=scope.correlation_id,
+            **_envelope(scope).model_dump(exclude={"id", "ts", "seq", "position"}),
             data=SecurityAlert(
                 severity="warning",
                 kind="destructive_tool_denied",
-                message=f"{call.name} (destructive) was refused: {reason}",
-                details={
-                    "tool": call.name,
-                    "call_id": call.id,
-                    "decided_by": decided_by,
-                    "level": decision.level,
-                    "rule": decision.pattern,
-                },
+                message=message,
+                details=details,
             ),
         )
         # An alert that cannot be written must not change the answer.
         with contextlib.suppress(PromptLineError):
             await self._bus.publish(alert)
+
+
+def _envelope(scope: CallScope) -> EventEnvelope:
+    """The ids of an alert about a call in ``scope``."""
+    return EventEnvelope(
+        stream=scope.session_id or scope.run_id or "",
+        session_id=scope.session_id,
+        run_id=scope.run_id,
+        user_id=scope.user_id,
+        tenant_id=scope.tenant_id,
+        agent_id=scope.agent,
+        correlation_id=scope.correlation_id,
+    )
 
 
 def _granted(grant: Grant) -> str:

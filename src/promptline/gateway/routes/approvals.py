@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 
-from promptline.gateway.deps import CallerDep, gateway
+from promptline.gateway.deps import CallerDep, gateway, source_of
 from promptline.gateway.pagination import Page
 from promptline.gateway.schemas import (
     ApprovalAnswer,
@@ -61,5 +61,6 @@ async def answer_approval(
         scope=body.scope,
         reason=body.reason,
         content=body.content,
+        source=source_of(request),
     )
     return approval_outcome_json(outcome)

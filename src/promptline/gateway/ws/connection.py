@@ -19,7 +19,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketState
 
-from promptline.gateway.deps import Gateway, gateway
+from promptline.gateway.deps import Gateway, gateway, source_of
 from promptline.gateway.ws.context import MethodContext
 from promptline.gateway.ws.dispatcher import Dispatcher
 from promptline.gateway.ws.handshake import Refusal, admit
@@ -76,7 +76,8 @@ class Connection:
             on_error=self._failed,
         )
         self._dispatcher = Dispatcher(
-            MethodContext(state.app, caller, self._subscriptions), charge=self._charge
+            MethodContext(state.app, caller, self._subscriptions, source_of(websocket)),
+            charge=self._charge,
         )
         self._closing: tuple[int, str] | None = None
         self._stop = asyncio.Event()

@@ -22,3 +22,5 @@ class MethodContext:
     app: App
     caller: Caller
     subscriptions: Subscriptions
+    source: str | None = None
+    """The address the connection comes from."""

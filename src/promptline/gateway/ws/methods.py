@@ -115,6 +115,7 @@ async def permission_respond(ctx: MethodContext, p: PermissionRespond) -> dict[s
         scope=p.scope,
         reason=p.reason,
         content=p.content,
+        source=ctx.source,
     )
     return approval_outcome_json(outcome)
 
