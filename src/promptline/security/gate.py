@@ -67,6 +67,7 @@ class PermissionManager:
             user=scope.user_id,
             session_id=scope.session_id,
             session_rules=scope.session_rules,
+            workspace=scope.workspace,
         )
 
     async def authorize(self, tool: Tool, call: ToolCall, scope: CallScope) -> Authorization:
