@@ -473,3 +473,73 @@ async def test_a_chained_command_is_asked_for_and_not_run_when_refused(
     result = await asyncio.wait_for(task, STUCK)
     assert result.metadata["outcome"] == "denied"
     assert "ran" not in result.text
+
+
+async def test_a_session_grant_covers_only_the_same_command(
+    harness: Harness, here: CallScope, store: EventStore
+) -> None:
+    task = harness.start("cat a && id", here)
+    request = await next_request(harness.requests)
+    await harness.manager.respond(request.data.request_id, approve=True, scope="session")
+    assert (await asyncio.wait_for(task, STUCK)).text == "ran cat a && id"
+
+    assert (await harness.start("cat  a &&  id", here)).text == "ran cat  a &&  id"
+    assert await asked(store) == 1
+
+    other = harness.start("cat b && id", here)
+    request = await next_request(harness.requests)
+    await harness.manager.respond(request.data.request_id, approve=False)
+    assert (await asyncio.wait_for(other, STUCK)).metadata["outcome"] == "denied"
+    assert await asked(store) == 2
+
+
+async def test_a_grant_is_bound_to_the_folder(
+    harness: Harness, here: CallScope, store: EventStore, tmp_path: Path
+) -> None:
+    task = harness.start("cat a && id", here)
+    request = await next_request(harness.requests)
+    await harness.manager.respond(request.data.request_id, approve=True, scope="always")
+    await asyncio.wait_for(task, STUCK)
+
+    async def granted(cwd: str) -> bool:
+        binding = approval_binding("cat a && id", workspace=tmp_path, cwd=cwd)
+        found = await harness.manager.grants.find("shell_execute", user_id="alice", binding=binding)
+        return found is not None
+
+    assert await granted(".")
+    assert not await granted("sub")
+
+
+async def test_a_changed_script_needs_a_new_approval(
+    harness: Harness, here: CallScope, store: EventStore, tmp_path: Path
+) -> None:
+    script = tmp_path / "job.sh"
+    script.write_text("echo safe\n")
+    task = harness.start("cat log && sh job.sh", here)
+    request = await next_request(harness.requests)
+    await harness.manager.respond(request.data.request_id, approve=True, scope="session")
+    await asyncio.wait_for(task, STUCK)
+    assert (await harness.start("cat log && sh job.sh", here)).metadata["outcome"] == "ok"
+    assert await asked(store) == 1
+
+    script.write_text("rm -rf ~\n")
+    again = harness.start("cat log && sh job.sh", here)
+    request = await next_request(harness.requests)
+    assert await asked(store) == 2
+    await harness.manager.respond(request.data.request_id, approve=False)
+    assert (await asyncio.wait_for(again, STUCK)).metadata["outcome"] == "denied"
+
+
+async def test_a_grant_for_the_tool_alone_no_longer_covers_shell_commands(
+    harness: Harness, here: CallScope, store: EventStore
+) -> None:
+    await harness.manager.grants.add("session", "shell_execute", session_id="s1")
+
+    task = harness.start("cat a && id", here)
+    await next_request(harness.requests)
+
+    assert not task.done()
+    assert await asked(store) == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
