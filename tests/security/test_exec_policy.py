@@ -76,6 +76,7 @@ ALLOWED = {
     "append in a subfolder": "echo hi >> logs/out.txt",
     "redirect that stays inside": "echo hi > logs/../out.txt",
     "dev null": "ls 2>/dev/null",
+    "dev stdout, stderr and tty": "echo a >/dev/stdout 2>/dev/stderr >/dev/tty",
     "fd duplication": "ls 2>&1",
     "input redirect": "grep x < notes.txt",
     "here-doc": "grep x <<EOF\nhello\nEOF",
@@ -83,6 +84,8 @@ ALLOWED = {
     "sh -c": 'sh -c "ls -la"',
     "bash -lc": "bash -lc 'cat a && echo b'",
     "nohup": "nohup ls",
+    "time as a word": "nice time ls",
+    "zsh -c": "zsh -c 'ls'",
     "timeout": "timeout 5 cat file",
     "nice": "nice -n 10 ls",
     "env wrapper": "env ls -la",
@@ -94,6 +97,7 @@ ALLOWED = {
     "for loop": "for f in a b; do cat $f; done",
     "if": "if ls; then echo yes; fi",
     "until with test": "until [ -f done.txt ]; do ls; done",
+    "while": "while ls; do echo x; done",
     "script": "python3 script.py",
 }
 
@@ -109,6 +113,8 @@ ASKED = {
     "backticks in echo": "echo `id`",
     "substitution in an assignment": "X=$(id) ls",
     "process substitution": "cat <(rm -f file)",
+    "output process substitution": "echo hi >(rm -f file)",
+    "substitution in a redirection": "echo hi > $(rm -f file)",
     "and": "cat file && id",
     "semicolon": "ls ; rm -f file",
     "newline": "ls\nrm -f file",
@@ -185,6 +191,9 @@ FLOORED = {
     "hidden in a parameter": ("echo ${X:-$(id)}", "hides a command"),
     "hidden in a here-doc": ("cat <<EOF\n$(id)\nEOF", "here-document runs a command"),
     "another user": ("sudo ls", "runs as another user (`sudo`)"),
+    "su": ("su root", "runs as another user (`su`)"),
+    "runuser": ("runuser -u bob ls", "runs as another user (`runuser`)"),
+    "pkexec": ("pkexec ls", "runs as another user (`pkexec`)"),
     "env -S": ("env -S 'ls -la'", "`env -S`"),
     "too deep": ('sh -c "sh -c \'sh -c \\"sh -c ls\\"\'"', "more than 3 deep"),
     "time keyword": ("time ls", "cannot be parsed"),
@@ -408,11 +417,11 @@ def test_the_binding_ignores_spacing_and_nothing_else(tmp_path: Path) -> None:
 def test_the_binding_holds_the_hash_of_every_script_run(tmp_path: Path) -> None:
     (tmp_path / "script.py").write_text("print(1)\n")
     (tmp_path / "run.sh").write_text("echo 1\n")
-    parsed = parse_command("python3 script.py && ./run.sh && sh -c 'source env.sh'")
+    parsed = parse_command("python3 script.py && ./run.sh && sh ./x.sh && sh -c 'source env.sh'")
 
     hashes = script_hashes(parsed, workspace=tmp_path)
 
-    assert set(hashes) == {"script.py", "./run.sh", "env.sh"}
+    assert set(hashes) == {"script.py", "./run.sh", "./x.sh", "env.sh"}
     assert hashes["env.sh"] == "missing"
     before = approval_binding("python3 script.py", workspace=tmp_path)
     (tmp_path / "script.py").write_text("import os; os.remove('x')\n")

@@ -90,8 +90,9 @@ async def test_remember_keeps_session_and_always_approvals_only(grants: GrantSto
     assert [g.tool for g in await grants.list_grants("always", user_id="alice", tenant_id="acme")]
 
 
-async def test_a_bound_grant_covers_only_its_binding(grants: GrantStore) -> None:
+async def test_a_bound_grant_covers_only_its_binding(grants: GrantStore, state: StateStore) -> None:
     await grants.add("session", "shell_execute", session_id="s1", binding="b1")
+    assert await state.get("session", "permissions/grants/shell_execute/b1", namespace="s1")
     await grants.add("session", "shell_execute", session_id="s1", binding="b2")
     await grants.add("always", "shell_execute", user_id="alice", binding="b3")
 
