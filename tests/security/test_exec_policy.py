@@ -92,6 +92,7 @@ ALLOWED = {
     "exec": "exec cat file",
     "command": "command ls",
     "xargs": "ls | xargs cat -n",
+    "xargs adds arguments": "ls | xargs -0 cat",
     "quoted separator": "echo 'a; rm -rf ~'",
     "variable argument": "echo $HOME",
     "for loop": "for f in a b; do cat $f; done",
@@ -163,6 +164,7 @@ DENIED = {
     "after a variable": "X=1 rm -rf x",
     "sudo before sh -c": "sudo sh -c 'ls'",
     "sudo under nohup": "nohup sudo -u bob ls",
+    "behind xargs": "find . -name '*.o' | xargs rm -rf",
 }
 
 
@@ -184,6 +186,7 @@ FLOORED = {
     "after cd": ("cd sub && echo x > f", "after changing folder"),
     "variable program": ("$CMD file", "program name `$CMD`"),
     "glob program": ("l* -la", "program name `l*`"),
+    "brace program": ("{rm,-rf,x}", "program name `{rm,-rf,x}`"),
     "substituted program": ("$(echo rm) -rf x", "program name `$(echo rm)`"),
     "sh -c of a variable": ('sh -c "$X"', "command string of `sh` is only known"),
     "eval of a variable": ('eval "$X"', "command string of `eval` is only known"),
@@ -272,6 +275,12 @@ def test_wrappers_are_taken_off_one_by_one() -> None:
         "timeout -s KILL 5 rm -rf x",
         "rm -rf x",
     )
+
+
+def test_the_command_xargs_runs_is_matched_with_the_arguments_it_adds() -> None:
+    [part] = parse_command("xargs -0 rm -rf").parts
+
+    assert part.forms == ("xargs -0 rm -rf", "rm -rf ...")
 
 
 def test_a_sh_c_string_is_parsed_into_parts_of_its_own() -> None:

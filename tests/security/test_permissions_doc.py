@@ -173,6 +173,10 @@ def test_the_sentences_about_matching_hold(tmp_path: Path) -> None:
     assert (decide(ls, "ls -la"), decide(ls, "ls; rm -rf ~")) == ("allow", "ask")
     assert (decide(deny, "X=1 rm -rf build"), decide(deny, "cat x | sh")) == ("deny", "deny")
     assert decide({"mode": "allow", "when": {"command": ["ls *"]}}, "CI=1 ls -la") == "ask"
+    xargs = {"mode": "allow", "when": {"command": ["ls", "cat *"]}}
+    assert "`ls | xargs cat` is\nmatched as `ls` and `cat ...`, which `cat *` allows" in _text()
+    assert [p.forms[-1] for p in parse_command("ls | xargs cat").parts] == ["ls", "cat ..."]
+    assert decide(xargs, "ls | xargs cat") == "allow"
     [part] = parse_command("nohup timeout 5 cat big.log").parts
     assert part.forms == ("nohup timeout 5 cat big.log", "timeout 5 cat big.log", "cat big.log")
     named = ["python", "python3", "sh", "bash", "zsh", "dash", "ksh", "fish", "node", "deno"]

@@ -376,6 +376,7 @@ class _Walker:
     ) -> None:
         argv = [w.word for w in words]
         starts = [0]
+        added = 0
         env = list(assigns)
         chain = list(ctx.outer)
         i = 0
@@ -418,9 +419,15 @@ class _Walker:
                 break  # the wrapper alone (`env`, `nohup` with nothing after it)
             i = inner
             starts.append(i)
+            if name == "xargs":
+                # The command xargs runs gets the arguments it reads: `...` stands for them.
+                added = added or len(starts) - 1
         forms = [" ".join([*assigns, *argv])]
         forms += [" ".join([*env, *argv[s:]]) for s in starts[1:]]
         bare = [" ".join(argv[s:]) for s in starts]
+        if added:
+            forms[added:] = [f + " ..." for f in forms[added:]]
+            bare[added:] = [f + " ..." for f in bare[added:]]
         program = os.path.basename(argv[i])
         if reason is None and stdin_fed and any(_interpreter(n) for n in chain):
             feeder = next(n for n in reversed(chain) if _interpreter(n))
@@ -548,8 +555,14 @@ def _literal(word: Any, source: str) -> str | None:
 
 
 def _is_pattern(word: str) -> bool:
-    """Whether the shell may expand ``word`` to file names (``[`` alone is the test command)."""
-    return "*" in word or "?" in word or ("[" in word and "]" in word[word.index("[") + 1 :])
+    """Whether the shell may expand ``word`` into other words: file names (``[`` alone is
+    the test command) or braces (``{rm,-rf,x}``)."""
+    return (
+        "*" in word
+        or "?" in word
+        or ("[" in word and "]" in word[word.index("[") + 1 :])
+        or ("{" in word and "}" in word[word.index("{") + 1 :])
+    )
 
 
 def _runs_code(text: str) -> bool:
