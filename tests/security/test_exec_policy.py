@@ -382,6 +382,14 @@ def test_a_symlink_out_of_the_workspace_is_outside(tmp_path: Path) -> None:
     assert decide("echo x > ../../file", workspace, cwd="sub").mode == "ask"
 
 
+def test_a_nul_byte_in_a_path_asks_instead_of_failing(tmp_path: Path) -> None:
+    assert decide("echo x > a\x00b", tmp_path).mode == "ask"
+    assert decide("echo x > f", tmp_path, cwd="a\x00").mode == "ask"
+    assert script_hashes(parse_command("python3 a\x00b"), workspace=tmp_path, cwd="a\x00") == {
+        "a\x00b": "missing"
+    }
+
+
 def test_other_tools_keep_matching_their_arguments_as_text() -> None:
     policy = PermissionPolicy(
         settings(tools={"file_write": {"mode": "allow", "when": {"path": ["notes/*"]}}})

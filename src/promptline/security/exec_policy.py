@@ -213,14 +213,17 @@ def script_hashes(
 ) -> dict[str, str]:
     """The SHA-256 of every script file ``parsed`` runs (``python3 x.py``, ``./run.sh``,
     ``source env.sh``), by path as written; ``missing`` for a path that is no readable file."""
-    base = _base(workspace, cwd)
+    try:
+        base = _base(workspace, cwd)
+    except ValueError:  # a NUL in the folder: no file can be found there
+        base = None
     found: dict[str, str] = {}
     for part in parsed.parts:
         for script in part.scripts:
             path = Path(script) if os.path.isabs(script) or base is None else base / script
             try:
                 found[script] = hashlib.sha256(path.read_bytes()).hexdigest()
-            except OSError:
+            except (OSError, ValueError):
                 found[script] = "missing"
     return found
 
@@ -652,6 +655,13 @@ def _base(workspace: Path | None, cwd: str) -> Path | None:
 
 
 def _outside(target: str, workspace: Path | None, cwd: str) -> bool:
+    try:
+        return _placed_outside(target, workspace, cwd)
+    except ValueError:  # a NUL byte: no path the policy can place
+        return True
+
+
+def _placed_outside(target: str, workspace: Path | None, cwd: str) -> bool:
     if workspace is None:
         if os.path.isabs(target):
             return True
