@@ -367,6 +367,21 @@ async def _left_pending(url: str, clock: ManualClock) -> str:
     return request_id
 
 
+async def test_a_binding_is_recorded_with_the_request_and_read_back(
+    broker: ApprovalBroker, requests: BusSubscription
+) -> None:
+    task = ask(broker, "shell_execute", binding="b1")
+
+    event = await next_request(requests)
+    [pending] = await broker.pending()
+
+    assert event.data.binding == "b1"
+    assert pending.binding == "b1"
+    outcome = await broker.respond(event.data.request_id, approve=True, scope="session")
+    assert outcome.request.binding == "b1"
+    await task
+
+
 async def test_a_request_outlives_a_restart_and_can_still_be_answered(
     sqlite_url: str, clock: ManualClock
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -87,6 +88,44 @@ async def test_remember_keeps_session_and_always_approvals_only(grants: GrantSto
     assert always.session_id is None
     assert [g.tool for g in await grants.list_grants("session", session_id="s1")] == ["file_write"]
     assert [g.tool for g in await grants.list_grants("always", user_id="alice", tenant_id="acme")]
+
+
+async def test_a_bound_grant_covers_only_its_binding(grants: GrantStore, state: StateStore) -> None:
+    await grants.add("session", "shell_execute", session_id="s1", binding="b1")
+    assert await state.get("session", "permissions/grants/shell_execute/b1", namespace="s1")
+    await grants.add("session", "shell_execute", session_id="s1", binding="b2")
+    await grants.add("always", "shell_execute", user_id="alice", binding="b3")
+
+    found = await grants.find("shell_execute", session_id="s1", user_id="alice", binding="b1")
+
+    assert found is not None
+    assert (found.scope, found.binding) == ("session", "b1")
+    assert await grants.find("shell_execute", session_id="s1", binding="b9") is None
+    assert await grants.find("shell_execute", session_id="s1") is None
+    always = await grants.find("shell_execute", session_id="s1", user_id="alice", binding="b3")
+    assert always is not None
+    assert always.scope == "always"
+    listed = await grants.list_grants("session", session_id="s1")
+    assert [(g.tool, g.binding) for g in listed] == [
+        ("shell_execute", "b1"),
+        ("shell_execute", "b2"),
+    ]
+    assert await grants.revoke("session", "shell_execute", session_id="s1", binding="b1")
+    assert await grants.find("shell_execute", session_id="s1", binding="b1") is None
+    assert await grants.find("shell_execute", session_id="s1", binding="b2") is not None
+
+
+async def test_remember_keeps_the_binding_of_the_request(grants: GrantStore) -> None:
+    bound = dataclasses.replace(
+        outcome("session"),
+        request=dataclasses.replace(outcome("session").request, tool="shell_execute", binding="b1"),
+    )
+
+    grant = await grants.remember(bound)
+
+    assert grant is not None
+    assert grant.binding == "b1"
+    assert await grants.find("shell_execute", session_id="s1", binding="b1") is not None
 
 
 async def test_a_revoked_grant_no_longer_applies(grants: GrantStore) -> None:

@@ -130,6 +130,8 @@ class PermissionRequest(_Data):
     call_id: str | None = None
     destructive: bool = False
     expires_at: datetime | None = None
+    binding: str | None = None
+    """What a remembered approval is bound to beyond the tool (a shell command's digest)."""
 
 
 class PermissionGranted(_Data):

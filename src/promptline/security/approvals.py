@@ -84,6 +84,7 @@ class ApprovalRequest:
     expires_at: datetime
     call_id: str | None = None
     destructive: bool = False
+    binding: str | None = None
     session_id: str | None = None
     run_id: str | None = None
     user_id: str | None = None
@@ -217,8 +218,12 @@ class ApprovalBroker:
         call_id: str | None = None,
         destructive: bool = False,
         expires_after: float | None = None,
+        binding: str | None = None,
     ) -> ApprovalOutcome:
         """Record a request for ``tool`` and wait for its outcome (approved or not).
+
+        ``binding`` narrows a ``session`` or ``always`` answer to calls with the same binding
+        (a shell command's argv chain, folder and scripts; see `GrantStore`).
 
         No answer within ``expires_after`` seconds (default: `timeout`) is a refusal by
         ``timeout``. If the caller is cancelled while waiting, the request is withdrawn
@@ -233,6 +238,7 @@ class ApprovalBroker:
             call_id=call_id,
             destructive=destructive,
             expires_after=expires_after,
+            binding=binding,
         )
 
     async def ask(
@@ -275,6 +281,7 @@ class ApprovalBroker:
         destructive: bool = False,
         expires_after: float | None = None,
         question: tuple[dict[str, Any] | None] | None = None,
+        binding: str | None = None,
     ) -> ApprovalOutcome:
         if self._closed:
             raise ServiceUnavailableError("the approval broker is closed")
@@ -300,6 +307,7 @@ class ApprovalBroker:
                 call_id=call_id,
                 destructive=destructive,
                 expires_at=now + timedelta(seconds=wait),
+                binding=binding,
             ),
         )
         waiter: asyncio.Future[ApprovalOutcome] = asyncio.get_running_loop().create_future()
@@ -533,6 +541,7 @@ class ApprovalBroker:
             expires_at=expires,
             call_id=data.call_id,
             destructive=data.destructive,
+            binding=data.binding,
             session_id=event.session_id,
             run_id=event.run_id,
             user_id=event.user_id,

@@ -1,7 +1,9 @@
 """The permission gate of the tool executor: policy first, then remembered grants, then a person.
 
 allow runs the call; deny refuses it, naming the rule; ask runs it at once when a session or
-always grant covers the tool, and otherwise waits for an approval (see `ApprovalBroker`).
+always grant covers the tool, and otherwise waits for an approval (see `ApprovalBroker`). A
+grant for a shell command covers only the same command, in the same folder, running the same
+scripts (see `promptline.security.exec_policy.approval_binding`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from promptline.security.approvals import (
     ApprovalRequest,
     GrantScope,
 )
+from promptline.security.exec_policy import SHELL_TOOL, approval_binding
 from promptline.security.grants import Grant, GrantStore
 from promptline.security.policy import PermissionDecision, PermissionPolicy
 from promptline.tools.base import Tool
@@ -72,6 +75,7 @@ class PermissionManager:
             user=scope.user_id,
             session_id=scope.session_id,
             session_rules=scope.session_rules,
+            workspace=scope.workspace,
         )
 
     async def authorize(self, tool: Tool, call: ToolCall, scope: CallScope) -> Authorization:
@@ -84,7 +88,8 @@ class PermissionManager:
         if decision.denied:
             await self._alert(tool, call, scope, decision.reason, POLICY, decision)
             return Authorization(False, decision.reason, POLICY)
-        grant = await self._grant(call.name, scope)
+        binding = _binding(call, scope)
+        grant = await self._grant(call.name, scope, binding)
         if grant is not None:
             await self._sensitive(call, scope)
             return Authorization(True, _granted(grant), f"grant:{grant.scope}")
@@ -96,6 +101,7 @@ class PermissionManager:
                 decision.reason,
                 call_id=call.id,
                 destructive=tool.destructive,
+                binding=binding,
             )
         except PromptLineError as exc:
             reason = f"the approval could not be asked for ({exc.message}); try again later"
@@ -170,10 +176,14 @@ class PermissionManager:
 
     # -- internals --------------------------------------------------------------------------
 
-    async def _grant(self, tool: str, scope: CallScope) -> Grant | None:
+    async def _grant(self, tool: str, scope: CallScope, binding: str | None) -> Grant | None:
         try:
             return await self.grants.find(
-                tool, session_id=scope.session_id, user_id=scope.user_id, tenant_id=scope.tenant_id
+                tool,
+                session_id=scope.session_id,
+                user_id=scope.user_id,
+                tenant_id=scope.tenant_id,
+                binding=binding,
             )
         except PromptLineError:
             return None  # grants unreadable: asking is the safe way on
@@ -234,6 +244,18 @@ def _envelope(scope: CallScope) -> EventEnvelope:
         tenant_id=scope.tenant_id,
         agent_id=scope.agent,
         correlation_id=scope.correlation_id,
+    )
+
+
+def _binding(call: ToolCall, scope: CallScope) -> str | None:
+    """What an approval of ``call`` is bound to beyond its tool: for a shell command, its
+    argv chain, folder and scripts (see `approval_binding`); None for other tools."""
+    command = call.arguments.get("command")
+    if call.name != SHELL_TOOL or not isinstance(command, str):
+        return None
+    cwd = call.arguments.get("cwd", ".")
+    return approval_binding(
+        command, workspace=scope.workspace, cwd=cwd if isinstance(cwd, str) else "."
     )
 
 

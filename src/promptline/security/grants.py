@@ -13,6 +13,10 @@ no event that takes a grant back, while the evented state store records the dele
 ``state_change``), because a lookup on the hot path is one key read instead of a scan of the
 log, and because it behaves alike on every backend. The ``permission_granted`` event stays in
 the log as the record of who granted what.
+
+A grant can be bound to more than its tool: a ``binding`` (for ``shell_execute``, the digest
+of the command's argv chain, folder and scripts) is kept under ``<tool>/<binding>`` and
+only found by a lookup with the same binding; a lookup with a binding finds no other grant.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ class Grant:
     tenant_id: str | None = None
     decided_by: str | None = None
     request_id: str | None = None
+    binding: str | None = None
 
 
 class GrantStore:
@@ -67,14 +72,16 @@ class GrantStore:
         session_id: str | None = None,
         user_id: str | None = None,
         tenant_id: str | None = None,
+        binding: str | None = None,
     ) -> Grant | None:
-        """The grant that lets ``tool`` run without asking: the session's, else the user's."""
+        """The grant that lets ``tool`` run without asking: the session's, else the user's.
+        With a ``binding``, only a grant given for that same binding."""
         if session_id is not None:
-            for key in _keys(_session_key, tool):
+            for key in _keys(_session_key, tool, binding):
                 entry = await self._state.get("session", key, namespace=session_id)
                 if entry is not None:
                     return _grant_of(entry, "session")
-        for key in _keys(_always_key, tenant_id, user_id, tool):
+        for key in _keys(_always_key, tenant_id, user_id, tool, binding):
             entry = await self._state.get("global", key)
             if entry is not None:
                 return _grant_of(entry, "always")
@@ -90,8 +97,9 @@ class GrantStore:
         tenant_id: str | None = None,
         decided_by: str | None = None,
         request_id: str | None = None,
+        binding: str | None = None,
     ) -> Grant:
-        """Remember a grant (replacing one for the same tool and owner)."""
+        """Remember a grant (replacing one for the same tool, binding and owner)."""
         grant = Grant(
             scope=scope,
             tool=tool,
@@ -101,8 +109,9 @@ class GrantStore:
             tenant_id=tenant_id,
             decided_by=decided_by,
             request_id=request_id,
+            binding=binding,
         )
-        where, keys, namespace = _place(scope, tool, session_id, user_id, tenant_id)
+        where, keys, namespace = _place(scope, tool, session_id, user_id, tenant_id, binding)
         with acting_for(tenant_id, user_id):
             await self._state.set(where, keys[0], _value_of(grant), namespace=namespace)
             for legacy in keys[1:]:
@@ -122,6 +131,7 @@ class GrantStore:
             tenant_id=req.tenant_id,
             decided_by=outcome.decided_by,
             request_id=req.request_id,
+            binding=req.binding,
         )
 
     async def revoke(
@@ -132,9 +142,11 @@ class GrantStore:
         session_id: str | None = None,
         user_id: str | None = None,
         tenant_id: str | None = None,
+        binding: str | None = None,
     ) -> bool:
-        """Forget a grant; True if there was one. The next call of ``tool`` asks again."""
-        where, keys, namespace = _place(scope, tool, session_id, user_id, tenant_id)
+        """Forget a grant (of ``binding``, for a bound one); True if there was one. The next
+        call it covered asks again."""
+        where, keys, namespace = _place(scope, tool, session_id, user_id, tenant_id, binding)
         existed = False
         with acting_for(tenant_id, user_id):
             for key in keys:
@@ -149,7 +161,7 @@ class GrantStore:
         user_id: str | None = None,
         tenant_id: str | None = None,
     ) -> list[Grant]:
-        """A session's grants, or a user's always grants, sorted by tool."""
+        """A session's grants, or a user's always grants, sorted by tool (then binding)."""
         if scope == "session":
             where: Scope = "session"
             namespace = _session(session_id)
@@ -159,26 +171,34 @@ class GrantStore:
             prefixes = _keys(_always_prefix, tenant_id, user_id)
         else:
             raise _bad_scope(scope)
-        found: dict[str, Grant] = {}
+        found: dict[tuple[str, str], Grant] = {}
         for prefix in prefixes:
             for entry in await self._state.list(where, namespace=namespace, prefix=prefix):
                 grant = _grant_of(entry, scope)
-                current = _place(scope, grant.tool, session_id, user_id, tenant_id)[1][0]
+                current = _place(scope, grant.tool, session_id, user_id, tenant_id, grant.binding)[
+                    1
+                ][0]
                 # A grant kept under its older key too shows once, as kept under the current.
-                if grant.tool not in found or entry.key == current:
-                    found[grant.tool] = grant
-        return sorted(found.values(), key=lambda g: g.tool)
+                which = (grant.tool, grant.binding or "")
+                if which not in found or entry.key == current:
+                    found[which] = grant
+        return [found[k] for k in sorted(found)]
 
 
 def _place(
-    scope: str, tool: str, session_id: str | None, user_id: str | None, tenant_id: str | None
+    scope: str,
+    tool: str,
+    session_id: str | None,
+    user_id: str | None,
+    tenant_id: str | None,
+    binding: str | None = None,
 ) -> tuple[Scope, list[str], str]:
-    """Where a grant of ``scope`` for ``tool`` is kept: the state scope, its keys (the
-    current one first, then an older form if it differs) and the namespace."""
+    """Where a grant of ``scope`` for ``tool`` (and ``binding``) is kept: the state scope,
+    its keys (the current one first, then an older form if it differs) and the namespace."""
     if scope == "session":
-        return "session", _keys(_session_key, tool), _session(session_id)
+        return "session", _keys(_session_key, tool, binding), _session(session_id)
     if scope == "always":
-        return "global", _keys(_always_key, tenant_id, user_id, tool), ""
+        return "global", _keys(_always_key, tenant_id, user_id, tool, binding), ""
     raise _bad_scope(scope)
 
 
@@ -196,8 +216,8 @@ def _keys(make: Callable[..., str], *ids: str | None) -> list[str]:
     return [current] if older == current else [current, older]
 
 
-def _session_key(tool: str, *, legacy: bool = False) -> str:
-    return _SESSION_PREFIX + _part(tool, legacy=legacy)
+def _session_key(tool: str, binding: str | None, *, legacy: bool = False) -> str:
+    return _SESSION_PREFIX + _part(tool, legacy=legacy) + _bound(binding, legacy=legacy)
 
 
 def _always_prefix(tenant_id: str | None, user_id: str | None, *, legacy: bool = False) -> str:
@@ -205,9 +225,23 @@ def _always_prefix(tenant_id: str | None, user_id: str | None, *, legacy: bool =
 
 
 def _always_key(
-    tenant_id: str | None, user_id: str | None, tool: str, *, legacy: bool = False
+    tenant_id: str | None,
+    user_id: str | None,
+    tool: str,
+    binding: str | None,
+    *,
+    legacy: bool = False,
 ) -> str:
-    return _always_prefix(tenant_id, user_id, legacy=legacy) + _part(tool, legacy=legacy)
+    return (
+        _always_prefix(tenant_id, user_id, legacy=legacy)
+        + _part(tool, legacy=legacy)
+        + _bound(binding, legacy=legacy)
+    )
+
+
+def _bound(binding: str | None, *, legacy: bool = False) -> str:
+    """The key's tail for a grant bound to ``binding`` (none for a grant of the tool)."""
+    return "" if binding is None else "/" + _part(binding, legacy=legacy)
 
 
 def _session(session_id: str | None) -> str:
@@ -234,6 +268,7 @@ def _value_of(grant: Grant) -> dict[str, Any]:
         "tenant_id": grant.tenant_id,
         "decided_by": grant.decided_by,
         "request_id": grant.request_id,
+        "binding": grant.binding,
     }
 
 
@@ -251,4 +286,5 @@ def _grant_of(entry: StateEntry, scope: RememberedScope) -> Grant:
         tenant_id=value.get("tenant_id"),
         decided_by=value.get("decided_by"),
         request_id=value.get("request_id"),
+        binding=value.get("binding"),
     )

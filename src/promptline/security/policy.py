@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Literal, get_args
 
 import orjson
@@ -18,6 +19,13 @@ from pydantic import ValidationError
 
 from promptline.config.settings import Settings, ToolPermission, ToolRuleSettings
 from promptline.core.errors import InvalidInputError
+from promptline.security.exec_policy import (
+    SHELL_TOOL,
+    ShellCommand,
+    floor,
+    parse_command,
+    shown,
+)
 from promptline.tools.registry import matches
 
 __all__ = [
@@ -217,24 +225,36 @@ class PermissionPolicy:
         user: str | None = None,
         session_id: str | None = None,
         session_rules: Mapping[str, Any] | None = None,
+        workspace: Path | None = None,
     ) -> PermissionDecision:
         """Allow, ask or deny a call of ``tool`` with ``arguments``.
 
         ``session_rules`` are the session record's own rules (tool or pattern -> rule); run-time
         rules set for ``session_id`` take precedence over them for the same pattern.
+
+        A ``shell_execute`` command is parsed into its parts and judged part by part (see
+        `promptline.security.exec_policy`); ``workspace`` is where its redirections are
+        placed. Whatever the rules say, a part the policy cannot trust turns allow into ask.
         """
         args: Mapping[str, Any] = arguments or {}
+        shell = _shell_command(tool, args)
         decided: PermissionDecision | None = None
         for level, key, table in self._levels(agent, user, session_id, session_rules):
             entry = table.lookup(tool)
             if entry is None:
                 continue
-            mode, condition = _evaluate(entry.rule, args)
+            rule = _rule_text(level, key, entry)
+            reason: str | None = None
+            condition: str | None
+            if shell is not None and _COMMAND in entry.rule.when:
+                mode, condition, reason = _evaluate_shell(entry.rule, args, shell, rule)
+            else:
+                mode, condition = _evaluate(entry.rule, args)
             final = mode == "deny" and entry.rule.final
             decision = PermissionDecision(
                 mode=mode,
                 level=level,
-                reason=_reason(level, key, entry, mode, condition, final),
+                reason=_reason(rule, mode, condition, final, reason),
                 pattern=entry.pattern,
                 key=key,
                 origin=entry.origin,
@@ -244,7 +264,10 @@ class PermissionPolicy:
             if final:
                 return decision
             decided = decision
-        return decided or self._default(tool, read_only)
+        decision = decided or self._default(tool, read_only)
+        if shell is not None and decision.allowed:
+            return _floored(decision, shell, workspace, args)
+        return decision
 
     def _default(self, tool: str, read_only: bool) -> PermissionDecision:
         reaches_out = tool in REACHES_OUT
@@ -351,27 +374,145 @@ def _evaluate(
                 rule.otherwise,
                 f"{name}={_short(text)!r} matches none of its patterns ({shown})",
             )
-    return rule.mode, "the arguments match its conditions"
+    return rule.mode, _MATCHED
 
 
 def _short(text: str) -> str:
     return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
 
 
+def _rule_text(level: Level, key: str | None, entry: _Rule) -> str:
+    owner = "" if level == "global" or key is None else f" for {key!r}"
+    return f"the {level} rule {entry.pattern!r}{owner} ({entry.origin})"
+
+
 def _reason(
-    level: Level,
-    key: str | None,
-    entry: _Rule,
+    rule: str,
     mode: ToolPermission,
     condition: str | None,
     final: bool,
+    shell: str | None = None,
 ) -> str:
-    owner = "" if level == "global" or key is None else f" for {key!r}"
-    rule = f"the {level} rule {entry.pattern!r}{owner} ({entry.origin})"
-    verb = {"allow": "allows it", "ask": "asks for approval", "deny": "denies it"}[mode]
-    text = f"{rule} {verb}"
-    if condition is not None:
-        text += f": {condition}"
+    if shell is not None:
+        text = shell
+    else:
+        verb = {"allow": "allows it", "ask": "asks for approval", "deny": "denies it"}[mode]
+        text = f"{rule} {verb}"
+        if condition is not None:
+            text += f": {condition}"
     if final:
         text += "; it is final, so no agent, user or session rule can lift it"
     return text
+
+
+# -- shell commands ----------------------------------------------------------------------------
+
+_COMMAND = "command"
+_MATCHED = "the arguments match its conditions"
+_OUTCOME: dict[ToolPermission, str] = {
+    "allow": "is allowed",
+    "ask": "needs approval",
+    "deny": "is denied",
+}
+_STRICTNESS: dict[ToolPermission, int] = {"allow": 0, "ask": 1, "deny": 2}
+
+
+def _shell_command(tool: str, arguments: Mapping[str, Any]) -> ShellCommand | None:
+    """The parsed command of a ``shell_execute`` call; None for any other call."""
+    if tool != SHELL_TOOL:
+        return None
+    command = arguments.get(_COMMAND)
+    if not isinstance(command, str):
+        return None
+    return parse_command(command)
+
+
+def _evaluate_shell(
+    rule: ToolRuleSettings, arguments: Mapping[str, Any], shell: ShellCommand, who: str
+) -> tuple[ToolPermission, str, str | None]:
+    """A rule with command patterns, judged part by part: the strictest part decides.
+
+    Returns the mode, the condition and the whole reason (``None``: the usual one). ``who``
+    names the rule.
+    """
+    others = {k: v for k, v in rule.when.items() if k != _COMMAND}
+    if others:
+        mode, condition = _evaluate(rule.model_copy(update={"when": others}), arguments)
+        if condition != _MATCHED:
+            return mode, condition or "", None
+    patterns = rule.when[_COMMAND]
+    if shell.error is not None:
+        # Unreadable: a deny still matches the line as one text; anything else asks.
+        only = rule.model_copy(update={"when": {_COMMAND: patterns}})
+        mode, condition = _evaluate(only, arguments)
+        if mode == "deny":
+            return mode, condition or "", None
+        why = f"it cannot be parsed as a shell command ({shell.error})"
+        return "ask", why, f"{shown(shell.text)} needs approval: {why}"
+    listed = ", ".join(repr(p) for p in patterns) or "none"
+    command = shown(shell.text)
+    if rule.mode != "allow":
+        # A pattern that denies or asks also matches the line as a whole.
+        hit = _first_match(patterns, (shell.text,))
+        if hit is not None:
+            condition = f"the whole line matches its pattern {hit!r}"
+            return (
+                rule.mode,
+                condition,
+                f"{command} {_OUTCOME[rule.mode]}: {who} says so, as {condition}",
+            )
+    judged = []
+    for part in shell.parts:
+        hit = _first_match(patterns, part.forms if rule.mode == "allow" else part.forms + part.bare)
+        judged.append((rule.mode if hit is not None else rule.otherwise, hit))
+    # The first of the strictest parts decides.
+    index = max(range(len(judged)), key=lambda i: (_STRICTNESS[judged[i][0]], -i))
+    mode, hit = judged[index]
+    if mode == "allow":
+        whole = "it" if len(shell.parts) == 1 else f"every part of {command}"
+        matched = "matches" if rule.mode == "allow" else "matches none of"
+        condition = f"{whole} {matched} its patterns ({listed})"
+        return mode, condition, f"{who} allows it: {condition}"
+    label = shell.label(index)
+    if hit is None:
+        condition = f"{label} matches none of its patterns ({listed})"
+        if mode == "ask":
+            verb = "has no allow rule: {who} asks for approval"
+        else:
+            verb = "is denied: {who} denies it"
+        reason = f"{label} {verb.format(who=who)}, as it matches none of its patterns ({listed})"
+        return mode, condition, reason
+    condition = f"{label} matches its pattern {hit!r}"
+    return (
+        mode,
+        condition,
+        f"{label} {_OUTCOME[mode]}: {who} says so, as it matches its pattern {hit!r}",
+    )
+
+
+def _first_match(patterns: list[str], texts: tuple[str, ...]) -> str | None:
+    for pattern in patterns:
+        if any(fnmatch.fnmatchcase(text, pattern) for text in texts):
+            return pattern
+    return None
+
+
+def _floored(
+    decision: PermissionDecision,
+    shell: ShellCommand,
+    workspace: Path | None,
+    arguments: Mapping[str, Any],
+) -> PermissionDecision:
+    """An allowed shell command, unless a part needs approval whatever the rules say."""
+    cwd = arguments.get("cwd", ".")
+    found = floor(shell, workspace=workspace, cwd=cwd if isinstance(cwd, str) else ".")
+    if found is None:
+        return decision
+    index, why = found
+    who = shown(shell.text) if index is None else shell.label(index)
+    return replace(
+        decision,
+        mode="ask",
+        reason=f"{who} needs approval whatever the rules say: {why}",
+        condition=why,
+    )
