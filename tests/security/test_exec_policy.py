@@ -198,6 +198,11 @@ FLOORED = {
     "runuser": ("runuser -u bob ls", "runs as another user (`runuser`)"),
     "pkexec": ("pkexec ls", "runs as another user (`pkexec`)"),
     "env -S": ("env -S 'ls -la'", "`env -S`"),
+    "find -exec": ("find . -name x -exec rm {} ;", "runs a program for each file it finds"),
+    "find -execdir": ("find . -execdir sh -c id \\;", "(`find -execdir`)"),
+    "find -ok": ("find . -ok rm {} +", "(`find -ok`)"),
+    "find -delete": ("find . -name '*.o' -delete", "deletes or writes files (`find -delete`)"),
+    "find -fprint": ("find . -fprint /etc/x", "(`find -fprint`)"),
     "too deep": ('sh -c "sh -c \'sh -c \\"sh -c ls\\"\'"', "more than 3 deep"),
     "time keyword": ("time ls", "cannot be parsed"),
     "arithmetic": ("echo $((1 + 2))", "cannot be parsed"),
@@ -569,3 +574,8 @@ async def test_a_grant_for_the_tool_alone_no_longer_covers_shell_commands(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+def test_a_find_that_only_searches_has_no_floor(tmp_path: Path) -> None:
+    for command in ("find . -name '*.py'", "find src -type f -newer x -print", "find . -print0"):
+        assert floor(parse_command(command), workspace=tmp_path) is None, command

@@ -432,6 +432,8 @@ class _Walker:
             forms[added:] = [f + " ..." for f in forms[added:]]
             bare[added:] = [f + " ..." for f in bare[added:]]
         program = os.path.basename(argv[i])
+        if reason is None and program == "find":
+            reason = _find_action(argv[i + 1 :])
         if reason is None and stdin_fed and any(_interpreter(n) for n in chain):
             feeder = next(n for n in reversed(chain) if _interpreter(n))
             reason = f"it feeds a pipe or here-document into the interpreter `{feeder}`"
@@ -571,6 +573,21 @@ def _is_pattern(word: str) -> bool:
 def _runs_code(text: str) -> bool:
     """Whether expanding ``text`` (a here-document, a ``${...}``) can run a command."""
     return "$(" in text or "`" in text or "<(" in text or ">(" in text
+
+
+_FIND_RUNS = frozenset({"-exec", "-execdir", "-ok", "-okdir"})
+_FIND_WRITES = frozenset({"-delete", "-fprint", "-fprint0", "-fprintf", "-fls"})
+
+
+def _find_action(args: list[str]) -> str | None:
+    """Why a ``find`` with these arguments is more than a search, or None: it runs programs
+    (``-exec``, ``-execdir``, ``-ok``, ``-okdir``), deletes or writes files."""
+    for arg in args:
+        if arg in _FIND_RUNS:
+            return f"it runs a program for each file it finds (`find {arg}`)"
+        if arg in _FIND_WRITES:
+            return f"it deletes or writes files (`find {arg}`)"
+    return None
 
 
 def _interpreter(name: str) -> bool:
