@@ -7,16 +7,33 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
+from fastapi.params import Depends as DependsParam
 from starlette.requests import HTTPConnection
 
+from promptline.core.errors import PermissionDeniedError
 from promptline.gateway.logs import KEY_ID_SCOPE
 from promptline.security.auth import Caller, KeyStore
+from promptline.security.scopes import Scope
 
 if TYPE_CHECKING:
     from promptline.app import App
     from promptline.gateway.ratelimit import RateLimiter
+    from promptline.security.tokens import TokenService
 
-__all__ = ["LOCAL_CALLER", "AppDep", "CallerDep", "Gateway", "caller", "gateway", "token_of"]
+__all__ = [
+    "LOCAL_CALLER",
+    "AppDep",
+    "CallerDep",
+    "Gateway",
+    "OwnCredential",
+    "RequireScope",
+    "caller",
+    "check_scope",
+    "gateway",
+    "needs",
+    "own_credential",
+    "token_of",
+]
 
 LOCAL_CALLER = Caller(user_id="local", tenant_id="default", role="admin")
 """Who every request is when authentication is off (loopback only)."""
@@ -28,6 +45,7 @@ class Gateway:
 
     app: App
     keys: KeyStore
+    tokens: TokenService
     limiter: RateLimiter
     auth: bool = True
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -57,20 +75,76 @@ def token_of(conn: HTTPConnection, *, query: bool = False) -> str | None:
     return None
 
 
+_CALLER_SCOPE = "promptline.auth.caller"
+
+
 async def authenticate(conn: HTTPConnection, *, query: bool = False) -> Caller:
-    """The caller of ``conn`` (any connection: HTTP or WebSocket), rate limited per key."""
+    """The caller of ``conn`` (any connection: HTTP or WebSocket), rate limited per key.
+    The credential is an API key or an access token (a JWT from ``POST /v1/auth/token``)."""
+    from promptline.security.tokens import looks_like_jwt
+
     state = gateway(conn)
     if not state.auth:
         return LOCAL_CALLER
-    found = await state.keys.authenticate(token_of(conn, query=query))
+    token = token_of(conn, query=query)
+    if token is not None and looks_like_jwt(token):
+        found = await state.tokens.verify(token)
+    else:
+        found = await state.keys.authenticate(token)
     conn.scope[KEY_ID_SCOPE] = found.key_id  # for the access line
     state.limiter.take_for(found)
     return found
 
 
 async def caller(request: Request) -> Caller:
-    """FastAPI dependency: the authenticated caller of an HTTP request."""
-    return await authenticate(request)
+    """FastAPI dependency: the authenticated caller of an HTTP request (checked once per
+    request, however many dependencies ask)."""
+    found = request.scope.get(_CALLER_SCOPE)
+    if isinstance(found, Caller):
+        return found
+    found = await authenticate(request)
+    request.scope[_CALLER_SCOPE] = found
+    return found
+
+
+def check_scope(found: Caller, scope: Scope) -> None:
+    """`PermissionDeniedError` (403) unless ``found``'s role grants ``scope``."""
+    if not found.allows(scope):
+        raise PermissionDeniedError(
+            f"the role {found.role!r} does not allow {scope}",
+            hint="use a key of a role that has this scope (see GET /v1/auth/roles)",
+            scope=scope,
+            role=found.role,
+        )
+
+
+class RequireScope:
+    """A route's dependency: the caller, authenticated, whose role grants ``scope``."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope: Scope = scope
+
+    async def __call__(self, request: Request) -> Caller:
+        found = await caller(request)
+        check_scope(found, self.scope)
+        return found
+
+
+class OwnCredential:
+    """A route's declaration that it needs no scope: it checks a credential of its own (an
+    API key to exchange, a refresh token), or answers anyone (health)."""
+
+    async def __call__(self) -> None:
+        return None
+
+
+own_credential = OwnCredential()
+
+
+def needs(scope: Scope) -> DependsParam:
+    """``dependencies=[needs("sessions:read")]``: the scope a route requires."""
+    found: DependsParam = Depends(RequireScope(scope))
+    return found
 
 
 def _app(request: Request) -> App:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 
-from promptline.gateway.deps import CallerDep, gateway
+from promptline.gateway.deps import CallerDep, gateway, needs
 from promptline.gateway.pagination import Page
 from promptline.gateway.schemas import (
     ApprovalAnswer,
@@ -28,7 +28,12 @@ router = APIRouter(
 )
 
 
-@router.get("", summary="List pending approvals", response_model=Page[ApprovalOut])
+@router.get(
+    "",
+    dependencies=[needs("approvals:read")],
+    summary="List pending approvals",
+    response_model=Page[ApprovalOut],
+)
 async def list_approvals(
     request: Request,
     caller: CallerDep,
@@ -41,7 +46,10 @@ async def list_approvals(
 
 
 @router.post(
-    "/{request_id}", summary="Answer a permission request", response_model=ApprovalOutcomeOut
+    "/{request_id}",
+    dependencies=[needs("approvals:write")],
+    summary="Answer a permission request",
+    response_model=ApprovalOutcomeOut,
 )
 async def answer_approval(
     request_id: Annotated[str, Path(description="The request's id.")],
