@@ -59,9 +59,8 @@ def gateway(conn: HTTPConnection) -> Gateway:
     return found
 
 
-def token_of(conn: HTTPConnection, *, query: bool = False) -> str | None:
-    """The API key of a request: ``Authorization: Bearer``, ``X-API-Key``, or (browsers'
-    WebSocket handshakes only) the ``token`` query parameter."""
+def token_of(conn: HTTPConnection) -> str | None:
+    """The credential of a request: ``Authorization: Bearer`` or ``X-API-Key``."""
     header = conn.headers.get("authorization")
     if header:
         scheme, _, value = header.partition(" ")
@@ -70,23 +69,23 @@ def token_of(conn: HTTPConnection, *, query: bool = False) -> str | None:
     key = conn.headers.get("x-api-key")
     if key:
         return key.strip()
-    if query:
-        return conn.query_params.get("token")
     return None
 
 
 _CALLER_SCOPE = "promptline.auth.caller"
 
 
-async def authenticate(conn: HTTPConnection, *, query: bool = False) -> Caller:
+async def authenticate(conn: HTTPConnection, *, token: str | None = None) -> Caller:
     """The caller of ``conn`` (any connection: HTTP or WebSocket), rate limited per key.
-    The credential is an API key or an access token (a JWT from ``POST /v1/auth/token``)."""
+    The credential is an API key or an access token (a JWT from ``POST /v1/auth/token``):
+    ``token`` when given (a WebSocket's subprotocol), else `token_of` the request's headers."""
     from promptline.security.tokens import looks_like_jwt
 
     state = gateway(conn)
     if not state.auth:
         return LOCAL_CALLER
-    token = token_of(conn, query=query)
+    if token is None:
+        token = token_of(conn)
     if token is not None and looks_like_jwt(token):
         found = await state.tokens.verify(token)
     else:
