@@ -211,8 +211,20 @@ async def test_an_operator_runs_across_the_tenant_but_cannot_manage_keys(
 ) -> None:
     app, client = served
     operator = await _token(client, await _key(app, "olga", "operator"))
-    alices = await client.post("/v1/sessions", json={}, headers=auth(keys.alice))
-    session_id = alices.json()["id"]
+    waiting = await _waiting_approval(app, client, keys.alice)
+    session_id, run_id = waiting["session"]["id"], waiting["run_id"]
+    request_id = waiting["approval"]["request_id"]
+
+    # Alice's run and its approval: the operator sees and answers them, bob (a user) not.
+    for who, sees in ((operator, True), (keys.bob, False)):
+        runs = (await client.get("/v1/runs", headers=auth(who))).json()["items"]
+        assert (run_id in {r["run_id"] for r in runs}) is sees
+        pending = (await client.get("/v1/approvals", headers=auth(who))).json()["items"]
+        assert (request_id in {a["request_id"] for a in pending}) is sees
+    answered = await client.post(
+        f"/v1/approvals/{request_id}", json={"approve": True}, headers=auth(operator)
+    )
+    assert answered.status_code == 200, answered.text
 
     # Alice's session is visible to the tenant's operator; it may run in it.
     seen = await client.get(f"/v1/sessions/{session_id}", headers=auth(operator))

@@ -88,13 +88,18 @@ class Caller:
         return scope in self.scopes
 
     @property
+    def tenant_wide(self) -> bool:
+        """True when the caller reaches every user's data of its tenant (``tenant:all``)."""
+        return self.allows("tenant:all")
+
+    @property
     def principal(self) -> Principal:
         """What the session store knows the caller as: a user, or one who reaches the whole
         tenant (scope ``tenant:all``: admins and operators)."""
         return Principal(
             tenant_id=self.tenant_id,
             user_id=self.user_id,
-            tenant_admin=self.allows("tenant:all"),
+            tenant_admin=self.tenant_wide,
         )
 
 

@@ -63,7 +63,7 @@ async def query_events(
         # A session or run the caller may see shows all its events; otherwise the caller's
         # tenant (and, for a user, the user) bounds what is read.
         tenant_id=None if scoped else caller.tenant_id,
-        user_id=None if scoped or caller.is_admin else caller.user_id,
+        user_id=None if scoped or caller.tenant_wide else caller.user_id,
     )
     sessions: dict[str, bool] = {}
     found: list[Event] = []

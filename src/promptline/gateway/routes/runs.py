@@ -151,7 +151,7 @@ async def _logged_runs(
         types=frozenset({"run_queued", "run_started"}),
         session_id=session_id,
         tenant_id=caller.tenant_id,
-        user_id=None if caller.is_admin else caller.user_id,
+        user_id=None if caller.tenant_wide else caller.user_id,
     )
     batch = min(max(2 * limit, 50), 500)
     sessions: dict[str, bool] = {}
