@@ -39,7 +39,7 @@ async def list_approvals(
     caller: CallerDep,
     session_id: Annotated[str | None, Query(max_length=255)] = None,
 ) -> Any:
-    """Requests waiting for an answer in the caller's sessions (a tenant admin: its
+    """Requests waiting for an answer in the caller's sessions (an admin or operator: its
     tenant's), oldest first; of one session with ``session_id``. Not paged."""
     found = await visible_approvals(gateway(request).app, caller, session_id)
     return {"items": [approval_json(r) for r in found], "next_cursor": None}

@@ -46,7 +46,7 @@ async def query_events(
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Any:
-    """Events of the caller's sessions and runs (a tenant admin: its tenant's), oldest
+    """Events of the caller's sessions and runs (an admin or operator: its tenant's), oldest
     first. The cursor is a position in the log: a page holds the events after it."""
     app = gateway(request).app
     position = position_cursor(cursor)

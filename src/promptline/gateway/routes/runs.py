@@ -58,7 +58,7 @@ async def list_runs(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Any:
-    """The runs of the caller's sessions (a tenant admin: its tenant's), newest first.
+    """The runs of the caller's sessions (an admin or operator: its tenant's), newest first.
 
     With ``active=true`` only the runs this process has in flight or queued (the cursor is
     then a run id); otherwise every run the log holds (the cursor is a log position)."""

@@ -73,12 +73,12 @@ async def list_sessions(
     cursor: Cursor = None,
     user_id: Annotated[
         str | None,
-        Query(max_length=255, description="Another user's sessions (a tenant admin only)."),
+        Query(max_length=255, description="Another user's sessions (an admin or operator only)."),
     ] = None,
     channel: Annotated[str | None, Query(max_length=64)] = None,
     status: Literal["active", "expired"] | None = None,
 ) -> Any:
-    """The caller's sessions (a tenant admin: its tenant's), newest first, without their
+    """The caller's sessions (an admin or operator: its tenant's), newest first, without their
     histories. Deleted sessions are not listed. The cursor is the id of a session."""
     app = gateway(request).app
     fetch = min(limit + 1, MAX_LIMIT)
@@ -142,7 +142,7 @@ async def search_sessions(
 )
 async def import_session(body: SessionImport, request: Request, caller: CallerDep) -> Any:
     """Store an export document as a session of the caller's tenant (a user may import only
-    its own sessions; a tenant admin any of its tenant's). 409 if the id is in use: import
+    its own sessions; an admin or operator any of its tenant's). 409 if the id is in use: import
     with ``as_new_id``."""
     app = gateway(request).app
     session = await app.sessions.import_(body.document, caller.principal, as_new_id=body.as_new_id)
