@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import stat
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -286,3 +287,14 @@ async def mcp_client(url: str, token: str) -> AsyncIterator[Client]:
         transport = streamable_http_client(url, http_client=http)
         async with Client(transport, read_timeout_seconds=30.0) as client:
             yield client
+
+
+async def test_the_first_start_makes_the_signing_keys_private_in_the_home(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path / "home")
+    keys_file = settings.security.tokens.signing_keys_file
+    assert keys_file == tmp_path / "home" / "signing_keys.json"
+    assert not keys_file.exists()
+
+    async with live_gateway(settings):
+        assert stat.S_IMODE(keys_file.stat().st_mode) == 0o600
+        assert json.loads(keys_file.read_text())["keys"][0]["kid"]

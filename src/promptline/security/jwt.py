@@ -136,6 +136,10 @@ class SigningKeys:
                 self._save()
         return self._keys
 
+    def ensure(self) -> SigningKey:
+        """Load the keys, or make the file with its first key, now; the current key."""
+        return self.current
+
     @property
     def current(self) -> SigningKey:
         """The key new tokens are signed with."""
