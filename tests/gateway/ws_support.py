@@ -18,6 +18,7 @@ from gateway_support import Keys, live_gateway, make_keys
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.client import ClientProtocol
 from websockets.frames import Opcode
+from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
 import promptline.app
@@ -194,14 +195,22 @@ class Rpc:
 
 
 def credentials(key: str | None, via: str = "header") -> tuple[dict[str, str], str]:
-    """Headers and query string that carry ``key`` the way ``via`` says."""
-    if key is None:
+    """Headers and query string that carry ``key`` the way ``via`` says (``subprotocol``:
+    neither, see `subprotocols`)."""
+    if key is None or via == "subprotocol":
         return {}, ""
     if via == "header":
         return {"Authorization": f"Bearer {key}"}, ""
     if via == "x-api-key":
         return {"X-API-Key": key}, ""
     return {}, f"?token={key}"
+
+
+def subprotocols(key: str | None, via: str) -> list[Subprotocol] | None:
+    """What a browser offers to carry ``key`` as a subprotocol (when ``via`` says so)."""
+    if key is None or via != "subprotocol":
+        return None
+    return [Subprotocol("promptline"), Subprotocol(f"promptline.bearer.{key}")]
 
 
 @contextlib.asynccontextmanager
@@ -213,6 +222,7 @@ async def rpc(
     async with connect(
         url + query,
         additional_headers=headers,
+        subprotocols=subprotocols(key, via),
         origin=origin,  # type: ignore[arg-type]
         open_timeout=WAIT,
         max_size=None,
@@ -236,14 +246,23 @@ async def refused_with(
     url: str, key: str | None, *, via: str = "header", origin: str | None = None
 ) -> int | None:
     """The close code the server answers a handshake with (None if it let it in)."""
+    return (await refusal(url, key, via=via, origin=origin))[0]
+
+
+async def refusal(
+    url: str, key: str | None, *, via: str = "header", origin: str | None = None
+) -> tuple[int | None, str | None]:
+    """The close code and reason the server answers a handshake with (None if it let it in)."""
     headers, query = credentials(key, via)
     async with connect(
         url + query,
         additional_headers=headers,
-        origin=origin,
-        open_timeout=WAIT,  # type: ignore[arg-type]
+        subprotocols=subprotocols(key, via),
+        origin=origin,  # type: ignore[arg-type]
+        open_timeout=WAIT,
     ) as ws:
-        return await close_code(ws)
+        code = await close_code(ws)
+        return code, ws.close_reason
 
 
 def seq_of(event: dict[str, Any]) -> int:

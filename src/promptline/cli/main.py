@@ -492,10 +492,11 @@ def keys_group() -> None:
 @click.option("--tenant", "-t", default="default", show_default=True, help="The user's tenant.")
 @click.option(
     "--role",
-    type=click.Choice(["user", "admin"]),
+    type=click.Choice(["admin", "operator", "user", "viewer"]),
     default="user",
     show_default=True,
-    help="admin sees every session of its tenant.",
+    help="admin: everything in its tenant; operator: runs and approves across the tenant, "
+    "no keys; user: its own sessions; viewer: reads its own (see docs/auth.md).",
 )
 @click.option("--name", default="", help="A note to tell keys apart.")
 @click.option("--json", "as_json", is_flag=True, help="Print the record and the key as JSON.")
@@ -579,6 +580,22 @@ def audit_report(
     from promptline.cli import audit_cmd
 
     audit_cmd.report(options, since=since, until=until, tenant=tenant, fmt=fmt, output=output)
+
+
+@app.group("auth")
+def auth_group() -> None:
+    """The keys that sign access tokens."""
+
+
+@auth_group.command("rotate-key")
+@pass_options
+def auth_rotate_key(options: CliOptions) -> None:
+    """Sign new access tokens with a new key; the previous one still verifies the tokens it
+    signed until they expire (security.tokens.access_ttl_secs). A running gateway picks the
+    new key up within a second."""
+    from promptline.cli import serve_cmd
+
+    serve_cmd.auth_rotate_key(options)
 
 
 # -- the resident gateway: start, stop, restart, status, logs ---------------------------------

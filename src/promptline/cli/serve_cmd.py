@@ -9,6 +9,7 @@ from promptline.cli.runtime import CliOptions, console, load_settings, run, serv
 
 if TYPE_CHECKING:
     from promptline.gateway.server import ServeInfo
+    from promptline.security.scopes import Role
 
 
 def serve(options: CliOptions, *, host: str | None, port: int | None, no_auth: bool) -> None:
@@ -93,7 +94,7 @@ def keys_create(
     async def main() -> None:
         async with services(options) as app:
             record, token = await KeyStore(app.state, clock=app.clock).create(
-                user, tenant_id=tenant, role="admin" if role == "admin" else "user", name=name
+                user, tenant_id=tenant, role=_role(role), name=name
             )
             await app.audit.record(
                 "key.created",
@@ -174,3 +175,32 @@ def keys_revoke(options: CliOptions, key_id: str) -> None:
         console().print(f"revoked {record.key_id} ({record.user_id}, tenant {record.tenant_id})")
 
     run(main)
+
+
+def _role(name: str) -> Role:
+    """A role named on the command line (click.Choice has checked it)."""
+    import click
+
+    from promptline.security.scopes import ROLES
+
+    for role in ROLES:
+        if role == name:
+            return role
+    raise click.UsageError(f"unknown role {name!r}")
+
+
+def auth_rotate_key(options: CliOptions) -> None:
+    """Make a new signing key; the previous one verifies until its tokens expire."""
+    from promptline.security.jwt import SigningKeys
+
+    settings = load_settings(options)
+    tokens = settings.security.tokens
+    ring = SigningKeys(tokens.signing_keys_file)
+    previous = ring.current.kid
+    fresh = ring.rotate(keep_verifying_secs=tokens.access_ttl_secs)
+    console().print(
+        f"signing key {fresh.kid} signs new access tokens; {previous} still verifies the "
+        f"ones it signed for {tokens.access_ttl_secs} s.",
+        markup=False,
+        highlight=False,
+    )

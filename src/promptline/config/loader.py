@@ -208,6 +208,7 @@ def _defaults_layer(home: Path) -> Layer:
     data: dict[str, Any] = {name: {} for name in Settings.model_fields}
     data["state"] = {"sqlite_path": str(home / "state.db"), "file_dir": str(home / "state")}
     data["agent"] = {"workspaces_dir": str(home / "workspaces")}
+    data["security"] = {"tokens": {"signing_keys_file": str(home / "signing_keys.json")}}
     return Layer(data=data)
 
 

@@ -336,8 +336,25 @@ class AlertSettings(Section):
     )
 
 
+class TokenSettings(Section):
+    """Access and refresh tokens (JWT, HS256) that an API key is exchanged for."""
+
+    access_ttl_secs: Annotated[int, Field(ge=1)] = Field(
+        900, description="Lifetime of an access token (seconds)."
+    )
+    refresh_ttl_secs: Annotated[int, Field(ge=1)] = Field(
+        THIRTY_DAYS_SECS, description="Lifetime of a refresh token (seconds)."
+    )
+    issuer: str = Field("promptline", description="The iss claim given and required.")
+    audience: str = Field("promptline", description="The aud claim given and required.")
+    signing_keys_file: ExpandedPath = Field(
+        default_factory=lambda: promptline_home() / "signing_keys.json",
+        description="The signing keys (made on first start, mode 0600).",
+    )
+
+
 class SecuritySettings(Section):
-    """Approvals, sandboxing, limits and auditing."""
+    """Approvals, sandboxing, limits, auditing and tokens."""
 
     require_approval: bool = Field(
         True,
@@ -362,6 +379,7 @@ class SecuritySettings(Section):
         "(10.1.0.0/16, fd00::/8) web_get may reach although they are not public (loopback, "
         "link-local, private, unique-local); everything else non-public is refused.",
     )
+    tokens: TokenSettings = Field(default_factory=TokenSettings)
 
 
 class ToolRuleSettings(Section):

@@ -16,11 +16,13 @@ from promptline.gateway.limits import RequestLimits
 from promptline.gateway.logs import AccessLog
 from promptline.gateway.ratelimit import RateLimiter
 from promptline.security.auth import KeyStore
+from promptline.security.jwt import SigningKeys
+from promptline.security.tokens import TokenService
 
 if TYPE_CHECKING:
     from promptline.app import App
 
-__all__ = ["DOCS_ASSETS", "SWAGGER_UI_DIR", "create_gateway"]
+__all__ = ["DOCS_ASSETS", "SWAGGER_UI_DIR", "create_gateway", "token_service"]
 
 SWAGGER_UI_DIR = Path(__file__).parent / "static" / "swagger-ui"
 """Swagger UI's files, shipped in the package: `/docs` works without the internet."""
@@ -31,10 +33,11 @@ PromptLine's gateway: agents, sessions, runs, approvals, the event log and state
 (`/v1`), a JSON-RPC 2.0 control plane over WebSocket (`/v1/ws`), Server-Sent Events for live
 streams, and the OpenAI-compatible `POST /v1/chat/completions` and `POST /v1/responses`.
 
-Every call needs an API key: `Authorization: Bearer <key>` (or `X-API-Key`). Errors have one
-shape: `{"error": {"code", "message", "details"}}` (OpenAI's on the OpenAI-compatible routes).
-Lists are paged with `limit` and `cursor`; a page's `next_cursor` (null on the last page) is
-the `cursor` of the next."""
+Every call needs an API key or an access token (`POST /v1/auth/token`): `Authorization:
+Bearer <key or token>` (or `X-API-Key`); a role's scopes say which calls it may make. Errors
+have one shape: `{"error": {"code", "message", "details"}}` (OpenAI's on the
+OpenAI-compatible routes). Lists are paged with `limit` and `cursor`; a page's `next_cursor`
+(null on the last page) is the `cursor` of the next."""
 
 
 def create_gateway(app: App, *, auth: bool | None = None) -> FastAPI:
@@ -54,9 +57,11 @@ def create_gateway(app: App, *, auth: bool | None = None) -> FastAPI:
         docs_url=None,  # FastAPI's page loads Swagger UI from a CDN; ours from the package
         redoc_url=None,
     )
+    keys = KeyStore(app.state, clock=app.clock, cache_secs=settings.key_cache_secs)
     api.state.gateway = Gateway(
         app=app,
-        keys=KeyStore(app.state, clock=app.clock, cache_secs=settings.key_cache_secs),
+        keys=keys,
+        tokens=token_service(app, keys),
         limiter=RateLimiter(settings.rate_limit_per_minute),
         auth=settings.auth if auth is None else auth,
     )
@@ -74,6 +79,23 @@ def create_gateway(app: App, *, auth: bool | None = None) -> FastAPI:
     # Added last, so outermost: a request refused by the limits has its access line too.
     api.add_middleware(AccessLog)
     return api
+
+
+def token_service(app: App, keys: KeyStore) -> TokenService:
+    """The access and refresh tokens of ``app`` (``security.tokens``), signed with the keys
+    of its home (made on first use)."""
+    tokens = app.settings.security.tokens
+    return TokenService(
+        app.state,
+        keys,
+        SigningKeys(tokens.signing_keys_file, clock=app.clock),
+        issuer=tokens.issuer,
+        audience=tokens.audience,
+        access_ttl_secs=tokens.access_ttl_secs,
+        refresh_ttl_secs=tokens.refresh_ttl_secs,
+        clock=app.clock,
+        cache_secs=app.settings.gateway.key_cache_secs,
+    )
 
 
 def _add_docs(api: FastAPI) -> None:

@@ -7,23 +7,31 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
+from fastapi.params import Depends as DependsParam
 from starlette.requests import HTTPConnection
 
-from promptline.core.errors import AuthenticationError
+from promptline.core.errors import AuthenticationError, PermissionDeniedError
 from promptline.gateway.logs import KEY_ID_SCOPE
 from promptline.security.auth import Caller, KeyStore, key_id_of
+from promptline.security.scopes import Scope
 
 if TYPE_CHECKING:
     from promptline.app import App
     from promptline.gateway.ratelimit import RateLimiter
+    from promptline.security.tokens import TokenService
 
 __all__ = [
     "LOCAL_CALLER",
     "AppDep",
     "CallerDep",
     "Gateway",
+    "OwnCredential",
+    "RequireScope",
     "caller",
+    "check_scope",
     "gateway",
+    "needs",
+    "own_credential",
     "source_of",
     "token_of",
 ]
@@ -38,6 +46,7 @@ class Gateway:
 
     app: App
     keys: KeyStore
+    tokens: TokenService
     limiter: RateLimiter
     auth: bool = True
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -51,9 +60,8 @@ def gateway(conn: HTTPConnection) -> Gateway:
     return found
 
 
-def token_of(conn: HTTPConnection, *, query: bool = False) -> str | None:
-    """The API key of a request: ``Authorization: Bearer``, ``X-API-Key``, or (browsers'
-    WebSocket handshakes only) the ``token`` query parameter."""
+def token_of(conn: HTTPConnection) -> str | None:
+    """The credential of a request: ``Authorization: Bearer`` or ``X-API-Key``."""
     header = conn.headers.get("authorization")
     if header:
         scheme, _, value = header.partition(" ")
@@ -62,19 +70,28 @@ def token_of(conn: HTTPConnection, *, query: bool = False) -> str | None:
     key = conn.headers.get("x-api-key")
     if key:
         return key.strip()
-    if query:
-        return conn.query_params.get("token")
     return None
 
 
-async def authenticate(conn: HTTPConnection, *, query: bool = False) -> Caller:
-    """The caller of ``conn`` (any connection: HTTP or WebSocket), rate limited per key."""
+_CALLER_SCOPE = "promptline.auth.caller"
+
+
+async def authenticate(conn: HTTPConnection, *, token: str | None = None) -> Caller:
+    """The caller of ``conn`` (any connection: HTTP or WebSocket), rate limited per key.
+    The credential is an API key or an access token (a JWT from ``POST /v1/auth/token``):
+    ``token`` when given (a WebSocket's subprotocol), else `token_of` the request's headers."""
+    from promptline.security.tokens import looks_like_jwt
+
     state = gateway(conn)
     if not state.auth:
         return LOCAL_CALLER
-    token = token_of(conn, query=query)
+    if token is None:
+        token = token_of(conn)
     try:
-        found = await state.keys.authenticate(token)
+        if token is not None and looks_like_jwt(token):
+            found = await state.tokens.verify(token)
+        else:
+            found = await state.keys.authenticate(token)
     except AuthenticationError as exc:
         await state.app.audit.failed_login(
             source_of(conn), key_id=key_id_of(token), reason=exc.message
@@ -91,8 +108,54 @@ def source_of(conn: HTTPConnection) -> str | None:
 
 
 async def caller(request: Request) -> Caller:
-    """FastAPI dependency: the authenticated caller of an HTTP request."""
-    return await authenticate(request)
+    """FastAPI dependency: the authenticated caller of an HTTP request (checked once per
+    request, however many dependencies ask)."""
+    found = request.scope.get(_CALLER_SCOPE)
+    if isinstance(found, Caller):
+        return found
+    found = await authenticate(request)
+    request.scope[_CALLER_SCOPE] = found
+    return found
+
+
+def check_scope(found: Caller, scope: Scope) -> None:
+    """`PermissionDeniedError` (403) unless ``found``'s role grants ``scope``."""
+    if not found.allows(scope):
+        raise PermissionDeniedError(
+            f"the role {found.role!r} does not allow {scope}",
+            hint="use a key of a role that has this scope (see GET /v1/auth/roles)",
+            scope=scope,
+            role=found.role,
+        )
+
+
+class RequireScope:
+    """A route's dependency: the caller, authenticated, whose role grants ``scope``."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope: Scope = scope
+
+    async def __call__(self, request: Request) -> Caller:
+        found = await caller(request)
+        check_scope(found, self.scope)
+        return found
+
+
+class OwnCredential:
+    """A route's declaration that it needs no scope: it checks a credential of its own (an
+    API key to exchange, a refresh token), or answers anyone (health)."""
+
+    async def __call__(self) -> None:
+        return None
+
+
+own_credential = OwnCredential()
+
+
+def needs(scope: Scope) -> DependsParam:
+    """``dependencies=[needs("sessions:read")]``: the scope a route requires."""
+    found: DependsParam = Depends(RequireScope(scope))
+    return found
 
 
 def _app(request: Request) -> App:

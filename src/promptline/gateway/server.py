@@ -147,6 +147,9 @@ async def serve(
                 )
                 info.admin_key_file = keep_admin_key(info.admin_key)
             api = create_gateway(app, auth=use_auth)
+            if use_auth:
+                # The signing keys of access tokens: made (0600) on the first start.
+                api.state.gateway.tokens.signing.ensure()
             # The ASGI app's lifespan (what runs while it serves, such as /mcp's session
             # manager) is entered here, around every listener, rather than by uvicorn per
             # listener: it closes before the app does, however serving ends.

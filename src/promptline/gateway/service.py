@@ -185,7 +185,7 @@ def _may_see(caller: Caller, tenant: str | None, user: str | None, session: str 
         return False
     if session is not None:
         return True  # the session check decides
-    return caller.is_admin or user == caller.user_id
+    return caller.tenant_wide or user == caller.user_id
 
 
 def event_json(event: Event) -> dict[str, Any]:

@@ -16,17 +16,17 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from promptline.core.clock import Clock, SystemClock
 from promptline.core.errors import AuthenticationError, InvalidInputError, NotFoundError
 from promptline.core.ids import new_id
+from promptline.security.scopes import ROLES, Role, Scope, scopes_of
 from promptline.sessions.models import DEFAULT_TENANT, Principal
 from promptline.state.protocols import StateStore
 
 __all__ = ["KEY_PREFIX", "ApiKey", "Caller", "KeyStore", "Role", "key_id_of"]
 
-Role = Literal["admin", "user"]
 KEY_PREFIX = "auth/keys/"
 _TOKEN = re.compile(r"^pl_(key_[0-9A-Z]{26})_([A-Za-z0-9_-]{20,100})$")
 _NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,255}$")
@@ -70,6 +70,8 @@ class Caller:
     tenant_id: str
     role: Role
     key_id: str | None = None
+    family_id: str | None = None
+    """The refresh-token family of an access token (None for an API key)."""
 
     @property
     def is_admin(self) -> bool:
@@ -77,9 +79,28 @@ class Caller:
         return self.role == "admin"
 
     @property
+    def scopes(self) -> frozenset[Scope]:
+        """What the caller's role may do (`promptline.security.scopes.ROLE_SCOPES`)."""
+        return scopes_of(self.role)
+
+    def allows(self, scope: Scope) -> bool:
+        """True when the caller's role grants ``scope``."""
+        return scope in self.scopes
+
+    @property
+    def tenant_wide(self) -> bool:
+        """True when the caller reaches every user's data of its tenant (``tenant:all``)."""
+        return self.allows("tenant:all")
+
+    @property
     def principal(self) -> Principal:
-        """What the session store knows the caller as: a user, or its tenant's admin."""
-        return Principal(tenant_id=self.tenant_id, user_id=self.user_id, tenant_admin=self.is_admin)
+        """What the session store knows the caller as: a user, or one who reaches the whole
+        tenant (scope ``tenant:all``: admins and operators)."""
+        return Principal(
+            tenant_id=self.tenant_id,
+            user_id=self.user_id,
+            tenant_admin=self.tenant_wide,
+        )
 
 
 class KeyStore:
@@ -115,8 +136,10 @@ class KeyStore:
                     hint="use letters, digits and _ . : @ - (at most 255)",
                     field=field,
                 )
-        if role not in ("admin", "user"):
-            raise InvalidInputError(f"role must be 'admin' or 'user', not {role!r}")
+        if role not in ROLES:
+            raise InvalidInputError(
+                f"role must be one of {', '.join(ROLES)}, not {role!r}", field="role"
+            )
         key_id = new_id("key_")
         secret = secrets.token_urlsafe(32)
         record = ApiKey(
@@ -155,14 +178,44 @@ class KeyStore:
         found = Caller(
             user_id=str(value["user_id"]),
             tenant_id=str(value["tenant_id"]),
-            role="admin" if value.get("role") == "admin" else "user",
+            role=_role(value.get("role")),
             key_id=key_id,
         )
+        self._remember(digest, found, now)
+        return found
+
+    async def active(self, key_id: str) -> Caller | None:
+        """The caller of the key ``key_id`` while it is not revoked, else None (remembered
+        for ``cache_secs``, as `authenticate` does)."""
+        slot = "id:" + key_id
+        cached = self._cache.get(slot)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        entry = await self._state.get("global", KEY_PREFIX + key_id)
+        if entry is None or not isinstance(entry.value, dict) or entry.value.get("revoked_at"):
+            return None
+        found = Caller(
+            user_id=str(entry.value["user_id"]),
+            tenant_id=str(entry.value["tenant_id"]),
+            role=_role(entry.value.get("role")),
+            key_id=key_id,
+        )
+        self._remember(slot, found, now)
+        return found
+
+    async def get(self, key_id: str) -> ApiKey | None:
+        """The record of ``key_id``, or None."""
+        entry = await self._state.get("global", KEY_PREFIX + key_id)
+        if entry is None or not isinstance(entry.value, dict):
+            return None
+        return _record(entry.value)
+
+    def _remember(self, slot: str, found: Caller, now: float) -> None:
         if self._cache_secs > 0:
             if len(self._cache) > 10_000:
                 self._cache = {k: v for k, v in self._cache.items() if v[1] > now}
-            self._cache[digest] = (found, now + self._cache_secs)
-        return found
+            self._cache[slot] = (found, now + self._cache_secs)
 
     async def list(self, *, tenant_id: str | None = None) -> list[ApiKey]:
         """Every key (of ``tenant_id``), revoked ones included, oldest first."""
@@ -198,6 +251,14 @@ def key_id_of(token: str | None) -> str | None:
     return match.group(1) if match else None
 
 
+def _role(value: Any) -> Role:
+    """A stored role; one this version does not know reads as the least: ``viewer``."""
+    for role in ROLES:
+        if value == role:
+            return role
+    return "viewer"
+
+
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -212,7 +273,7 @@ def _record(value: dict[str, Any]) -> ApiKey:
         key_id=str(value["key_id"]),
         user_id=str(value["user_id"]),
         tenant_id=str(value["tenant_id"]),
-        role="admin" if value.get("role") == "admin" else "user",
+        role=_role(value.get("role")),
         name=str(value.get("name", "")),
         created_at=datetime.fromisoformat(str(value["created_at"])),
         revoked_at=datetime.fromisoformat(str(revoked)) if revoked else None,

@@ -91,7 +91,7 @@ class McpEndpoint:
         state = gateway(conn)
         origin = conn.headers.get("origin")
         if origin is not None and not origin_allowed(
-            origin, state.app.settings.gateway.allowed_origins
+            origin, state.app.settings.gateway.allowed_origins, host=conn.headers.get("host")
         ):
             # Browsers send an Origin: a page of another site must not reach a local server.
             raise PermissionDeniedError(

@@ -16,6 +16,7 @@ from promptline.gateway.mcp_server.service import (
     error_text,
 )
 from promptline.security.auth import Caller
+from promptline.security.scopes import Scope
 
 if TYPE_CHECKING:
     from mcp.server.context import ServerRequestContext
@@ -24,6 +25,11 @@ if TYPE_CHECKING:
     from mcp_types import PaginatedRequestParams as PageParams
 
     from promptline.core.messages import ContentPart
+
+
+MCP_SCOPES: dict[str, Scope] = {"tools/list": "catalog:read", "tools/call": "runs:write"}
+"""The scope each MCP request the server answers needs (a tool call runs an agent or a
+tool: it writes)."""
 
 
 def build_server(service: McpService, *, caller: Caller | None = None) -> Server[Any]:
@@ -43,9 +49,21 @@ def build_server(service: McpService, *, caller: Caller | None = None) -> Server
             raise MCPError(types.INVALID_REQUEST, "the request carries no authenticated caller")
         return caller
 
+    def allowed(ctx: ServerRequestContext[Any, Any], scope: Scope) -> Caller:
+        """The caller, once its role is found to grant ``scope`` (an MCP error otherwise)."""
+        who = caller_of(ctx)
+        if not who.allows(scope):
+            raise MCPError(
+                types.INVALID_REQUEST,
+                f"forbidden: the role {who.role!r} does not allow {scope}",
+                {"scope": scope, "role": who.role},
+            )
+        return who
+
     async def list_tools(
         ctx: ServerRequestContext[Any, Any], params: PageParams | None
     ) -> ListToolsResult:
+        allowed(ctx, MCP_SCOPES["tools/list"])
         return types.ListToolsResult(
             tools=[_mcp_tool(offer) for offer in service.offers().values()]
         )
@@ -53,7 +71,7 @@ def build_server(service: McpService, *, caller: Caller | None = None) -> Server
     async def call_tool(
         ctx: ServerRequestContext[Any, Any], params: CallToolRequestParams
     ) -> CallToolResult:
-        who = caller_of(ctx)
+        who = allowed(ctx, MCP_SCOPES["tools/call"])
         report: ProgressReport | None = None
         if progress_token_from_params(ctx.params) is not None:
             steps = 0

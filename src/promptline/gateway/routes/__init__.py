@@ -7,6 +7,7 @@ from fastapi import APIRouter
 
 from promptline.gateway.routes import (
     approvals,
+    auth,
     catalog,
     channels,
     events,
@@ -22,6 +23,7 @@ from promptline.gateway.routes import (
 
 ROUTERS: list[APIRouter] = [health.router, catalog.router, channels.router, openai_compat.router]
 ROUTERS += [responses.router]  # OpenAI's Responses API
+ROUTERS += [auth.router]  # tokens, roles, API keys
 ROUTERS += [sessions.router, messages.router, runs.router, approvals.router]  # REST
 ROUTERS += [events.router, state.router]  # REST
 ROUTERS += [ws.router]  # WebSocket control plane

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 
-from promptline.gateway.deps import CallerDep, gateway, source_of
+from promptline.gateway.deps import CallerDep, gateway, needs, source_of
 from promptline.gateway.pagination import Page
 from promptline.gateway.schemas import (
     ApprovalAnswer,
@@ -28,20 +28,28 @@ router = APIRouter(
 )
 
 
-@router.get("", summary="List pending approvals", response_model=Page[ApprovalOut])
+@router.get(
+    "",
+    dependencies=[needs("approvals:read")],
+    summary="List pending approvals",
+    response_model=Page[ApprovalOut],
+)
 async def list_approvals(
     request: Request,
     caller: CallerDep,
     session_id: Annotated[str | None, Query(max_length=255)] = None,
 ) -> Any:
-    """Requests waiting for an answer in the caller's sessions (a tenant admin: its
+    """Requests waiting for an answer in the caller's sessions (an admin or operator: its
     tenant's), oldest first; of one session with ``session_id``. Not paged."""
     found = await visible_approvals(gateway(request).app, caller, session_id)
     return {"items": [approval_json(r) for r in found], "next_cursor": None}
 
 
 @router.post(
-    "/{request_id}", summary="Answer a permission request", response_model=ApprovalOutcomeOut
+    "/{request_id}",
+    dependencies=[needs("approvals:write")],
+    summary="Answer a permission request",
+    response_model=ApprovalOutcomeOut,
 )
 async def answer_approval(
     request_id: Annotated[str, Path(description="The request's id.")],

@@ -15,7 +15,7 @@ from promptline.gateway.catalog_items import (
     skill_items,
     tool_items,
 )
-from promptline.gateway.deps import CallerDep, gateway
+from promptline.gateway.deps import CallerDep, gateway, needs
 from promptline.runtime.agent import Agent
 from promptline.security.auth import Caller
 
@@ -35,40 +35,48 @@ def agent_json(agent: Agent) -> dict[str, Any]:
     }
 
 
-@router.get("/agents", summary="List the agents")
+@router.get("/agents", dependencies=[needs("catalog:read")], summary="List the agents")
 async def list_agents(request: Request, caller: CallerDep) -> dict[str, Any]:
     """Every configured agent (and the built-in ``assistant``)."""
     runtime = gateway(request).app.runtime
     return {"items": [agent_json(a) for a in runtime.agents.values()], "next_cursor": None}
 
 
-@router.get("/agents/{name}", summary="One agent")
+@router.get("/agents/{name}", dependencies=[needs("catalog:read")], summary="One agent")
 async def get_agent(name: str, request: Request, caller: CallerDep) -> dict[str, Any]:
     """The agent ``name``; 404 when there is none."""
     return agent_json(gateway(request).app.runtime.agent(name))
 
 
-@router.get("/tools", summary="List the tools")
+@router.get("/tools", dependencies=[needs("catalog:read")], summary="List the tools")
 async def list_tools(request: Request, caller: CallerDep) -> dict[str, Any]:
     """Every registered tool: its schema, flags, and what the policy says for the caller."""
     return {"items": tool_items(gateway(request).app, caller), "next_cursor": None}
 
 
-@router.get("/tools/packages", summary="List the tool packages (admin)")
+@router.get(
+    "/tools/packages",
+    dependencies=[needs("catalog:read")],
+    summary="List the tool packages (admin)",
+)
 async def list_packages(request: Request, caller: CallerDep) -> dict[str, Any]:
     """Every tool package found: loaded (version, tools), failed (why), disabled or blocked."""
     _admin_only(caller, "tool packages")
     return {"items": package_items(gateway(request).app), "next_cursor": None}
 
 
-@router.get("/skills", summary="List the skills")
+@router.get("/skills", dependencies=[needs("catalog:read")], summary="List the skills")
 async def list_skills(request: Request, caller: CallerDep) -> dict[str, Any]:
     """Every skill found and its state: available, unavailable (why), disabled, broken or
     shadowed; a skill's folder is shown to admins only."""
     return {"items": skill_items(gateway(request).app, caller), "next_cursor": None}
 
 
-@router.get("/skills/{name}", summary="One skill, with its instructions")
+@router.get(
+    "/skills/{name}",
+    dependencies=[needs("catalog:read")],
+    summary="One skill, with its instructions",
+)
 async def get_skill(name: str, request: Request, caller: CallerDep) -> dict[str, Any]:
     """The skill ``name`` (its instructions and files when agents are offered it); 404 when
     there is none."""
@@ -79,7 +87,9 @@ async def get_skill(name: str, request: Request, caller: CallerDep) -> dict[str,
     return skill_item(status, admin=caller.is_admin, instructions=True)
 
 
-@router.get("/mcp/servers", summary="List the MCP servers (admin)")
+@router.get(
+    "/mcp/servers", dependencies=[needs("catalog:read")], summary="List the MCP servers (admin)"
+)
 async def list_mcp_servers(request: Request, caller: CallerDep) -> dict[str, Any]:
     """Every configured MCP server: transport, state, tool count, last error."""
     _admin_only(caller, "MCP servers")
@@ -94,7 +104,9 @@ def _admin_only(caller: Caller, what: str) -> None:
         )
 
 
-@router.get("/models/catalogue", summary="The model catalogue")
+@router.get(
+    "/models/catalogue", dependencies=[needs("catalog:read")], summary="The model catalogue"
+)
 async def list_models(request: Request, caller: CallerDep) -> dict[str, Any]:
     """Every known model: its capabilities, prices, and whether it is configured here."""
     items = model_items(gateway(request).app)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from promptline.channels.base import InboundMessage
 from promptline.channels.hub import ChannelHub
-from promptline.gateway.deps import CallerDep, gateway
+from promptline.gateway.deps import CallerDep, gateway, needs
 
 router = APIRouter(prefix="/v1/channels", tags=["channels"])
 
@@ -42,7 +42,12 @@ def _hub(request: Request) -> ChannelHub:
     return hub
 
 
-@router.post("/http/messages", summary="Send a message on the HTTP channel", response_model=None)
+@router.post(
+    "/http/messages",
+    dependencies=[needs("channels:write")],
+    summary="Send a message on the HTTP channel",
+    response_model=None,
+)
 async def send(body: ChannelMessage, request: Request, caller: CallerDep) -> dict[str, Any]:
     """Route the message (channel ``http``, the caller as the user, ``thread_id``) to its
     agent and session, run the agent, and answer with its reply. A failure is an answer

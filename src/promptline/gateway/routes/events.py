@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from promptline.core.errors import InvalidInputError
 from promptline.core.events import EVENT_CLASSES, Event, SessionExpiredEvent
 from promptline.events.protocols import EventFilter
-from promptline.gateway.deps import CallerDep, gateway
+from promptline.gateway.deps import CallerDep, gateway, needs
 from promptline.gateway.pagination import Cursor, Limit, Page, page_of, position_cursor
 from promptline.gateway.schemas import EventOut, error_responses
 from promptline.gateway.service import event_json, may_see_session, visible_run, visible_session
@@ -24,7 +24,12 @@ KNOWN_TYPES = tuple(sorted(EVENT_CLASSES))
 MAX_SEQ = 2**62
 
 
-@router.get("/events", summary="Query events", response_model=Page[EventOut])
+@router.get(
+    "/events",
+    dependencies=[needs("events:read")],
+    summary="Query events",
+    response_model=Page[EventOut],
+)
 async def query_events(
     request: Request,
     caller: CallerDep,
@@ -41,7 +46,7 @@ async def query_events(
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Any:
-    """Events of the caller's sessions and runs (a tenant admin: its tenant's), oldest
+    """Events of the caller's sessions and runs (an admin or operator: its tenant's), oldest
     first. The cursor is a position in the log: a page holds the events after it."""
     app = gateway(request).app
     position = position_cursor(cursor)
@@ -58,7 +63,7 @@ async def query_events(
         # A session or run the caller may see shows all its events; otherwise the caller's
         # tenant (and, for a user, the user) bounds what is read.
         tenant_id=None if scoped else caller.tenant_id,
-        user_id=None if scoped or caller.is_admin else caller.user_id,
+        user_id=None if scoped or caller.tenant_wide else caller.user_id,
     )
     sessions: dict[str, bool] = {}
     found: list[Event] = []
@@ -82,6 +87,7 @@ async def query_events(
 
 @router.get(
     "/sessions/{session_id}/events",
+    dependencies=[needs("events:read")],
     summary="Follow a session's events (SSE)",
     response_class=EventStreamResponse,
     status_code=200,

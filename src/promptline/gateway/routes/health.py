@@ -6,24 +6,32 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from promptline import __version__
 from promptline.core.errors import PromptLineError
-from promptline.gateway.deps import gateway
+from promptline.gateway.deps import gateway, own_credential
 
 router = APIRouter(tags=["health"])
 _log = logging.getLogger("promptline.gateway")
 
 
-@router.get("/healthz", summary="Liveness: the process serves requests")
+@router.get(
+    "/healthz",
+    dependencies=[Depends(own_credential)],
+    summary="Liveness: the process serves requests",
+)
 async def healthz() -> dict[str, Any]:
     """Always 200 while the process is up (no check of its dependencies)."""
     return {"status": "ok", "version": __version__}
 
 
-@router.get("/readyz", summary="Readiness: the database, the bus and the providers")
+@router.get(
+    "/readyz",
+    dependencies=[Depends(own_credential)],
+    summary="Readiness: the database, the bus and the providers",
+)
 async def readyz(request: Request) -> JSONResponse:
     """200 when every check passes, 503 (with what failed) otherwise."""
     app = gateway(request).app

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from promptline.core.errors import InvalidInputError
 from promptline.core.events import Event
-from promptline.gateway.deps import CallerDep, gateway
+from promptline.gateway.deps import CallerDep, gateway, needs
 from promptline.gateway.schemas import ErrorOut, MessageIn, MessageStarted, RunOut, error_responses
 from promptline.gateway.service import (
     accepted_json,
@@ -41,6 +41,7 @@ _STREAM_DOC = (
 
 @router.post(
     "/{session_id}/messages",
+    dependencies=[needs("runs:write")],
     status_code=202,
     summary="Send a message (starts a run)",
     response_model=None,

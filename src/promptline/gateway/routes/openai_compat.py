@@ -22,7 +22,7 @@ from promptline.core.errors import (
     NotFoundError,
     PromptLineError,
 )
-from promptline.gateway.deps import CallerDep, gateway
+from promptline.gateway.deps import CallerDep, gateway, needs
 from promptline.gateway.errors import OpenAIRoute, openai_error_body
 from promptline.gateway.openai_wire import (
     AGENT_PREFIX,
@@ -58,7 +58,9 @@ SESSION_CHANNEL = "http"
 """The channel of a session an ``X-Session-Id`` of the client's own making starts."""
 
 
-@router.get("/models", summary="List agents and models (OpenAI shape)")
+@router.get(
+    "/models", dependencies=[needs("catalog:read")], summary="List agents and models (OpenAI shape)"
+)
 async def list_models(request: Request, caller: CallerDep) -> dict[str, Any]:
     """Every agent as ``agent/NAME`` and every configured model id, in OpenAI's list shape
     (``kind`` and ``description`` are PromptLine's own)."""
@@ -69,7 +71,11 @@ async def list_models(request: Request, caller: CallerDep) -> dict[str, Any]:
     return {"object": "list", "data": data}
 
 
-@router.get("/models/{model_id:path}", summary="One agent or model (OpenAI shape)")
+@router.get(
+    "/models/{model_id:path}",
+    dependencies=[needs("catalog:read")],
+    summary="One agent or model (OpenAI shape)",
+)
 async def retrieve_model(model_id: str, request: Request, caller: CallerDep) -> dict[str, Any]:
     """The agent (``agent/NAME``) or model ``model_id`` as `GET /v1/models` lists it; 404
     (``model_not_found``) for anything else."""
@@ -160,6 +166,7 @@ IdempotencyHeader = Annotated[
 
 @router.post(
     "/chat/completions",
+    dependencies=[needs("runs:write")],
     summary="Run an agent, OpenAI chat-completions style",
     response_model=None,
     responses={200: {"description": "A chat.completion, or (stream) SSE chat.completion.chunk"}},

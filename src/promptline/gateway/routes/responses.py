@@ -23,7 +23,7 @@ from promptline.core.errors import ConflictError, InvalidInputError
 from promptline.core.events import MessageSentEvent, RunQueuedEvent
 from promptline.core.messages import Message, ToolCall
 from promptline.events.protocols import EventFilter
-from promptline.gateway.deps import CallerDep, gateway
+from promptline.gateway.deps import CallerDep, gateway, needs
 from promptline.gateway.errors import OpenAIRoute
 from promptline.gateway.openai_wire import (
     INSTRUCTIONS,
@@ -67,6 +67,7 @@ router = APIRouter(prefix="/v1", tags=["openai"], route_class=OpenAIRoute)
 
 @router.post(
     "/responses",
+    dependencies=[needs("runs:write")],
     summary="Run an agent, OpenAI Responses style",
     response_model=None,
     responses={200: {"description": "A response, or (stream) its SSE events"}},

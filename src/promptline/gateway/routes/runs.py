@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Request
 from promptline.core.errors import NotFoundError
 from promptline.core.events import RunStartedEvent
 from promptline.events.protocols import EventFilter
-from promptline.gateway.deps import CallerDep, gateway
+from promptline.gateway.deps import CallerDep, gateway, needs
 from promptline.gateway.pagination import Cursor, Limit, Page, page_of, position_cursor
 from promptline.gateway.schemas import RunControlOut, RunOut, RunStatus, error_responses
 from promptline.gateway.service import (
@@ -46,7 +46,7 @@ RECORD_TYPES = frozenset(
 RunId = Annotated[str, Path(description="The run's id.")]
 
 
-@router.get("", summary="List runs", response_model=Page[RunOut])
+@router.get("", dependencies=[needs("runs:read")], summary="List runs", response_model=Page[RunOut])
 async def list_runs(
     request: Request,
     caller: CallerDep,
@@ -58,7 +58,7 @@ async def list_runs(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Any:
-    """The runs of the caller's sessions (a tenant admin: its tenant's), newest first.
+    """The runs of the caller's sessions (an admin or operator: its tenant's), newest first.
 
     With ``active=true`` only the runs this process has in flight or queued (the cursor is
     then a run id); otherwise every run the log holds (the cursor is a log position)."""
@@ -70,27 +70,44 @@ async def list_runs(
     return await _logged_runs(app, caller, session_id, status, limit, position_cursor(cursor))
 
 
-@router.get("/{run_id}", summary="Read a run", response_model=RunOut)
+@router.get(
+    "/{run_id}", dependencies=[needs("runs:read")], summary="Read a run", response_model=RunOut
+)
 async def get_run(run_id: RunId, request: Request, caller: CallerDep) -> Any:
     """The run's record; 404 for a run the caller may not see."""
     return await run_json(gateway(request).app, caller, run_id)
 
 
-@router.post("/{run_id}/cancel", summary="Cancel a run", response_model=RunControlOut)
+@router.post(
+    "/{run_id}/cancel",
+    dependencies=[needs("runs:write")],
+    summary="Cancel a run",
+    response_model=RunControlOut,
+)
 async def cancel_run(run_id: RunId, request: Request, caller: CallerDep) -> Any:
     """End the run now, tool calls included; answers how it ended (``cancelling`` if it
     has not within a few seconds). 409 for a run that is not in flight."""
     return await control_run(gateway(request).app, caller, run_id, "cancel")
 
 
-@router.post("/{run_id}/pause", summary="Pause a run", response_model=RunControlOut)
+@router.post(
+    "/{run_id}/pause",
+    dependencies=[needs("runs:write")],
+    summary="Pause a run",
+    response_model=RunControlOut,
+)
 async def pause_run(run_id: RunId, request: Request, caller: CallerDep) -> Any:
     """Hold the run at its next safe point (before a model call or a tool turn) until it is
     resumed. 409 for a run that is not in flight."""
     return await control_run(gateway(request).app, caller, run_id, "pause")
 
 
-@router.post("/{run_id}/resume", summary="Resume a paused run", response_model=RunControlOut)
+@router.post(
+    "/{run_id}/resume",
+    dependencies=[needs("runs:write")],
+    summary="Resume a paused run",
+    response_model=RunControlOut,
+)
 async def resume_run(run_id: RunId, request: Request, caller: CallerDep) -> Any:
     """Let a paused run go on. 409 for a run that is not in flight."""
     return await control_run(gateway(request).app, caller, run_id, "resume")
@@ -134,7 +151,7 @@ async def _logged_runs(
         types=frozenset({"run_queued", "run_started"}),
         session_id=session_id,
         tenant_id=caller.tenant_id,
-        user_id=None if caller.is_admin else caller.user_id,
+        user_id=None if caller.tenant_wide else caller.user_id,
     )
     batch = min(max(2 * limit, 50), 500)
     sessions: dict[str, bool] = {}

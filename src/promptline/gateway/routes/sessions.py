@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from promptline.core.errors import InvalidInputError, NotFoundError
-from promptline.gateway.deps import CallerDep, gateway
+from promptline.gateway.deps import CallerDep, gateway, needs
 from promptline.gateway.pagination import MAX_LIMIT, Cursor, Limit, Page, page_of
 from promptline.gateway.schemas import (
     SearchHitOut,
@@ -36,7 +36,13 @@ MAX_HISTORY = 1_000_000
 SessionId = Annotated[str, Path(description="The session's id.")]
 
 
-@router.post("", status_code=201, summary="Create a session", response_model=SessionOut)
+@router.post(
+    "",
+    dependencies=[needs("sessions:write")],
+    status_code=201,
+    summary="Create a session",
+    response_model=SessionOut,
+)
 async def create_session(body: SessionCreate, request: Request, caller: CallerDep) -> Any:
     """A new session owned by the caller (its user, in its tenant)."""
     app = gateway(request).app
@@ -54,7 +60,12 @@ async def create_session(body: SessionCreate, request: Request, caller: CallerDe
     return session_json(session)
 
 
-@router.get("", summary="List sessions", response_model=Page[SessionOut])
+@router.get(
+    "",
+    dependencies=[needs("sessions:read")],
+    summary="List sessions",
+    response_model=Page[SessionOut],
+)
 async def list_sessions(
     request: Request,
     caller: CallerDep,
@@ -62,12 +73,12 @@ async def list_sessions(
     cursor: Cursor = None,
     user_id: Annotated[
         str | None,
-        Query(max_length=255, description="Another user's sessions (a tenant admin only)."),
+        Query(max_length=255, description="Another user's sessions (an admin or operator only)."),
     ] = None,
     channel: Annotated[str | None, Query(max_length=64)] = None,
     status: Literal["active", "expired"] | None = None,
 ) -> Any:
-    """The caller's sessions (a tenant admin: its tenant's), newest first, without their
+    """The caller's sessions (an admin or operator: its tenant's), newest first, without their
     histories. Deleted sessions are not listed. The cursor is the id of a session."""
     app = gateway(request).app
     fetch = min(limit + 1, MAX_LIMIT)
@@ -92,7 +103,12 @@ async def list_sessions(
     return page
 
 
-@router.get("/search", summary="Search messages", response_model=Page[SearchHitOut])
+@router.get(
+    "/search",
+    dependencies=[needs("sessions:read")],
+    summary="Search messages",
+    response_model=Page[SearchHitOut],
+)
 async def search_sessions(
     request: Request,
     caller: CallerDep,
@@ -118,18 +134,27 @@ async def search_sessions(
 
 
 @router.post(
-    "/import", status_code=201, summary="Import an exported session", response_model=SessionOut
+    "/import",
+    dependencies=[needs("sessions:write")],
+    status_code=201,
+    summary="Import an exported session",
+    response_model=SessionOut,
 )
 async def import_session(body: SessionImport, request: Request, caller: CallerDep) -> Any:
     """Store an export document as a session of the caller's tenant (a user may import only
-    its own sessions; a tenant admin any of its tenant's). 409 if the id is in use: import
+    its own sessions; an admin or operator any of its tenant's). 409 if the id is in use: import
     with ``as_new_id``."""
     app = gateway(request).app
     session = await app.sessions.import_(body.document, caller.principal, as_new_id=body.as_new_id)
     return session_json(session)
 
 
-@router.get("/{session_id}", summary="Read a session", response_model=SessionWithHistory)
+@router.get(
+    "/{session_id}",
+    dependencies=[needs("sessions:read")],
+    summary="Read a session",
+    response_model=SessionWithHistory,
+)
 async def get_session(
     session_id: SessionId,
     request: Request,
@@ -149,7 +174,12 @@ async def get_session(
     return session_json(session, history=True)
 
 
-@router.delete("/{session_id}", status_code=204, summary="Delete a session")
+@router.delete(
+    "/{session_id}",
+    dependencies=[needs("sessions:write")],
+    status_code=204,
+    summary="Delete a session",
+)
 async def remove_session(session_id: SessionId, request: Request, caller: CallerDep) -> Response:
     """Delete the session: its runs in flight are cancelled, it disappears from every read,
     list and search, and it takes no more messages. The event log is append-only, so its
@@ -158,7 +188,12 @@ async def remove_session(session_id: SessionId, request: Request, caller: Caller
     return Response(status_code=204)
 
 
-@router.get("/{session_id}/export", summary="Export a session", response_model=SessionDocument)
+@router.get(
+    "/{session_id}/export",
+    dependencies=[needs("sessions:read")],
+    summary="Export a session",
+    response_model=SessionDocument,
+)
 async def export_session(session_id: SessionId, request: Request, caller: CallerDep) -> Any:
     """The session and its whole history as a ``promptline.session`` version 1 document,
     which ``POST /v1/sessions/import`` (here or elsewhere) reads back."""

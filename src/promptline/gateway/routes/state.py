@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from promptline.core.errors import NotFoundError
-from promptline.gateway.deps import CallerDep, gateway
+from promptline.gateway.deps import CallerDep, gateway, needs
 from promptline.gateway.schemas import StateEntryOut, StateWrite, error_responses
 from promptline.gateway.state_access import entry_json, state_address
 from promptline.state.evented import acting_for
@@ -27,7 +27,12 @@ SessionQuery = Annotated[
 ]
 
 
-@router.get("/{scope}/{key:path}", summary="Read a value", response_model=StateEntryOut)
+@router.get(
+    "/{scope}/{key:path}",
+    dependencies=[needs("state:read")],
+    summary="Read a value",
+    response_model=StateEntryOut,
+)
 async def get_state(
     scope: ScopePath,
     key: KeyPath,
@@ -44,7 +49,12 @@ async def get_state(
     return entry_json(where, entry)
 
 
-@router.put("/{scope}/{key:path}", summary="Write a value", response_model=StateEntryOut)
+@router.put(
+    "/{scope}/{key:path}",
+    dependencies=[needs("state:write")],
+    summary="Write a value",
+    response_model=StateEntryOut,
+)
 async def put_state(
     scope: ScopePath,
     key: KeyPath,
@@ -69,7 +79,12 @@ async def put_state(
     return entry_json(where, entry)
 
 
-@router.delete("/{scope}/{key:path}", status_code=204, summary="Delete a value")
+@router.delete(
+    "/{scope}/{key:path}",
+    dependencies=[needs("state:write")],
+    status_code=204,
+    summary="Delete a value",
+)
 async def delete_state(
     scope: ScopePath,
     key: KeyPath,

@@ -22,7 +22,7 @@ from starlette.websockets import WebSocket, WebSocketState
 from promptline.gateway.deps import Gateway, gateway, source_of
 from promptline.gateway.ws.context import MethodContext
 from promptline.gateway.ws.dispatcher import Dispatcher
-from promptline.gateway.ws.handshake import Refusal, admit
+from promptline.gateway.ws.handshake import Refusal, admit, selected_subprotocol
 from promptline.gateway.ws.outbox import Outbox
 from promptline.gateway.ws.protocol import dumps, error_frame, frame_problem
 from promptline.gateway.ws.subscriptions import Subscriptions
@@ -49,7 +49,7 @@ _log = logging.getLogger("promptline.gateway.ws")
 async def serve_connection(websocket: WebSocket) -> None:
     """Serve a WebSocket on ``/v1/ws`` until either side closes it."""
     admitted = await admit(websocket)
-    await websocket.accept()
+    await websocket.accept(subprotocol=selected_subprotocol(websocket))
     if isinstance(admitted, Refusal):
         # Accepted first so the client reads the close code (a refused handshake is a bare
         # HTTP 403 to it).

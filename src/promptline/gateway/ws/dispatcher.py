@@ -12,6 +12,7 @@ import orjson
 from pydantic import ValidationError
 
 from promptline.core.errors import PromptLineError, describe_validation
+from promptline.gateway.deps import check_scope
 from promptline.gateway.ws.context import MethodContext
 from promptline.gateway.ws.methods import METHODS, Method
 from promptline.gateway.ws.protocol import (
@@ -135,6 +136,7 @@ class Dispatcher:
                 details={"errors": problems},
             ) from None
         try:
+            check_scope(self._context.caller, method.scope)
             if self._charge is not None:
                 self._charge()
             return await method.call(self._context, params)

@@ -13,8 +13,10 @@ SERVER_LOGGERS = ("uvicorn.error", "uvicorn.access", "websockets")
 """The loggers that write what a client sent."""
 
 _SECRETS = (
-    # An API key wherever it appears (its secret part is what matters).
-    re.compile(r"(pl_key_[0-9A-Z]{26}_)[A-Za-z0-9_-]+"),
+    # An API key or a refresh token wherever it appears (its secret part is what matters).
+    re.compile(r"(pl_(?:key|rt)_[0-9A-Z]{26}_)[A-Za-z0-9_-]+"),
+    # A credential sent as a WebSocket subprotocol.
+    re.compile(r"(promptline\.bearer\.)[^\s\"',]+"),
     # A token query parameter, whatever it holds.
     re.compile(r"((?:[?&]|%3F|%26)token=)[^&\s\"']*", re.IGNORECASE),
     # Credentials in headers, as the websockets library logs them ("< Authorization: ...").

@@ -36,6 +36,7 @@ from promptline.gateway.ws.params import (
     StateGet,
     StateSet,
 )
+from promptline.security.scopes import Scope
 from promptline.state.evented import acting_for
 
 __all__ = ["METHODS", "Method"]
@@ -45,10 +46,12 @@ P = TypeVar("P", bound=BaseModel)
 
 @dataclass(frozen=True, slots=True)
 class Method(Generic[P]):
-    """A method: the model its params must fit, and what it does with them."""
+    """A method: the model its params must fit, what it does with them, and the scope a
+    caller's role must grant to call it (`promptline.security.scopes`)."""
 
     params: type[P]
     call: Callable[[MethodContext, P], Awaitable[Any]]
+    scope: Scope
 
 
 async def session_create(ctx: MethodContext, p: SessionCreate) -> dict[str, Any]:
@@ -172,18 +175,18 @@ async def ping(ctx: MethodContext, p: NoParams) -> str:
 
 
 METHODS: dict[str, Method[Any]] = {
-    "session.create": Method(SessionCreate, session_create),
-    "session.send": Method(SessionSend, session_send),
-    "run.cancel": Method(RunControl, run_cancel),
-    "run.pause": Method(RunControl, run_pause),
-    "run.resume": Method(RunControl, run_resume),
-    "permission.respond": Method(PermissionRespond, permission_respond),
-    "events.subscribe": Method(EventsSubscribe, events_subscribe),
-    "events.unsubscribe": Method(EventsUnsubscribe, events_unsubscribe),
-    "state.get": Method(StateGet, state_get),
-    "state.set": Method(StateSet, state_set),
-    "tools.list": Method(NoParams, tools_list),
-    "models.list": Method(NoParams, models_list),
-    "ping": Method(NoParams, ping),
+    "session.create": Method(SessionCreate, session_create, "sessions:write"),
+    "session.send": Method(SessionSend, session_send, "runs:write"),
+    "run.cancel": Method(RunControl, run_cancel, "runs:write"),
+    "run.pause": Method(RunControl, run_pause, "runs:write"),
+    "run.resume": Method(RunControl, run_resume, "runs:write"),
+    "permission.respond": Method(PermissionRespond, permission_respond, "approvals:write"),
+    "events.subscribe": Method(EventsSubscribe, events_subscribe, "events:read"),
+    "events.unsubscribe": Method(EventsUnsubscribe, events_unsubscribe, "events:read"),
+    "state.get": Method(StateGet, state_get, "state:read"),
+    "state.set": Method(StateSet, state_set, "state:write"),
+    "tools.list": Method(NoParams, tools_list, "catalog:read"),
+    "models.list": Method(NoParams, models_list, "catalog:read"),
+    "ping": Method(NoParams, ping, "catalog:read"),
 }
 """Every method, by name."""
