@@ -298,3 +298,29 @@ async def test_the_first_start_makes_the_signing_keys_private_in_the_home(tmp_pa
     async with live_gateway(settings):
         assert stat.S_IMODE(keys_file.stat().st_mode) == 0o600
         assert json.loads(keys_file.read_text())["keys"][0]["kid"]
+
+
+async def test_keys_made_and_revoked_over_the_api_are_on_the_audit_trail(gw: Gw) -> None:
+    made = await gw.client.post(
+        "/v1/keys", json={"user_id": "dana", "role": "viewer"}, headers=auth(gw.keys.acme_admin)
+    )
+    assert made.status_code == 201, made.text
+    key_id = made.json()["key_id"]
+    assert (
+        await gw.client.delete(f"/v1/keys/{key_id}", headers=auth(gw.keys.acme_admin))
+    ).is_success
+    missing = await gw.client.delete("/v1/keys/key_nope", headers=auth(gw.keys.acme_admin))
+    assert missing.status_code == 404
+
+    trail = [
+        e.data
+        for e in await gw.app.events.read_all()
+        if e.type == "audit" and e.data.action.startswith("key.")
+    ]
+    assert [(a.action, a.target, a.outcome) for a in trail][-3:] == [
+        ("key.created", key_id, "success"),
+        ("key.revoked", key_id, "success"),
+        ("key.revoked", "key_nope", "failure"),
+    ]
+    assert {a.source for a in trail[-3:]} == {"127.0.0.1"}
+    assert all(a.key_id is not None and a.actor for a in trail[-3:])

@@ -9,7 +9,14 @@ from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from promptline.core.errors import NotFoundError
-from promptline.gateway.deps import CallerDep, gateway, needs, own_credential, token_of
+from promptline.gateway.deps import (
+    CallerDep,
+    gateway,
+    needs,
+    own_credential,
+    source_of,
+    token_of,
+)
 from promptline.gateway.schemas import error_responses
 from promptline.security.scopes import ROLE_SCOPES, SCOPES, Role
 
@@ -82,8 +89,18 @@ async def list_roles(caller: CallerDep) -> dict[str, Any]:
 )
 async def create_key(body: KeyCreate, request: Request, caller: CallerDep) -> dict[str, Any]:
     """A key of the caller's tenant; the key itself is in the answer, once."""
-    record, key = await gateway(request).keys.create(
+    state = gateway(request)
+    record, key = await state.keys.create(
         body.user_id, tenant_id=caller.tenant_id, role=body.role, name=body.name
+    )
+    await state.app.audit.record(
+        "key.created",
+        actor=caller.user_id,
+        key_id=caller.key_id,
+        tenant_id=record.tenant_id,
+        target=record.key_id,
+        source=source_of(request),
+        details={"user_id": record.user_id, "role": record.role, "name": record.name},
     )
     return {**record.to_dict(), "key": key}
 
@@ -100,8 +117,28 @@ async def revoke_key(
     key_id: Annotated[str, Path(max_length=64)], request: Request, caller: CallerDep
 ) -> dict[str, Any]:
     """The key stops working, and every token made from it."""
-    keys = gateway(request).keys
-    record = await keys.get(key_id)
+    state = gateway(request)
+    record = await state.keys.get(key_id)
     if record is None or record.tenant_id != caller.tenant_id:
+        await state.app.audit.record(
+            "key.revoked",
+            actor=caller.user_id,
+            key_id=caller.key_id,
+            tenant_id=caller.tenant_id,
+            target=key_id,
+            outcome="failure",
+            source=source_of(request),
+            details={"reason": "no such key"},
+        )
         raise NotFoundError(f"no API key {key_id!r}", hint="list keys: GET /v1/keys")
-    return (await keys.revoke(key_id)).to_dict()
+    revoked = await state.keys.revoke(key_id)
+    await state.app.audit.record(
+        "key.revoked",
+        actor=caller.user_id,
+        key_id=caller.key_id,
+        tenant_id=revoked.tenant_id,
+        target=revoked.key_id,
+        source=source_of(request),
+        details={"user_id": revoked.user_id, "role": revoked.role},
+    )
+    return revoked.to_dict()
