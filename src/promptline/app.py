@@ -318,6 +318,7 @@ def build_runtime(app: App) -> Runtime:
     from promptline.runtime.budget import Budget
     from promptline.runtime.runtime import Runtime
     from promptline.runtime.services import RunServices
+    from promptline.security.sandbox import Sandboxes
     from promptline.tools.executor import ToolExecutor
 
     settings = app.settings
@@ -328,6 +329,8 @@ def build_runtime(app: App) -> Runtime:
         gate=app.permissions,
         max_timeout=float(limits.timeout_secs),
         limits=limits.model_dump(),
+        sandboxes=Sandboxes(settings),
+        alerts=settings.security.audit_log,
     )
     budget = settings.agent.budget
     broker = app.permissions.broker

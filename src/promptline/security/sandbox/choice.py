@@ -1,0 +1,80 @@
+"""Which sandbox is in effect, and why: the one place that resolves ``auto`` (the tools, the
+configuration docs and ``promptline doctor`` all use it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from promptline.security.sandbox.base import Sandbox, SandboxKind
+from promptline.security.sandbox.bubblewrap import BubblewrapSandbox, bwrap_problem
+from promptline.security.sandbox.process import NoSandbox, ProcessSandbox
+
+__all__ = ["SandboxChoice", "Sandboxes", "make_sandbox", "resolve_sandbox"]
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxChoice:
+    """The backend a setting means here, and why (for ``auto``, or a backend that cannot run:
+    ``problem`` then says what is missing)."""
+
+    kind: SandboxKind
+    reason: str
+    problem: str | None = None
+
+
+def resolve_sandbox(setting: str) -> SandboxChoice:
+    """``auto`` is bubblewrap when ``bwrap`` is installed and works on this machine, else
+    process; any other value is itself (``problem`` set when it is bubblewrap and cannot
+    run: its commands are then refused, never run without it)."""
+    if setting == "auto":
+        problem = bwrap_problem()
+        if problem is None:
+            return SandboxChoice("bubblewrap", "auto: bwrap is installed and works")
+        return SandboxChoice("process", f"auto: {problem}, so process")
+    if setting == "bubblewrap":
+        return SandboxChoice("bubblewrap", "configured", bwrap_problem())
+    if setting in ("none", "process"):
+        kind: SandboxKind = "none" if setting == "none" else "process"
+        return SandboxChoice(kind, "configured")
+    raise ValueError(f"unknown sandbox {setting!r}")
+
+
+class Sandboxes:
+    """The sandbox of each agent: ``agents.<name>.sandbox``, else ``security.sandbox``."""
+
+    def __init__(self, settings: Any) -> None:
+        security = settings.security
+        self._default: str = security.sandbox
+        self._by_agent: dict[str, str] = {
+            name: agent.sandbox for name, agent in settings.agents.items() if agent.sandbox
+        }
+        self._network: bool = security.sandbox_network
+        self._pass_env: list[str] = list(security.sandbox_pass_env)
+        self._made: dict[str, Sandbox] = {}
+
+    def setting_for(self, agent: str | None) -> str:
+        """The setting that applies to ``agent`` (auto, none, process or bubblewrap)."""
+        return self._by_agent.get(agent or "", self._default)
+
+    def for_agent(self, agent: str | None) -> Sandbox:
+        """The sandbox ``agent``'s commands run in."""
+        kind = resolve_sandbox(self.setting_for(agent)).kind
+        sandbox = self._made.get(kind)
+        if sandbox is None:
+            sandbox = self._made[kind] = make_sandbox(
+                kind, pass_env=self._pass_env, network=self._network
+            )
+        return sandbox
+
+
+def make_sandbox(
+    kind: SandboxKind, *, pass_env: list[str] | None = None, network: bool = False
+) -> Sandbox:
+    """A sandbox of ``kind``."""
+    env = pass_env or []
+    if kind == "bubblewrap":
+        return BubblewrapSandbox(env, network=network)
+    if kind == "none":
+        return NoSandbox(env)
+    return ProcessSandbox(env)
