@@ -122,6 +122,10 @@ def main() -> int:
                 status["exit"] = -os.WTERMSIG(code)
             else:
                 status["exit"] = os.WEXITSTATUS(code)
+            # A command that gave up when RLIMIT_NPROC refused a fork still left them.
+            count = len(tree(me))
+            if max_processes is not None and count > max_processes:
+                status.update(limit="processes", count=count)
             break
         if pid:
             continue  # an adopted orphan ended
