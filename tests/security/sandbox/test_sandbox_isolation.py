@@ -123,3 +123,16 @@ async def test_allowed_variables_of_the_server_are_passed_on(
 
     assert env["TZ"] == "Europe/Paris"
     assert "NOT_SET_HERE" not in env
+
+
+@needs_bwrap
+async def test_bubblewrap_runs_the_command_in_namespaces_of_its_own(workspace: Path) -> None:
+    kinds = ["user", "pid", "ipc", "uts", "net", "cgroup", "mnt"]
+    command = "; ".join(f"readlink /proc/self/ns/{kind}" for kind in kinds)
+
+    result = await sh(BubblewrapSandbox(), workspace, command)
+
+    host = [os.readlink(f"/proc/self/ns/{kind}") for kind in kinds]
+    inside = result.output.split()
+    assert len(inside) == len(kinds)
+    assert [a == b for a, b in zip(inside, host, strict=True)] == [False] * len(kinds)

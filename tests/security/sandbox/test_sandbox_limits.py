@@ -6,6 +6,7 @@ grandchild that left the session included, when the call ends."""
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,24 @@ async def test_what_a_command_leaves_running_is_killed_when_it_ends(
 
     assert result.exit_code == 0
     assert marked("4321.4") == marked("4321.5") == []
+
+
+async def test_a_file_past_the_size_limit_stops_the_writer(
+    sandbox: Sandbox, workspace: Path
+) -> None:
+    limits = SandboxLimits(max_file_size_mb=1, time_secs=STUCK * 3)
+
+    result = await sh(sandbox, workspace, "head -c 3000000 /dev/zero > big", limits)
+
+    assert result.limit is not None
+    assert result.limit.message == "file size limit of 1 MiB reached"
+    assert (workspace / "big").stat().st_size == 1024 * 1024
+
+
+async def test_the_process_limit_is_also_set_as_rlimit_nproc(
+    sandbox: Sandbox, workspace: Path
+) -> None:
+    # What the user runs already, plus twice the limit (dash calls it -p).
+    result = await sh(sandbox, workspace, "ulimit -p", SandboxLimits(max_processes=10))
+
+    assert 20 <= int(result.output) <= 20 + len(os.listdir("/proc"))

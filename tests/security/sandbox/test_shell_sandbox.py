@@ -15,7 +15,7 @@ from promptline.core.events import SecurityAlertEvent, ToolResultEvent
 from promptline.core.messages import ToolCall, ToolResult
 from promptline.events.bus import InProcessEventBus
 from promptline.events.memory import InMemoryEventStore
-from promptline.security.sandbox import Sandboxes
+from promptline.security.sandbox import Sandboxes, bubblewrap, choice
 from promptline.tools import ToolRegistry
 from promptline.tools.builtin import shell_execute
 from promptline.tools.executor import CallScope, ToolExecutor
@@ -106,7 +106,7 @@ async def test_a_limit_hit_is_an_error_answer_and_a_security_alert(
     assert len(alerts) == 1
     assert alerts[0].data.kind == "sandbox_limit"
     assert alerts[0].data.message == "shell_execute killed: more than 8 processes"
-    assert alerts[0].data.details["limit"] == "processes"
+    assert alerts[0].data.details == {"limit": "processes", "sandbox": "process", "command": bomb}
     # The alert comes before the result it explains.
     results = [e for e in events if isinstance(e, ToolResultEvent)]
     assert events.index(alerts[0]) < events.index(results[0])
@@ -128,3 +128,20 @@ async def test_no_alert_is_published_when_the_audit_log_is_off(
     assert "[CPU time limit of 2 s reached (sandbox process)]" in text(result)
     events = await bus.store.read_stream("s1")
     assert not [e for e in events if isinstance(e, SecurityAlertEvent)]
+
+
+async def test_bubblewrap_configured_where_it_cannot_run_refuses_the_command(
+    bus: InProcessEventBus, workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bubblewrap, "bwrap_problem", lambda: "bwrap is not installed")
+    monkeypatch.setattr(choice, "bwrap_problem", lambda: "bwrap is not installed")
+    settings = Settings.model_validate({"security": {"sandbox": "bubblewrap"}})
+
+    result = await shell(executor(bus, settings), workspace, "echo never > ran.txt")
+
+    assert result.is_error
+    assert text(result) == (
+        "the bubblewrap sandbox cannot run here: bwrap is not installed (hint: install "
+        "bubblewrap, or choose another security.sandbox)"
+    )
+    assert not (workspace / "ran.txt").exists()
