@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from promptline.models.router import ModelRouter
     from promptline.runtime.runtime import Runtime
     from promptline.security.gate import PermissionManager
+    from promptline.security.sandbox import Sandboxes
     from promptline.sessions.manager import SessionManager
     from promptline.state.protocols import StateStore
     from promptline.storage.lease import InstanceLease
@@ -61,6 +62,7 @@ class App:
     _skills: SkillLibrary | None = field(default=None, repr=False)
     _lease: InstanceLease | None = field(default=None, repr=False)
     _sweep: asyncio.Task[None] | None = field(default=None, repr=False)
+    _sandboxes: Sandboxes | None = field(default=None, repr=False)
 
     @property
     def router(self) -> ModelRouter:
@@ -145,6 +147,16 @@ class App:
                 self.settings, self.bus, self.events, self.state, clock=self.clock
             )
         return self._permissions
+
+    @property
+    def sandboxes(self) -> Sandboxes:
+        """The sandbox of each agent's commands (``security.sandbox``, ``agents.<name>.sandbox``);
+        what they keep between commands (docker's containers) is removed on close."""
+        if self._sandboxes is None:
+            from promptline.security.sandbox import Sandboxes
+
+            self._sandboxes = Sandboxes(self.settings)
+        return self._sandboxes
 
     @property
     def runtime(self) -> Runtime:
@@ -283,6 +295,8 @@ async def build_app(
             await app._stop_sweep()
             if app._runtime is not None:
                 await app._runtime.shutdown()
+            if app._sandboxes is not None:
+                await app._sandboxes.aclose()
             if app._mcp is not None:
                 await app._mcp.close()
             if app._plugins is not None:
@@ -318,7 +332,6 @@ def build_runtime(app: App) -> Runtime:
     from promptline.runtime.budget import Budget
     from promptline.runtime.runtime import Runtime
     from promptline.runtime.services import RunServices
-    from promptline.security.sandbox import Sandboxes
     from promptline.tools.executor import ToolExecutor
 
     settings = app.settings
@@ -329,7 +342,7 @@ def build_runtime(app: App) -> Runtime:
         gate=app.permissions,
         max_timeout=float(limits.timeout_secs),
         limits=limits.model_dump(),
-        sandboxes=Sandboxes(settings),
+        sandboxes=app.sandboxes,
         alerts=settings.security.audit_log,
     )
     budget = settings.agent.budget

@@ -52,3 +52,17 @@ def test_bubblewrap_configured_where_it_cannot_run_fails(
 
     assert f"✗ sandbox: bubblewrap is configured but cannot run: {MISSING}" in result.output
     assert result.exit_code == 1
+
+
+def test_docker_configured_without_an_engine_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(choice, "docker_problem", lambda: "the Docker engine does not answer")
+
+    result = doctor(tmp_path, "agents:\n  boxed:\n    sandbox: docker\n")
+
+    assert (
+        "✗ sandbox (agent boxed): docker is configured but cannot run: the Docker engine does "
+        "not answer" in result.output
+    )
+    assert result.exit_code == 1

@@ -67,12 +67,12 @@ def test_sandbox_enabled_and_sandbox_together_are_refused(write_config: Write) -
 
 
 def test_an_unknown_sandbox_is_refused_with_the_choices(write_config: Write) -> None:
-    path = write_config("security:\n  sandbox: docker\n")
+    path = write_config("security:\n  sandbox: podman\n")
 
     with pytest.raises(ConfigError) as caught:
         load_settings(path, environ={})
 
-    assert "expected one of 'auto', 'none', 'process', 'bubblewrap', got 'docker'" in (
+    assert "expected one of 'auto', 'none', 'process', 'bubblewrap', 'docker', got 'podman'" in (
         caught.value.message
     )
 

@@ -113,12 +113,17 @@ def _sandboxes(settings: Settings) -> list[Check]:
     def check(name: str, setting: str) -> Check:
         choice = resolve_sandbox(setting)
         if choice.problem is not None:
+            fix = {
+                "bubblewrap": "install bubblewrap, or set security.sandbox: auto (process "
+                "where bwrap does not run)",
+                "docker": "start the Docker engine (and pip install 'promptline[docker]'), or "
+                "choose another sandbox",
+            }[choice.kind]
             return Check(
                 name,
                 "fail",
                 f"{choice.kind} is configured but cannot run: {choice.problem}",
-                "install bubblewrap, or set security.sandbox: auto (process where bwrap "
-                "does not run); commands are refused meanwhile",
+                f"{fix}; commands are refused meanwhile",
             )
         return Check(name, "ok", f"{choice.kind} ({choice.reason})")
 

@@ -288,7 +288,7 @@ class ResourceLimitsSettings(Section):
     )
 
 
-SandboxChoice = Literal["auto", "none", "process", "bubblewrap"]
+SandboxChoice = Literal["auto", "none", "process", "bubblewrap", "docker"]
 """``security.sandbox``: ``auto`` is bubblewrap where it runs, else process."""
 
 
@@ -329,11 +329,16 @@ class SecuritySettings(Section):
     sandbox: SandboxChoice = Field(
         "auto",
         description="Where commands of tools run: none, process (kernel limits), bubblewrap "
-        "(namespaces: only the workspace is writable, no network), or auto: bubblewrap on "
-        "Linux when bwrap is installed and works, else process.",
+        "(namespaces: only the workspace is writable, no network), docker (a container per "
+        "session), or auto: bubblewrap on Linux when bwrap is installed and works, else "
+        "process.",
     )
     sandbox_network: bool = Field(
-        False, description="Let commands in a bubblewrap sandbox use the network."
+        False, description="Let commands in a bubblewrap or docker sandbox use the network."
+    )
+    sandbox_image: str = Field(
+        "debian:bookworm-slim",
+        description="Image of the docker sandbox's containers (it needs /bin/sh).",
     )
     sandbox_pass_env: list[str] = Field(
         default_factory=list,

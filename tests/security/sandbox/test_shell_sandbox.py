@@ -141,7 +141,7 @@ async def test_bubblewrap_configured_where_it_cannot_run_refuses_the_command(
 
     assert result.is_error
     assert text(result) == (
-        "the bubblewrap sandbox cannot run here: bwrap is not installed (hint: install "
-        "bubblewrap, or choose another security.sandbox)"
+        "the bubblewrap sandbox cannot run here: bwrap is not installed (hint: promptline "
+        "doctor says what it needs; or choose another security.sandbox)"
     )
     assert not (workspace / "ran.txt").exists()

@@ -1,6 +1,7 @@
 """Sandboxes for the commands tools run (``security.sandbox``): ``none``, ``process`` (kernel
-limits and a killed process tree) and ``bubblewrap`` (namespaces on top: only the workspace
-writable, no network), one file per backend; `resolve_sandbox` says which one ``auto`` is."""
+limits and a killed process tree), ``bubblewrap`` (namespaces on top: only the workspace
+writable, no network) and ``docker`` (a container per session), one file per backend;
+`resolve_sandbox` says which one ``auto`` is."""
 
 from __future__ import annotations
 
@@ -19,10 +20,12 @@ from promptline.security.sandbox.choice import (
     make_sandbox,
     resolve_sandbox,
 )
+from promptline.security.sandbox.container import DockerSandbox, docker_problem
 from promptline.security.sandbox.process import NoSandbox, ProcessSandbox
 
 __all__ = [
     "BubblewrapSandbox",
+    "DockerSandbox",
     "LimitHit",
     "NoSandbox",
     "ProcessSandbox",
@@ -34,6 +37,7 @@ __all__ = [
     "SandboxUnavailable",
     "Sandboxes",
     "bwrap_problem",
+    "docker_problem",
     "make_sandbox",
     "resolve_sandbox",
 ]

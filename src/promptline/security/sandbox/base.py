@@ -22,7 +22,7 @@ __all__ = [
     "limit_hit",
 ]
 
-SandboxKind = Literal["none", "process", "bubblewrap"]
+SandboxKind = Literal["none", "process", "bubblewrap", "docker"]
 """The backends; ``security.sandbox`` also accepts ``auto`` (see `resolve_sandbox`)."""
 
 SHELL = "/bin/sh"

@@ -8,6 +8,7 @@ from typing import Any
 
 from promptline.security.sandbox.base import Sandbox, SandboxKind
 from promptline.security.sandbox.bubblewrap import BubblewrapSandbox, bwrap_problem
+from promptline.security.sandbox.container import DockerSandbox, docker_problem
 from promptline.security.sandbox.process import NoSandbox, ProcessSandbox
 
 __all__ = ["SandboxChoice", "Sandboxes", "make_sandbox", "resolve_sandbox"]
@@ -23,10 +24,11 @@ class SandboxChoice:
     problem: str | None = None
 
 
-def resolve_sandbox(setting: str) -> SandboxChoice:
+def resolve_sandbox(setting: str, *, check: bool = True) -> SandboxChoice:
     """``auto`` is bubblewrap when ``bwrap`` is installed and works on this machine, else
-    process; any other value is itself (``problem`` set when it is bubblewrap and cannot
-    run: its commands are then refused, never run without it)."""
+    process; any other value is itself, ``problem`` set when it is bubblewrap or docker and
+    cannot run here (its commands are then refused, never run without it). ``check=False``
+    leaves the Docker engine unasked (bwrap is asked once per process either way)."""
     if setting == "auto":
         problem = bwrap_problem()
         if problem is None:
@@ -34,6 +36,8 @@ def resolve_sandbox(setting: str) -> SandboxChoice:
         return SandboxChoice("process", f"auto: {problem}, so process")
     if setting == "bubblewrap":
         return SandboxChoice("bubblewrap", "configured", bwrap_problem())
+    if setting == "docker":
+        return SandboxChoice("docker", "configured", docker_problem() if check else None)
     if setting in ("none", "process"):
         kind: SandboxKind = "none" if setting == "none" else "process"
         return SandboxChoice(kind, "configured")
@@ -51,6 +55,7 @@ class Sandboxes:
         }
         self._network: bool = security.sandbox_network
         self._pass_env: list[str] = list(security.sandbox_pass_env)
+        self._image: str = security.sandbox_image
         self._made: dict[str, Sandbox] = {}
 
     def setting_for(self, agent: str | None) -> str:
@@ -59,20 +64,32 @@ class Sandboxes:
 
     def for_agent(self, agent: str | None) -> Sandbox:
         """The sandbox ``agent``'s commands run in."""
-        kind = resolve_sandbox(self.setting_for(agent)).kind
+        kind = resolve_sandbox(self.setting_for(agent), check=False).kind
         sandbox = self._made.get(kind)
         if sandbox is None:
             sandbox = self._made[kind] = make_sandbox(
-                kind, pass_env=self._pass_env, network=self._network
+                kind, pass_env=self._pass_env, network=self._network, image=self._image
             )
         return sandbox
 
+    async def aclose(self) -> None:
+        """Remove what the sandboxes made that outlives a command (docker's containers)."""
+        for sandbox in self._made.values():
+            if isinstance(sandbox, DockerSandbox):
+                await sandbox.aclose()
+
 
 def make_sandbox(
-    kind: SandboxKind, *, pass_env: list[str] | None = None, network: bool = False
+    kind: SandboxKind,
+    *,
+    pass_env: list[str] | None = None,
+    network: bool = False,
+    image: str = "debian:bookworm-slim",
 ) -> Sandbox:
-    """A sandbox of ``kind``."""
+    """A sandbox of ``kind`` (``image``: the docker sandbox's)."""
     env = pass_env or []
+    if kind == "docker":
+        return DockerSandbox(env, image=image, network=network)
     if kind == "bubblewrap":
         return BubblewrapSandbox(env, network=network)
     if kind == "none":

@@ -77,7 +77,8 @@ async def shell_execute(
         )
     except SandboxUnavailable as exc:
         raise ToolError(
-            str(exc), hint="install bubblewrap, or choose another security.sandbox"
+            str(exc),
+            hint="promptline doctor says what it needs; or choose another security.sandbox",
         ) from exc
     except OSError as exc:
         raise ToolError(f"cannot start {SHELL}: {exc.strerror}") from exc
