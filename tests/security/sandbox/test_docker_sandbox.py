@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from sandbox_support import STUCK
 
+from promptline.app import build_app
+from promptline.config import load_settings
 from promptline.security.sandbox import (
     DockerSandbox,
     SandboxLimits,
@@ -107,6 +109,7 @@ async def test_a_container_per_workspace_made_locked_down(tmp_path: Path) -> Non
     assert (options["mem_limit"], options["pids_limit"]) == ("256m", 32)
     assert options["volumes"] == {str(first): {"bind": str(first), "mode": "rw"}}
     assert options["labels"] == {LABEL: "1"}
+    assert list(options["tmpfs"]) == ["/tmp"]
 
     await sandbox.aclose()
 
@@ -155,6 +158,20 @@ async def test_an_engine_that_does_not_answer_refuses_the_command(tmp_path: Path
     assert str(caught.value) == (
         "the docker sandbox cannot run here: the Docker engine does not answer: no socket"
     )
+
+
+async def test_the_app_removes_the_containers_when_it_stops(tmp_path: Path) -> None:
+    environ = {"PROMPTLINE_HOME": str(tmp_path), "PROMPTLINE__SECURITY__SANDBOX": "docker"}
+    settings = load_settings(None, environ=environ)
+    engine = FakeEngine([b"hi\n"])
+    async with build_app(settings) as app:
+        sandbox = app.sandboxes.for_agent("assistant")
+        assert isinstance(sandbox, DockerSandbox)
+        sandbox._factory = lambda: engine
+        await run(sandbox, tmp_path, SandboxLimits(time_secs=STUCK))
+        assert engine.made[0].status == "running"
+
+    assert engine.made[0].status == "removed"
 
 
 ENGINE_PROBLEM = docker_problem()
