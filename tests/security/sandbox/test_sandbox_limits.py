@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 from pathlib import Path
 
 import pytest
 from sandbox_support import STUCK, marked, needs_proc, sh, until
 
-from promptline.security.sandbox import Sandbox, SandboxLimits
+from promptline.security.sandbox import Sandbox, SandboxLimits, launcher
 
 
 async def test_a_busy_loop_stops_at_the_cpu_limit(sandbox: Sandbox, workspace: Path) -> None:
@@ -153,3 +154,13 @@ async def test_the_process_limit_is_also_set_as_rlimit_nproc(
     result = await sh(sandbox, workspace, "ulimit -p", SandboxLimits(max_processes=10))
 
     assert 20 <= int(result.output) <= 20 + len(os.listdir("/proc"))
+
+
+def test_a_limit_is_never_set_above_the_servers_own_hard_limit() -> None:
+    infinity = resource.RLIM_INFINITY
+
+    assert launcher.clamped("RLIMIT_CPU", 5, infinity) == (5, 6)
+    assert launcher.clamped("RLIMIT_CPU", 5, 3) == (3, 3)
+    assert launcher.clamped("RLIMIT_CPU", 5, 6) == (5, 6)
+    assert launcher.clamped("RLIMIT_AS", 64 * 2**20, 32 * 2**20) == (32 * 2**20, 32 * 2**20)
+    assert launcher.clamped("RLIMIT_NOFILE", 100, infinity) == (100, 100)

@@ -82,6 +82,16 @@ def reap_all(root: int) -> None:
         time.sleep(0.005)
 
 
+def clamped(name: str, value: int, hard: int) -> tuple[int, int]:
+    """The (soft, hard) pair that sets limit ``name`` to ``value`` without going above the
+    current ``hard`` limit (an unprivileged process may lower it, never raise it). CPU time
+    gets a hard limit a second above the soft one: SIGXCPU first, then SIGKILL."""
+    wanted = value + 1 if name == "RLIMIT_CPU" else value
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    return min(value, wanted), wanted
+
+
 def main() -> int:
     config = json.loads(sys.argv[1])
     argv = sys.argv[2:]
@@ -102,13 +112,11 @@ def main() -> int:
                 signal.signal(number, signal.SIG_DFL)
             for name, value in config["rlimits"].items():
                 which = getattr(resource, name)
-                _, hard = resource.getrlimit(which)
-                if hard != resource.RLIM_INFINITY:
-                    value = min(value, hard)
-                resource.setrlimit(which, (value, value + 1 if name == "RLIMIT_CPU" else value))
+                resource.setrlimit(which, clamped(name, value, resource.getrlimit(which)[1]))
             os.execvp(argv[0], argv)
-        except OSError as exc:
-            os.write(2, f"cannot start {argv[0]}: {exc.strerror}\n".encode())
+        except (OSError, ValueError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else str(exc)
+            os.write(2, f"cannot start {argv[0]}: {why}\n".encode())
             os._exit(127)
     status: dict[str, object] = {}
     max_processes: int | None = config.get("max_processes")
