@@ -273,7 +273,8 @@ class ResourceLimitsSettings(Section):
     max_processes: Count = Field(
         64,
         description="Processes one command may run at once; past it every one of them is "
-        "killed (sandboxes process and bubblewrap).",
+        "killed (sandboxes process and bubblewrap; docker: the container's limit, where a "
+        "fork past it fails).",
     )
     max_open_files: Count = Field(
         1024, description="Files one tool process may hold open (RLIMIT_NOFILE)."

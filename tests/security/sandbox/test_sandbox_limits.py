@@ -164,3 +164,19 @@ def test_a_limit_is_never_set_above_the_servers_own_hard_limit() -> None:
     assert launcher.clamped("RLIMIT_CPU", 5, 6) == (5, 6)
     assert launcher.clamped("RLIMIT_AS", 64 * 2**20, 32 * 2**20) == (32 * 2**20, 32 * 2**20)
     assert launcher.clamped("RLIMIT_NOFILE", 100, infinity) == (100, 100)
+
+
+async def test_stdin_given_reaches_the_command_and_none_is_closed(
+    sandbox: Sandbox, workspace: Path
+) -> None:
+    given = await sandbox.run(
+        ["/bin/sh", "-c", "cat; echo end"],
+        workspace=workspace,
+        cwd=workspace,
+        env=sandbox.environment(workspace),
+        limits=SandboxLimits(time_secs=STUCK),
+        stdin=b"hello\n",
+    )
+    closed = await sh(sandbox, workspace, "cat; echo end")
+
+    assert (given.output, closed.output) == ("hello\nend\n", "end\n")
