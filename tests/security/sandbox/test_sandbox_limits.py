@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sandbox_support import STUCK, marked, needs_proc, sh, until
 
-from promptline.security.sandbox import Sandbox, SandboxLimits, launcher
+from promptline.security.sandbox import NoSandbox, Sandbox, SandboxLimits, launcher
 
 
 async def test_a_busy_loop_stops_at_the_cpu_limit(sandbox: Sandbox, workspace: Path) -> None:
@@ -180,3 +180,17 @@ async def test_stdin_given_reaches_the_command_and_none_is_closed(
     closed = await sh(sandbox, workspace, "cat; echo end")
 
     assert (given.output, closed.output) == ("hello\nend\n", "end\n")
+
+
+async def test_the_none_sandbox_sets_no_kernel_limit_but_keeps_time_and_output(
+    workspace: Path,
+) -> None:
+    sandbox = NoSandbox()
+    limits = SandboxLimits(cpu_secs=5, memory_mb=64, max_output_bytes=1000, time_secs=0.5)
+
+    shown = await sh(sandbox, workspace, "ulimit -t; ulimit -v", limits)
+    cut = await sh(sandbox, workspace, "yes", limits)
+    slow = await sh(sandbox, workspace, "sleep 1000", limits)
+
+    assert shown.output.split() == ["unlimited", "unlimited"]
+    assert (cut.output_cut_at, slow.timed_out, shown.sandbox) == (1000, True, "none")

@@ -1,15 +1,18 @@
-"""Which sandbox is in effect, and why: the one place that resolves ``auto`` (the tools, the
-configuration docs and ``promptline doctor`` all use it)."""
+"""Which sandbox is in effect, and why: the one place that resolves ``auto`` (the tools'
+executor and ``promptline doctor`` both ask it; the configuration docs describe it)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from promptline.security.sandbox.base import Sandbox, SandboxKind
 from promptline.security.sandbox.bubblewrap import BubblewrapSandbox, bwrap_problem
 from promptline.security.sandbox.container import DockerSandbox, docker_problem
 from promptline.security.sandbox.process import NoSandbox, ProcessSandbox
+
+if TYPE_CHECKING:
+    from promptline.config.settings import Settings
 
 __all__ = ["SandboxChoice", "Sandboxes", "make_sandbox", "resolve_sandbox"]
 
@@ -47,7 +50,7 @@ def resolve_sandbox(setting: str, *, check: bool = True) -> SandboxChoice:
 class Sandboxes:
     """The sandbox of each agent: ``agents.<name>.sandbox``, else ``security.sandbox``."""
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Settings) -> None:
         security = settings.security
         self._default: str = security.sandbox
         self._by_agent: dict[str, str] = {
