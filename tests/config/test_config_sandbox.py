@@ -10,7 +10,13 @@ import pytest
 
 from promptline.config import load_settings
 from promptline.core.errors import ConfigError
-from promptline.security.sandbox import Sandboxes, choice, resolve_sandbox
+from promptline.security.sandbox import (
+    BubblewrapSandbox,
+    DockerSandbox,
+    Sandboxes,
+    choice,
+    resolve_sandbox,
+)
 
 Write = Callable[..., Path]
 
@@ -89,3 +95,22 @@ def test_an_agent_may_choose_its_own_sandbox(write_config: Write) -> None:
     assert sandboxes.setting_for("loose") == "process"
     assert sandboxes.setting_for(None) == "process"
     assert sandboxes.for_agent("loose").kind == "process"
+
+
+def test_the_sandboxes_get_the_network_environment_and_image_settings(
+    write_config: Write,
+) -> None:
+    path = write_config(
+        "security:\n  sandbox: bubblewrap\n  sandbox_network: true\n"
+        "  sandbox_pass_env: [TZ]\n  sandbox_image: alpine:3\n"
+        "agents:\n  boxed:\n    sandbox: docker\n"
+    )
+
+    sandboxes = Sandboxes(load_settings(path, environ={}))
+    bwrap = sandboxes.for_agent(None)
+    boxed = sandboxes.for_agent("boxed")
+
+    assert isinstance(bwrap, BubblewrapSandbox)
+    assert isinstance(boxed, DockerSandbox)
+    assert (bwrap.network, bwrap.pass_env) == (True, ("TZ",))
+    assert (boxed.network, boxed.image) == (True, "alpine:3")
