@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from promptline.runtime.runtime import Runtime
     from promptline.security.audit import Auditor
     from promptline.security.gate import PermissionManager
+    from promptline.security.sandbox import Sandboxes
     from promptline.sessions.manager import SessionManager
     from promptline.state.protocols import StateStore
     from promptline.storage.lease import InstanceLease
@@ -63,6 +64,7 @@ class App:
     _skills: SkillLibrary | None = field(default=None, repr=False)
     _lease: InstanceLease | None = field(default=None, repr=False)
     _sweep: asyncio.Task[None] | None = field(default=None, repr=False)
+    _sandboxes: Sandboxes | None = field(default=None, repr=False)
 
     @property
     def router(self) -> ModelRouter:
@@ -162,6 +164,16 @@ class App:
                 auditor=self.audit,
             )
         return self._permissions
+
+    @property
+    def sandboxes(self) -> Sandboxes:
+        """The sandbox of each agent's commands (``security.sandbox``, ``agents.<name>.sandbox``);
+        what they keep between commands (docker's containers) is removed on close."""
+        if self._sandboxes is None:
+            from promptline.security.sandbox import Sandboxes
+
+            self._sandboxes = Sandboxes(self.settings)
+        return self._sandboxes
 
     @property
     def runtime(self) -> Runtime:
@@ -300,6 +312,8 @@ async def build_app(
             await app._stop_sweep()
             if app._runtime is not None:
                 await app._runtime.shutdown()
+            if app._sandboxes is not None:
+                await app._sandboxes.aclose()
             if app._mcp is not None:
                 await app._mcp.close()
             if app._plugins is not None:
@@ -347,6 +361,8 @@ def build_runtime(app: App) -> Runtime:
         gate=app.permissions,
         max_timeout=float(limits.timeout_secs),
         limits=limits.model_dump(),
+        sandboxes=app.sandboxes,
+        alerts=settings.security.audit_log,
     )
     budget = settings.agent.budget
     broker = app.permissions.broker

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner, Result
 
 from promptline.cli.main import app
@@ -18,26 +17,6 @@ def run(*args: str, code: int = 0, env: dict[str, str | None] | None = None) -> 
     result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
     assert result.exit_code == code, result.output
     return result
-
-
-@pytest.fixture
-def sandbox_on(tmp_path: Path) -> Path:
-    config = tmp_path / "config.yaml"
-    config.write_text("security:\n  sandbox_enabled: true\n", encoding="utf-8")
-    return config
-
-
-def test_config_validate_refuses_the_sandbox_as_not_supported_yet(sandbox_on: Path) -> None:
-    out = run("config", "validate", str(sandbox_on), code=1).output
-
-    assert f"{sandbox_on}:2: security.sandbox_enabled: not supported yet: tools do not" in out
-
-
-def test_doctor_refuses_the_sandbox_as_not_supported_yet(sandbox_on: Path) -> None:
-    out = run("--config", str(sandbox_on), "doctor", code=1).output
-
-    assert "security.sandbox_enabled: not supported yet" in " ".join(out.split())
-    assert "all good" not in out
 
 
 def test_config_validate_accepts_the_seed_and_warns_about_the_tokens_it_sets() -> None:

@@ -50,6 +50,8 @@ READ_AS: dict[str, tuple[str, str]] = {
     "agents.<name>.use_chain_of_thought": ("runtime/agent.py", "d.use_chain_of_thought"),
     "agents.<name>.max_tokens": ("runtime/agent.py", "d.max_tokens"),
     "agents.<name>.workspace": ("runtime/agent.py", "d.workspace"),
+    # The sandboxes read each agent's choice where they are built.
+    "agents.<name>.sandbox": ("security/sandbox/choice.py", "agent.sandbox"),
     # An MCP server's settings are `settings` in its connection and the manager; its
     # transport is read through McpServerSettings.kind (unset: inferred from `command`).
     "mcp_servers.<name>.transport": ("tools/mcp/connection.py", "settings.kind"),

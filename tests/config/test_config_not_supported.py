@@ -1,6 +1,7 @@
 """Keys of features that do not exist yet load at their default, while a value that would
 switch the feature on is refused as "not supported yet", naming the key, the line and what to
-do; the seed's example, which only switches such features off, still loads."""
+do; the seed's example, which only switches such features off, still loads (its
+`sandbox_enabled: false` as the process sandbox)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from promptline.config import load_settings, validate_config
+from promptline.config import load_settings
 from promptline.config.validation import unused_key_warnings
 from promptline.core.errors import ConfigError
 
@@ -22,36 +23,12 @@ def refusal(path: Path, environ: dict[str, str] | None = None) -> str:
     return caught.value.message
 
 
-def test_the_sandbox_switched_on_is_refused_naming_the_line_and_what_to_do(
-    write_config: Write,
-) -> None:
-    path = write_config("security:\n  require_approval: true\n  sandbox_enabled: true\n")
-
-    assert refusal(path) == (
-        f"{path}:3: security.sandbox_enabled: not supported yet: tools do not run in a sandbox "
-        "(they run in the call's workspace with the limits of security.resource_limits); "
-        "remove the key or set it to false, and keep tools that must be contained at ask or "
-        "deny under tools: (see 'Not supported yet' in docs/configuration.md)"
-    )
-    assert validate_config(path) == [refusal(path)]
-
-
-def test_the_sandbox_switched_on_by_an_environment_variable_names_the_variable() -> None:
-    with pytest.raises(ConfigError) as caught:
-        load_settings(environ={"PROMPTLINE__SECURITY__SANDBOX_ENABLED": "true"})
-
-    assert caught.value.message.startswith(
-        "environment variable PROMPTLINE__SECURITY__SANDBOX_ENABLED: security.sandbox_enabled: "
-        "not supported yet:"
-    )
-
-
 def test_the_seed_example_loads_with_every_feature_it_names_switched_off(
     seed_config: Path,
 ) -> None:
     settings = load_settings(seed_config, environ={})
 
-    assert settings.security.sandbox_enabled is False
+    assert settings.security.sandbox == "process"  # its `sandbox_enabled: false`
     assert (settings.channels.slack.enabled, settings.channels.discord.enabled) == (False, False)
     assert unused_key_warnings(settings) == []  # its token variables are unset
 

@@ -102,7 +102,7 @@ class Live:
     base_url: str
     keys: Keys
     session_id: str  # alice's
-    release: Path  # the waiter's run ends once this file exists
+    release: Path  # the waiter's run ends once this file (in the workspace) exists
     reader: App  # a second app on the same database, to read what the server recorded
 
     def client(self, key: str | None = None) -> openai.AsyncOpenAI:
@@ -121,7 +121,8 @@ def settings_in(tmp_path: Path) -> Settings:
     """The settings of a home in ``tmp_path`` configuring the scripted agents."""
     scripts = tmp_path / "scripts"
     scripts.mkdir()
-    release = tmp_path / "release"
+    # In the workspace: the command runs in a sandbox that sees nothing else of the host.
+    release = tmp_path / "workspace" / "release"
     for name, text in {
         "memory": MEMORY,
         "chunks": CHUNKS,
@@ -155,7 +156,7 @@ async def live_openai(tmp_path: Path) -> AsyncIterator[Live]:
             base_url=f"http://127.0.0.1:{info.port}/v1",
             keys=keys,
             session_id=session.id,
-            release=tmp_path / "release",
+            release=tmp_path / "workspace" / "release",
             reader=reader,
         )
 

@@ -71,7 +71,16 @@ def test_the_yaml_example_is_valid_configuration(doc: str, tmp_path: Path) -> No
 
     limits = load_settings(path, environ={}).security.resource_limits
 
-    assert limits.model_dump() == {"cpu_percent": 80, "memory_mb": 512, "timeout_secs": 300}
+    assert limits.model_dump() == {
+        "cpu_percent": 80,
+        "memory_mb": 512,
+        "timeout_secs": 300,
+        "max_processes": 64,
+        "max_open_files": 1024,
+        "max_file_size_mb": 1024,
+        "max_output_mb": 64,
+    }
+    assert limits == type(limits)()  # the example shows the defaults
 
 
 def test_the_python_examples_run(doc: str) -> None:

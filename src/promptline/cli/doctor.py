@@ -56,6 +56,7 @@ async def gather_checks(options: CliOptions) -> list[Check]:
     checks.extend(_not_read_yet(settings))
     checks.extend(_exposure(settings))
     checks.append(_home_writable(settings))
+    checks.extend(_sandboxes(settings))
     checks.extend(await _database(settings))
     checks.extend(_state_files(settings))
     checks.extend(await _state_services(settings))
@@ -177,6 +178,34 @@ def _exposure(settings: Settings) -> list[Check]:
                 "set security.require_approval: true, or tools.shell_execute: ask",
             )
         )
+    return found
+
+
+def _sandboxes(settings: Settings) -> list[Check]:
+    """The sandbox commands run in, and why; one line more per agent that chooses its own."""
+    from promptline.security.sandbox import resolve_sandbox
+
+    def check(name: str, setting: str) -> Check:
+        choice = resolve_sandbox(setting)
+        if choice.problem is not None:
+            fix = {
+                "bubblewrap": "install bubblewrap, or set security.sandbox: auto (process "
+                "where bwrap does not run)",
+                "docker": "start the Docker engine (and pip install 'promptline[docker]'), or "
+                "choose another sandbox",
+            }[choice.kind]
+            return Check(
+                name,
+                "fail",
+                f"{choice.kind} is configured but cannot run: {choice.problem}",
+                f"{fix}; commands are refused meanwhile",
+            )
+        return Check(name, "ok", f"{choice.kind} ({choice.reason})")
+
+    found = [check("sandbox", settings.security.sandbox)]
+    for name, agent in sorted(settings.agents.items()):
+        if agent.sandbox is not None:
+            found.append(check(f"sandbox (agent {name})", agent.sandbox))
     return found
 
 

@@ -265,11 +265,38 @@ class StateSettings(Section):
 
 
 class ResourceLimitsSettings(Section):
-    """Limits applied to sandboxed tool processes."""
+    """Limits applied to tool processes (commands run by shell_execute)."""
 
-    cpu_percent: Percent = Field(80, description="CPU share a tool process may use.")
-    memory_mb: Count = Field(512, description="Memory a tool process may use, in MiB.")
+    cpu_percent: Percent = Field(
+        80,
+        description="CPU share a tool process may use: a budget of CPU seconds per process "
+        "(RLIMIT_CPU), this share of the call's time limit.",
+    )
+    memory_mb: Count = Field(
+        512, description="Memory a tool process may use, in MiB (address space, RLIMIT_AS)."
+    )
     timeout_secs: Count = Field(300, description="Wall-clock limit of one tool call.")
+    max_processes: Count = Field(
+        64,
+        description="Processes one command may run at once; past it every one of them is "
+        "killed (sandboxes process and bubblewrap; docker: the container's limit, where a "
+        "fork past it fails).",
+    )
+    max_open_files: Count = Field(
+        1024, description="Files one tool process may hold open (RLIMIT_NOFILE)."
+    )
+    max_file_size_mb: Count = Field(
+        1024, description="Largest file a tool process may write, in MiB (RLIMIT_FSIZE)."
+    )
+    max_output_mb: Count = Field(
+        64,
+        description="Output of one command, in MiB; past it the output is cut and the "
+        "command killed.",
+    )
+
+
+SandboxChoice = Literal["auto", "none", "process", "bubblewrap", "docker"]
+"""``security.sandbox``: ``auto`` is bubblewrap where it runs, else process."""
 
 
 _HOST_LABEL = r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?"
@@ -361,9 +388,24 @@ class SecuritySettings(Section):
         description="A tool no rule covers asks a person first unless it is read-only; "
         "false lets such tools run.",
     )
-    sandbox_enabled: bool = Field(
-        False,
-        description="Not supported yet: only false is accepted (tools run without a sandbox).",
+    sandbox: SandboxChoice = Field(
+        "auto",
+        description="Where commands of tools run: none, process (kernel limits), bubblewrap "
+        "(namespaces: only the workspace is writable, no network), docker (a container per "
+        "session), or auto: bubblewrap on Linux when bwrap is installed and works, else "
+        "process.",
+    )
+    sandbox_network: bool = Field(
+        False, description="Let commands in a bubblewrap or docker sandbox use the network."
+    )
+    sandbox_image: str = Field(
+        "debian:bookworm-slim",
+        description="Image of the docker sandbox's containers (it needs /bin/sh).",
+    )
+    sandbox_pass_env: list[str] = Field(
+        default_factory=list,
+        description="Names of the server's environment variables commands also get (they "
+        "always get PATH, HOME set to the workspace, and LANG; nothing else by default).",
     )
     resource_limits: ResourceLimitsSettings = Field(default_factory=ResourceLimitsSettings)
     audit_log: bool = Field(
@@ -380,6 +422,25 @@ class SecuritySettings(Section):
         "link-local, private, unique-local); everything else non-public is refused.",
     )
     tokens: TokenSettings = Field(default_factory=TokenSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sandbox_enabled_is_sandbox(cls, value: Any) -> Any:
+        # The product brief's configuration example writes `sandbox_enabled: false`: read as
+        # `sandbox: process` (limits, no isolation), and true as `sandbox: auto`.
+        if not isinstance(value, dict) or "sandbox_enabled" not in value:
+            return value
+        value = dict(value)
+        enabled = value.pop("sandbox_enabled")
+        if "sandbox" in value:
+            raise ValueError(
+                "sandbox_enabled and sandbox are both set: remove sandbox_enabled (the older "
+                "name; true means sandbox: auto, false means sandbox: process)"
+            )
+        if not isinstance(enabled, bool):
+            raise ValueError(f"sandbox_enabled must be true or false, got {enabled!r}")
+        value["sandbox"] = "auto" if enabled else "process"
+        return value
 
 
 class ToolRuleSettings(Section):
@@ -535,6 +596,7 @@ class AgentDefinition(Section):
     )
     max_tokens: Count | None = Field(None, description="Most tokens in one answer.")
     workspace: ExpandedPath | None = Field(None, description="Overrides agent.workspace.")
+    sandbox: SandboxChoice | None = Field(None, description="Overrides security.sandbox.")
 
 
 class SessionsSettings(Section):

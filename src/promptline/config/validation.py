@@ -1,9 +1,9 @@
 """Pydantic's validation errors as `ConfigIssue`s naming the source, the key and what is allowed;
 and the keys that load but whose feature does not exist yet.
 
-A setting is a promise. A key of a feature that is not built (the tool sandbox, the chat
-platform channels) is kept in the model, so a config written for it still reads, but a value
-that would switch the feature on is refused as "not supported yet"; a value that only waits
+A setting is a promise. A key of a feature that is not built (the chat platform channels) is
+kept in the model, so a config written for it still reads, but a value that would switch the
+feature on is refused as "not supported yet"; a value that only waits
 for it (a bot token of a channel that is off) is a warning (`unused_key_warnings`).
 """
 
@@ -118,13 +118,6 @@ def not_supported_issues(settings: Settings, merged: MergedLayers) -> list[Confi
         message = f"not supported yet: {why} ({NOT_SUPPORTED_DOCS})"
         issues.append(ConfigIssue(message, key=path, origin=merged.origin(path)))
 
-    if settings.security.sandbox_enabled:
-        refuse(
-            ("security", "sandbox_enabled"),
-            "tools do not run in a sandbox (they run in the call's workspace with the limits "
-            "of security.resource_limits); remove the key or set it to false, and keep tools "
-            "that must be contained at ask or deny under tools:",
-        )
     channels = settings.channels
     for name, title in NOT_SUPPORTED_CHANNELS.items():
         if getattr(channels, name).enabled:

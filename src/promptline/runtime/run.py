@@ -803,6 +803,8 @@ class Run:
                 max_timeout=ex.max_timeout,
                 max_output_chars=ex.max_output_chars,
                 limits=ex.limits,
+                sandboxes=ex.sandboxes,
+                alerts=ex.alerts,
             )
             done = await resumed.execute_many(again, self._scope(prepared), events=self.events)
             results.update({c.id: r for c, r in zip(again, done, strict=True)})

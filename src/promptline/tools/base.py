@@ -12,10 +12,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from promptline.core.errors import PromptLineError
 from promptline.core.messages import ContentPart
+
+if TYPE_CHECKING:
+    from promptline.security.sandbox.base import Sandbox
 
 __all__ = [
     "Progress",
@@ -105,6 +108,8 @@ class ToolContext:
     timeout: float | None = None
     env: dict[str, str] = field(default_factory=dict)
     limits: dict[str, Any] = field(default_factory=dict)
+    sandbox: Sandbox | None = None
+    """Where commands of this call run (the agent's sandbox); None: the process sandbox."""
     _progress: ProgressReporter | None = None
     _cancelled: threading.Event = field(default_factory=threading.Event)
 

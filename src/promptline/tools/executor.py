@@ -14,12 +14,14 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import orjson
 
 from promptline.core.errors import InvalidInputError, PromptLineError
 from promptline.core.events import (
+    SecurityAlert,
+    SecurityAlertEvent,
     ToolCommand,
     ToolCommandEvent,
     ToolProgress,
@@ -31,6 +33,9 @@ from promptline.core.messages import FilePart, ImagePart, TextPart, ToolCall, To
 from promptline.events.protocols import EventBus
 from promptline.tools.base import Tool, ToolCancelled, ToolContext, ToolError, ToolOutput
 from promptline.tools.registry import ToolRegistry
+
+if TYPE_CHECKING:
+    from promptline.security.sandbox.choice import Sandboxes
 
 __all__ = [
     "MAX_PROGRESS_MESSAGE_CHARS",
@@ -137,6 +142,8 @@ class ToolExecutor:
         progress_interval: float = PROGRESS_INTERVAL_SECS,
         max_progress_chars: int = MAX_PROGRESS_TOTAL_CHARS,
         clock: Callable[[], float] = time.monotonic,
+        sandboxes: Sandboxes | None = None,
+        alerts: bool = True,
     ) -> None:
         if not (math.isfinite(progress_interval) and progress_interval >= 0):
             raise InvalidInputError(
@@ -158,6 +165,10 @@ class ToolExecutor:
         self.progress_interval = progress_interval
         self.max_progress_chars = max_progress_chars
         self.clock = clock
+        self.sandboxes = sandboxes
+        """The sandbox of each agent, given to its calls (None: the tools' own default)."""
+        self.alerts = alerts
+        """Whether a ``security_alert`` a tool reports is published (``security.audit_log``)."""
 
     async def execute_many(
         self, calls: Sequence[ToolCall], scope: CallScope, *, events: EventBus | None = None
@@ -205,6 +216,11 @@ class ToolExecutor:
             result = _result(call, text, "cancelled")
             await self._record(bus, result, envelope, started)
             raise
+        alert = result.metadata.pop("security_alert", None)
+        if isinstance(alert, dict) and self.alerts:
+            # A limit a sandbox enforced, say: on record beside the call.
+            with contextlib.suppress(PromptLineError):
+                await bus.publish(SecurityAlertEvent(**envelope, data=SecurityAlert(**alert)))
         await self._record(bus, result, envelope, started)
         return result
 
@@ -279,6 +295,7 @@ class ToolExecutor:
             agent=scope.agent,
             timeout=timeout,
             limits=self.limits,
+            sandbox=None if self.sandboxes is None else self.sandboxes.for_agent(scope.agent),
             _progress=progress.report,
         )
         try:

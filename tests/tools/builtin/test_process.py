@@ -1,9 +1,8 @@
-"""The pieces under shell_execute and the git tools: limits from the configuration, the
+"""The pieces under shell_execute and the git tools: the environment, the
 bounded output file, and a missing program reported as such."""
 
 from __future__ import annotations
 
-import resource
 from pathlib import Path
 
 import pytest
@@ -11,36 +10,9 @@ import pytest
 from promptline.tools.builtin.process import (
     OUTPUT_FOLDER,
     OutputFile,
-    ProcessLimits,
     minimal_env,
     run_process,
 )
-
-
-def test_limits_derive_cpu_seconds_from_the_time_limit_and_cpu_share() -> None:
-    limits = ProcessLimits.from_config({"memory_mb": 512, "cpu_percent": 80}, 300)
-
-    assert limits == ProcessLimits(memory_mb=512, cpu_secs=240)
-    assert ProcessLimits.from_config({}, 0.2) == ProcessLimits(memory_mb=None, cpu_secs=1)
-    assert ProcessLimits.from_config({"cpu_percent": 50}, None).cpu_secs is None
-
-
-def test_the_shell_prefix_sets_only_the_limits_it_has() -> None:
-    assert ProcessLimits().shell_prefix() == 'exec /bin/sh -c "$1"'
-    prefix = ProcessLimits(memory_mb=64, cpu_secs=5).shell_prefix()
-
-    assert prefix.startswith("ulimit -v 65536 && ulimit -S -t 5 && ulimit -H -t 6")
-
-
-def test_limits_never_ask_for_more_than_the_servers_own_hard_limit(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    hard = {resource.RLIMIT_AS: 32 * 1024 * 1024, resource.RLIMIT_CPU: 3}
-    monkeypatch.setattr(resource, "getrlimit", lambda which: (hard[which], hard[which]))
-
-    prefix = ProcessLimits(memory_mb=64, cpu_secs=5).shell_prefix()
-
-    assert prefix.startswith("ulimit -v 32768 && ulimit -S -t 3 && ulimit -H -t 3")
 
 
 def test_the_minimal_environment_adds_only_what_is_given(tmp_path: Path) -> None:

@@ -7,17 +7,15 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
-import math
 import os
 import re
-import resource
 import secrets
 import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from promptline.storage.files import PRIVATE_FILE_MODE, private_dir
 from promptline.tools.base import ToolError
@@ -29,8 +27,8 @@ __all__ = [
     "MAX_OUTPUT_FILE_BYTES",
     "OUTPUT_FOLDER",
     "OutputFile",
-    "ProcessLimits",
     "ProcessResult",
+    "kill_tree",
     "minimal_env",
     "run_process",
 ]
@@ -53,51 +51,6 @@ OUTPUT_FILE_TAIL_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
-class ProcessLimits:
-    """Kernel limits for a child process: address space and CPU time (None: not limited)."""
-
-    memory_mb: int | None = None
-    cpu_secs: int | None = None
-
-    @classmethod
-    def from_config(cls, limits: Mapping[str, Any], wall_secs: float | None) -> ProcessLimits:
-        """Limits from ``security.resource_limits`` (``memory_mb``, ``cpu_percent``) and the
-        call's time limit.
-
-        RLIMIT_CPU is a budget of CPU seconds, not a share, so ``cpu_percent`` becomes that
-        share of the wall-clock limit: 80 % of 300 s is 240 CPU seconds per process.
-        """
-        memory = limits.get("memory_mb")
-        percent = limits.get("cpu_percent")
-        cpu: int | None = None
-        if wall_secs is not None and math.isfinite(wall_secs):
-            share = 100.0 if percent is None else float(percent)
-            cpu = max(1, math.ceil(wall_secs * share / 100.0))
-        return cls(memory_mb=int(memory) if memory else None, cpu_secs=cpu)
-
-    def shell_prefix(self) -> str:
-        """``ulimit`` commands that apply these limits in a POSIX shell, then run ``$1``.
-
-        The limits are set by the child's own shell rather than in a ``preexec_fn``, which
-        Python documents as unsafe in a process with threads (tools run in worker threads).
-        Each limit is clamped to the hard limit this process already has, since an
-        unprivileged process may lower a limit but never raise it.
-        """
-        steps: list[str] = []
-        if self.memory_mb is not None:
-            kib = _clamp(resource.RLIMIT_AS, self.memory_mb * 1024 * 1024) // 1024
-            steps.append(f"ulimit -v {kib}")
-        if self.cpu_secs is not None:
-            hard = _clamp(resource.RLIMIT_CPU, self.cpu_secs + 1)
-            soft = min(self.cpu_secs, hard)
-            # The soft limit sends SIGXCPU (the shell reports it), the hard one a second later
-            # kills. Soft first: a hard limit below the current soft one is refused.
-            steps += [f"ulimit -S -t {soft}", f"ulimit -H -t {hard}"]
-        steps.append('exec /bin/sh -c "$1"')
-        return " && ".join(steps)
-
-
-@dataclass(frozen=True, slots=True)
 class ProcessResult:
     """How a child process ended: its exit code (negative: killed by that signal; None when
     it was killed for running out of time) and its combined output."""
@@ -106,6 +59,9 @@ class ProcessResult:
     output: str
     omitted_chars: int
     timed_out: bool
+    output_cut_at: int | None = None
+    """Set when the output passed ``max_output_bytes``: the bytes kept (the process was
+    killed there)."""
 
 
 class OutputFile:
@@ -276,43 +232,60 @@ async def run_process(
     time_limit: float | None = None,
     max_output_chars: int = 100_000,
     on_output: Callable[[str], None] | None = None,
+    stdin: bytes | None = None,
+    max_output_bytes: int | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> ProcessResult:
-    """Run ``argv`` with stdin closed and stdout+stderr combined, in a new session (so it and
-    everything it starts form one process group).
+    """Run ``argv`` with stdout+stderr combined, in a new session (so it and everything it
+    starts form one process group); its stdin is ``stdin``, or closed.
 
-    ``on_output`` receives the output as it arrives. When ``time_limit`` passes the group is
-    killed and the result says ``timed_out``. When the calling task is cancelled the group is
-    killed and `asyncio.CancelledError` propagates. When the process exits, whatever it left
-    running in its group is killed too. `OSError` (such as the program not existing) is
-    raised as is.
+    ``on_output`` receives the output as it arrives. When ``time_limit`` passes the process
+    and its descendants are killed and the result says ``timed_out``. When the output passes
+    ``max_output_bytes`` they are killed too and the result says where it was cut
+    (``output_cut_at``). When the calling task is cancelled they are killed and
+    `asyncio.CancelledError` propagates. When the process exits, whatever it left running in
+    its group is killed too. `OSError` (such as the program not existing) is raised as is.
     """
     loop = asyncio.get_running_loop()
     capture = OutputCapture(max_output_chars)
     transport, protocol = await loop.subprocess_exec(
-        lambda: _Protocol(loop, capture, on_output),
+        lambda: _Protocol(loop, capture, on_output, max_output_bytes),
         *argv,
         cwd=cwd,
         env=dict(env),
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        pass_fds=tuple(pass_fds),
     )
+    if stdin is not None:
+        pipe = transport.get_pipe_transport(0)
+        if isinstance(pipe, asyncio.WriteTransport):
+            pipe.write(stdin)
+            pipe.write_eof()
     timed_out = False
     try:
         try:
             async with asyncio.timeout(time_limit):
-                await asyncio.shield(protocol.exited)
+                await asyncio.wait(
+                    {asyncio.shield(protocol.exited), asyncio.shield(protocol.overflow)},
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
         except TimeoutError:
             timed_out = True
     finally:
+        if transport.get_returncode() is None:
+            kill_tree(transport.get_pid())
         _kill_group(transport.get_pid())
         await _settle(transport, protocol)
+    cut = protocol.overflow.done()
     return ProcessResult(
         exit_code=None if timed_out else transport.get_returncode(),
         output=capture.text(),
         omitted_chars=capture.omitted,
-        timed_out=timed_out,
+        timed_out=timed_out and not cut,
+        output_cut_at=max_output_bytes if cut else None,
     )
 
 
@@ -325,15 +298,26 @@ class _Protocol(asyncio.SubprocessProtocol):
         loop: asyncio.AbstractEventLoop,
         capture: OutputCapture,
         on_output: Callable[[str], None] | None,
+        max_bytes: int | None = None,
     ) -> None:
         self.exited: asyncio.Future[None] = loop.create_future()
         self.closed: asyncio.Future[None] = loop.create_future()
+        self.overflow: asyncio.Future[None] = loop.create_future()
+        """Done once the output passed ``max_bytes`` (what came after was dropped)."""
         self._capture = capture
         self._on_output = on_output
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._room = max_bytes
 
     def pipe_data_received(self, fd: int, data: bytes | str) -> None:
-        self._emit(self._decoder.decode(data if isinstance(data, bytes) else data.encode()))
+        chunk = data if isinstance(data, bytes) else data.encode()
+        if self._room is not None:
+            if len(chunk) > self._room:
+                chunk = chunk[: self._room]
+                if not self.overflow.done():
+                    self.overflow.set_result(None)
+            self._room -= len(chunk)
+        self._emit(self._decoder.decode(chunk))
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
         self._emit(self._decoder.decode(b"", final=True))
@@ -352,6 +336,47 @@ class _Protocol(asyncio.SubprocessProtocol):
             self._capture.add(text)
             if self._on_output is not None:
                 self._on_output(text)
+
+
+def kill_tree(root: int) -> None:
+    """SIGKILL ``root`` and every process below it, found through /proc, stopping them first
+    so that none forks a new one meanwhile: a descendant that left the group (``setsid``) is
+    found as long as its line of parents leads to ``root`` (the sandbox's launcher adopts
+    orphans to keep it so). Without /proc, only ``root`` is killed."""
+    stopped: set[int] = set()
+    for _ in range(50):
+        new = _descendants(root) - stopped
+        if not new:
+            break
+        for pid in new:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGSTOP)
+        stopped |= new
+    for pid in [root, *stopped, *_descendants(root)]:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _descendants(root: int) -> set[int]:
+    seen: set[int] = set()
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children", encoding="ascii") as file:
+                    found = [int(word) for word in file.read().split()]
+            except OSError:
+                continue
+            for child in found:
+                if child not in seen:
+                    seen.add(child)
+                    todo.append(child)
+    return seen
 
 
 def _kill_group(pgid: int) -> None:
@@ -380,8 +405,3 @@ async def _ended(protocol: _Protocol) -> None:
     # Every process of the group is dead, so the output ends at once, unless one left the
     # group (setsid) with the pipe: that one is not waited for long.
     await asyncio.wait({protocol.closed}, timeout=DRAIN_SECS)
-
-
-def _clamp(which: int, wanted: int) -> int:
-    _, hard = resource.getrlimit(which)
-    return wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)

@@ -1,26 +1,24 @@
-"""``shell_execute``: a command line run by ``/bin/sh`` in the workspace, under the configured
-resource limits, its output streamed as progress while it runs and saved whole (up to a bound)
-to a file of the workspace that the answer names."""
+"""``shell_execute``: a command line run by ``/bin/sh`` in the workspace, in the agent's
+sandbox (``security.sandbox``) under the configured resource limits, its output streamed as
+progress while it runs and saved whole (up to a bound) to a file of the workspace that the
+answer names. A limit the command hits is said in the answer and reported as a
+``security_alert``."""
 
 from __future__ import annotations
 
 import math
 import signal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
 from promptline.tools.base import ToolContext, ToolError, ToolOutput
-from promptline.tools.builtin.process import (
-    MAX_OUTPUT_FILE_BYTES,
-    OutputFile,
-    ProcessLimits,
-    ProcessResult,
-    minimal_env,
-    run_process,
-)
+from promptline.tools.builtin.process import MAX_OUTPUT_FILE_BYTES, OutputFile
 from promptline.tools.builtin.workspace import resolve_in_workspace, workspace_root
 from promptline.tools.function import tool
+
+if TYPE_CHECKING:
+    from promptline.security.sandbox import SandboxResult
 
 __all__ = ["MAX_SHELL_OUTPUT_CHARS", "shell_execute"]
 
@@ -50,9 +48,14 @@ async def shell_execute(
     folder = resolve_in_workspace(context.workspace, cwd)
     if not folder.is_dir():
         raise ToolError(f"cwd {cwd!r} is not a folder of the workspace", hint="give a folder")
+    from promptline.security.sandbox import ProcessSandbox, SandboxLimits, SandboxUnavailable
+    from promptline.security.sandbox.base import SHELL
+
     limit = _time_limit(timeout, context)
-    limits = ProcessLimits.from_config(context.limits, limit)
-    env = minimal_env(workspace_root(context.workspace), context.env)
+    limits = SandboxLimits.from_config(context.limits, limit)
+    sandbox = context.sandbox or ProcessSandbox()
+    root = workspace_root(context.workspace)
+    env = sandbox.environment(root, context.env)
     log = OutputFile.create(context.workspace, context.call_id)
     # A watcher, and a call stopped from outside (whose answer shows its last status), learn
     # where the output goes.
@@ -63,23 +66,32 @@ async def shell_execute(
         context.report_progress(output=text)
 
     try:
-        result = await run_process(
-            ["/bin/sh", "-c", limits.shell_prefix(), "sh", command],
+        result = await sandbox.run(
+            [SHELL, "-c", command],
+            workspace=root,
             cwd=folder,
             env=env,
-            time_limit=limit,
+            limits=limits,
             max_output_chars=MAX_SHELL_OUTPUT_CHARS,
             on_output=on_output,
         )
+    except SandboxUnavailable as exc:
+        raise ToolError(
+            str(exc),
+            hint="promptline doctor says what it needs; or choose another security.sandbox",
+        ) from exc
     except OSError as exc:
-        raise ToolError(f"cannot start /bin/sh: {exc.strerror}") from exc
+        raise ToolError(f"cannot start {SHELL}: {exc.strerror}") from exc
     finally:
         log.close()
-    return _answer(result, log, limit)
+    return _answer(result, log, limit, command)
 
 
-def _answer(result: ProcessResult, log: OutputFile, limit: float | None) -> ToolOutput:
-    """The output (head and tail), how the command ended, and where the whole output is."""
+def _answer(
+    result: SandboxResult, log: OutputFile, limit: float | None, command: str
+) -> ToolOutput:
+    """The output (head and tail), how the command ended, the limit it hit, and where the
+    whole output is."""
     output = result.output if result.output else "(no output)\n"
     if not output.endswith("\n"):
         output += "\n"
@@ -87,16 +99,29 @@ def _answer(result: ProcessResult, log: OutputFile, limit: float | None) -> Tool
         status = f"[timed out after {limit:g} s: the command and its processes were killed]"
     else:
         status = f"[exit code {result.exit_code}{_signal_note(result.exit_code)}]"
+    hit = result.limit
+    if hit is not None and hit.limit != "time":
+        status += f"\n[{hit.message} (sandbox {result.sandbox})]"
+    metadata: dict[str, Any] = {
+        "exit_code": result.exit_code,
+        "timed_out": result.timed_out,
+        "omitted_chars": result.omitted_chars,
+        "output_file": log.name,
+        "output_bytes": log.total,
+        "sandbox": result.sandbox,
+        "limit": None if hit is None else hit.limit,
+    }
+    if hit is not None and hit.limit != "time":
+        metadata["security_alert"] = {
+            "severity": "warning",
+            "kind": "sandbox_limit",
+            "message": f"shell_execute {hit.message}",
+            "details": {"limit": hit.limit, "sandbox": result.sandbox, "command": command[:200]},
+        }
     return ToolOutput(
         content=f"{output}{status}\n{_file_note(log)}",
-        is_error=result.timed_out or result.exit_code != 0,
-        metadata={
-            "exit_code": result.exit_code,
-            "timed_out": result.timed_out,
-            "omitted_chars": result.omitted_chars,
-            "output_file": log.name,
-            "output_bytes": log.total,
-        },
+        is_error=result.timed_out or result.exit_code != 0 or hit is not None,
+        metadata=metadata,
     )
 
 

@@ -1,0 +1,68 @@
+"""`promptline doctor` says which sandbox commands run in and why, per agent that chooses its
+own, and fails when a configured bubblewrap cannot run here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from promptline.cli.main import app
+from promptline.security.sandbox import choice
+
+MISSING = "bwrap is not installed (apt-get install bubblewrap)"
+
+
+def doctor(tmp_path: Path, config: str) -> Result:
+    path = tmp_path / "config.yaml"
+    path.write_text(config, encoding="utf-8")
+    return CliRunner().invoke(app, ["--config", str(path), "doctor"], catch_exceptions=False)
+
+
+def test_auto_without_bwrap_is_the_process_sandbox_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(choice, "bwrap_problem", lambda: MISSING)
+
+    result = doctor(tmp_path, "agents:\n  strict:\n    sandbox: none\n")
+
+    out = result.output.splitlines()
+    assert f"✓ sandbox: process (auto: {MISSING}, so process)" in out
+    assert "✓ sandbox (agent strict): none (configured)" in out
+    assert result.exit_code == 0
+
+
+def test_auto_with_a_working_bwrap_is_bubblewrap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(choice, "bwrap_problem", lambda: None)
+
+    result = doctor(tmp_path, "security:\n  sandbox: auto\n")
+
+    assert "✓ sandbox: bubblewrap (auto: bwrap is installed and works)" in result.output
+
+
+def test_bubblewrap_configured_where_it_cannot_run_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(choice, "bwrap_problem", lambda: MISSING)
+
+    result = doctor(tmp_path, "security:\n  sandbox: bubblewrap\n")
+
+    assert f"✗ sandbox: bubblewrap is configured but cannot run: {MISSING}" in result.output
+    assert result.exit_code == 1
+
+
+def test_docker_configured_without_an_engine_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(choice, "docker_problem", lambda: "the Docker engine does not answer")
+
+    result = doctor(tmp_path, "agents:\n  boxed:\n    sandbox: docker\n")
+
+    assert (
+        "✗ sandbox (agent boxed): docker is configured but cannot run: the Docker engine does "
+        "not answer" in result.output
+    )
+    assert result.exit_code == 1
