@@ -238,3 +238,70 @@ async def test_an_idempotency_key_of_acme_gives_globex_a_call_of_its_own(
     assert theirs.structured_content["session_id"] != first.structured_content["session_id"]
     assert theirs.structured_content["run_id"] != first.structured_content["run_id"]
     assert SECRET not in theirs.model_dump_json()
+
+
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "tests", "version": "1"},
+    },
+}
+
+
+async def _in_session(
+    client: httpx.AsyncClient, served: Served, credential: str, session: str, method: str
+) -> tuple[int, str]:
+    """Status and body of a request in the MCP session ``session``."""
+    headers = {
+        **MCP_HEADERS,
+        **auth(credential),
+        "Mcp-Session-Id": session,
+        "Mcp-Protocol-Version": "2025-06-18",
+    }
+    if method == "GET":
+        headers["Accept"] = "text/event-stream"
+        async with client.stream("GET", served.mcp, headers=headers) as response:
+            if response.status_code == 200:  # a stream of the session: say so, do not wait
+                return 200, "a stream"
+            return response.status_code, (await response.aread()).decode()
+    if method == "DELETE":
+        response = await client.delete(served.mcp, headers=headers)
+    else:
+        body = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+        response = await client.post(served.mcp, json=body, headers=headers)
+    return response.status_code, response.text
+
+
+@pytest.mark.parametrize("as_token", [False, True], ids=["api-key", "access-token"])
+async def test_globex_cannot_join_read_or_end_acmes_mcp_session(
+    served: Served, as_token: bool
+) -> None:
+    async with httpx.AsyncClient(timeout=CALL_SECS) as client:
+        opened = await client.post(
+            served.mcp, json=INITIALIZE, headers={**MCP_HEADERS, **auth(served.keys.alice)}
+        )
+        assert opened.status_code == 200, opened.text
+        session = opened.headers["mcp-session-id"]
+        unknown = _other_id(session)
+        outsiders = [served.keys.carol, served.globex_admin]
+        if as_token:
+            outsiders = [await _token(served, key) for key in outsiders]
+
+        answers = {}
+        for n, outsider in enumerate(outsiders):
+            for method in ("POST", "GET", "DELETE"):
+                theirs = await _in_session(client, served, outsider, session, method)
+                nothing = await _in_session(client, served, outsider, unknown, method)
+                answers[(n, method)] = (theirs, nothing)
+        still = await _in_session(client, served, served.keys.alice, session, "POST")
+
+    for (_, method), (theirs, nothing) in answers.items():
+        assert theirs[0] == 404, (method, theirs)
+        assert theirs == nothing, method
+    assert still[0] == 200
+    assert "assistant" in still[1]
