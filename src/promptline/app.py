@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from promptline.runtime.runtime import Runtime
     from promptline.security.audit import Auditor
     from promptline.security.gate import PermissionManager
+    from promptline.security.quotas import Quotas
     from promptline.security.sandbox import Sandboxes
     from promptline.sessions.manager import SessionManager
     from promptline.state.protocols import StateStore
@@ -58,6 +59,7 @@ class App:
     _tools: ToolRegistry | None = field(default=None, repr=False)
     _permissions: PermissionManager | None = field(default=None, repr=False)
     _audit: Auditor | None = field(default=None, repr=False)
+    _quotas: Quotas | None = field(default=None, repr=False)
     _runtime: Runtime | None = field(default=None, repr=False)
     _mcp: McpManager | None = field(default=None, repr=False)
     _plugins: PluginManager | None = field(default=None, repr=False)
@@ -148,6 +150,15 @@ class App:
 
             self._audit = Auditor(self.settings, self.bus)
         return self._audit
+
+    @property
+    def quotas(self) -> Quotas:
+        """The quotas per tenant and per user (``quotas:``)."""
+        if self._quotas is None:
+            from promptline.security.quotas import Quotas
+
+            self._quotas = Quotas(self.settings.quotas, self.bus, clock=self.clock)
+        return self._quotas
 
     @property
     def permissions(self) -> PermissionManager:
