@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from promptline.security.quotas import Quotas
     from promptline.security.sandbox import Sandboxes
     from promptline.sessions.manager import SessionManager
+    from promptline.sessions.models import Principal
     from promptline.state.protocols import StateStore
     from promptline.storage.lease import InstanceLease
     from promptline.tools.executor import CallScope
@@ -157,7 +158,9 @@ class App:
         if self._quotas is None:
             from promptline.security.quotas import Quotas
 
-            self._quotas = Quotas(self.settings.quotas, self.bus, clock=self.clock)
+            self._quotas = Quotas(
+                self.settings.quotas, self.bus, store=self.events, clock=self.clock
+            )
         return self._quotas
 
     @property
@@ -418,10 +421,16 @@ def build_runtime(app: App) -> Runtime:
         keep_approvals=app.permissions.keep_pending,
         instance=settings.agent.instance_id or socket.gethostname(),
     )
-    return Runtime(
+    runtime = Runtime(
         services,
         agents_from_settings(settings),
         sessions=app.sessions,
         watchdog_secs=settings.agent.watchdog_secs,
         shutdown_timeout_secs=settings.agent.shutdown_timeout_secs,
     )
+
+    async def admit(who: Principal) -> None:
+        await app.quotas.admit_run(who.tenant_id, who.user_id, runtime.active)
+
+    services.admit = admit
+    return runtime

@@ -18,15 +18,19 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from gateway_support import Keys, auth, make_keys, settings_for
+from rest_support import CONFIG, WRITER, new_session, send, waiting_run
 from ws_support import rpc, served, ws_settings
 
 from promptline.app import App, build_app
 from promptline.cli.main import app as cli
+from promptline.config import load_settings
 from promptline.config.settings import QuotasSettings, Settings
 from promptline.core.clock import ManualClock
-from promptline.core.events import QuotaExceededEvent
+from promptline.core.events import LlmResult, LlmResultEvent, QuotaExceededEvent
+from promptline.core.messages import Usage
 from promptline.events.protocols import EventFilter
 from promptline.gateway.app import create_gateway
+from promptline.runtime.budget import start_of_day
 from promptline.security.auth import KeyStore
 
 
@@ -60,9 +64,41 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gw]:
 
 @pytest.fixture
 async def gw(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Gw]:
-    settings = settings_for(tmp_path / "home", quotas(request.param))
+    """A gateway whose ``scripted/writer`` model waits for an approval, with the quotas of
+    the test's `with_quotas`."""
+    home = tmp_path / "home"
+    scripts = home / "scripts"
+    scripts.mkdir(parents=True)
+    (scripts / "writer.yaml").write_text(WRITER, encoding="utf-8")
+    config = home / "config.yaml"
+    config.write_text(CONFIG.format(scripts=scripts) + quotas(request.param), encoding="utf-8")
+    settings = load_settings(config, environ={"PROMPTLINE_HOME": str(home)})
     async for found in open_gateway(settings):
         yield found
+
+
+async def spend(gw: Gw, tenant: str, user: str, tokens: int, cost: float) -> None:
+    """A model call of ``user`` of ``tenant`` in the log, now."""
+    await gw.app.bus.publish(
+        LlmResultEvent(
+            stream=f"spend_{user}",
+            ts=gw.clock.now(),
+            tenant_id=tenant,
+            user_id=user,
+            data=LlmResult(
+                model="scripted/demo",
+                usage=Usage(input_tokens=tokens - tokens // 2, output_tokens=tokens // 2),
+                cost_usd=cost,
+            ),
+        )
+    )
+
+
+async def message(gw: Gw, key: str) -> httpx.Response:
+    session = await new_session(gw.client, key)
+    return await gw.client.post(
+        f"/v1/sessions/{session['id']}/messages", json={"content": "hi"}, headers=auth(key)
+    )
 
 
 def with_quotas(body: str) -> Any:
@@ -169,6 +205,76 @@ async def test_a_flood_writes_one_event_a_minute_with_the_count_of_refusals(gw: 
     assert second.data.count == 20  # the 19 refusals not recorded, and this one
 
 
+@with_quotas("user: {tokens_per_day: 100}")
+async def test_a_user_past_its_tokens_per_day_is_refused_until_midnight_utc(gw: Gw) -> None:
+    await spend(gw, "acme", "alice", 60, 0.0)
+    first = await new_session(gw.client, gw.keys.alice)
+    await send(gw.client, gw.keys.alice, first["id"], "hi")  # 60 of 100: taken
+    await spend(gw, "acme", "alice", 50, 0.0)  # counted by the next check
+    received = EventFilter(types=frozenset({"message_received", "run_queued"}))
+    before = len(await gw.app.events.read_all(received))
+
+    refused = await message(gw, gw.keys.alice)
+
+    assert refused.status_code == 429
+    assert len(await gw.app.events.read_all(received)) == before  # nothing of it is recorded
+    now = gw.clock.now()
+    midnight = start_of_day(now).timestamp() + 86_400
+    assert refused.headers["Retry-After"] == str(round(midnight - now.timestamp()))
+    details = refused.json()["error"]["details"]
+    assert (details["quota"], details["scope"], details["limit"]) == (
+        "tokens_per_day",
+        "user:alice",
+        100,
+    )
+    assert details["used"] >= 110
+    assert (await message(gw, gw.keys.bob)).status_code == 202
+    gw.clock.set(datetime.fromtimestamp(midnight + 1, UTC))  # a new day
+    assert (await message(gw, gw.keys.alice)).status_code == 202
+    [hit] = await gw.hits()
+    assert (hit.data.quota, hit.data.scope) == ("tokens_per_day", "user:alice")
+
+
+@with_quotas("tenant: {cost_usd_per_day: 1.0}")
+async def test_a_tenant_past_its_cost_per_day_refuses_all_its_users(gw: Gw) -> None:
+    await spend(gw, "acme", "alice", 10, 0.6)
+    await spend(gw, "acme", "bob", 10, 0.5)
+    await spend(gw, "globex", "carol", 10, 0.9)
+
+    refused = await message(gw, gw.keys.bob)
+
+    assert refused.status_code == 429
+    details = refused.json()["error"]["details"]
+    assert (details["quota"], details["scope"]) == ("cost_usd_per_day", "tenant:acme")
+    assert (details["limit"], details["used"]) == (1.0, 1.1)
+    assert (await message(gw, gw.keys.alice)).status_code == 429
+    assert (await message(gw, gw.keys.carol)).status_code == 202  # 0.9 of globex's 1.0
+
+
+@with_quotas(
+    """
+user: {concurrent_runs: 1}
+tenant: {concurrent_runs: 2}
+"""
+)
+async def test_concurrent_runs_are_counted_per_user_and_per_tenant(gw: Gw) -> None:
+    await waiting_run(gw.client, gw.keys.alice)  # in flight until someone answers
+
+    refused = await message(gw, gw.keys.alice)
+
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "5"
+    details = refused.json()["error"]["details"]
+    assert (details["quota"], details["scope"]) == ("concurrent_runs", "user:alice")
+    assert (details["limit"], details["used"]) == (1, 1)
+    await waiting_run(gw.client, gw.keys.bob)  # acme's second
+    await waiting_run(gw.client, gw.keys.carol)  # globex is not acme
+    refused = await message(gw, gw.keys.acme_admin)
+    assert refused.status_code == 429
+    details = refused.json()["error"]["details"]
+    assert (details["scope"], details["limit"], details["used"]) == ("tenant:acme", 2, 2)
+
+
 async def test_the_websocket_answers_a_json_rpc_error_with_the_same_details(
     tmp_path: Path,
 ) -> None:
@@ -188,6 +294,29 @@ async def test_the_websocket_answers_a_json_rpc_error_with_the_same_details(
         assert details["retry_after"] > 0
         async with rpc(gw.url, gw.keys.bob) as other:
             assert await other.call("ping") == "pong"
+
+
+async def test_a_message_sent_over_the_websocket_past_a_quota_gets_its_json_rpc_error(
+    tmp_path: Path,
+) -> None:
+    settings = ws_settings(tmp_path, "quotas:\n  user: {tokens_per_day: 100}\n")
+    async with served(settings) as gw, rpc(gw.url, gw.keys.alice) as client:
+        session = await client.call("session.create")
+        await gw.app.bus.publish(
+            LlmResultEvent(
+                stream="spend",
+                tenant_id="acme",
+                user_id="alice",
+                data=LlmResult(model="scripted/demo", usage=Usage(input_tokens=100)),
+            )
+        )
+
+        error = await client.error("session.send", {"session_id": session["id"], "content": "hi"})
+
+        assert error["data"]["code"] == "quota_exceeded"
+        details = error["data"]["details"]
+        assert (details["quota"], details["scope"]) == ("tokens_per_day", "user:alice")
+        assert (details["limit"], details["used"]) == (100, 100)
 
 
 async def _flood(settings: Settings) -> None:

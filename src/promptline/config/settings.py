@@ -521,6 +521,19 @@ class QuotaLimits(Section):
         None,
         description="Requests a minute (REST calls and WebSocket method calls) before 429.",
     )
+    tokens_per_day: Count | None = Field(
+        None,
+        description="Tokens the models used per UTC day (the log's llm_result events); "
+        "past it a message that would start or join a run is refused.",
+    )
+    cost_usd_per_day: Dollars | None = Field(
+        None, description="Dollars the models cost per UTC day; past it messages are refused."
+    )
+    concurrent_runs: Count | None = Field(
+        None,
+        description="Runs not ended (in flight or waiting their turn) at once; a message "
+        "past it is refused.",
+    )
 
 
 class QuotasSettings(Section):

@@ -4,6 +4,13 @@ tenant does and refuses what goes past a quota with `QuotaExceededError` (HTTP 4
 Requests per minute are token buckets (the rate limiter's), one per user (in its tenant)
 and one per tenant, counted in each process.
 
+Tokens and dollars per day are checked as a message is taken (`Runtime.submit`), against what
+the log's ``llm_result`` events of the user (or tenant) since midnight UTC used: a running
+total per subject, read from the log at the subject's first check of the day, then brought
+up to date at each check by reading only the events after the last one counted (the log is
+the source, so processes sharing a database share the totals). Concurrent runs are the runs
+of the user (or tenant) this process has not ended, counted as a message is taken.
+
 Each refusal is recorded as a ``quota_exceeded`` event, at most once a minute per quota and
 subject: the first refusal in a minute is recorded at once, the refusals after it in that
 minute are carried by the subject's next record as its ``count``.
@@ -12,28 +19,46 @@ minute are carried by the subject's next record as its ``count``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from promptline.core.errors import PromptLineError, QuotaExceededError
-from promptline.core.events import QuotaExceeded, QuotaExceededEvent
+from promptline.core.events import LlmResultEvent, QuotaExceeded, QuotaExceededEvent
 from promptline.core.keys import join_key
+from promptline.events.protocols import EventFilter
 from promptline.gateway.ratelimit import RateLimiter
+from promptline.runtime.budget import Spent, start_of_day
 from promptline.security.audit import AUDIT_STREAM
 
 if TYPE_CHECKING:
     from promptline.config.settings import QuotasSettings
     from promptline.core.clock import Clock
-    from promptline.events.protocols import EventBus
+    from promptline.events.protocols import EventBus, EventStore
+    from promptline.runtime.run import Run
     from promptline.security.auth import Caller
 
-__all__ = ["RECORD_WINDOW_SECS", "Quotas"]
+__all__ = ["CONCURRENCY_RETRY_SECS", "RECORD_WINDOW_SECS", "Quotas"]
+
+CONCURRENCY_RETRY_SECS = 5.0
+"""The Retry-After of a message refused for ``concurrent_runs``: runs end at no known time."""
 
 RECORD_WINDOW_SECS = 60.0
 """The refusals of one quota and subject are recorded at most once per this many seconds."""
 
 _MAX_SUBJECTS = 10_000
 _log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Tally:
+    day: datetime
+    spent: Spent
+    position: int
+
+
+Kind = Literal["user", "tenant"]
 
 
 @dataclass(slots=True)
@@ -46,10 +71,14 @@ class _Refusals:
 class Quotas:
     """The quotas of ``settings``, counted against ``clock``; refusals go to ``bus``."""
 
-    def __init__(self, settings: QuotasSettings, bus: EventBus, *, clock: Clock) -> None:
+    def __init__(
+        self, settings: QuotasSettings, bus: EventBus, *, store: EventStore, clock: Clock
+    ) -> None:
         self.settings = settings
         self._bus = bus
+        self._store = store
         self._clock = clock
+        self._tallies: dict[tuple[Kind, str, str | None], _Tally] = {}
         self._limiters: dict[int, RateLimiter] = {}
         self._refusals: dict[tuple[str, str], _Refusals] = {}
 
@@ -80,10 +109,92 @@ class Quotas:
                     used=per_minute,
                     retry_after=wait,
                 )
-                await self.record(error, caller)
+                await self.record(error, caller.tenant_id, caller.user_id)
                 raise error
 
-    async def record(self, error: QuotaExceededError, caller: Caller) -> None:
+    async def admit_run(self, tenant_id: str, user_id: str, runs: Iterable[Run]) -> None:
+        """Check a message of ``user_id`` of ``tenant_id`` against the concurrent runs
+        (``runs``: those not ended), tokens and dollars per day of the user and of its
+        tenant; `QuotaExceededError` (recorded) for the first used up."""
+        try:
+            self._check_concurrency(tenant_id, user_id, runs)
+            for kind in ("user", "tenant"):
+                await self._check_spending(kind, tenant_id, user_id)
+        except QuotaExceededError as error:
+            await self.record(error, tenant_id, user_id)
+            raise
+
+    def _check_concurrency(self, tenant_id: str, user_id: str, runs: Iterable[Run]) -> None:
+        user_limit = self.settings.limits("user", user_id).concurrent_runs
+        tenant_limit = self.settings.limits("tenant", tenant_id).concurrent_runs
+        if user_limit is None and tenant_limit is None:
+            return
+        of_tenant = [r.envelope for r in runs if not r.done]
+        of_tenant = [e for e in of_tenant if e.get("tenant_id") == tenant_id]
+        of_user = [e for e in of_tenant if e.get("user_id") == user_id]
+        for scope, limit, used in (
+            (f"user:{user_id}", user_limit, len(of_user)),
+            (f"tenant:{tenant_id}", tenant_limit, len(of_tenant)),
+        ):
+            if limit is not None and used >= limit:
+                raise QuotaExceededError(
+                    "concurrent_runs",
+                    scope,
+                    limit=limit,
+                    used=used,
+                    retry_after=CONCURRENCY_RETRY_SECS,
+                )
+
+    async def _check_spending(self, kind: Kind, tenant_id: str, user_id: str) -> None:
+        ident = user_id if kind == "user" else tenant_id
+        limits = self.settings.limits(kind, ident)
+        tokens, dollars = limits.tokens_per_day, limits.cost_usd_per_day
+        if tokens is None and dollars is None:
+            return
+        spent = await self._spent_today(kind, tenant_id, user_id if kind == "user" else None)
+        now = self._clock.now()
+        midnight = start_of_day(now) + timedelta(days=1)
+        wait = (midnight - now).total_seconds()
+        scope = f"{kind}:{ident}"
+        if tokens is not None and spent.tokens >= tokens:
+            raise QuotaExceededError(
+                "tokens_per_day", scope, limit=tokens, used=spent.tokens, retry_after=wait
+            )
+        if dollars is not None and spent.cost_usd >= dollars:
+            raise QuotaExceededError(
+                "cost_usd_per_day",
+                scope,
+                limit=dollars,
+                used=round(spent.cost_usd, 6),
+                retry_after=wait,
+            )
+
+    async def _spent_today(self, kind: Kind, tenant_id: str, user_id: str | None) -> Spent:
+        """What the subject's model calls used since midnight UTC: its running total, brought
+        up to date with the ``llm_result`` events after the last one counted."""
+        day = start_of_day(self._clock.now())
+        key = (kind, tenant_id, user_id)
+        tally = self._tallies.get(key)
+        if tally is None or tally.day != day:
+            if len(self._tallies) >= _MAX_SUBJECTS:
+                self._tallies = {k: t for k, t in self._tallies.items() if t.day == day}
+            tally = self._tallies[key] = _Tally(day, Spent(), 0)
+        wanted = EventFilter(
+            types=frozenset({"llm_result"}), tenant_id=tenant_id, user_id=user_id, since=day
+        )
+        while True:
+            page = await self._store.read_all(wanted, from_position=tally.position, limit=1000)
+            for event in page:
+                if isinstance(event, LlmResultEvent):
+                    tally.spent.add(event.data.usage.total_tokens, event.data.cost_usd)
+            if page:
+                tally.position = page[-1].position
+            if len(page) < 1000:
+                return tally.spent
+
+    async def record(
+        self, error: QuotaExceededError, tenant_id: str | None, user_id: str | None
+    ) -> None:
         """Write a ``quota_exceeded`` event for ``error``, unless one of the same quota and
         subject was written within the last minute (then it is counted for the next one). A
         record that cannot be written is logged; the refusal stands either way."""
@@ -103,8 +214,8 @@ class Quotas:
         count, seen.unrecorded = seen.unrecorded, 0
         event = QuotaExceededEvent(
             stream=AUDIT_STREAM,
-            tenant_id=caller.tenant_id,
-            user_id=caller.user_id,
+            tenant_id=tenant_id,
+            user_id=user_id,
             data=QuotaExceeded(
                 quota=error.quota,
                 scope=error.scope,
