@@ -319,7 +319,12 @@ async def build_app(
     app: App | None = None
     try:
         await sessions.recover()
-        app = App(settings, engine, store, bus, state, sessions, registry, clock)
+        built = app = App(settings, engine, store, bus, state, sessions, registry, clock)
+
+        async def admit_session(who: Principal) -> None:
+            await built.quotas.admit_session(who.tenant_id, who.user_id, sessions.count_active)
+
+        sessions.admit = admit_session
         yield app
     finally:
         if app is not None:

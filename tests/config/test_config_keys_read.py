@@ -63,7 +63,13 @@ READ_AS: dict[str, tuple[str, str]] = {
     **{
         f"quotas.{level}.{key}": ("security/quotas.py", f"limits.{key}")
         for level in ("tenant", "user", "tenants.<name>", "users.<name>")
-        for key in ("requests_per_minute", "tokens_per_day", "cost_usd_per_day", "concurrent_runs")
+        for key in (
+            "requests_per_minute",
+            "tokens_per_day",
+            "cost_usd_per_day",
+            "concurrent_runs",
+            "max_sessions",
+        )
     },
 }
 

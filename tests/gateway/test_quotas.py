@@ -275,6 +275,46 @@ async def test_concurrent_runs_are_counted_per_user_and_per_tenant(gw: Gw) -> No
     assert (details["scope"], details["limit"], details["used"]) == ("tenant:acme", 2, 2)
 
 
+async def create(gw: Gw, key: str) -> httpx.Response:
+    return await gw.client.post("/v1/sessions", json={}, headers=auth(key))
+
+
+@with_quotas(
+    """
+user: {max_sessions: 2}
+tenant: {max_sessions: 3}
+"""
+)
+async def test_sessions_are_counted_per_user_and_per_tenant_until_deleted_or_expired(
+    gw: Gw,
+) -> None:
+    first = (await create(gw, gw.keys.alice)).json()
+    assert (await create(gw, gw.keys.alice)).status_code == 201
+
+    refused = await create(gw, gw.keys.alice)
+
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "60"
+    details = refused.json()["error"]["details"]
+    assert (details["quota"], details["scope"]) == ("max_sessions", "user:alice")
+    assert (details["limit"], details["used"]) == (2, 2)
+    assert (await create(gw, gw.keys.bob)).status_code == 201  # acme's third
+    assert (await create(gw, gw.keys.carol)).status_code == 201  # globex is not acme
+    refused = await create(gw, gw.keys.acme_admin)
+    assert refused.status_code == 429
+    details = refused.json()["error"]["details"]
+    assert (details["scope"], details["limit"], details["used"]) == ("tenant:acme", 3, 3)
+    # A deleted session makes room.
+    gone = await gw.client.delete(f"/v1/sessions/{first['id']}", headers=auth(gw.keys.alice))
+    assert gone.status_code == 204, gone.text
+    assert (await create(gw, gw.keys.alice)).status_code == 201
+    # So does an expired one: past their expiry time every session makes room.
+    gw.clock.advance(gw.app.settings.sessions.ttl_secs + 1)
+    assert (await create(gw, gw.keys.acme_admin)).status_code == 201
+    kinds = {(hit.data.quota, hit.data.scope) for hit in await gw.hits()}
+    assert kinds == {("max_sessions", "user:alice"), ("max_sessions", "tenant:acme")}
+
+
 async def test_the_websocket_answers_a_json_rpc_error_with_the_same_details(
     tmp_path: Path,
 ) -> None:

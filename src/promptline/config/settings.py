@@ -534,6 +534,11 @@ class QuotaLimits(Section):
         description="Runs not ended (in flight or waiting their turn) at once; a message "
         "past it is refused.",
     )
+    max_sessions: Count | None = Field(
+        None,
+        description="Sessions neither deleted nor expired at once; creating one past it is "
+        "refused.",
+    )
 
 
 class QuotasSettings(Section):

@@ -9,7 +9,9 @@ the log's ``llm_result`` events of the user (or tenant) since midnight UTC used:
 total per subject, read from the log at the subject's first check of the day, then brought
 up to date at each check by reading only the events after the last one counted (the log is
 the source, so processes sharing a database share the totals). Concurrent runs are the runs
-of the user (or tenant) this process has not ended, counted as a message is taken.
+of the user (or tenant) this process has not ended, counted as a message is taken. Sessions
+are the user's (or tenant's) sessions neither deleted nor expired, counted in the database as
+one is created.
 
 Each refusal is recorded as a ``quota_exceeded`` event, at most once a minute per quota and
 subject: the first refusal in a minute is recorded at once, the refusals after it in that
@@ -19,7 +21,7 @@ minute are carried by the subject's next record as its ``count``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
@@ -39,7 +41,11 @@ if TYPE_CHECKING:
     from promptline.runtime.run import Run
     from promptline.security.auth import Caller
 
-__all__ = ["CONCURRENCY_RETRY_SECS", "RECORD_WINDOW_SECS", "Quotas"]
+__all__ = ["CONCURRENCY_RETRY_SECS", "RECORD_WINDOW_SECS", "SESSIONS_RETRY_SECS", "Quotas"]
+
+SESSIONS_RETRY_SECS = 60.0
+"""The Retry-After of a session refused for ``max_sessions``: sessions end when they are
+deleted or expire."""
 
 CONCURRENCY_RETRY_SECS = 5.0
 """The Retry-After of a message refused for ``concurrent_runs``: runs end at no known time."""
@@ -123,6 +129,35 @@ class Quotas:
         except QuotaExceededError as error:
             await self.record(error, tenant_id, user_id)
             raise
+
+    async def admit_session(
+        self,
+        tenant_id: str,
+        user_id: str,
+        count: Callable[[str, str | None], Awaitable[int]],
+    ) -> None:
+        """Check a new session of ``user_id`` of ``tenant_id`` against the ``max_sessions``
+        of the user and of its tenant (``count(tenant_id, user_id or None)``: their sessions
+        now); `QuotaExceededError` (recorded) for the first used up."""
+        subjects: tuple[tuple[Kind, str, str | None], ...] = (
+            ("user", user_id, user_id),
+            ("tenant", tenant_id, None),
+        )
+        for kind, ident, of_user in subjects:
+            limit = self.settings.limits(kind, ident).max_sessions
+            if limit is None:
+                continue
+            used = await count(tenant_id, of_user)
+            if used >= limit:
+                error = QuotaExceededError(
+                    "max_sessions",
+                    f"{kind}:{ident}",
+                    limit=limit,
+                    used=used,
+                    retry_after=SESSIONS_RETRY_SECS,
+                )
+                await self.record(error, tenant_id, user_id)
+                raise error
 
     def _check_concurrency(self, tenant_id: str, user_id: str, runs: Iterable[Run]) -> None:
         user_limit = self.settings.limits("user", user_id).concurrent_runs
