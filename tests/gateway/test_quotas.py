@@ -253,12 +253,18 @@ async def test_a_tenant_past_its_cost_per_day_refuses_all_its_users(gw: Gw) -> N
 
 @with_quotas(
     """
-user: {concurrent_runs: 1}
-tenant: {concurrent_runs: 2}
+user: {concurrent_runs: 2}
+tenant: {concurrent_runs: 3}
 """
 )
 async def test_concurrent_runs_are_counted_per_user_and_per_tenant(gw: Gw) -> None:
-    await waiting_run(gw.client, gw.keys.alice)  # in flight until someone answers
+    waiting = await waiting_run(gw.client, gw.keys.alice)  # in flight until someone answers
+    queued = await gw.client.post(
+        f"/v1/sessions/{waiting.session_id}/messages",
+        json={"content": "and then?", "queue_mode": "enqueue"},
+        headers=auth(gw.keys.alice),
+    )
+    assert queued.status_code == 202, queued.text  # waits its turn: counted too
 
     refused = await message(gw, gw.keys.alice)
 
@@ -266,13 +272,13 @@ async def test_concurrent_runs_are_counted_per_user_and_per_tenant(gw: Gw) -> No
     assert refused.headers["Retry-After"] == "5"
     details = refused.json()["error"]["details"]
     assert (details["quota"], details["scope"]) == ("concurrent_runs", "user:alice")
-    assert (details["limit"], details["used"]) == (1, 1)
-    await waiting_run(gw.client, gw.keys.bob)  # acme's second
+    assert (details["limit"], details["used"]) == (2, 2)
+    await waiting_run(gw.client, gw.keys.bob)  # acme's third
     await waiting_run(gw.client, gw.keys.carol)  # globex is not acme
     refused = await message(gw, gw.keys.acme_admin)
     assert refused.status_code == 429
     details = refused.json()["error"]["details"]
-    assert (details["scope"], details["limit"], details["used"]) == ("tenant:acme", 2, 2)
+    assert (details["scope"], details["limit"], details["used"]) == ("tenant:acme", 3, 3)
 
 
 async def create(gw: Gw, key: str) -> httpx.Response:
