@@ -30,8 +30,10 @@ if TYPE_CHECKING:
     from promptline.runtime.runtime import Runtime
     from promptline.security.audit import Auditor
     from promptline.security.gate import PermissionManager
+    from promptline.security.quotas import Quotas
     from promptline.security.sandbox import Sandboxes
     from promptline.sessions.manager import SessionManager
+    from promptline.sessions.models import Principal
     from promptline.state.protocols import StateStore
     from promptline.storage.lease import InstanceLease
     from promptline.tools.executor import CallScope
@@ -58,6 +60,7 @@ class App:
     _tools: ToolRegistry | None = field(default=None, repr=False)
     _permissions: PermissionManager | None = field(default=None, repr=False)
     _audit: Auditor | None = field(default=None, repr=False)
+    _quotas: Quotas | None = field(default=None, repr=False)
     _runtime: Runtime | None = field(default=None, repr=False)
     _mcp: McpManager | None = field(default=None, repr=False)
     _plugins: PluginManager | None = field(default=None, repr=False)
@@ -148,6 +151,17 @@ class App:
 
             self._audit = Auditor(self.settings, self.bus)
         return self._audit
+
+    @property
+    def quotas(self) -> Quotas:
+        """The quotas per tenant and per user (``quotas:``)."""
+        if self._quotas is None:
+            from promptline.security.quotas import Quotas
+
+            self._quotas = Quotas(
+                self.settings.quotas, self.bus, store=self.events, clock=self.clock
+            )
+        return self._quotas
 
     @property
     def permissions(self) -> PermissionManager:
@@ -305,7 +319,12 @@ async def build_app(
     app: App | None = None
     try:
         await sessions.recover()
-        app = App(settings, engine, store, bus, state, sessions, registry, clock)
+        built = app = App(settings, engine, store, bus, state, sessions, registry, clock)
+
+        async def admit_session(who: Principal) -> None:
+            await built.quotas.admit_session(who.tenant_id, who.user_id, sessions.count_active)
+
+        sessions.admit = admit_session
         yield app
     finally:
         if app is not None:
@@ -407,10 +426,16 @@ def build_runtime(app: App) -> Runtime:
         keep_approvals=app.permissions.keep_pending,
         instance=settings.agent.instance_id or socket.gethostname(),
     )
-    return Runtime(
+    runtime = Runtime(
         services,
         agents_from_settings(settings),
         sessions=app.sessions,
         watchdog_secs=settings.agent.watchdog_secs,
         shutdown_timeout_secs=settings.agent.shutdown_timeout_secs,
     )
+
+    async def admit(who: Principal) -> None:
+        await app.quotas.admit_run(who.tenant_id, who.user_id, runtime.active)
+
+    services.admit = admit
+    return runtime

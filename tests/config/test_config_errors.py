@@ -171,7 +171,8 @@ def test_all_problems_are_reported_at_once_in_line_order(write_config: Write) ->
         f"  - {path}:2: gateway.port: expected an integer between 1 and 65535, got 'abc'",
         f"  - {path}:4: agent.default_mode: expected one of 'plan', 'act', got 'fast'",
         f"  - {path}:5: gatway: unknown key 'gatway' (did you mean 'gateway'?); allowed here: "
-        "gateway, models, channels, state, tools, security, permissions, agent, agents, sessions, "
+        "gateway, models, channels, state, tools, security, quotas, permissions, agent, agents, "
+        "sessions, "
         "events, logging, mcp_servers, mcp_server, skills, plugins, catalogue",
     ]
     assert str(path) in (error.hint or "")

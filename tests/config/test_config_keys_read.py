@@ -58,6 +58,19 @@ READ_AS: dict[str, tuple[str, str]] = {
     "mcp_servers.<name>.enabled": ("tools/mcp/manager.py", "settings.enabled"),
     "mcp_servers.<name>.tools": ("tools/mcp/manager.py", "settings.tools"),
     "mcp_servers.<name>.timeout_secs": ("tools/mcp/tool.py", "settings.timeout_secs"),
+    # The quotas of a tenant or a user are `limits` once its override is laid over the
+    # defaults (QuotasSettings.limits).
+    **{
+        f"quotas.{level}.{key}": ("security/quotas.py", f"limits.{key}")
+        for level in ("tenant", "user", "tenants.<name>", "users.<name>")
+        for key in (
+            "requests_per_minute",
+            "tokens_per_day",
+            "cost_usd_per_day",
+            "concurrent_runs",
+            "max_sessions",
+        )
+    },
 }
 
 

@@ -514,6 +514,66 @@ class BudgetSettings(Section):
     user_cost_usd: Dollars | None = Field(None, description="Dollars one user may spend per day.")
 
 
+class QuotaLimits(Section):
+    """The quotas of one tenant or one user (unset: unlimited)."""
+
+    requests_per_minute: Count | None = Field(
+        None,
+        description="Requests a minute (REST calls and WebSocket method calls) before 429.",
+    )
+    tokens_per_day: Count | None = Field(
+        None,
+        description="Tokens the models used per UTC day (the log's llm_result events); "
+        "past it a message that would start or join a run is refused.",
+    )
+    cost_usd_per_day: Dollars | None = Field(
+        None, description="Dollars the models cost per UTC day; past it messages are refused."
+    )
+    concurrent_runs: Count | None = Field(
+        None,
+        description="Runs not ended (in flight or waiting their turn) at once; a message "
+        "past it is refused.",
+    )
+    max_sessions: Count | None = Field(
+        None,
+        description="Sessions neither deleted nor expired at once; creating one past it is "
+        "refused.",
+    )
+
+
+class QuotasSettings(Section):
+    """Quotas per tenant and per user: the defaults of every tenant and every user, and
+    overrides by tenant id and user id (an override's unset keys take the default)."""
+
+    tenant: QuotaLimits = Field(default_factory=QuotaLimits)
+    user: QuotaLimits = Field(default_factory=QuotaLimits)
+    tenants: dict[str, QuotaLimits] = Field(
+        default_factory=dict, description="Tenant id -> quotas replacing the tenant defaults."
+    )
+    users: dict[str, QuotaLimits] = Field(
+        default_factory=dict, description="User id -> quotas replacing the user defaults."
+    )
+
+    @field_validator("tenants", "users", mode="before")
+    @classmethod
+    def _empty_override_means_defaults(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {name: {} if body is None else body for name, body in value.items()}
+        return value
+
+    def limits(self, kind: Literal["tenant", "user"], ident: str) -> QuotaLimits:
+        """The quotas of tenant or user ``ident``: its override's keys over the defaults."""
+        default, overrides = (
+            (self.tenant, self.tenants) if kind == "tenant" else (self.user, self.users)
+        )
+        override = overrides.get(ident)
+        if override is None:
+            return default
+        return default.model_copy(
+            update={name: getattr(override, name) for name in override.model_fields_set}
+        )
+
+
 class AgentSettings(Section):
     """Defaults of the agent loop."""
 
@@ -658,6 +718,7 @@ class Settings(Section):
         default_factory=dict, description="Permission per tool name or pattern (git_*, mcp.*)."
     )
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    quotas: QuotasSettings = Field(default_factory=QuotasSettings)
     permissions: PermissionsSettings = Field(default_factory=PermissionsSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
     agents: dict[str, AgentDefinition] = Field(

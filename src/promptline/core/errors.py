@@ -272,6 +272,30 @@ class RateLimitedError(PromptLineError):
         self.retry_after = retry_after
 
 
+class QuotaExceededError(RateLimitedError):
+    """A quota of the caller's user or tenant is used up (see ``quotas:``): ``quota`` names
+    it, ``scope`` whose it is (``user:alice``, ``tenant:acme``), with its ``limit`` and what
+    is ``used``; ``retry_after`` seconds until it frees."""
+
+    code = "quota_exceeded"
+
+    def __init__(
+        self, quota: str, scope: str, *, limit: float, used: float, retry_after: float
+    ) -> None:
+        super().__init__(
+            f"the {quota} quota of {scope} is used up ({used:g} of {limit:g})",
+            retry_after=retry_after,
+            quota=quota,
+            scope=scope,
+            limit=limit,
+            used=used,
+        )
+        self.quota = quota
+        self.scope = scope
+        self.limit = limit
+        self.used = used
+
+
 class PayloadTooLargeError(InvalidInputError):
     """A request body or frame is larger than allowed (HTTP 413)."""
 

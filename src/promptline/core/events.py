@@ -312,6 +312,19 @@ class AuditRecord(_Data):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
+class QuotaExceeded(_Data):
+    """Requests or runs refused because a quota of their user or tenant is used up: the
+    first refusal of a quota and subject in a minute is recorded at once, the refusals after
+    it in that minute are carried by the next record as its ``count``."""
+
+    quota: str
+    scope: str
+    limit: float
+    used: float
+    retry_after: float
+    count: int = 1
+
+
 class ErrorData(_Data):
     """An error that did not end a run but should be on the record."""
 
@@ -482,6 +495,11 @@ class AuditEvent(EventEnvelope):
     data: AuditRecord
 
 
+class QuotaExceededEvent(EventEnvelope):
+    type: Literal["quota_exceeded"] = "quota_exceeded"
+    data: QuotaExceeded
+
+
 class ErrorEvent(EventEnvelope):
     type: Literal["error"] = "error"
     data: ErrorData
@@ -522,6 +540,7 @@ _KnownEventUnion: TypeAlias = (
     | SessionExpiredEvent
     | SecurityAlertEvent
     | AuditEvent
+    | QuotaExceededEvent
     | ErrorEvent
 )
 

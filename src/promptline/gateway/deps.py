@@ -77,13 +77,15 @@ _CALLER_SCOPE = "promptline.auth.caller"
 
 
 async def authenticate(conn: HTTPConnection, *, token: str | None = None) -> Caller:
-    """The caller of ``conn`` (any connection: HTTP or WebSocket), rate limited per key.
+    """The caller of ``conn`` (any connection: HTTP or WebSocket), rate limited per key and
+    counted against the requests per minute of its user and tenant (``quotas:``).
     The credential is an API key or an access token (a JWT from ``POST /v1/auth/token``):
     ``token`` when given (a WebSocket's subprotocol), else `token_of` the request's headers."""
     from promptline.security.tokens import looks_like_jwt
 
     state = gateway(conn)
     if not state.auth:
+        await state.app.quotas.take_request(LOCAL_CALLER)
         return LOCAL_CALLER
     if token is None:
         token = token_of(conn)
@@ -99,6 +101,7 @@ async def authenticate(conn: HTTPConnection, *, token: str | None = None) -> Cal
         raise
     conn.scope[KEY_ID_SCOPE] = found.key_id  # for the access line
     state.limiter.take_for(found)
+    await state.app.quotas.take_request(found)
     return found
 
 

@@ -35,15 +35,23 @@ class RateLimiter:
 
     def take(self, key: str) -> None:
         """Count one request of ``key``; `RateLimitedError` when its bucket is empty."""
+        wait = self.try_take(key)
+        if wait > 0:
+            raise RateLimitedError(
+                f"too many requests: at most {round(self.capacity)} a minute for this key",
+                retry_after=wait,
+            )
+
+    def try_take(self, key: str) -> float:
+        """Count one request of ``key`` and return 0, or (its bucket empty) count nothing and
+        return the seconds until the bucket holds a request again."""
         now = self._clock()
         tokens, last = self._buckets.get(key, (self.capacity, now))
         tokens = min(self.capacity, tokens + (now - last) * self.rate)
         if tokens < 1.0:
             self._buckets[key] = (tokens, now)
-            raise RateLimitedError(
-                f"too many requests: at most {round(self.capacity)} a minute for this key",
-                retry_after=(1.0 - tokens) / self.rate,
-            )
+            return (1.0 - tokens) / self.rate
         self._buckets[key] = (tokens - 1.0, now)
         if len(self._buckets) > 100_000:  # forget idle keys rather than grow without bound
             self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 60}
+        return 0.0

@@ -169,6 +169,8 @@ class Runtime:
         overrides = self._overrides(chosen)
         msg = Message(role="user", content=message) if isinstance(message, str) else message
         who = principal or Principal(user_id="runtime", admin=True)
+        if self.services.admit is not None:
+            await self.services.admit(who)
         if session_id is None:
             return await self._submit_alone(
                 msg, who, chosen, mode, model, list(history), overrides, key, channel

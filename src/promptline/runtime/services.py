@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from promptline.models.instrumented import ModelCaller
     from promptline.runtime.agent import Agent
     from promptline.runtime.run import Run
+    from promptline.sessions.models import Principal
 
 __all__ = ["PlanApprover", "RunServices"]
 
@@ -40,6 +41,9 @@ class RunServices:
     max_repeated_calls: int = 3
     workspaces_dir: Path = field(default_factory=lambda: Path.cwd() / "workspaces")
     plan_approver: PlanApprover | None = None
+    admit: Callable[[Principal], Awaitable[None]] | None = None
+    """Called as a message is taken, before anything of it is written: raises to refuse it
+    (the quotas of its user and tenant)."""
     instance: str | None = None
     """This process's name in the log's ``run_started`` events (see `Runtime.recover`)."""
     after_run: Callable[[Run], Awaitable[None]] | None = None

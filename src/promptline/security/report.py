@@ -8,8 +8,10 @@ Markdown, CSV or JSON. Nothing here reads a database: the caller reads the log.
 - ``approvals``: every permission request answered, granted or denied, by whom (and, for an
   answer given over the API, with which key and from which address);
 - ``alerts``: every ``security_alert``;
-- ``quota``: runs that ended because a budget was used up (``run_failed`` with code
-  ``budget_exceeded``); requests refused by the rate limiter are not recorded in the log;
+- ``quota``: requests and runs refused because a quota of their user or tenant was used up
+  (``quota_exceeded`` events, each counting the refusals since the previous one of its quota
+  and subject), and runs that ended because a budget was used up (``run_failed`` with code
+  ``budget_exceeded``); requests refused by the per-key rate limiter are not recorded;
 - ``failed_logins``: requests with a missing or bad API key, per address (each record counts
   the failures since the address's previous one).
 """
@@ -40,6 +42,7 @@ REPORT_TYPES = frozenset(
         "permission_denied",
         "security_alert",
         "run_failed",
+        "quota_exceeded",
     }
 )
 """The event types the report reads."""
@@ -76,9 +79,21 @@ SECTIONS: dict[str, tuple[str, list[str], str]] = {
     ),
     "quota": (
         "Quota hits",
-        ["time", "tenant", "user", "run_id", "code", "message"],
-        "No quota hit is recorded (runs ended by a used-up budget; requests refused by the "
-        "rate limiter are not recorded in the log).",
+        [
+            "time",
+            "tenant",
+            "user",
+            "code",
+            "quota",
+            "scope",
+            "limit",
+            "used",
+            "count",
+            "run_id",
+            "message",
+        ],
+        "No quota hit is recorded (quotas refusing a request or a run, budgets ending a run; "
+        "requests refused by the per-key rate limiter are not recorded in the log).",
     ),
     "failed_logins": (
         "Failed logins",
@@ -207,7 +222,22 @@ def build_report(
                         "user": event.user_id,
                         "run_id": event.run_id,
                         "code": data.error.code,
+                        "count": 1,
                         "message": data.error.message,
+                    }
+                )
+            case "quota_exceeded":
+                out["quota"].append(
+                    {
+                        **base,
+                        "user": event.user_id,
+                        "code": "quota_exceeded",
+                        "quota": data.quota,
+                        "scope": data.scope,
+                        "limit": data.limit,
+                        "used": data.used,
+                        "count": data.count,
+                        "message": f"the {data.quota} quota of {data.scope} is used up",
                     }
                 )
             case _:

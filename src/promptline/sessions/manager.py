@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -130,6 +130,9 @@ class SessionManager:
         self._limits = limits
         self._locks = KeyedLocks()
         self._watermark = Watermark()
+        self.admit: Callable[[Principal], Awaitable[None]] | None = None
+        """Called as a session is created, before anything of it is written: raises to
+        refuse it (the quotas of its user and tenant)."""
 
     @property
     def limits(self) -> SessionLimits:
@@ -171,6 +174,8 @@ class SessionManager:
             _check_ttl(ttl, "ttl")
         ttl = ttl if ttl is not None else self._default_ttl
         sid = new_id("ses_") if session_id is None else _check_new_id(session_id)
+        if self.admit is not None:
+            await self.admit(principal)
         now = self._clock.now()
         event = SessionCreatedEvent(
             stream=sid,
@@ -192,6 +197,22 @@ class SessionManager:
             head = await self._write(None, [event], expected_seq=0, importing=False)
         assert head is not None
         return head.to_session()
+
+    async def count_active(self, tenant_id: str, user_id: str | None = None) -> int:
+        """The sessions of ``tenant_id`` (of its user ``user_id``, when given) that are
+        neither deleted nor expired (nor past their expiry time)."""
+        t = sessions_table.c
+        now = to_micros(self._clock.now())
+        conditions: builtins.list[Any] = [
+            t.status == "active",
+            t.tenant_id == tenant_id,
+            or_(t.expires_at.is_(None), t.expires_at > now),
+        ]
+        if user_id is not None:
+            conditions.append(t.user_id == user_id)
+        query = select(func.count()).select_from(sessions_table).where(*conditions)
+        async with self._reading("counting sessions") as conn:
+            return int((await conn.execute(query)).scalar_one())
 
     async def append_message(
         self,

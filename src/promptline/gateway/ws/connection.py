@@ -176,9 +176,10 @@ class Connection:
         except Exception:
             _log.debug("closing a control-plane connection failed", exc_info=True)
 
-    def _charge(self) -> None:
+    async def _charge(self) -> None:
         if self._state.auth:
             self._state.limiter.take_for(self._caller)
+        await self._state.app.quotas.take_request(self._caller)
 
 
 def _data_of(message: Any) -> str | bytes:

@@ -5,7 +5,7 @@ object, never with an exception: the connection outlives it."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -40,13 +40,14 @@ _NO_ID = object()
 
 class Dispatcher:
     """Answers the frames of one connection. ``charge`` is called before each method call
-    (the rate limit: it raises `RateLimitedError` when the caller is over it)."""
+    (the rate limit and the quotas: it raises `RateLimitedError` when the caller is over
+    one)."""
 
     def __init__(
         self,
         context: MethodContext,
         *,
-        charge: Callable[[], None] | None = None,
+        charge: Callable[[], Awaitable[None]] | None = None,
         methods: Mapping[str, Method[Any]] = METHODS,
     ) -> None:
         self._context = context
@@ -138,7 +139,7 @@ class Dispatcher:
         try:
             check_scope(self._context.caller, method.scope)
             if self._charge is not None:
-                self._charge()
+                await self._charge()
             return await method.call(self._context, params)
         except PromptLineError as exc:
             raise rpc_error_of(exc) from None
