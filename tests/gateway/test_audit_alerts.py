@@ -13,7 +13,7 @@ from gateway_support import auth, gateway_app, settings_for
 from webhook_support import WebhookServer
 
 from promptline.config.settings import Settings
-from promptline.core.events import AuditEvent, SecurityAlertEvent
+from promptline.core.events import AuditEvent, SecurityAlertEvent, encode_event
 from promptline.events import EventFilter, InProcessEventBus
 from promptline.events.memory import InMemoryEventStore
 from promptline.security.audit import AUTH_WINDOW_SECS, Auditor
@@ -184,3 +184,28 @@ def test_the_webhook_server_helper_answers(tmp_path: Any) -> None:
         response = httpx.post(hook.url, json={"a": 1})
     assert response.status_code == 204
     assert hook.bodies == [{"a": 1}]
+
+
+async def test_a_bad_key_at_the_mcp_endpoint_is_an_audit_event(tmp_path: Any) -> None:
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "probe", "version": "0"},
+        },
+    }
+    wrong = "pl_key_01M9925NZBSZXXBFZREKQ24XS5_XWfOLPrO2jqBEWp_tdfv0mSl0AXpYbOR2EkeMenhBsE"
+    headers = {**auth(wrong), "Accept": "application/json, text/event-stream"}
+    async with gateway_app(settings_for(tmp_path / "home")) as (app, client):
+        refused = await client.post("/mcp", json=initialize, headers=headers)
+        found = await app.events.read_all(EventFilter(types=frozenset({"audit"})))
+
+    assert refused.status_code == 401
+    [record] = found
+    assert (record.data.action, record.data.outcome) == ("auth.failed", "failure")
+    assert record.data.source == "127.0.0.1"
+    assert record.data.key_id == "key_01M9925NZBSZXXBFZREKQ24XS5"  # the id, never the secret
+    assert "XWfOLPrO2jqBEWp" not in encode_event(record).decode()
