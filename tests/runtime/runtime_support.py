@@ -332,3 +332,40 @@ async def open_session(h: Harness, who: Principal | None = None) -> str:
     """A new session of ``who`` (alice) in the harness's session store; its id."""
     assert h.sessions is not None
     return (await h.sessions.create(who or Principal(user_id="alice"), channel="cli")).id
+
+
+class Stuck:
+    """Two tools that block until the test lets go: ``lookup`` (read-only, so idempotent) and
+    ``charge`` (not idempotent); each counts its calls."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.open = asyncio.Event()
+        self.calls = {"lookup": 0, "charge": 0}
+
+        async def wait(name: str) -> str:
+            self.calls[name] += 1
+            self.entered.set()
+            await self.open.wait()
+            return f"{name} done"
+
+        @tool(name="lookup", read_only=True)
+        async def lookup() -> str:
+            """Look something up."""
+            return await wait("lookup")
+
+        @tool(name="charge")
+        async def charge() -> str:
+            """Charge a card."""
+            return await wait("charge")
+
+        self.tools = [lookup, charge]
+
+
+def calls_then_answers(name: str) -> FakeModel:
+    def reply(request: ModelRequest) -> Message | str:
+        if request.messages[-1].role == "tool":
+            return f"after {name}: {request.messages[-1].text}"
+        return calling(name, call_id=f"call_{name}")
+
+    return FakeModel(reply)

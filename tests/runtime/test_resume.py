@@ -15,7 +15,9 @@ from runtime_support import (
     FakeModel,
     Harness,
     HarnessFactory,
+    Stuck,
     calling,
+    calls_then_answers,
     of_type,
     only,
 )
@@ -34,43 +36,6 @@ ALICE = Principal(user_id="alice")
 def echo(request: ModelRequest) -> str:
     users = [m.text for m in request.messages if m.role == "user"]
     return f"answer to {' + '.join(users[-2:]) if len(users) > 1 else users[-1]}"
-
-
-class Stuck:
-    """Two tools that block until the test lets go: ``lookup`` (read-only, so idempotent) and
-    ``charge`` (not idempotent); each counts its calls."""
-
-    def __init__(self) -> None:
-        self.entered = asyncio.Event()
-        self.open = asyncio.Event()
-        self.calls = {"lookup": 0, "charge": 0}
-
-        async def wait(name: str) -> str:
-            self.calls[name] += 1
-            self.entered.set()
-            await self.open.wait()
-            return f"{name} done"
-
-        @tool(name="lookup", read_only=True)
-        async def lookup() -> str:
-            """Look something up."""
-            return await wait("lookup")
-
-        @tool(name="charge")
-        async def charge() -> str:
-            """Charge a card."""
-            return await wait("charge")
-
-        self.tools = [lookup, charge]
-
-
-def calls_then_answers(name: str) -> FakeModel:
-    def reply(request: ModelRequest) -> Message | str:
-        if request.messages[-1].role == "tool":
-            return f"after {name}: {request.messages[-1].text}"
-        return calling(name, call_id=f"call_{name}")
-
-    return FakeModel(reply)
 
 
 async def test_an_idempotent_call_cut_short_by_a_crash_runs_again(

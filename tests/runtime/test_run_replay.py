@@ -3,7 +3,6 @@ model, and every difference from the record is reported."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -14,8 +13,10 @@ from runtime_support import (
     Gate,
     Harness,
     HarnessFactory,
+    Stuck,
     add,
     calling,
+    calls_then_answers,
     scripted,
 )
 
@@ -538,43 +539,6 @@ async def test_a_model_call_that_failed_fails_the_replay_the_same_way(
 
 
 # -- runs resumed after a restart ---------------------------------------------------------------
-
-
-class Stuck:
-    """``lookup`` (read-only, so run again after a crash) and ``charge`` (not): each blocks
-    until the test lets go, and counts its calls."""
-
-    def __init__(self) -> None:
-        self.entered = asyncio.Event()
-        self.open = asyncio.Event()
-        self.calls = {"lookup": 0, "charge": 0}
-
-        async def wait(name: str) -> str:
-            self.calls[name] += 1
-            self.entered.set()
-            await self.open.wait()
-            return f"{name} done"
-
-        @tool(name="lookup", read_only=True)
-        async def lookup() -> str:
-            """Look something up."""
-            return await wait("lookup")
-
-        @tool(name="charge")
-        async def charge() -> str:
-            """Charge a card."""
-            return await wait("charge")
-
-        self.tools = [lookup, charge]
-
-
-def calls_then_answers(name: str) -> FakeModel:
-    def reply(request: ModelRequest) -> Message | str:
-        if request.messages[-1].role == "tool":
-            return f"after {name}: {request.messages[-1].text}"
-        return calling(name, call_id=f"call_{name}")
-
-    return FakeModel(reply)
 
 
 @pytest.mark.parametrize(
