@@ -4,7 +4,6 @@ where it stands in for the full path exactly, and the same log as the engine's s
 from __future__ import annotations
 
 import asyncio
-import shutil
 import sqlite3
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -18,29 +17,6 @@ from promptline.events.factory import create_event_store
 from promptline.events.protocols import EventFilter
 from promptline.storage.database import create_engine
 from promptline.storage.local import LocalDatabase, complete, open_local
-from promptline.storage.migrate import upgrade
-
-
-@pytest.fixture(scope="module")
-def _template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("local") / "state.db"
-
-    async def migrate() -> None:
-        engine = create_engine(f"sqlite:///{path}")
-        try:
-            await upgrade(engine)
-        finally:
-            await engine.dispose()
-
-    asyncio.run(migrate())
-    return path
-
-
-@pytest.fixture
-def db_path(tmp_path: Path, _template: Path) -> Path:
-    path = tmp_path / "state.db"
-    shutil.copyfile(_template, path)
-    return path
 
 
 @pytest.fixture

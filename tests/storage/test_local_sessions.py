@@ -5,8 +5,6 @@ having written nothing."""
 
 from __future__ import annotations
 
-import asyncio
-import shutil
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -29,7 +27,6 @@ from promptline.sessions.checkpoint import CHECKPOINT_NAME
 from promptline.storage import local_sessions
 from promptline.storage.database import create_engine
 from promptline.storage.local import LocalDatabase, complete, open_local
-from promptline.storage.migrate import upgrade
 
 TTL = timedelta(days=30)
 ALICE = Principal(tenant_id="acme", user_id="alice")
@@ -42,28 +39,6 @@ class Full:
 
     manager: SessionManager
     store: EventStore
-
-
-@pytest.fixture(scope="module")
-def _template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("local-sessions") / "state.db"
-
-    async def migrate() -> None:
-        engine = create_engine(f"sqlite:///{path}")
-        try:
-            await upgrade(engine)
-        finally:
-            await engine.dispose()
-
-    asyncio.run(migrate())
-    return path
-
-
-@pytest.fixture
-def db_path(tmp_path: Path, _template: Path) -> Path:
-    path = tmp_path / "state.db"
-    shutil.copyfile(_template, path)
-    return path
 
 
 @pytest.fixture
