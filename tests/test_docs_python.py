@@ -9,21 +9,18 @@ left unrun, and none is a fragment that could not run."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from fakes.openai_server import FakeOpenAI, TextReply, running_fake_openai
+from served_gateway import served_gateway
 
 pytestmark = pytest.mark.slow
 
@@ -65,53 +62,14 @@ class World:
     fake: FakeOpenAI
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     home = tmp_path_factory.mktemp("docs-home")
     (home / "config.yaml").write_text(
         "models:\n  default: scripted/demo\nagent:\n  default_mode: act\n", encoding="utf-8"
     )
-    env = {**os.environ, "PROMPTLINE_HOME": str(home)}
-    promptline = [sys.executable, "-m", "promptline.cli.main"]
-    made = subprocess.run(
-        [*promptline, "keys", "create", "--user", "docs", "--role", "admin", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    key = json.loads(made.stdout)["key"]
-    port = _free_port()
-    server = subprocess.Popen(
-        [*promptline, "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None, server.stderr.read() if server.stderr else ""
-            assert time.monotonic() < deadline, "the gateway did not start"
-            time.sleep(0.05)
-        with running_fake_openai() as fake:
-            yield World(home, url, key, fake)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with served_gateway(home, user="docs") as (url, key), running_fake_openai() as fake:
+        yield World(home, url, key, fake)
 
 
 def test_the_docs_have_python_blocks() -> None:

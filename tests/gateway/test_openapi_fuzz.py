@@ -3,12 +3,7 @@ every operation of a real `promptline serve`; none may answer with a server erro
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +11,8 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+
+from served_gateway import served_gateway
 
 EXAMPLES = int(os.environ.get("PROMPTLINE_FUZZ_EXAMPLES", "12"))
 """Generated requests per operation (bounded so CI stays fast; raise it locally)."""
@@ -35,58 +32,13 @@ OPENAI_PATHS = frozenset(
 """The operations of the OpenAI-compatible API, whose errors come in OpenAI's shape."""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """A gateway in its own process on a free port, and an admin key of it."""
     home = tmp_path_factory.mktemp("fuzz-home")
     (home / "config.yaml").write_text(CONFIG, encoding="utf-8")
-    env = {**os.environ, "PROMPTLINE_HOME": str(home)}
-    promptline = [sys.executable, "-m", "promptline.cli.main"]
-    made = subprocess.run(
-        [*promptline, "keys", "create", "--user", "fuzzer", "--role", "admin", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    key = json.loads(made.stdout)["key"]
-    port = _free_port()
-    # Its log (a line per request) goes to a file: a pipe nobody reads would fill and stall it.
-    log = home / "serve.log"
-    with log.open("wb") as stderr:
-        server = subprocess.Popen(
-            [*promptline, "serve", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the gateway did not start: {log.read_text()!r}")
-            time.sleep(0.1)
-        yield url, key
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    with served_gateway(home, user="fuzzer") as served:
+        yield served
 
 
 def test_no_request_makes_the_server_fail(fuzz_server: tuple[str, str]) -> None:
