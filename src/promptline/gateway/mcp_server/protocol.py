@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import TYPE_CHECKING, Any
 
 from promptline import __version__
+from promptline.core.errors import InvalidInputError
 from promptline.core.keys import join_key
 from promptline.gateway.mcp_server.service import (
     CALLER_SCOPE_KEY,
     SERVER_NAME,
+    Asking,
     McpService,
     Offer,
     ProgressReport,
+    Resumed,
     UnknownToolError,
     error_text,
 )
@@ -21,7 +26,12 @@ from promptline.security.scopes import Scope
 if TYPE_CHECKING:
     from mcp.server.context import ServerRequestContext
     from mcp.server.lowlevel.server import Server
-    from mcp_types import CallToolRequestParams, CallToolResult, ListToolsResult
+    from mcp_types import (
+        CallToolRequestParams,
+        CallToolResult,
+        InputRequiredResult,
+        ListToolsResult,
+    )
     from mcp_types import PaginatedRequestParams as PageParams
 
     from promptline.core.messages import ContentPart
@@ -70,7 +80,7 @@ def build_server(service: McpService, *, caller: Caller | None = None) -> Server
 
     async def call_tool(
         ctx: ServerRequestContext[Any, Any], params: CallToolRequestParams
-    ) -> CallToolResult:
+    ) -> CallToolResult | InputRequiredResult:
         who = allowed(ctx, MCP_SCOPES["tools/call"])
         report: ProgressReport | None = None
         if progress_token_from_params(ctx.params) is not None:
@@ -81,12 +91,40 @@ def build_server(service: McpService, *, caller: Caller | None = None) -> Server
                 steps += 1
                 await ctx.session.report_progress(steps, None, message)
 
+        asking = Asking()
+        if who.allows("approvals:write") and _asks_forms(ctx):
+            if _modern(ctx):
+                asking = Asking(hand_back=True)
+            else:
+
+                async def ask(question: str) -> bool | None:
+                    return await _ask(ctx, question)
+
+                asking = Asking(ask=ask)
         try:
             outcome = await service.call(
-                who, params.name, params.arguments, progress=report, idempotency_key=_key(ctx)
+                who,
+                params.name,
+                params.arguments,
+                progress=report,
+                idempotency_key=_key(ctx),
+                asking=asking,
+                resumed=_resumed(params),
             )
         except UnknownToolError as exc:
             raise MCPError(types.INVALID_PARAMS, error_text(exc), {"tool": params.name}) from None
+        except InvalidInputError as exc:
+            raise MCPError(types.INVALID_PARAMS, error_text(exc)) from None
+        if outcome.needs is not None:
+            question = types.ElicitRequest(
+                params=types.ElicitRequestFormParams(
+                    message=outcome.needs.question, requested_schema=APPROVAL_SCHEMA
+                )
+            )
+            return types.InputRequiredResult(
+                input_requests={APPROVAL_KEY: question},
+                request_state=json.dumps(outcome.state, separators=(",", ":")),
+            )
         return types.CallToolResult(
             content=[_mcp_content(part) for part in outcome.content],
             structured_content=outcome.structured,
@@ -111,6 +149,85 @@ def build_server(service: McpService, *, caller: Caller | None = None) -> Server
 
 IDEMPOTENCY_META_KEY = "promptline/idempotency_key"
 """The ``_meta`` member of a ``tools/call`` that names the call for retries."""
+
+
+APPROVAL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "approve": {
+            "type": "boolean",
+            "title": "Allow it",
+            "description": "Allow this call once; leave unchecked to refuse it.",
+        }
+    },
+    "required": ["approve"],
+}
+"""The form an approval is put to the person at an MCP client in (elicitation)."""
+
+
+APPROVAL_KEY = "approval"
+"""The key of the approval among the input requests of a call handed back."""
+
+
+def _modern(ctx: ServerRequestContext[Any, Any]) -> bool:
+    """True on a 2026-07-28 connection: the server asks by handing the call back."""
+    from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+    return getattr(ctx.session, "protocol_version", None) in MODERN_PROTOCOL_VERSIONS
+
+
+def _resumed(params: CallToolRequestParams) -> Resumed | None:
+    """The retry of a call handed back: the state it echoes and the person's answer."""
+    if params.request_state is None:
+        return None
+    try:
+        state = json.loads(params.request_state)
+    except ValueError:
+        state = None
+    if not isinstance(state, dict):
+        raise InvalidInputError("requestState is not one this server gave")
+    response = (params.input_responses or {}).get(APPROVAL_KEY)
+    action = getattr(response, "action", None)
+    answer: bool | None = None
+    if action == "decline":
+        answer = False
+    elif action == "accept":
+        found = (getattr(response, "content", None) or {}).get("approve")
+        answer = found if isinstance(found, bool) else None
+    return Resumed(state, answer)
+
+
+def _asks_forms(ctx: ServerRequestContext[Any, Any]) -> bool:
+    """True when the client said it can put a form to its user (elicitation, form mode:
+    a client that names no mode means form)."""
+    try:
+        capabilities = ctx.session.client_capabilities
+    except Exception:  # a request with no session behind it
+        return False
+    elicitation = getattr(capabilities, "elicitation", None)
+    if elicitation is None:
+        return False
+    return elicitation.form is not None or elicitation.url is None
+
+
+async def _ask(ctx: ServerRequestContext[Any, Any], question: str) -> bool | None:
+    """Put ``question`` to the person at the client: True (allow), False (refuse), None
+    (dismissed, or the client could not be asked on this connection)."""
+    try:
+        result = await ctx.session.elicit_form(
+            question, APPROVAL_SCHEMA, related_request_id=ctx.request_id
+        )
+    except Exception:
+        logging.getLogger("promptline.gateway.mcp").debug(
+            "the MCP client could not be asked", exc_info=True
+        )
+        return None
+    if result.action == "decline":
+        return False
+    if result.action != "accept":
+        return None
+    answer = (result.content or {}).get("approve")
+    return answer if isinstance(answer, bool) else None
 
 
 def _key(ctx: ServerRequestContext[Any, Any]) -> str | None:

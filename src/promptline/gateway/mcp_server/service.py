@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -28,7 +29,7 @@ from promptline.tools.registry import matches
 if TYPE_CHECKING:
     from promptline.app import App
     from promptline.core.events import Event
-    from promptline.core.messages import ContentPart, ToolCall
+    from promptline.core.messages import ContentPart
     from promptline.events.protocols import Subscription
     from promptline.runtime.agent import Agent
 
@@ -95,10 +96,48 @@ AGENT_OUTPUT_SCHEMA: dict[str, Any] = {
 _AGENT_ARGUMENTS = frozenset(AGENT_INPUT_SCHEMA["properties"])
 _RUN_ENDINGS = RUN_ENDINGS
 _RUN_PROGRESS = frozenset({"tool_command", "tool_progress", "tool_result", "llm_result"})
-_RUN_FOLLOWED = _RUN_PROGRESS | _RUN_ENDINGS
+_APPROVALS = frozenset({"permission_request", "permission_granted", "permission_denied"})
+_RUN_FOLLOWED = _RUN_PROGRESS | _RUN_ENDINGS | _APPROVALS
 
 ProgressReport = Callable[[str], Awaitable[None]]
 """``report(message)``: pass one step of a call's progress on to the client."""
+
+AskPerson = Callable[[str], Awaitable[bool | None]]
+"""``ask(question)``: put an approval to the person at the MCP client (elicitation): True
+to allow, False to refuse, None when they gave no answer (dismissed, or the client could
+not ask); the approval then stays open for an answer from elsewhere."""
+
+KEEP_CALL_SECS = 600.0
+"""How long a direct tool call handed back for an approval keeps its result once it ended,
+for the retry that takes it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Asking:
+    """How the approvals a call waits for reach the person at the client: put at once over
+    the connection (``ask``, a client with a channel back to it), or handed back as the
+    call's answer for the client to retry with the person's answer (``hand_back``, the
+    2026-07-28 protocol's input requests). Neither: they are only reported as progress."""
+
+    ask: AskPerson | None = None
+    hand_back: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """A call retried with what the client was handed back: the ``state`` it echoes and the
+    person's answer (None: dismissed)."""
+
+    state: dict[str, Any]
+    answer: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalNeeded:
+    """An approval a call waits for, to be put to the person at the client."""
+
+    request_id: str
+    question: str
 
 
 class UnknownToolError(NotFoundError):
@@ -130,6 +169,15 @@ class Outcome:
     content: list[ContentPart]
     structured: dict[str, Any] | None = None
     is_error: bool = False
+    needs: ApprovalNeeded | None = None
+    """Set when the call is handed back, waiting for this approval."""
+    state: dict[str, Any] | None = None
+    """What the retry of a handed-back call must bring back."""
+
+    @classmethod
+    def waiting(cls, needed: ApprovalNeeded, state: dict[str, Any], **structured: Any) -> Outcome:
+        """A call handed back until the person at the client answers ``needed``."""
+        return cls([], {"waiting_for": needed.request_id, **structured}, False, needed, state)
 
     @classmethod
     def error(cls, message: str, structured: dict[str, Any] | None = None) -> Outcome:
@@ -163,6 +211,7 @@ class McpService:
     def __init__(self, app: App) -> None:
         self.app = app
         self._offers: tuple[int, dict[str, Offer]] | None = None
+        self._calls = KeptCalls()
 
     def offers(self) -> dict[str, Offer]:
         """The tools offered, by MCP name: the agents first (in name order), then, with
@@ -222,24 +271,36 @@ class McpService:
         *,
         progress: ProgressReport | None = None,
         idempotency_key: str | None = None,
+        asking: Asking | None = None,
+        resumed: Resumed | None = None,
     ) -> Outcome:
         """Call the tool ``name`` as ``caller``. Every failure of the call itself (bad
         arguments, a session the caller may not see, a failed run, a refused tool) is an
         error `Outcome`; only a tool that is not offered raises (`UnknownToolError`).
         Cancelling the call cancels the run (or tool call) it started. For an agent,
-        ``idempotency_key`` makes a retry of the call answer with the first call's run."""
+        ``idempotency_key`` makes a retry of the call answer with the first call's run.
+
+        A tool call of the call that waits for an approval is reported through
+        ``progress`` (with the request's id, for an answer from elsewhere) and put to the
+        person at the client as ``asking`` says; their answer is given as ``caller``'s,
+        exactly as over REST (on the record, audited). ``resumed``: the retry of a call
+        handed back. Questions (an MCP server's elicitation inside the run) are only
+        reported."""
         offer = self.offers().get(name)
         if offer is None:
             known = ", ".join(self.offers()) or "none"
             raise UnknownToolError(f"unknown tool {name!r}", hint=f"the tools are: {known}")
         if arguments is not None and not isinstance(arguments, Mapping):
             return Outcome.error(f"invalid arguments for {name}: they must be an object")
+        asking = asking or Asking()
         try:
+            if resumed is not None:
+                return await self._resume(caller, offer, resumed, progress, asking)
             if offer.kind == "agent":
                 return await self._run_agent(
-                    caller, offer, dict(arguments or {}), progress, idempotency_key
+                    caller, offer, dict(arguments or {}), progress, asking, idempotency_key
                 )
-            return await self._run_tool(caller, offer, dict(arguments or {}), progress)
+            return await self._run_tool(caller, offer, dict(arguments or {}), progress, asking)
         except InvalidInputError as exc:
             return Outcome.error(f"invalid arguments for {name}: {error_text(exc)}")
         except PromptLineError as exc:
@@ -253,6 +314,7 @@ class McpService:
         offer: Offer,
         arguments: dict[str, Any],
         progress: ProgressReport | None,
+        asking: Asking,
         idempotency_key: str | None = None,
     ) -> Outcome:
         from promptline.gateway.service import start_message
@@ -272,18 +334,42 @@ class McpService:
         accepted = await start_message(
             app, caller, session_id, task, agent=offer.target, idempotency_key=idempotency_key
         )
-        run_id = accepted.answer_run_id
         # No await since the message was taken: the run's first event is still to come.
-        follower = _follow_run(app, run_id, progress) if progress is not None else None
+        return await self._await_run(caller, session_id, accepted.answer_run_id, progress, asking)
+
+    async def _await_run(
+        self,
+        caller: Caller,
+        session_id: str,
+        run_id: str,
+        progress: ProgressReport | None,
+        asking: Asking,
+        skip: frozenset[str] = frozenset(),
+    ) -> Outcome:
+        """Wait for the run's end (or, handing approvals back, for one it waits on)."""
+        app = self.app
+        follower = _follow_run(app, caller, run_id, progress, asking, skip)
+        waiting: asyncio.Future[Any] | None = None
         try:
-            record = await app.runtime.wait(run_id)
+            if follower is not None and asking.hand_back:
+                await follower.pending(run_id=run_id)
+            waiting = asyncio.ensure_future(app.runtime.wait(run_id))
+            needed = await _first(waiting, follower)
         except BaseException as exc:
+            if waiting is not None:
+                waiting.cancel()
             if isinstance(exc, asyncio.CancelledError):
                 with contextlib.suppress(PromptLineError):
                     app.runtime.get(run_id).cancel("cancelled by the MCP client", by=caller.user_id)
             if follower is not None:
                 await follower.stop()
             raise
+        if needed is not None:
+            assert follower is not None
+            await follower.stop()
+            state = {"kind": "agent", "run_id": run_id, "request_id": needed.request_id}
+            return Outcome.waiting(needed, state, session_id=session_id, run_id=run_id)
+        record = waiting.result()
         if follower is not None:
             await follower.finish()
         structured: dict[str, Any] = {
@@ -317,6 +403,7 @@ class McpService:
         offer: Offer,
         arguments: dict[str, Any],
         progress: ProgressReport | None,
+        asking: Asking,
     ) -> Outcome:
         from promptline.core.messages import ToolCall
         from promptline.tools.executor import CallScope
@@ -334,18 +421,88 @@ class McpService:
             mode="act",
             correlation_id=call.id,
         )
-        follower = _follow_tool(app, caller, call, progress) if progress else None
+        follower = _follow_tool(app, caller, call.id, call.name, progress, asking)
+        executing = asyncio.ensure_future(app.runtime.services.executor.execute(call, scope))
+        if asking.hand_back:
+            # The call may have to outlive this request: kept until a retry takes its result.
+            self._calls.keep(call.id, caller, executing)
+        return await self._await_tool(call.id, executing, follower)
+
+    async def _await_tool(
+        self, call_id: str, executing: asyncio.Future[Any], follower: _Follower | None
+    ) -> Outcome:
+        """Wait for a direct tool call's result (or, handing approvals back, for the
+        approval it waits on)."""
         try:
-            result = await app.runtime.services.executor.execute(call, scope)
+            needed = await _first(executing, follower)
         except BaseException:
+            executing.cancel()
+            self._calls.drop(call_id)
             if follower is not None:
                 await follower.stop()
             raise
+        if needed is not None:
+            assert follower is not None
+            await follower.stop()
+            state = {"kind": "tool", "call_id": call_id, "request_id": needed.request_id}
+            return Outcome.waiting(needed, state)
+        self._calls.drop(call_id)
         if follower is not None:
             await follower.finish()
+        result = executing.result()
         outcome = str(result.metadata.get("outcome", "ok"))
-        structured = {"outcome": outcome, "call_id": call.id}
+        structured = {"outcome": outcome, "call_id": call_id}
         return Outcome(list(result.content), structured, result.is_error or outcome != "ok")
+
+    # -- a call handed back for an approval, retried with the answer ---------------------
+
+    async def _resume(
+        self,
+        caller: Caller,
+        offer: Offer,
+        resumed: Resumed,
+        progress: ProgressReport | None,
+        asking: Asking,
+    ) -> Outcome:
+        """Give the answer the retry brought (as ``caller``'s, exactly as over REST) and
+        wait on the call again. A dismissed question leaves the approval open for an answer
+        from elsewhere, and is not handed back again."""
+        from promptline.gateway.service import visible_run
+
+        app = self.app
+        state = resumed.state
+        kind, request_id = state.get("kind"), state.get("request_id")
+        if kind not in ("agent", "tool") or not isinstance(request_id, str):
+            raise InvalidInputError("requestState is not one this server gave")
+        if kind != offer.kind:
+            raise InvalidInputError(f"requestState is not of a call to {offer.name!r}")
+        skip = frozenset({request_id}) if resumed.answer is None else frozenset()
+        # What the call asks after the answer is found by the follower (subscribed after
+        # it) or among the requests pending when it starts: nothing falls between.
+        if kind == "agent":
+            run_id = state.get("run_id")
+            if not isinstance(run_id, str):
+                raise InvalidInputError("requestState is not one this server gave")
+            record = await visible_run(app, caller, run_id)
+            if resumed.answer is not None:
+                await _answer(app, caller, request_id, resumed.answer)
+            return await self._await_run(
+                caller, record.session_id or "", run_id, progress, asking, skip
+            )
+        call_id = state.get("call_id")
+        executing = self._calls.take(call_id, caller) if isinstance(call_id, str) else None
+        if executing is None or not isinstance(call_id, str):
+            return Outcome.error(
+                "the call is no longer waiting: it ended long ago, or the gateway restarted "
+                "since; call the tool again"
+            )
+        self._calls.keep(call_id, caller, executing)
+        if resumed.answer is not None:
+            await _answer(app, caller, request_id, resumed.answer)
+        follower = _follow_tool(app, caller, call_id, offer.target, progress, asking, skip)
+        if follower is not None and asking.hand_back:
+            await follower.pending(correlation_id=call_id)
+        return await self._await_tool(call_id, executing, follower)
 
     def _workspace(self, caller: Caller) -> Path:
         """The folder file tools called over MCP may touch: the agents' shared workspace
@@ -427,15 +584,31 @@ def _folder_part(value: str) -> str:
 
 @dataclass
 class _Follower:
-    """Passes a call's events on as progress, in a task of its own, until the call ends."""
+    """Passes a call's events on as progress, in a task of its own, until the call ends; puts
+    the approvals its tool calls wait for to the person at the client as ``asking`` says
+    (at once, or by handing them back: `needed`)."""
 
+    app: App
+    caller: Caller
     subscription: Subscription
-    progress: ProgressReport
+    progress: ProgressReport | None
+    asking: Asking
     mine: Callable[[Event], bool]
     endings: frozenset[str]
     names: dict[str, str] = field(default_factory=dict)
     """Tool call id -> tool name, for the progress of calls in flight."""
+    skip: frozenset[str] = frozenset()
+    """Requests not to put to the client (dismissed there already)."""
     task: asyncio.Task[None] | None = None
+    asked: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    """Request id -> the question put to the client about it, while unanswered."""
+    answering: set[asyncio.Task[None]] = field(default_factory=set)
+    """Answers from the client being given."""
+    needed: asyncio.Future[ApprovalNeeded] = field(init=False)
+    """Handing back: set to the first approval the call waits for."""
+
+    def __post_init__(self) -> None:
+        self.needed = asyncio.get_running_loop().create_future()
 
     def start(self) -> _Follower:
         self.task = asyncio.get_running_loop().create_task(self._pump())
@@ -446,8 +619,10 @@ class _Follower:
             async for event in self.subscription:
                 if not self.mine(event):
                     continue
+                if event.type in _APPROVALS:
+                    self._approval(event)
                 message = _step(event, self.names)
-                if message:
+                if message and self.progress is not None:
                     await self.progress(message)
                 if event.type in self.endings:
                     return
@@ -457,6 +632,66 @@ class _Follower:
             # The client is gone or its stream closed: the call goes on without reports.
             _log.debug("progress reports stopped", exc_info=True)
 
+    def _approval(self, event: Event) -> None:
+        """Ask about a new request; stop asking about one answered (from anywhere)."""
+        from promptline.core.events import PermissionRequestEvent
+
+        if not isinstance(event, PermissionRequestEvent):
+            asked = self.asked.pop(getattr(event.data, "request_id", ""), None)
+            if asked is not None:
+                asked.cancel()
+            return
+        data = event.data
+        self.waits(data.request_id, data.tool, data.arguments, data.reason)
+
+    def waits(
+        self, request_id: str, tool: str, arguments: dict[str, Any], reason: str | None
+    ) -> None:
+        """The call waits for the request ``request_id``: put it to the client."""
+        from promptline.security.approvals import is_question
+
+        if is_question(tool) or request_id in self.skip or request_id in self.asked:
+            return
+        question = _question(tool, arguments, reason)
+        if self.asking.hand_back:
+            if not self.needed.done():
+                self.needed.set_result(ApprovalNeeded(request_id, question))
+            return
+        if self.asking.ask is not None:
+            task = asyncio.get_running_loop().create_task(self._put(request_id, question))
+            self.asked[request_id] = task
+
+    async def pending(
+        self, *, run_id: str | None = None, correlation_id: str | None = None
+    ) -> None:
+        """Put to the client the requests of the run (or call) already waiting when this
+        follower began."""
+        for request in await self.app.permissions.pending():
+            if run_id is not None and request.run_id != run_id:
+                continue
+            if correlation_id is not None and request.correlation_id != correlation_id:
+                continue
+            self.waits(request.request_id, request.tool, request.arguments, request.reason)
+
+    async def _put(self, request_id: str, question: str) -> None:
+        assert self.asking.ask is not None
+        try:
+            answer = await self.asking.ask(question)
+            # Answered: no longer withdrawn when the request is (the answer's own event
+            # says so), and awaited by `finish`, so the call ends after it is recorded.
+            task = self.asked.pop(request_id, None)
+            if answer is not None:
+                if task is not None:
+                    self.answering.add(task)
+                await _answer(self.app, self.caller, request_id, answer)
+        except Exception:
+            _log.warning("the answer to %s from the MCP client was lost", request_id, exc_info=True)
+        finally:
+            self.asked.pop(request_id, None)
+            task = asyncio.current_task()
+            if task is not None:
+                self.answering.discard(task)
+
     async def finish(self) -> None:
         """Let the follower pass on what the call published before it ended, then stop.
         What the call published is already queued here, so this waits only on passing it
@@ -464,36 +699,150 @@ class _Follower:
         if self.task is not None and not self.task.done():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self.task), FOLLOW_WAIT_SECS)
+        if self.answering:
+            await asyncio.wait(set(self.answering))
         await self.stop()
 
     async def stop(self) -> None:
-        """Stop at once (the call was cancelled)."""
+        """Stop at once (the call was cancelled, ended, or was handed back)."""
         if self.task is not None:
             self.task.cancel()
+        for asked in [*self.asked.values(), *self.answering]:
+            asked.cancel()
+        self.asked.clear()
+        self.answering.clear()
         await self.subscription.close()
 
 
-def _follow_run(app: App, run_id: str, progress: ProgressReport) -> _Follower:
-    """Pass the run's steps (tool calls, their progress and results, model answers) on as
-    progress. Subscribes at once: call it with no await since the run was started."""
+async def _answer(app: App, caller: Caller, request_id: str, approve: bool) -> None:
+    """Give the person's answer at the client as ``caller``'s, as over REST; an answer
+    given elsewhere first (or the request's time running out) stands."""
+    from promptline.core.errors import ConflictError
+    from promptline.gateway.service import respond_approval
+
+    with contextlib.suppress(ConflictError, NotFoundError):
+        await respond_approval(
+            app,
+            caller,
+            request_id,
+            approve=approve,
+            reason=None if approve else "refused at the MCP client",
+            source="mcp",
+        )
+
+
+async def _first(work: asyncio.Future[Any], follower: _Follower | None) -> ApprovalNeeded | None:
+    """Wait for ``work`` to end (None), or for an approval it waits on to be handed back."""
+    if follower is None or not follower.asking.hand_back:
+        await asyncio.shield(work)
+        return None
+    needed = follower.needed
+    await asyncio.wait({work, needed}, return_when=asyncio.FIRST_COMPLETED)
+    if needed.done() and not work.done():
+        return needed.result()
+    return None
+
+
+class KeptCalls:
+    """Direct tool calls handed back for an approval, kept (with whose they are) until the
+    retry takes their result; each ended one is forgotten `KEEP_CALL_SECS` after its end."""
+
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
+        self._calls: dict[str, tuple[str, str, asyncio.Future[Any]]] = {}
+        self._ended: dict[str, float] = {}
+        self._clock = clock
+
+    def keep(self, call_id: str, caller: Caller, work: asyncio.Future[Any]) -> None:
+        self._forget_old()
+        self._calls[call_id] = (caller.tenant_id, caller.user_id, work)
+        if work.done():
+            self._ended.setdefault(call_id, self._now())
+        else:
+            work.add_done_callback(lambda _: self._ended.setdefault(call_id, self._now()))
+
+    def take(self, call_id: str, caller: Caller) -> asyncio.Future[Any] | None:
+        """The call, when ``caller`` made it (None otherwise, as for one unknown)."""
+        kept = self._calls.pop(call_id, None)
+        if kept is None:
+            return None
+        tenant_id, user_id, work = kept
+        if (tenant_id, user_id) != (caller.tenant_id, caller.user_id):
+            self._calls[call_id] = kept
+            return None
+        return work
+
+    def drop(self, call_id: str) -> None:
+        self._calls.pop(call_id, None)
+        self._ended.pop(call_id, None)
+
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
+    def _forget_old(self) -> None:
+        now = self._now()
+        for call_id, ended in list(self._ended.items()):
+            if now - ended > KEEP_CALL_SECS:
+                self.drop(call_id)
+
+
+def _question(tool: str, arguments: dict[str, Any], reason: str | None) -> str:
+    """What the person at the client is asked about a permission request."""
+    shown = json.dumps(arguments or {}, ensure_ascii=False, sort_keys=True)
+    if len(shown) > MAX_PROGRESS_LINE:
+        shown = shown[: MAX_PROGRESS_LINE - 3] + "..."
+    text = f"Allow {tool} {shown}?"
+    return f"{text} ({reason})" if reason else text
+
+
+def _follow_run(
+    app: App,
+    caller: Caller,
+    run_id: str,
+    progress: ProgressReport | None,
+    asking: Asking,
+    skip: frozenset[str] = frozenset(),
+) -> _Follower | None:
+    """Pass the run's steps (tool calls, their progress and results, model answers, the
+    approvals they wait for) on as progress, and put its approvals to the client.
+    Subscribes at once: call it with no await since the run was started. None when there
+    is neither anyone to report to nor to ask."""
+    if progress is None and asking.ask is None and not asking.hand_back:
+        return None
     subscription = app.bus.subscribe(EventFilter(run_id=run_id, types=_RUN_FOLLOWED))
-    return _Follower(subscription, progress, lambda event: True, _RUN_ENDINGS).start()
+    return _Follower(
+        app, caller, subscription, progress, asking, lambda event: True, _RUN_ENDINGS, skip=skip
+    ).start()
 
 
-def _follow_tool(app: App, caller: Caller, call: ToolCall, progress: ProgressReport) -> _Follower:
-    """Pass a direct tool call's progress on, until its result."""
+def _follow_tool(
+    app: App,
+    caller: Caller,
+    call_id: str,
+    tool: str,
+    progress: ProgressReport | None,
+    asking: Asking,
+    skip: frozenset[str] = frozenset(),
+) -> _Follower | None:
+    """Pass a direct tool call's progress on, until its result; put its approval to the
+    client. None when there is neither anyone to report to nor to ask."""
+    if progress is None and asking.ask is None and not asking.hand_back:
+        return None
     wanted = EventFilter(
-        types=frozenset({"tool_progress", "tool_result"}),
+        types=frozenset({"tool_progress", "tool_result"}) | _APPROVALS,
         user_id=caller.user_id,
         tenant_id=caller.tenant_id,
     )
     subscription = app.bus.subscribe(wanted)
     follower = _Follower(
+        app,
+        caller,
         subscription,
         progress,
-        lambda event: event.correlation_id == call.id,
+        asking,
+        lambda event: event.correlation_id == call_id,
         frozenset({"tool_result"}),
-        names={call.id: call.name},
+        names={call_id: tool},
+        skip=skip,
     )
     return follower.start()
 
@@ -509,6 +858,9 @@ def _step(event: Event, names: dict[str, str]) -> str | None:
     """One event of a call as a progress message (None: not worth one)."""
     from promptline.core.events import (
         LlmResultEvent,
+        PermissionDeniedEvent,
+        PermissionGrantedEvent,
+        PermissionRequestEvent,
         ToolCommandEvent,
         ToolProgressEvent,
         ToolResultEvent,
@@ -528,6 +880,17 @@ def _step(event: Event, names: dict[str, str]) -> str | None:
         result = event.data.result
         names.pop(result.call_id, None)
         return f"{result.name} failed" if result.is_error else f"{result.name} done"
+    if isinstance(event, PermissionRequestEvent):
+        asked = event.data
+        return (
+            f"waiting for approval {asked.request_id}: {asked.tool}"
+            + (f" ({asked.reason})" if asked.reason else "")
+            + f"; answer it with POST /v1/approvals/{asked.request_id}"
+        )
+    if isinstance(event, PermissionGrantedEvent):
+        return f"{event.data.tool} approved"
+    if isinstance(event, PermissionDeniedEvent):
+        return f"{event.data.tool} refused"
     if isinstance(event, LlmResultEvent):
         if event.data.finish_reason == "tool_calls":
             return "the model asked for tools"
