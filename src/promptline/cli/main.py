@@ -539,6 +539,112 @@ def keys_revoke(options: CliOptions, key_id: str) -> None:
     serve_cmd.keys_revoke(options, key_id)
 
 
+# -- members ----------------------------------------------------------------------------------
+
+_ROLE_HELP = (
+    "admin: everything in its tenant; operator: runs and approves across the tenant, no "
+    "keys; user: its own sessions; viewer: reads its own (see docs/auth.md)."
+)
+_ROLES = click.Choice(["admin", "operator", "user", "viewer"])
+
+
+@app.group("members")
+def members_group() -> None:
+    """The members of a tenant: users with a role and a password to sign in with."""
+
+
+@members_group.command("add")
+@click.option("--tenant", "-t", default="default", show_default=True, help="The tenant.")
+@click.option("--user", "-u", required=True, help="The member's user id.")
+@click.option("--role", type=_ROLES, default="user", show_default=True, help=_ROLE_HELP)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--no-password", is_flag=True, help="No password: the member uses API keys.")
+@click.option("--json", "as_json", is_flag=True, help="Print the member as JSON.")
+@pass_options
+def members_add(
+    options: CliOptions,
+    tenant: str,
+    user: str,
+    role: str,
+    password_stdin: bool,
+    no_password: bool,
+    as_json: bool,
+) -> None:
+    """Add a member (the password is asked for, or read with --password-stdin)."""
+    from promptline.cli import members_cmd
+
+    if password_stdin and no_password:
+        raise click.UsageError("--password-stdin and --no-password exclude each other")
+    password = None if no_password else members_cmd.read_password(from_stdin=password_stdin)
+    members_cmd.members_add(
+        options,
+        tenant=tenant,
+        user=user,
+        role=role,
+        password=password,
+        as_json=as_json,
+    )
+
+
+@members_group.command("list")
+@click.option("--tenant", "-t", default="default", show_default=True, help="The tenant.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_options
+def members_list(options: CliOptions, tenant: str, as_json: bool) -> None:
+    """List a tenant's members (never a password)."""
+    from promptline.cli import members_cmd
+
+    members_cmd.members_list(options, tenant=tenant, as_json=as_json)
+
+
+@members_group.command("set")
+@click.option("--tenant", "-t", default="default", show_default=True, help="The tenant.")
+@click.option("--user", "-u", required=True, help="The member's user id.")
+@click.option("--role", type=_ROLES, help="A new role. " + _ROLE_HELP)
+@click.option("--password", "new_password", is_flag=True, help="Set a new password (asked for).")
+@click.option("--password-stdin", is_flag=True, help="Set a new password read from stdin.")
+@click.option("--no-password", is_flag=True, help="Remove the password (API keys only).")
+@pass_options
+def members_set(
+    options: CliOptions,
+    tenant: str,
+    user: str,
+    role: str | None,
+    new_password: bool,
+    password_stdin: bool,
+    no_password: bool,
+) -> None:
+    """Change a member's role or password."""
+    from promptline.cli import members_cmd
+
+    if sum((new_password, password_stdin, no_password)) > 1:
+        raise click.UsageError("choose one of --password, --password-stdin and --no-password")
+    if role is None and not (new_password or password_stdin or no_password):
+        raise click.UsageError("nothing to change: give --role, --password or --no-password")
+    password = None
+    if new_password or password_stdin:
+        password = members_cmd.read_password(from_stdin=password_stdin)
+    members_cmd.members_set(
+        options,
+        tenant=tenant,
+        user=user,
+        role=role,
+        password=password,
+        clear_password=no_password,
+    )
+
+
+@members_group.command("remove")
+@click.option("--tenant", "-t", default="default", show_default=True, help="The tenant.")
+@click.option("--user", "-u", required=True, help="The member's user id.")
+@pass_options
+def members_remove(options: CliOptions, tenant: str, user: str) -> None:
+    """Remove a member; the user's API keys in the tenant are revoked too."""
+    from promptline.cli import members_cmd
+
+    members_cmd.members_remove(options, tenant=tenant, user=user)
+
+
 # -- audit ------------------------------------------------------------------------------------
 
 

@@ -332,6 +332,9 @@ DEFAULT_SENSITIVE = [
     "permissions.changed",
     "key.created",
     "key.revoked",
+    "member.added",
+    "member.changed",
+    "member.removed",
     "auth.repeated_failures",
 ]
 """What raises a ``security_alert`` unless ``security.alerts.sensitive`` says otherwise."""
@@ -343,7 +346,8 @@ class AlertSettings(Section):
     sensitive: list[str] = Field(
         default_factory=lambda: list(DEFAULT_SENSITIVE),
         description="Tool names (an allowed call raises an alert) and audit actions "
-        "(permissions.changed, key.created, key.revoked, auth.repeated_failures).",
+        "(permissions.changed, key.created, key.revoked, member.added, member.changed, "
+        "member.removed, auth.repeated_failures).",
     )
     auth_failures_per_minute: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
         5,

@@ -17,6 +17,7 @@ from promptline.gateway.logs import AccessLog
 from promptline.gateway.ratelimit import RateLimiter
 from promptline.security.auth import KeyStore
 from promptline.security.jwt import SigningKeys
+from promptline.security.members import MemberStore
 from promptline.security.tokens import TokenService
 
 if TYPE_CHECKING:
@@ -58,10 +59,12 @@ def create_gateway(app: App, *, auth: bool | None = None) -> FastAPI:
         redoc_url=None,
     )
     keys = KeyStore(app.state, clock=app.clock, cache_secs=settings.key_cache_secs)
+    members = MemberStore(app.state, clock=app.clock, cache_secs=settings.key_cache_secs)
     api.state.gateway = Gateway(
         app=app,
         keys=keys,
-        tokens=token_service(app, keys),
+        tokens=token_service(app, keys, members),
+        members=members,
         limiter=RateLimiter(settings.rate_limit_per_minute),
         auth=settings.auth if auth is None else auth,
     )
@@ -81,7 +84,7 @@ def create_gateway(app: App, *, auth: bool | None = None) -> FastAPI:
     return api
 
 
-def token_service(app: App, keys: KeyStore) -> TokenService:
+def token_service(app: App, keys: KeyStore, members: MemberStore | None = None) -> TokenService:
     """The access and refresh tokens of ``app`` (``security.tokens``), signed with the keys
     of its home (made on first use)."""
     tokens = app.settings.security.tokens
@@ -95,6 +98,7 @@ def token_service(app: App, keys: KeyStore) -> TokenService:
         refresh_ttl_secs=tokens.refresh_ttl_secs,
         clock=app.clock,
         cache_secs=app.settings.gateway.key_cache_secs,
+        members=members,
     )
 
 

@@ -13,6 +13,7 @@ from starlette.requests import HTTPConnection
 from promptline.core.errors import AuthenticationError, PermissionDeniedError
 from promptline.gateway.logs import KEY_ID_SCOPE
 from promptline.security.auth import Caller, KeyStore, key_id_of
+from promptline.security.members import MemberStore
 from promptline.security.scopes import Scope
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ class Gateway:
     app: App
     keys: KeyStore
     tokens: TokenService
+    members: MemberStore
     limiter: RateLimiter
     auth: bool = True
     stopping: asyncio.Event = field(default_factory=asyncio.Event)

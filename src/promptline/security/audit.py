@@ -187,8 +187,11 @@ class Auditor:
             details={"tool": tool, "call_id": call_id, "arguments": dict(arguments)},
         )
 
-    async def failed_login(self, source: str | None, *, key_id: str | None, reason: str) -> None:
-        """A request came with a missing or bad API key. Recorded at most once a minute per
+    async def failed_login(
+        self, source: str | None, *, key_id: str | None, reason: str, user: str | None = None
+    ) -> None:
+        """A request came with a missing or bad API key or token, or a sign-in with a wrong
+        password (``user``: the ``tenant/user`` it named). Recorded at most once a minute per
         source address (with the count of failures since its last record); an address that
         reaches ``auth_failures_per_minute`` within a minute raises one alert for it."""
         if not self.enabled:
@@ -213,7 +216,7 @@ class Auditor:
                 key_id=key_id,
                 source=address,
                 count=count,
-                details={"reason": reason},
+                details={"reason": reason} if user is None else {"reason": reason, "user": user},
             )
         if not seen.alerted and seen.in_window >= self.alerts.auth_failures_per_minute:
             seen.alerted = True

@@ -35,6 +35,7 @@ Scope = Literal[
     "channels:write",
     "tenant:all",
     "keys:admin",
+    "members:admin",
 ]
 
 SCOPES: dict[Scope, str] = {
@@ -52,6 +53,7 @@ SCOPES: dict[Scope, str] = {
     "tenant:all": "reach every user's sessions, runs and approvals of the tenant, not only "
     "one's own",
     "keys:admin": "create, list and revoke API keys of the tenant",
+    "members:admin": "add, list, change (role, password) and remove the tenant's members",
 }
 """Every scope, and what it allows."""
 

@@ -1,5 +1,8 @@
-"""Access and refresh tokens: an API key is exchanged for a short-lived access token (a JWT,
-`promptline.security.jwt`) and a long-lived refresh token that gets new ones.
+"""Access and refresh tokens: an API key, or a member's password, is exchanged for a
+short-lived access token (a JWT, `promptline.security.jwt`) and a long-lived refresh token
+that gets new ones. Tokens of a password sign-in follow the member: a member removed, or
+given another role, has its access tokens refused and its next refresh gets the new role
+(or is refused).
 
 A refresh token reads ``pl_rt_<token id>_<secret>`` and is used once: a refresh spends it and
 gives a new one of the same *family* (every token descending from one exchange). Presenting
@@ -25,6 +28,7 @@ from promptline.core.errors import AuthenticationError, ConflictError
 from promptline.core.ids import new_id
 from promptline.security import jwt
 from promptline.security.auth import Caller, KeyStore
+from promptline.security.members import MemberStore
 from promptline.state.protocols import StateStore
 
 __all__ = ["FAMILY_PREFIX", "REFRESH_PREFIX", "TokenPair", "TokenService", "looks_like_jwt"]
@@ -80,9 +84,11 @@ class TokenService:
         refresh_ttl_secs: int,
         clock: Clock | None = None,
         cache_secs: float = 5.0,
+        members: MemberStore | None = None,
     ) -> None:
         self._state = state
         self._keys = keys
+        self._members = members
         self.signing = signing
         self._issuer = issuer
         self._audience = audience
@@ -95,6 +101,17 @@ class TokenService:
     async def exchange(self, api_key: str | None) -> TokenPair:
         """A new family for the caller of ``api_key``: its first access and refresh token."""
         found = await self._keys.authenticate(api_key)
+        return await self._family(found)
+
+    async def sign_in(self, tenant_id: str, user_id: str, password: str) -> TokenPair:
+        """A new family for the member ``user_id`` of ``tenant_id`` whose password this is
+        (`AuthenticationError` otherwise, the same whatever was wrong)."""
+        if self._members is None:
+            raise _refused("signing in with a password is not available here")
+        member = await self._members.sign_in(tenant_id, user_id, password)
+        return await self._family(Caller(member.user_id, member.tenant_id, member.role))
+
+    async def _family(self, found: Caller) -> TokenPair:
         family_id = new_id("fam_")
         await self._state.set(
             "global",
@@ -143,11 +160,28 @@ class TokenService:
                 "token of its family is now revoked",
                 reason="reuse",
             ) from None
-        found = await self._keys.active(str(value["key_id"]))
-        if found is None:
-            await self.revoke_family(family_id, reason="key revoked")
-            raise _refused("the API key these tokens came from is revoked")
+        if value.get("key_id"):
+            found = await self._keys.active(str(value["key_id"]))
+            if found is None:
+                await self.revoke_family(family_id, reason="key revoked")
+                raise _refused("the API key these tokens came from is revoked")
+        else:
+            found = await self._member_of_family(family_id)
         return await self._pair(found, family_id)
+
+    async def _member_of_family(self, family_id: str) -> Caller:
+        """The member a password family belongs to, with its role now; the family is
+        revoked when the member is gone."""
+        entry = await self._state.get("global", FAMILY_PREFIX + family_id)
+        family = entry.value if entry is not None and isinstance(entry.value, dict) else {}
+        tenant_id, user_id = str(family.get("tenant_id")), str(family.get("user_id"))
+        member = None
+        if self._members is not None:
+            member = await self._members.get(tenant_id, user_id)
+        if member is None:
+            await self.revoke_family(family_id, reason="member removed")
+            raise _refused("the member these tokens were made for is no longer a member")
+        return Caller(member.user_id, member.tenant_id, member.role)
 
     async def revoke(self, refresh_token: str | None) -> str:
         """Revoke the family of ``refresh_token`` (spent or not); its family id."""
@@ -187,15 +221,18 @@ class TokenService:
             raise _refused("the token is not an access token")
         family_id = claims.get("fam")
         key_id = claims.get("key")
-        if not isinstance(family_id, str) or not isinstance(key_id, str):
-            raise _refused("the token names no family or API key")
+        if not isinstance(family_id, str) or not (key_id is None or isinstance(key_id, str)):
+            raise _refused("the token names no family")
         if await self._family_revoked(family_id):
             raise _refused("the token is revoked (its family was revoked)")
-        found = await self._keys.active(key_id)
-        if found is None:
-            raise _refused("the API key this token came from is revoked")
-        if claims.get("role") != found.role or claims.get("sub") != found.user_id:
-            raise _refused("the token's subject or role does not match its API key")
+        if key_id is not None:
+            found = await self._keys.active(key_id)
+            if found is None:
+                raise _refused("the API key this token came from is revoked")
+            if claims.get("role") != found.role or claims.get("sub") != found.user_id:
+                raise _refused("the token's subject or role does not match its API key")
+        else:
+            found = await self._member_of_token(claims)
         return Caller(
             user_id=found.user_id,
             tenant_id=found.tenant_id,
@@ -203,6 +240,22 @@ class TokenService:
             key_id=key_id,
             family_id=family_id,
         )
+
+    async def _member_of_token(self, claims: dict[str, Any]) -> Caller:
+        """The member an access token of a password sign-in is for, while it is a member
+        with the role the token carries."""
+        tenant_id, user_id = claims.get("tid"), claims.get("sub")
+        member = None
+        if self._members is not None and isinstance(tenant_id, str) and isinstance(user_id, str):
+            member = await self._members.active(tenant_id, user_id)
+        if member is None:
+            raise _refused("the member this token was made for is no longer a member")
+        if claims.get("role") != member.role:
+            raise _refused(
+                "the member's role has changed since this token was made",
+                hint="refresh the tokens (POST /v1/auth/refresh): the new pair has the new role",
+            )
+        return Caller(member.user_id, member.tenant_id, member.role)
 
     async def _pair(self, found: Caller, family_id: str) -> TokenPair:
         now = self._clock.now()
@@ -289,6 +342,6 @@ def _hash(secret: str) -> str:
 def _refused(message: str, *, hint: str | None = None, **details: Any) -> AuthenticationError:
     return AuthenticationError(
         message,
-        hint=hint or "get new tokens: POST /v1/auth/token with an API key",
+        hint=hint or "get new tokens: POST /v1/auth/token with an API key or a password",
         **details,
     )

@@ -12,6 +12,7 @@ from promptline.gateway.routes import (
     channels,
     events,
     health,
+    members,
     messages,
     openai_compat,
     responses,
@@ -23,7 +24,7 @@ from promptline.gateway.routes import (
 
 ROUTERS: list[APIRouter] = [health.router, catalog.router, channels.router, openai_compat.router]
 ROUTERS += [responses.router]  # OpenAI's Responses API
-ROUTERS += [auth.router]  # tokens, roles, API keys
+ROUTERS += [auth.router, members.router]  # tokens, roles, API keys, members
 ROUTERS += [sessions.router, messages.router, runs.router, approvals.router]  # REST
 ROUTERS += [events.router, state.router]  # REST
 ROUTERS += [ws.router]  # WebSocket control plane

@@ -8,7 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from promptline.core.errors import NotFoundError
+from promptline.core.errors import (
+    AuthenticationError,
+    InvalidInputError,
+    NotFoundError,
+    RateLimitedError,
+)
 from promptline.gateway.deps import (
     CallerDep,
     gateway,
@@ -18,6 +23,7 @@ from promptline.gateway.deps import (
     token_of,
 )
 from promptline.gateway.schemas import error_responses
+from promptline.security.auth import key_id_of
 from promptline.security.scopes import ROLE_SCOPES, SCOPES, Role
 
 router = APIRouter(prefix="/v1", tags=["auth"], responses=error_responses(401, 403, 422))
@@ -39,15 +45,58 @@ class KeyCreate(BaseModel):
     name: str = Field("", max_length=200, description="A note to tell keys apart.")
 
 
+class SignIn(BaseModel):
+    """A member's credentials."""
+
+    model_config = ConfigDict(extra="forbid")
+    tenant_id: str = Field(max_length=255, description="The member's tenant.")
+    user_id: str = Field(max_length=255, description="The member's user id.")
+    password: str = Field(max_length=1024, description="The member's password.")
+
+
 @router.post(
     "/auth/token",
     dependencies=[Depends(own_credential)],
-    summary="Exchange an API key for an access and a refresh token",
+    summary="Exchange an API key, or a member's password, for an access and a refresh token",
+    responses=error_responses(429),
 )
-async def issue_token(request: Request) -> dict[str, Any]:
-    """Send the API key as ``Authorization: Bearer pl_key_...``; the answer holds an access
-    token (a JWT, ``expires_in`` seconds) and a refresh token (``refresh_expires_in``)."""
-    pair = await gateway(request).tokens.exchange(token_of(request))
+async def issue_token(request: Request, body: SignIn | None = None) -> dict[str, Any]:
+    """Send the API key as ``Authorization: Bearer pl_key_...``, or a member's
+    ``tenant_id``, ``user_id`` and ``password`` as the JSON body (not both); the answer
+    holds an access token (a JWT, ``expires_in`` seconds) and a refresh token
+    (``refresh_expires_in``). A member's sign-ins are refused for a while (429) after
+    repeated failures."""
+    state = gateway(request)
+    source = source_of(request)
+    key = token_of(request)
+    if body is not None and key is not None:
+        raise InvalidInputError(
+            "send an API key or a password, not both",
+            hint="drop the Authorization header to sign in with a password",
+        )
+    try:
+        if body is None:
+            pair = await state.tokens.exchange(key)
+        else:
+            pair = await state.tokens.sign_in(body.tenant_id, body.user_id, body.password)
+    except (AuthenticationError, RateLimitedError) as exc:
+        await state.app.audit.failed_login(
+            source,
+            key_id=key_id_of(key),
+            reason=exc.message,
+            user=None if body is None else f"{body.tenant_id}/{body.user_id}",
+        )
+        raise
+    who = await state.tokens.verify(pair.access_token)
+    await state.app.audit.record(
+        "auth.login",
+        actor=who.user_id,
+        key_id=who.key_id,
+        tenant_id=who.tenant_id,
+        target=pair.family_id,
+        source=source,
+        details={"method": "password" if body is not None else "api_key", "role": who.role},
+    )
     return pair.to_dict()
 
 
