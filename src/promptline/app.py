@@ -96,7 +96,7 @@ class App:
             from promptline.tools.builtin import builtin_tools
             from promptline.tools.registry import ToolRegistry
 
-            web_allow = self.settings.security.web_get_allow
+            web_allow = self.settings.security.egress_allow
             self._tools = ToolRegistry(builtin_tools(web_allow=web_allow))
             if self.settings.skills.enabled:
                 from promptline.tools.skills import register_skill_tools
