@@ -188,7 +188,10 @@ class EgressPolicy:
             found = await (resolver or system_resolver)(host, port)
         why = self.refusal(host, found)
         if why is not None:
-            entry = str(literal) if literal is not None else host.lower().rstrip(".")
+            entry = host.lower().rstrip(".")
+            if literal is not None:
+                mapped = getattr(literal, "ipv4_mapped", None)
+                entry = str(mapped or literal)  # a mapped address is allowed by its IPv4 one
             raise EgressRefused(
                 why,
                 hint=f'add "{entry}" (or its network) to {EGRESS_SETTING} to allow it',

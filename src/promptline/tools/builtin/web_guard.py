@@ -11,17 +11,17 @@ with ``CONNECT`` to the checked address, for the same reason.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from promptline.core.errors import InvalidInputError
 from promptline.models.transport import TransportConnectError
 from promptline.tools.base import ToolError
+from promptline.tools.proxies import Proxy, proxy_for
 
 if TYPE_CHECKING:
     import ssl
@@ -140,7 +140,7 @@ class PinnedClient:
         self, addresses: list[str], host: str, port: int, tls: bool, scheme: str
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         context = self._context() if tls else None
-        proxy = _proxy_for(scheme, host)
+        proxy = proxy_for(scheme, host)
         errors: list[str] = []
         for address in addresses:
             try:
@@ -166,35 +166,8 @@ class PinnedClient:
         return self._ssl
 
 
-@dataclass(frozen=True)
-class _Proxy:
-    host: str
-    port: int
-    auth: str | None
-    shown: str
-
-
-def _proxy_for(scheme: str, host: str) -> _Proxy | None:
-    import urllib.request
-
-    found = urllib.request.getproxies().get(scheme)
-    if not found or urllib.request.proxy_bypass(host):
-        return None
-    parts = urlsplit(found if "://" in found else f"http://{found}")
-    if parts.scheme != "http" or not parts.hostname:
-        raise InvalidInputError(
-            f"the proxy {found!r} is not supported: only http:// proxies are",
-            hint="set HTTPS_PROXY / HTTP_PROXY to an http:// URL, or unset it",
-        )
-    auth = None
-    if parts.username is not None:
-        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        auth = "Basic " + base64.b64encode(pair.encode()).decode()
-    return _Proxy(parts.hostname, parts.port or 80, auth, f"{parts.hostname}:{parts.port or 80}")
-
-
 async def _tunnel(
-    proxy: _Proxy, address: str, port: int, host: str, context: ssl.SSLContext | None
+    proxy: Proxy, address: str, port: int, host: str, context: ssl.SSLContext | None
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     # The tunnel names the checked address, not the host: the proxy must not resolve again.
     reader, writer = await asyncio.open_connection(proxy.host, proxy.port, limit=_MAX_HEAD)
