@@ -4,7 +4,8 @@
 Loopback, link-local (the cloud metadata service at 169.254.169.254 among them), private,
 unique-local, shared (carrier-grade NAT), multicast and reserved addresses are refused, in IPv4
 and IPv6, and inside IPv6 forms that carry an IPv4 address (``::ffff:127.0.0.1``, NAT64,
-6to4). One policy serves every way out: ``web_get``, MCP servers over HTTP, sandboxed commands.
+6to4). ``web_get`` and MCP servers over HTTP ask it before every connection they open; its
+one question, `EgressPolicy.refusal`, needs nothing but a host and its addresses.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = [
     "IPAddress",
     "Resolver",
     "address_kind",
+    "allow_entry",
     "parse_address",
     "system_resolver",
 ]
@@ -93,6 +95,16 @@ def parse_address(text: str) -> IPAddress | None:
         return ipaddress.ip_address(text.strip("[]").partition("%")[0])
     except ValueError:
         return None
+
+
+def allow_entry(host: str) -> str:
+    """The entry of ``security.egress_allow`` that allows ``host``: the name in lower case,
+    or the address (the IPv4 one for an IPv4-mapped IPv6 address, which it also allows)."""
+    literal = parse_address(host)
+    if literal is None:
+        return host.lower().rstrip(".")
+    mapped = literal.ipv4_mapped if isinstance(literal, ipaddress.IPv6Address) else None
+    return str(mapped or literal)
 
 
 class EgressPolicy:
@@ -188,10 +200,7 @@ class EgressPolicy:
             found = await (resolver or system_resolver)(host, port)
         why = self.refusal(host, found)
         if why is not None:
-            entry = host.lower().rstrip(".")
-            if literal is not None:
-                mapped = getattr(literal, "ipv4_mapped", None)
-                entry = str(mapped or literal)  # a mapped address is allowed by its IPv4 one
+            entry = allow_entry(host)
             raise EgressRefused(
                 why,
                 hint=f'add "{entry}" (or its network) to {EGRESS_SETTING} to allow it',

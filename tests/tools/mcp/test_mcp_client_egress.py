@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import pytest_asyncio
@@ -107,7 +108,7 @@ async def test_a_server_on_loopback_is_refused_without_a_rule_and_reached_with_o
 async def test_a_name_that_resolves_to_loopback_is_refused_and_a_rule_naming_it_reaches_it(
     urls: dict[str, str],
 ) -> None:
-    port = urls["streamable_http"].split(":")[2].split("/")[0]
+    port = urlsplit(urls["streamable_http"]).port
     url = f"http://docs.test:{port}/mcp"
     # The system's resolver knows nothing of docs.test: the server is reached only if the
     # connection goes to the address the check saw.
@@ -133,7 +134,7 @@ async def test_a_name_that_resolves_to_loopback_is_refused_and_a_rule_naming_it_
 async def test_every_connection_is_checked_so_a_changed_dns_answer_is_refused(
     urls: dict[str, str],
 ) -> None:
-    port = urls["streamable_http"].split(":")[2].split("/")[0]
+    port = urlsplit(urls["streamable_http"]).port
     url = f"http://rebind.test:{port}/mcp"
     # The check before connecting sees an allowed address; the connection's own lookup then
     # gets a private one (a rebinding), which is refused there.
@@ -232,7 +233,7 @@ async def test_through_a_proxy_the_tunnel_names_the_checked_address(
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy_port}")
-    port = urls["streamable_http"].split(":")[2].split("/")[0]
+    port = urlsplit(urls["streamable_http"]).port
     dns = FakeDns({"docs.test": [["127.0.0.1"]]})
     servers = manager(
         f"http://docs.test:{port}/mcp", resolver=dns, egress=EgressPolicy(["docs.test"])

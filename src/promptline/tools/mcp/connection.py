@@ -34,6 +34,7 @@ __all__ = [
     "McpConnection",
     "McpServerUnavailable",
     "RemoteTool",
+    "egress_refusal",
 ]
 
 _log = logging.getLogger("promptline.mcp")
@@ -60,6 +61,17 @@ _MAX_LIST_PAGES = 100
 _HTTP_TIMEOUT_SECS = 30.0
 _HTTP_READ_TIMEOUT_SECS = 300.0
 _STDERR_TAIL_CHARS = 600
+
+
+def egress_refusal(server: str, url: str, why: str, entry: str) -> str:
+    """What a server over HTTP the egress policy refuses is told: the server, its URL, why
+    (the address and its kind) and the ``entry`` of ``security.egress_allow`` that allows it."""
+    from promptline.security.egress import EGRESS_SETTING
+
+    return (
+        f"mcp_servers.{server}: {url} is refused: {why}; add "
+        f'"{entry}" to {EGRESS_SETTING} to allow it'
+    )
 
 
 class McpServerUnavailable(ToolError):
@@ -669,12 +681,11 @@ class McpConnection:
         if self._startup_aborted is not None:
             return self._startup_aborted
         leaf = _leaf(exc)
-        from promptline.security.egress import EGRESS_SETTING, EgressRefused
+        from promptline.security.egress import EgressRefused
 
         if isinstance(leaf, EgressRefused):
-            return (
-                f"mcp_servers.{self.name}: {self.settings.url} is refused: {leaf.message}; add "
-                f'"{leaf.details["entry"]}" to {EGRESS_SETTING} to allow it'
+            return egress_refusal(
+                self.name, str(self.settings.url), leaf.message, leaf.details["entry"]
             )
         if isinstance(leaf, TimeoutError | asyncio.CancelledError):
             return f"no answer to initialize within {self.settings.startup_timeout_secs:g} s"
@@ -707,18 +718,18 @@ class McpConnection:
         headers = dict(self.settings.headers)
         url = str(self.settings.url)
         await self._check_egress(url)
-        timeout = httpx2.Timeout(_HTTP_TIMEOUT_SECS, read=_HTTP_READ_TIMEOUT_SECS)
+        limits = httpx2.Timeout(_HTTP_TIMEOUT_SECS, read=_HTTP_READ_TIMEOUT_SECS)
         if kind == "sse":
             from mcp.client.sse import sse_client
 
             def client_factory(
                 headers: dict[str, str] | None = None,
-                timeout: httpx2.Timeout | None = timeout,
+                timeout: httpx2.Timeout | None = None,
                 auth: httpx2.Auth | None = None,
             ) -> httpx2.AsyncClient:
                 return egress_http_client(
                     self.egress,
-                    timeout=timeout or httpx2.Timeout(_HTTP_TIMEOUT_SECS),
+                    timeout=timeout or limits,
                     resolver=self._resolver,
                     headers=headers,
                     auth=auth,
@@ -737,7 +748,7 @@ class McpConnection:
 
         async with (
             egress_http_client(
-                self.egress, timeout=timeout, resolver=self._resolver, headers=headers
+                self.egress, timeout=limits, resolver=self._resolver, headers=headers
             ) as http,
             streamable_http_client(url, http_client=http) as (read, write),
         ):
