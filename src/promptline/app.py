@@ -96,7 +96,7 @@ class App:
             from promptline.tools.builtin import builtin_tools
             from promptline.tools.registry import ToolRegistry
 
-            web_allow = self.settings.security.web_get_allow
+            web_allow = self.settings.security.egress_allow
             self._tools = ToolRegistry(builtin_tools(web_allow=web_allow))
             if self.settings.skills.enabled:
                 from promptline.tools.skills import register_skill_tools
@@ -128,9 +128,11 @@ class App:
     @property
     def mcp(self) -> McpManager:
         """The MCP servers of ``mcp_servers``, their tools registered into `tools` as
-        ``mcp.<server>.<tool>``; `start_runtime` connects them."""
+        ``mcp.<server>.<tool>``, those over HTTP reached only where ``security.egress_allow``
+        allows; `start_runtime` connects them."""
         if self._mcp is None:
             from promptline.config.home import promptline_home
+            from promptline.security.egress import EgressPolicy
             from promptline.tools.mcp import McpManager
 
             home = promptline_home()
@@ -139,6 +141,7 @@ class App:
                 self.tools,
                 cache_dir=home / "cache" / "mcp",
                 log_dir=home / "logs" / "mcp",
+                egress=EgressPolicy(self.settings.security.egress_allow),
             )
         return self._mcp
 

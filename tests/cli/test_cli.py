@@ -61,6 +61,29 @@ def test_config_validate_names_file_line_and_key_path_of_a_broken_file(tmp_path:
     assert "did you mean 'sqlite'" in result.output
 
 
+def test_config_validate_warns_of_an_mcp_server_at_an_address_egress_refuses(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "config.yaml"
+    servers = (
+        "mcp_servers:\n"
+        "  docs: {url: 'http://127.0.0.1:9000/mcp'}\n"
+        "  wiki: {url: 'http://10.1.2.3/mcp'}\n"
+        "  public: {url: 'https://93.184.216.34/mcp'}\n"
+        "  named: {url: 'http://docs.internal/mcp'}\n"
+    )
+    config.write_text(servers + "security:\n  egress_allow: [10.0.0.0/8]\n")
+
+    result = run("config", "validate", str(config))
+
+    assert result.exit_code == 0  # valid: the server is refused when it is connected
+    warnings = [line for line in result.output.splitlines() if "is refused" in line]
+    assert warnings == [
+        "warning: mcp_servers.docs: http://127.0.0.1:9000/mcp is refused: 127.0.0.1 is a loopback "
+        'address (this machine); add "127.0.0.1" to security.egress_allow to allow it'
+    ]
+
+
 def test_config_show_masks_secrets(tmp_path: Path) -> None:
     cfg = tmp_path / "config.yaml"
     cfg.write_text('models:\n  providers:\n    openai:\n      api_key: "sk-very-secret"\n')

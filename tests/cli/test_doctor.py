@@ -170,6 +170,26 @@ mcp_servers:
     assert "mcp_servers.broken" in broken
 
 
+def test_doctor_fails_an_mcp_server_the_egress_policy_refuses_and_names_the_rule(
+    tmp_path: Path,
+) -> None:
+    # Refused before any connection: nothing needs to listen at the address.
+    result = run_doctor(
+        tmp_path / "config.yaml",
+        """
+mcp_servers:
+  docs:
+    url: http://127.0.0.1:9/mcp
+""",
+    )
+
+    assert result.exit_code == 1
+    assert lines_of(result, "mcp server docs").startswith(
+        "✗ mcp server docs: mcp_servers.docs: http://127.0.0.1:9/mcp is refused: 127.0.0.1 is a "
+        'loopback address (this machine); add "127.0.0.1" to security.egress_allow to allow it'
+    )
+
+
 def test_doctor_on_defaults_names_the_offline_model_it_falls_back_to() -> None:
     result = CliRunner().invoke(app, ["doctor"], catch_exceptions=False)
 

@@ -72,8 +72,28 @@ def config_validate(options: CliOptions, path: Path | None) -> None:
     # Valid, but some keys wait for a feature that does not exist yet: say so, still exit 0.
     with friendly_errors():
         settings = load_settings(chosen, profile=options.profile)
-    for warning in unused_key_warnings(settings):
+    for warning in [*unused_key_warnings(settings), *_egress_warnings(settings)]:
         console(stderr=True).print(f"[yellow]warning:[/] {escape(warning)}")
+
+
+def _egress_warnings(settings: Settings) -> list[str]:
+    """The MCP servers over HTTP whose URL names an address the egress policy refuses (a
+    name is checked when it is resolved, at connect time: `promptline doctor` does it)."""
+    from urllib.parse import urlsplit
+
+    from promptline.security.egress import EgressPolicy, allow_entry, parse_address
+    from promptline.tools.mcp.connection import egress_refusal
+
+    policy = EgressPolicy(settings.security.egress_allow)
+    warnings: list[str] = []
+    for name, server in settings.mcp_servers.items():
+        host = urlsplit(server.url or "").hostname or ""
+        if not server.enabled or parse_address(host) is None:
+            continue
+        why = policy.refusal(host, [])
+        if why is not None:
+            warnings.append(egress_refusal(name, str(server.url), why, allow_entry(host)))
+    return warnings
 
 
 def config_path(options: CliOptions) -> None:

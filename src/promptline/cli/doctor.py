@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from promptline.config.plugins import McpServerSettings
     from promptline.config.settings import Settings, ToolRuleSettings
     from promptline.models.registry import ProviderRegistry
+    from promptline.security.egress import EgressPolicy
 
 Status = Literal["ok", "warn", "fail"]
 SERVICE_TIMEOUT_SECONDS = 3.0
@@ -377,6 +378,7 @@ async def _live(settings: Settings) -> list[Check]:
     """Every configured model provider and enabled MCP server, called now (all at once), and
     whether the default model's provider answered."""
     from promptline.models.registry import ProviderRegistry
+    from promptline.security.egress import EgressPolicy
 
     registry = ProviderRegistry(settings)
     names = [n for n in settings.models.providers if registry.type_of(n) != "scripted"]
@@ -389,7 +391,8 @@ async def _live(settings: Settings) -> list[Check]:
         # Providers first, then servers: starting an MCP client imports its SDK, which holds
         # the event loop long enough to eat into a provider's short limits.
         found = await asyncio.gather(*(_provider(registry, name) for name in names))
-        found += await asyncio.gather(*(_mcp_server(n, server) for n, server in servers))
+        egress = EgressPolicy(settings.security.egress_allow)
+        found += await asyncio.gather(*(_mcp_server(n, s, egress) for n, s in servers))
     finally:
         quiet.setLevel(level)
         await registry.aclose()
@@ -438,12 +441,12 @@ async def _provider(registry: ProviderRegistry, name: str) -> Check:
     return Check(label, "ok", f"{where} answered in {elapsed:.0f} ms ({len(models)} models)")
 
 
-async def _mcp_server(name: str, server: McpServerSettings) -> Check:
+async def _mcp_server(name: str, server: McpServerSettings, egress: EgressPolicy) -> Check:
     from promptline.tools.mcp.connection import McpConnection
 
     label = f"mcp server {name}"
     within = min(float(server.startup_timeout_secs), MCP_SECONDS)
-    connection = McpConnection(name, server)
+    connection = McpConnection(name, server, egress=egress)
     try:
         connection.start()
         state = await connection.wait_settled(within)

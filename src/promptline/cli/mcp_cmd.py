@@ -337,6 +337,7 @@ async def _manager(options: CliOptions) -> AsyncIterator[McpManager]:
 
     from promptline.cli.runtime import load_settings
     from promptline.config.home import promptline_home
+    from promptline.security.egress import EgressPolicy
     from promptline.tools.mcp import McpManager
 
     # The statuses and errors printed say what went wrong; the log lines would repeat it.
@@ -349,7 +350,10 @@ async def _manager(options: CliOptions) -> AsyncIterator[McpManager]:
     settings = load_settings(options)
     home = promptline_home()
     manager = McpManager(
-        settings.mcp_servers, cache_dir=home / "cache" / "mcp", log_dir=home / "logs" / "mcp"
+        settings.mcp_servers,
+        cache_dir=home / "cache" / "mcp",
+        log_dir=home / "logs" / "mcp",
+        egress=EgressPolicy(settings.security.egress_allow),
     )
     try:
         yield manager

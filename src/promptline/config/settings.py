@@ -303,8 +303,8 @@ _HOST_LABEL = r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?"
 _HOST_PATTERN = re.compile(rf"^(\*\.)?{_HOST_LABEL}(\.{_HOST_LABEL})*$")
 
 
-def parse_web_allow_entry(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | str:
-    """An entry of ``security.web_get_allow``: an address or network (``10.0.0.0/8``,
+def parse_egress_entry(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | str:
+    """An entry of ``security.egress_allow``: an address or network (``10.0.0.0/8``,
     ``::1``), else a host name in lower case, exact or ``*.``-prefixed for every name below
     it; `ValueError` says what is wrong."""
     text = entry.strip().lower().rstrip(".")
@@ -320,8 +320,8 @@ def parse_web_allow_entry(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6N
     return text
 
 
-def _web_allow_entry(entry: str) -> str:
-    parse_web_allow_entry(entry)
+def _egress_entry(entry: str) -> str:
+    parse_egress_entry(entry)
     return entry
 
 
@@ -419,11 +419,12 @@ class SecuritySettings(Section):
         "recorded.",
     )
     alerts: AlertSettings = Field(default_factory=AlertSettings)
-    web_get_allow: list[Annotated[str, AfterValidator(_web_allow_entry)]] = Field(
+    egress_allow: list[Annotated[str, AfterValidator(_egress_entry)]] = Field(
         default_factory=list,
         description="Hosts (intranet.example.com, *.corp.example), addresses and networks "
-        "(10.1.0.0/16, fd00::/8) web_get may reach although they are not public (loopback, "
-        "link-local, private, unique-local); everything else non-public is refused.",
+        "(10.1.0.0/16, fd00::/8) that web_get and MCP servers over HTTP may reach although "
+        "they are not public (loopback, link-local, private, unique-local); everything else "
+        "non-public is refused.",
     )
     tokens: TokenSettings = Field(default_factory=TokenSettings)
 
@@ -444,6 +445,31 @@ class SecuritySettings(Section):
         if not isinstance(enabled, bool):
             raise ValueError(f"sandbox_enabled must be true or false, got {enabled!r}")
         value["sandbox"] = "auto" if enabled else "process"
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _web_get_allow_is_egress_allow(cls, value: Any) -> Any:
+        # `web_get_allow` was the list when only web_get was guarded: its entries join
+        # `egress_allow`, which now guards every way out.
+        if not isinstance(value, dict) or "web_get_allow" not in value:
+            return value
+        value = dict(value)
+        older = value.pop("web_get_allow")
+        if not isinstance(older, list):
+            raise ValueError(f"web_get_allow must be a list, got {older!r}")
+        for index, entry in enumerate(older):
+            try:
+                parse_egress_entry(str(entry))
+            except ValueError as exc:
+                raise ValueError(
+                    f"web_get_allow[{index}]: {exc} (web_get_allow is the older name of "
+                    "egress_allow)"
+                ) from None
+        current = value.get("egress_allow") or []
+        if not isinstance(current, list):
+            return value  # the field's own validation says what is wrong
+        value["egress_allow"] = list(dict.fromkeys([*current, *map(str, older)]))
         return value
 
 

@@ -1,6 +1,7 @@
 """Which addresses web_get may reach: public ones only (checked after DNS resolution and on
 every redirect, the connection pinned to the address checked), plus what
-``security.web_get_allow`` lists; and its default permission is ask.
+``security.egress_allow`` lists; and its default permission is ask. The policy itself is
+tested in tests/security/test_egress.py.
 
 The test server listens on 127.0.0.1; a fake resolver gives it public-looking names.
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import ipaddress
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,12 +19,10 @@ import pytest
 from promptline.app import build_app
 from promptline.config import load_settings
 from promptline.config.settings import Settings
-from promptline.core.errors import ConfigError, InvalidInputError
 from promptline.security.policy import PermissionPolicy
 from promptline.tools import ToolOutput
 from promptline.tools.base import ToolError
 from promptline.tools.builtin import builtin_tools, web_get_tool
-from promptline.tools.builtin.web_guard import AddressPolicy
 from tools.support import call
 
 
@@ -96,7 +94,7 @@ async def refused(workspace: Path, url: str, **options: object) -> str:
         await fetch(workspace, url, **options)
     assert caught.value.hint == (
         "web_get reaches public addresses only; to let it reach this one, list the host or its "
-        "network in security.web_get_allow (docs/tools.md)"
+        "network in security.egress_allow (docs/security.md#network-egress)"
     )
     return caught.value.message
 
@@ -263,25 +261,6 @@ def _self_signed(name: str, folder: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def test_an_allow_entry_that_is_neither_a_host_nor_a_network_is_refused() -> None:
-    with pytest.raises(InvalidInputError, match="'not a host!' is neither an address"):
-        AddressPolicy(["not a host!"])
-    with pytest.raises(ConfigError, match=r"security\.web_get_allow\[1\]: 'http://x/' is neither"):
-        load_settings(environ={"PROMPTLINE__SECURITY__WEB_GET_ALLOW": "[10.0.0.0/8, http://x/]"})
-
-
-def test_the_policy_checks_addresses_against_allowed_networks() -> None:
-    policy = AddressPolicy(["10.1.0.0/16", "fd00::/8"])
-
-    assert policy.refusal(ipaddress.ip_address("10.1.2.3")) is None
-    assert policy.refusal(ipaddress.ip_address("::ffff:10.1.2.3")) is None
-    assert policy.refusal(ipaddress.ip_address("fd00::5")) is None
-    assert (
-        policy.refusal(ipaddress.ip_address("10.2.0.1")) == "a private address (the local network)"
-    )
-    assert policy.refusal(ipaddress.ip_address("93.184.216.34")) is None
-
-
 def settings(**sections: object) -> Settings:
     return Settings.model_validate(sections)
 
@@ -314,7 +293,7 @@ async def test_the_app_gives_web_get_the_configured_allow_list(
 ) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    (home / "config.yaml").write_text("security:\n  web_get_allow: [127.0.0.1]\n", encoding="utf-8")
+    (home / "config.yaml").write_text("security:\n  egress_allow: [127.0.0.1]\n", encoding="utf-8")
     configured = load_settings(home / "config.yaml", environ={"PROMPTLINE_HOME": str(home)})
     async with build_app(configured) as app:
         result = await call(

@@ -459,7 +459,15 @@ async def serve_http(state: Path | None, transport: str, legacy: bool) -> None:
     else:
         # One process serves both eras: /mcp as the SDK's server does, /legacy/mcp as a
         # server of the handshake era (marking in <state>/legacy).
-        modern = server.streamable_http_app()
+        from mcp.server.transport_security import TransportSecuritySettings
+
+        # The SDK's protection for a server on 127.0.0.1, plus the name the egress tests give
+        # it through their own resolver.
+        hosts = TransportSecuritySettings(
+            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", "docs.test:*"],
+            allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+        )
+        modern = server.streamable_http_app(transport_security=hosts)
         old_state = None if state is None or legacy else state / "legacy"
         if old_state is not None:
             old_state.mkdir(parents=True, exist_ok=True)

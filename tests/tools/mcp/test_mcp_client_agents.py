@@ -87,6 +87,8 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
                 "mcp.remote.*": "allow",
                 "mcp.local.structured": "ask",
             },
+            # The HTTP test server listens on this machine: egress there must be allowed.
+            "security": {"egress_allow": ["127.0.0.1"]},
             "mcp_servers": {
                 "local": stdio_server(state, env={"GREETING": "hi from env"}, cwd=str(root)),
                 "remote": {"url": url, "headers": {"X-Test": "yes"}},

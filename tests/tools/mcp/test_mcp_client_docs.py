@@ -47,6 +47,7 @@ def test_each_yaml_example_is_a_valid_configuration(tmp_path: Path, index: int) 
         assert settings.mcp_servers["search"].kind == "streamable_http"
         assert settings.mcp_servers["search"].headers == {"Authorization": "Bearer s"}
         assert settings.mcp_servers["legacy"].connect == "first_use"
+        assert settings.security.egress_allow == ["127.0.0.1"]
     if index == 3:
         policy = PermissionPolicy(settings)
         assert policy.decide(sampling_rule("search")).mode == "allow"

@@ -17,6 +17,7 @@ from promptline.config.plugins import McpServerSettings
 from promptline.core.messages import ToolCall, ToolResult
 from promptline.events.bus import InProcessEventBus
 from promptline.events.memory import InMemoryEventStore
+from promptline.security.egress import EgressPolicy
 from promptline.tools.executor import CallScope, ToolExecutor
 from promptline.tools.mcp import McpManager, McpServerUnavailable
 
@@ -216,7 +217,8 @@ async def test_a_first_use_server_never_seen_before_is_connected_at_start_to_lea
 async def test_an_sse_server_works_and_tool_patterns_choose_its_tools(tmp_path: Path) -> None:
     async with http_server("sse") as url:
         manager = McpManager(
-            servers(old={"url": url, "transport": "sse", "tools": ["echo", "mcp.old.prog*"]})
+            servers(old={"url": url, "transport": "sse", "tools": ["echo", "mcp.old.prog*"]}),
+            egress=EgressPolicy(["127.0.0.1"]),
         )
         try:
             await manager.start()

@@ -125,6 +125,8 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
                 **{f"mcp.{server}.*": "allow" for server in SERVERS},
                 **{f"mcp.{server}:sampling": "allow" for server in ANSWERED_SAMPLING},
             },
+            # The HTTP test server listens on this machine: egress there must be allowed.
+            "security": {"egress_allow": ["127.0.0.1"]},
             "mcp_servers": {
                 "local": stdio_server(state),
                 "remote": {"url": url},

@@ -46,7 +46,7 @@ def builtin_tools(*, web_allow: Iterable[str] = ()) -> list[Tool]:
     """A fresh list of the built-in tools, in `BUILTIN_TOOL_NAMES` order.
 
     ``web_allow`` lists the hosts and networks ``web_get`` may reach although they are not
-    public (``security.web_get_allow``).
+    public (``security.egress_allow``).
     """
     return [
         file_read,

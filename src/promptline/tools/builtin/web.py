@@ -1,6 +1,7 @@
 """``web_get``: one http(s) URL fetched with a size and a time limit, its text returned (HTML
 reduced to its readable text). Only public addresses are reached, checked after DNS resolution
-and on every redirect, each request pinned to the address checked (`web_guard`)."""
+and on every redirect, each request pinned to the address checked (`web_guard`), as the egress
+policy says (`promptline.security.egress`)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ from promptline.models.transport import TransportError, TransportTimeout
 from promptline.tools.base import ToolError, ToolOutput
 from promptline.tools.builtin.html_text import html_to_text
 from promptline.tools.builtin.text_files import looks_binary
-from promptline.tools.builtin.web_guard import AddressPolicy, PinnedClient, Resolver
+from promptline.tools.builtin.web_guard import PinnedClient
 from promptline.tools.function import FunctionTool, tool
 
 if TYPE_CHECKING:
     import ssl
+
+    from promptline.security.egress import Resolver
 
 __all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_WEB_TIMEOUT", "web_get_tool"]
 
@@ -56,7 +59,7 @@ def web_get_tool(
     ``timeout`` seconds for the whole fetch (redirects included).
 
     It reaches public addresses only, plus the hosts, addresses and networks in ``allow``
-    (``security.web_get_allow``: ``intranet.example.com``, ``*.corp.example``,
+    (``security.egress_allow``: ``intranet.example.com``, ``*.corp.example``,
     ``10.1.0.0/16``). ``resolver`` looks names up (by default the system's resolver) and
     ``ssl_context`` checks https certificates (by default the system's trust store).
     """
@@ -65,7 +68,9 @@ def web_get_tool(
             "web_get needs max_bytes >= 1, timeout > 0 and max_redirects >= 0",
             hint=f"got max_bytes={max_bytes}, timeout={timeout}, max_redirects={max_redirects}",
         )
-    client = PinnedClient(AddressPolicy(allow), resolver=resolver, ssl_context=ssl_context)
+    from promptline.security.egress import EgressPolicy
+
+    client = PinnedClient(EgressPolicy(allow), resolver=resolver, ssl_context=ssl_context)
     fetcher = _Fetcher(client, max_bytes, timeout, max_redirects)
     size = f"{max_bytes // 1024} KiB" if max_bytes < 1048576 else f"{max_bytes / 1048576:g} MiB"
 

@@ -1,10 +1,5 @@
-"""Where ``web_get`` may connect, and the one-request HTTP/1.1 client that connects there.
-
-Only public addresses are reached: loopback, link-local (the cloud metadata service at
-169.254.169.254 among them), private, unique-local, shared (carrier-grade NAT), multicast and
-reserved addresses are refused, in IPv4 and IPv6, and inside IPv6 forms that carry an IPv4
-address (``::ffff:127.0.0.1``, NAT64, 6to4). Hosts, addresses and networks listed in
-``security.web_get_allow`` are let through.
+"""The one-request HTTP/1.1 client of ``web_get``: it connects only where the egress policy
+(`promptline.security.egress`, ``security.egress_allow``) allows.
 
 A name is resolved once per request, every address it resolves to is checked, and the
 connection goes to a checked address (the TLS name check still uses the name): a second DNS
@@ -16,130 +11,27 @@ with ``CONNECT`` to the checked address, for the same reason.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import ipaddress
 import re
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from promptline.core.errors import InvalidInputError
 from promptline.models.transport import TransportConnectError
 from promptline.tools.base import ToolError
+from promptline.tools.proxies import Proxy, proxy_for
 
 if TYPE_CHECKING:
     import ssl
 
-__all__ = [
-    "ALLOW_SETTING",
-    "AddressPolicy",
-    "GuardedResponse",
-    "PinnedClient",
-    "Resolver",
-    "system_resolver",
-]
+    from promptline.security.egress import EgressPolicy, Resolver
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+__all__ = ["GuardedResponse", "PinnedClient"]
 
-Resolver = Callable[[str, int], Awaitable[list[str]]]
-"""``resolve(host, port)``: the addresses ``host`` has, as text."""
-
-ALLOW_SETTING = "security.web_get_allow"
-
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-_SHARED = ipaddress.IPv4Network("100.64.0.0/10")
-_METADATA = frozenset(
-    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
-)
 _MAX_HEAD = 64 * 1024
 _CHUNK = 64 * 1024
-
-
-async def system_resolver(host: str, port: int) -> list[str]:
-    """The addresses the system's resolver gives ``host``, in its order, without repeats."""
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-def _kind(ip: IPAddress) -> str | None:
-    """What makes ``ip`` not a public address, in words, or None when it is one."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded = ip.ipv4_mapped or ip.sixtofour
-        if embedded is None and ip in _NAT64:
-            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if embedded is not None:
-            inner = _kind(embedded)
-            return None if inner is None else f"{inner}, carried in an IPv6 address"
-    if ip in _METADATA:
-        return "a link-local address (the cloud metadata service)"
-    if ip.is_loopback:
-        return "a loopback address (this machine)"
-    if ip.is_unspecified:
-        return "the unspecified address (this machine)"
-    if ip.is_link_local:
-        return "a link-local address"
-    if isinstance(ip, ipaddress.IPv6Address) and ip in ipaddress.IPv6Network("fc00::/7"):
-        return "a unique-local address (the local network)"
-    if isinstance(ip, ipaddress.IPv4Address) and ip in _SHARED:
-        return "a shared address (carrier-grade NAT)"
-    if ip.is_private:
-        return "a private address (the local network)"
-    if ip.is_multicast:
-        return "a multicast address"
-    if not ip.is_global:
-        return "a reserved address, not a public one"
-    return None
-
-
-class AddressPolicy:
-    """Which addresses ``web_get`` may reach: public ones, and those ``allow`` lists (hosts,
-    ``*.`` host patterns, addresses, networks)."""
-
-    def __init__(self, allow: Iterable[str] = ()) -> None:
-        self.networks: list[IPNetwork] = []
-        self.hosts: list[str] = []
-        entries = list(allow)
-        if entries:
-            # One parser for the setting and the tool; the config package is not imported
-            # by the tools unless there is something to parse.
-            from promptline.config.settings import parse_web_allow_entry
-        for entry in entries:
-            try:
-                parsed = parse_web_allow_entry(entry)
-            except ValueError as exc:
-                raise InvalidInputError(
-                    f"{ALLOW_SETTING}: {exc}", hint="see web_get in docs/tools.md"
-                ) from None
-            if isinstance(parsed, str):
-                self.hosts.append(parsed)
-            else:
-                self.networks.append(parsed)
-
-    def host_allowed(self, host: str) -> bool:
-        """True when ``host`` (a name) is listed, itself or under a ``*.`` pattern."""
-        name = host.lower().rstrip(".")
-        for entry in self.hosts:
-            if entry.startswith("*."):
-                if name.endswith(entry[1:]):
-                    return True
-            elif name == entry:
-                return True
-        return False
-
-    def refusal(self, ip: IPAddress) -> str | None:
-        """Why ``ip`` may not be reached (its kind in words), or None when it may."""
-        if any(ip.version == net.version and ip in net for net in self.networks):
-            return None
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            mapped = ip.ipv4_mapped
-            if any(net.version == 4 and mapped in net for net in self.networks):
-                return None
-        return _kind(ip)
 
 
 @dataclass
@@ -156,17 +48,21 @@ class GuardedResponse:
 
 
 class PinnedClient:
-    """GET requests to addresses `AddressPolicy` allows, each on a connection of its own made
+    """GET requests to addresses `EgressPolicy` allows, each on a connection of its own made
     to the address that was checked."""
 
     def __init__(
         self,
-        policy: AddressPolicy,
+        policy: EgressPolicy,
         *,
         resolver: Resolver | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.policy = policy
+        # The security package (and the config it reads) is loaded when web_get is built,
+        # not when the tools are imported.
+        from promptline.security.egress import system_resolver
+
         self.resolver = resolver or system_resolver
         self._ssl = ssl_context
 
@@ -174,28 +70,25 @@ class PinnedClient:
         """The addresses ``host`` may be reached at; `ToolError` naming the first that may
         not (one refused address refuses the host: which one a connection would take is not
         for the name's owner to choose)."""
-        literal = _literal(host)
+        from promptline.security.egress import parse_address
+
+        literal = parse_address(host)
         if literal is not None:
-            kind = self.policy.refusal(literal)
-            if kind is not None:
-                raise self._refused(url, via, f"{host} is {kind}")
-            return [str(literal)]
-        try:
-            found = await self.resolver(host, port)
-        except OSError as exc:
-            raise ToolError(
-                f"could not fetch {url}{via}: the name {host} could not be resolved "
-                f"({exc.strerror or exc})",
-                hint="check the spelling of the host, or try again later",
-            ) from exc
-        if not found:
-            raise ToolError(f"could not fetch {url}{via}: the name {host} has no address")
-        if self.policy.host_allowed(host):
-            return found
-        for text in found:
-            kind = self.policy.refusal(ipaddress.ip_address(text.partition("%")[0]))
-            if kind is not None:
-                raise self._refused(url, via, f"{host} resolves to {text}, {kind}")
+            found = [str(literal)]
+        else:
+            try:
+                found = await self.resolver(host, port)
+            except OSError as exc:
+                raise ToolError(
+                    f"could not fetch {url}{via}: the name {host} could not be resolved "
+                    f"({exc.strerror or exc})",
+                    hint="check the spelling of the host, or try again later",
+                ) from exc
+            if not found:
+                raise ToolError(f"could not fetch {url}{via}: the name {host} has no address")
+        why = self.policy.refusal(host, found)
+        if why is not None:
+            raise self._refused(url, via, why)
         return found
 
     @contextlib.asynccontextmanager
@@ -235,17 +128,19 @@ class PinnedClient:
                 await writer.wait_closed()
 
     def _refused(self, url: str, via: str, why: str) -> ToolError:
+        from promptline.security.egress import EGRESS_SETTING
+
         return ToolError(
             f"web_get does not fetch {url}{via}: {why}",
             hint=f"web_get reaches public addresses only; to let it reach this one, list the "
-            f"host or its network in {ALLOW_SETTING} (docs/tools.md)",
+            f"host or its network in {EGRESS_SETTING} (docs/security.md#network-egress)",
         )
 
     async def _connect(
         self, addresses: list[str], host: str, port: int, tls: bool, scheme: str
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         context = self._context() if tls else None
-        proxy = _proxy_for(scheme, host)
+        proxy = proxy_for(scheme, host)
         errors: list[str] = []
         for address in addresses:
             try:
@@ -271,42 +166,8 @@ class PinnedClient:
         return self._ssl
 
 
-def _literal(host: str) -> IPAddress | None:
-    try:
-        return ipaddress.ip_address(host.partition("%")[0])
-    except ValueError:
-        return None
-
-
-@dataclass(frozen=True)
-class _Proxy:
-    host: str
-    port: int
-    auth: str | None
-    shown: str
-
-
-def _proxy_for(scheme: str, host: str) -> _Proxy | None:
-    import urllib.request
-
-    found = urllib.request.getproxies().get(scheme)
-    if not found or urllib.request.proxy_bypass(host):
-        return None
-    parts = urlsplit(found if "://" in found else f"http://{found}")
-    if parts.scheme != "http" or not parts.hostname:
-        raise InvalidInputError(
-            f"the proxy {found!r} is not supported: only http:// proxies are",
-            hint="set HTTPS_PROXY / HTTP_PROXY to an http:// URL, or unset it",
-        )
-    auth = None
-    if parts.username is not None:
-        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        auth = "Basic " + base64.b64encode(pair.encode()).decode()
-    return _Proxy(parts.hostname, parts.port or 80, auth, f"{parts.hostname}:{parts.port or 80}")
-
-
 async def _tunnel(
-    proxy: _Proxy, address: str, port: int, host: str, context: ssl.SSLContext | None
+    proxy: Proxy, address: str, port: int, host: str, context: ssl.SSLContext | None
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     # The tunnel names the checked address, not the host: the proxy must not resolve again.
     reader, writer = await asyncio.open_connection(proxy.host, proxy.port, limit=_MAX_HEAD)

@@ -1,6 +1,7 @@
 """One configured MCP server: its connection (stdio, Streamable HTTP or SSE), kept open by a
 task of its own, reconnected with capped exponential backoff when it is lost; the requests
-the server makes of PromptLine during a call (sampling, elicitation, roots) go to `McpHost`."""
+the server makes of PromptLine during a call (sampling, elicitation, roots) go to `McpHost`.
+A server over HTTP is reached only where the egress policy allows (`egress_http`)."""
 
 from __future__ import annotations
 
@@ -26,12 +27,14 @@ if TYPE_CHECKING:
     from mcp.shared.dispatcher import ProgressFnT
 
     from promptline.config.plugins import McpServerSettings
+    from promptline.security.egress import EgressPolicy, Resolver
 
 __all__ = [
     "ConnectionState",
     "McpConnection",
     "McpServerUnavailable",
     "RemoteTool",
+    "egress_refusal",
 ]
 
 _log = logging.getLogger("promptline.mcp")
@@ -58,6 +61,17 @@ _MAX_LIST_PAGES = 100
 _HTTP_TIMEOUT_SECS = 30.0
 _HTTP_READ_TIMEOUT_SECS = 300.0
 _STDERR_TAIL_CHARS = 600
+
+
+def egress_refusal(server: str, url: str, why: str, entry: str) -> str:
+    """What a server over HTTP the egress policy refuses is told: the server, its URL, why
+    (the address and its kind) and the ``entry`` of ``security.egress_allow`` that allows it."""
+    from promptline.security.egress import EGRESS_SETTING
+
+    return (
+        f"mcp_servers.{server}: {url} is refused: {why}; add "
+        f'"{entry}" to {EGRESS_SETTING} to allow it'
+    )
 
 
 class McpServerUnavailable(ToolError):
@@ -144,6 +158,11 @@ class McpConnection:
 
     PromptLine declares roots (the workspaces of the calls in flight) to every server, and
     sampling and elicitation to servers connected once a `host` is set (`McpManager.bind`).
+
+    A server over HTTP is reached only where ``egress`` allows (by default public addresses
+    only; the app passes ``security.egress_allow``), its names looked up with ``resolver``
+    (by default the system's): a refused one stays ``down`` with an error that names the
+    address, its kind and the entry to add.
     """
 
     def __init__(
@@ -155,9 +174,17 @@ class McpConnection:
         log_dir: Path | None = None,
         backoff_first: float = BACKOFF_FIRST_SECS,
         backoff_max: float = BACKOFF_MAX_SECS,
+        egress: EgressPolicy | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
+        if egress is None:
+            from promptline.security.egress import EgressPolicy
+
+            egress = EgressPolicy()
+        self.egress = egress
+        self._resolver = resolver
         self._on_tools = on_tools
         self._log_dir = log_dir
         self._backoff_first = backoff_first
@@ -654,6 +681,12 @@ class McpConnection:
         if self._startup_aborted is not None:
             return self._startup_aborted
         leaf = _leaf(exc)
+        from promptline.security.egress import EgressRefused
+
+        if isinstance(leaf, EgressRefused):
+            return egress_refusal(
+                self.name, str(self.settings.url), leaf.message, leaf.details["entry"]
+            )
         if isinstance(leaf, TimeoutError | asyncio.CancelledError):
             return f"no answer to initialize within {self.settings.startup_timeout_secs:g} s"
         if self._lost_reason is not None:
@@ -680,27 +713,61 @@ class McpConnection:
             return
         import httpx2
 
+        from promptline.tools.mcp.egress_http import egress_http_client
+
         headers = dict(self.settings.headers)
         url = str(self.settings.url)
+        await self._check_egress(url)
+        limits = httpx2.Timeout(_HTTP_TIMEOUT_SECS, read=_HTTP_READ_TIMEOUT_SECS)
         if kind == "sse":
             from mcp.client.sse import sse_client
+
+            def client_factory(
+                headers: dict[str, str] | None = None,
+                timeout: httpx2.Timeout | None = None,
+                auth: httpx2.Auth | None = None,
+            ) -> httpx2.AsyncClient:
+                return egress_http_client(
+                    self.egress,
+                    timeout=timeout or limits,
+                    resolver=self._resolver,
+                    headers=headers,
+                    auth=auth,
+                )
 
             async with sse_client(
                 url,
                 headers=headers,
                 timeout=_HTTP_TIMEOUT_SECS,
                 sse_read_timeout=_HTTP_READ_TIMEOUT_SECS,
+                httpx_client_factory=client_factory,
             ) as (read, write):
                 yield _WatchedStream(read, self._on_stream_end, self._on_stream_fault), write
             return
         from mcp.client.streamable_http import streamable_http_client
 
-        timeout = httpx2.Timeout(_HTTP_TIMEOUT_SECS, read=_HTTP_READ_TIMEOUT_SECS)
         async with (
-            httpx2.AsyncClient(headers=headers, timeout=timeout) as http,
+            egress_http_client(
+                self.egress, timeout=limits, resolver=self._resolver, headers=headers
+            ) as http,
             streamable_http_client(url, http_client=http) as (read, write),
         ):
             yield _WatchedStream(read, self._on_stream_end, self._on_stream_fault), write
+
+    async def _check_egress(self, url: str) -> None:
+        """Refuse a server the egress policy does not allow before connecting (`EgressRefused`);
+        every connection is checked again as it is opened. A name that cannot be resolved is
+        left to the connection, which says so."""
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        tls = parts.scheme.lower() == "https"
+        try:
+            await self.egress.checked(
+                parts.hostname or "", parts.port or (443 if tls else 80), self._resolver
+            )
+        except OSError:
+            return
 
     @contextlib.asynccontextmanager
     async def _stdio(self) -> AsyncIterator[Any]:

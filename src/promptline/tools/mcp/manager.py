@@ -31,6 +31,7 @@ from promptline.tools.registry import ToolRegistry, matches
 
 if TYPE_CHECKING:
     from promptline.config.plugins import McpServerSettings
+    from promptline.security.egress import EgressPolicy, Resolver
     from promptline.sessions.manager import SessionManager
     from promptline.sessions.models import Principal, Session
 
@@ -125,7 +126,8 @@ class McpManager:
     (``<cache_dir>/<server>.json``); a server never connected before has no such list and is
     connected at start once to learn it. Each connection's tool list is kept registered in
     ``registry`` as ``mcp.<server>.<tool>``, and follows it when the server reconnects or
-    announces that its tools changed.
+    announces that its tools changed. Servers over HTTP are reached only where ``egress``
+    allows (by default public addresses only), their names looked up with ``resolver``.
     """
 
     def __init__(
@@ -137,6 +139,8 @@ class McpManager:
         log_dir: Path | None = None,
         backoff_first: float | None = None,
         backoff_max: float | None = None,
+        egress: EgressPolicy | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         self.registry = registry if registry is not None else ToolRegistry()
         self._settings = dict(servers)
@@ -154,7 +158,13 @@ class McpManager:
         for name, settings in self._settings.items():
             if settings.enabled:
                 self._connections[name] = McpConnection(
-                    name, settings, on_tools=self._sync_tools, log_dir=log_dir, **backoff
+                    name,
+                    settings,
+                    on_tools=self._sync_tools,
+                    log_dir=log_dir,
+                    egress=egress,
+                    resolver=resolver,
+                    **backoff,
                 )
 
     # -- lifecycle ----------------------------------------------------------------------------
