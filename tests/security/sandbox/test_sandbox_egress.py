@@ -5,6 +5,7 @@ nothing is reachable; each command's proxy ends with it, and no command sees ano
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 from pathlib import Path
@@ -122,6 +123,28 @@ async def test_the_proxy_ends_with_the_command_and_its_socket_is_removed(
 
     assert first.output == second.output == "hello from the host\n[200]"
     assert left_after_first == []
+    assert list(folders.iterdir()) == []
+
+
+async def test_commands_at_the_same_time_each_have_a_proxy_of_their_own(
+    workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folders = tmp_path / "runtime"
+    folders.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folders))
+    allowed, refused = proxied("127.0.0.1"), proxied()
+
+    async with host_server() as server:
+        url = f"http://127.0.0.1:{server.port}/"
+        results = await asyncio.gather(
+            sh(allowed, workspace, CURL + url), sh(refused, workspace, CURL + url)
+        )
+
+    assert [result.output for result in results] == [
+        "hello from the host\n[200]",
+        f"{LOOPBACK_REFUSED}\n[403]",
+    ]
+    assert [len(result.egress_refused) for result in results] == [0, 1]
     assert list(folders.iterdir()) == []
 
 
