@@ -100,3 +100,16 @@ def test_the_proxy_network_is_said_and_refused_for_docker(
         for line in out
     )
     assert result.exit_code == 1
+
+
+def test_a_network_setting_the_process_sandbox_does_not_apply_is_flagged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(choice, "bwrap_problem", lambda: MISSING)
+
+    result = doctor(tmp_path, "security:\n  sandbox_network: proxy\n")
+
+    assert (
+        "! sandbox network: security.sandbox_network is proxy, but commands run in the "
+        "process sandbox, which does not contain the network" in " ".join(result.output.split())
+    )

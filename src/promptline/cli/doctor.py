@@ -211,12 +211,22 @@ def _sandboxes(settings: Settings) -> list[Check]:
     for name, agent in sorted(settings.agents.items()):
         if agent.sandbox is not None:
             found.append(check(f"sandbox (agent {name})", agent.sandbox))
-    found.append(_sandbox_network(network))
+    in_effect = resolve_sandbox(settings.security.sandbox, check=False).kind
+    found.append(_sandbox_network(network, in_effect))
     return found
 
 
-def _sandbox_network(network: str) -> Check:
-    """What sandboxed commands reach; ``host`` is unsafe, and said so."""
+def _sandbox_network(network: str, kind: str) -> Check:
+    """What sandboxed commands reach; ``host`` is unsafe, and said so, as is a network
+    setting that the sandbox in effect does not apply."""
+    if network != "none" and kind in ("none", "process"):
+        return Check(
+            "sandbox network",
+            "warn",
+            f"security.sandbox_network is {network}, but commands run in the {kind} sandbox, "
+            "which does not contain the network: they reach everything this machine reaches",
+            "install bubblewrap (auto then chooses it) or set security.sandbox: bubblewrap",
+        )
     if network == "host":
         return Check(
             "sandbox network",
