@@ -5,8 +5,8 @@ IPC, UTS, cgroup, network), sees the system read-only, its workspace read-write,
 
 The network (``security.sandbox_network``): ``none`` leaves the command only a loopback of its
 own; ``proxy`` adds the egress bridge (`bridge.py`) in front of the command, which forwards
-the proxy variables' address to an `EgressProxy` of this command's own (its Unix socket is the
-one host file the sandbox sees besides the system's); ``host`` shares the host's network.
+the proxy variables' address to an `EgressProxy` of this command's own (its Unix socket is
+bound into the sandbox; no other command's is); ``host`` shares the host's network.
 
 What it does not contain: the kernel is shared (a kernel exploit escapes it), the system's
 files under /usr and the few of /etc it binds are readable (and the Python installation that
