@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,8 +71,9 @@ class HostServer:
 
 
 @contextlib.asynccontextmanager
-async def host_server() -> AsyncIterator[HostServer]:
-    """A server on 127.0.0.1 that answers every request ``hello from the host``."""
+async def host_server(tls: ssl.SSLContext | None = None) -> AsyncIterator[HostServer]:
+    """A server on 127.0.0.1 that answers every request ``hello from the host`` (over TLS
+    with ``tls``)."""
     server: HostServer | None = None
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -87,7 +89,7 @@ async def host_server() -> AsyncIterator[HostServer]:
             await writer.drain()
         writer.close()
 
-    listening = await asyncio.start_server(answer, "127.0.0.1", 0)
+    listening = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=tls)
     server = HostServer(listening.sockets[0].getsockname()[1])
     try:
         yield server

@@ -1,12 +1,16 @@
 """Under bubblewrap with the ``proxy`` network, a command reaches only what the egress policy
-allows, through the proxy its environment names (curl, here): loopback and the cloud metadata
-address are refused with a one-line reason unless the allow list names them; without network
-nothing is reachable; each command's proxy ends with it, and no command sees another's."""
+allows, through the proxy its environment names (curl, here; https through CONNECT):
+loopback and the cloud metadata address are refused with a one-line reason unless the allow
+list names them; without network nothing is reachable; each command's proxy ends with it,
+and no command sees another's."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
 import shutil
+import ssl
 import tempfile
 from pathlib import Path
 
@@ -54,6 +58,21 @@ async def test_a_loopback_server_is_reached_through_the_proxy_when_the_allow_lis
     assert "\r\nConnection: close\r\n" in plain
     assert "proxy-" not in plain.lower()
     assert tunnelled.startswith("GET /tunnelled HTTP/1.1\r\n")
+
+
+async def test_https_goes_through_the_proxy_with_the_servers_certificate_checked(
+    workspace: Path,
+) -> None:
+    cert = _self_signed_for_loopback(workspace)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, workspace / "key.pem")
+
+    async with host_server(tls) as server:
+        url = f"https://127.0.0.1:{server.port}/secure"
+        result = await sh(proxied("127.0.0.1"), workspace, f"{CURL}--cacert {cert} {url}")
+
+    assert result.output == "hello from the host\n[200]"
+    assert server.heard[0].startswith("GET /secure HTTP/1.1\r\n")
 
 
 async def test_a_loopback_server_is_refused_with_the_reason_unless_the_allow_list_names_it(
@@ -172,3 +191,37 @@ async def test_a_command_cannot_reach_the_proxy_socket_of_another_command(
         "egress.sock",
     ]
     assert asked == []
+
+
+def _self_signed_for_loopback(folder: Path) -> Path:
+    """A certificate for 127.0.0.1 (its key beside it, as key.pem)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    loopback = x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([loopback]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return folder / "cert.pem"
