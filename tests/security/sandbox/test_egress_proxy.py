@@ -12,7 +12,7 @@ import pytest
 from sandbox_support import STUCK, host_server
 
 from promptline.security.sandbox import EgressProxy
-from promptline.security.sandbox.egress import IPAddress
+from promptline.security.sandbox.egress import MAX_REFUSALS_KEPT, IPAddress
 
 LOOPBACK = ipaddress.ip_address("127.0.0.1")
 
@@ -120,3 +120,18 @@ async def test_stopping_closes_its_open_tunnels_and_removes_its_socket() -> None
     assert left == b""  # the tunnel was closed, not left open
     assert not path.exists()
     assert not path.parent.exists()
+
+
+async def test_every_refusal_is_answered_and_the_first_ones_are_kept() -> None:
+    def refuse_all(host: str, addresses: list[IPAddress]) -> str:
+        return f"{host} is not for you"
+
+    async with EgressProxy(refuse_all) as proxy:
+        answers = [
+            await ask(proxy, f"CONNECT 127.0.0.{n % 250 + 1}:80 HTTP/1.1\r\n\r\n")
+            for n in range(MAX_REFUSALS_KEPT + 5)
+        ]
+
+    assert all(answer.startswith("HTTP/1.1 403 Forbidden\r\n") for answer in answers)
+    assert answers[-1].endswith("promptline egress: 127.0.0.105 is not for you\n")
+    assert proxy.refused == [f"127.0.0.{n + 1} is not for you" for n in range(MAX_REFUSALS_KEPT)]

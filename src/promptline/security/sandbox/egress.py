@@ -23,7 +23,14 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit
 
-__all__ = ["EgressProxy", "IPAddress", "Refuse", "Resolve", "system_resolve"]
+__all__ = [
+    "MAX_REFUSALS_KEPT",
+    "EgressProxy",
+    "IPAddress",
+    "Refuse",
+    "Resolve",
+    "system_resolve",
+]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -36,6 +43,9 @@ Resolve = Callable[[str, int], Awaitable[list[IPAddress]]]
 
 PREFIX = "promptline egress: "
 """How every answer of the proxy's own begins (the command sees it in its output)."""
+
+MAX_REFUSALS_KEPT = 100
+"""Refusals of one command kept in `EgressProxy.refused` and logged (the first ones)."""
 
 _MAX_HEAD = 64 * 1024
 _CHUNK = 64 * 1024
@@ -63,7 +73,8 @@ class _Refused(Exception):
 
 class EgressProxy:
     """The proxy of one command (an async context manager): ``socket_path`` exists while the
-    block runs; ``refused`` lists the reasons of the destinations it refused, in order."""
+    block runs; ``refused`` lists the reasons of the destinations it refused, in order (the
+    first `MAX_REFUSALS_KEPT`)."""
 
     def __init__(self, refuse: Refuse, *, resolve: Resolve | None = None) -> None:
         self._refuse = refuse
@@ -165,8 +176,9 @@ class EgressProxy:
             raise _Refused(502, f"{host} has no address")
         reason = self._refuse(host, addresses)
         if reason is not None:
-            self.refused.append(reason)
-            _log.warning("%s%s (refused %s)", PREFIX, reason, where)
+            if len(self.refused) < MAX_REFUSALS_KEPT:  # a command looping on one is bounded
+                self.refused.append(reason)
+                _log.warning("%s%s (refused %s)", PREFIX, reason, where)
             raise _Refused(403, reason)
         errors: list[str] = []
         for address in addresses:
