@@ -66,3 +66,50 @@ def test_docker_configured_without_an_engine_fails(
         "not answer" in result.output
     )
     assert result.exit_code == 1
+
+
+def test_a_host_network_for_sandboxed_commands_is_flagged_unsafe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(choice, "bwrap_problem", lambda: None)
+
+    result = doctor(tmp_path, "security:\n  sandbox: bubblewrap\n  sandbox_network: host\n")
+
+    assert "! sandbox network: security.sandbox_network is host:" in result.output
+    assert "169.254.169.254" in result.output
+    assert "set security.sandbox_network: proxy" in result.output
+
+
+def test_the_proxy_network_is_said_and_refused_for_docker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(choice, "bwrap_problem", lambda: None)
+    monkeypatch.setattr(choice, "docker_problem", lambda: None)
+
+    result = doctor(
+        tmp_path,
+        "security:\n  sandbox: bubblewrap\n  sandbox_network: true\n"
+        "agents:\n  boxed:\n    sandbox: docker\n",
+    )
+
+    out = result.output.splitlines()
+    assert "✓ sandbox: bubblewrap (configured)" in out
+    assert any(line.startswith("✓ sandbox network: proxy: HTTP and HTTPS") for line in out)
+    assert any(
+        line.startswith("✗ sandbox (agent boxed): the docker sandbox cannot put its commands")
+        for line in out
+    )
+    assert result.exit_code == 1
+
+
+def test_a_network_setting_the_process_sandbox_does_not_apply_is_flagged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(choice, "bwrap_problem", lambda: MISSING)
+
+    result = doctor(tmp_path, "security:\n  sandbox_network: proxy\n")
+
+    assert (
+        "! sandbox network: security.sandbox_network is proxy, but commands run in the "
+        "process sandbox, which does not contain the network" in " ".join(result.output.split())
+    )

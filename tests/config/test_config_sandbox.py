@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
@@ -101,7 +102,7 @@ def test_the_sandboxes_get_the_network_environment_and_image_settings(
     write_config: Write,
 ) -> None:
     path = write_config(
-        "security:\n  sandbox: bubblewrap\n  sandbox_network: true\n"
+        "security:\n  sandbox: bubblewrap\n  sandbox_network: host\n"
         "  sandbox_pass_env: [TZ]\n  sandbox_image: alpine:3\n"
         "agents:\n  boxed:\n    sandbox: docker\n"
     )
@@ -112,5 +113,51 @@ def test_the_sandboxes_get_the_network_environment_and_image_settings(
 
     assert isinstance(bwrap, BubblewrapSandbox)
     assert isinstance(boxed, DockerSandbox)
-    assert (bwrap.network, bwrap.pass_env) == (True, ("TZ",))
-    assert (boxed.network, boxed.image) == (True, "alpine:3")
+    assert (bwrap.network, bwrap.pass_env) == ("host", ("TZ",))
+    assert (boxed.network, boxed.image) == ("host", "alpine:3")
+
+
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [("false", "none"), ("true", "proxy"), ("none", "none"), ("proxy", "proxy"), ("host", "host")],
+)
+def test_sandbox_network_is_none_proxy_or_host_and_true_means_the_proxy(
+    write_config: Write, written: str, read: str
+) -> None:
+    path = write_config(f"security:\n  sandbox_network: {written}\n")
+
+    assert load_settings(path, environ={}).security.sandbox_network == read
+
+
+def test_an_unknown_sandbox_network_names_the_values(write_config: Write) -> None:
+    path = write_config("security:\n  sandbox_network: open\n")
+
+    expected = r"security\.sandbox_network: expected one of 'none', 'proxy', 'host', got 'open'"
+    with pytest.raises(ConfigError, match=expected):
+        load_settings(path, environ={})
+
+
+def test_the_proxy_network_gets_the_egress_policy_of_the_allow_list(
+    write_config: Write,
+) -> None:
+    path = write_config(
+        "security:\n  sandbox: bubblewrap\n  sandbox_network: proxy\n"
+        "  egress_allow: [127.0.0.1, intranet.example]\n"
+    )
+
+    bwrap = Sandboxes(load_settings(path, environ={})).for_agent(None)
+
+    assert isinstance(bwrap, BubblewrapSandbox)
+    assert bwrap.egress is not None
+    loopback, metadata = ip_address("127.0.0.1"), ip_address("169.254.169.254")
+    assert bwrap.egress("127.0.0.1", [loopback]) is None
+    assert bwrap.egress("intranet.example", [ip_address("10.0.0.7")]) is None
+    assert bwrap.egress("169.254.169.254", [metadata]) == (
+        "169.254.169.254 is a link-local address (the cloud metadata service); "
+        "security.egress_allow does not name it"
+    )
+    assert bwrap.egress("db.example", [ip_address("8.8.8.8"), ip_address("10.0.0.7")]) == (
+        "db.example resolves to 10.0.0.7, a private address (the local network); "
+        "security.egress_allow does not name it"
+    )
+    assert bwrap.egress("example.com", [ip_address("93.184.215.14")]) is None

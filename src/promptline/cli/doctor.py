@@ -201,13 +201,51 @@ def _sandboxes(settings: Settings) -> list[Check]:
                 f"{choice.kind} is configured but cannot run: {choice.problem}",
                 f"{fix}; commands are refused meanwhile",
             )
+        if choice.kind == "docker" and network == "proxy":
+            from promptline.security.sandbox.container import PROXY_REFUSED
+
+            return Check(name, "fail", PROXY_REFUSED, "commands are refused meanwhile")
         return Check(name, "ok", f"{choice.kind} ({choice.reason})")
 
+    network = settings.security.sandbox_network
     found = [check("sandbox", settings.security.sandbox)]
     for name, agent in sorted(settings.agents.items()):
         if agent.sandbox is not None:
             found.append(check(f"sandbox (agent {name})", agent.sandbox))
+    in_effect = resolve_sandbox(settings.security.sandbox, check=False).kind
+    found.append(_sandbox_network(network, in_effect))
     return found
+
+
+def _sandbox_network(network: str, kind: str) -> Check:
+    """What sandboxed commands reach; ``host`` is unsafe, and said so, as is a network
+    setting that the sandbox in effect does not apply."""
+    if network != "none" and kind in ("none", "process"):
+        return Check(
+            "sandbox network",
+            "warn",
+            f"security.sandbox_network is {network}, but commands run in the {kind} sandbox, "
+            "which does not contain the network: they reach everything this machine reaches",
+            "install bubblewrap (auto then chooses it) or set security.sandbox: bubblewrap",
+        )
+    if network == "host":
+        return Check(
+            "sandbox network",
+            "warn",
+            "security.sandbox_network is host: sandboxed commands reach everything this "
+            "machine reaches, unfiltered: services on 127.0.0.1 (PromptLine's own gateway, "
+            "databases), the local network and the cloud metadata service at 169.254.169.254",
+            "set security.sandbox_network: proxy (HTTP and HTTPS through the egress policy) "
+            "or none",
+        )
+    if network == "proxy":
+        return Check(
+            "sandbox network",
+            "ok",
+            "proxy: HTTP and HTTPS through the egress proxy; loopback, link-local, private "
+            "and metadata addresses refused unless security.egress_allow names them",
+        )
+    return Check("sandbox network", "ok", "none: sandboxed commands have no network")
 
 
 def _home_writable(settings: Settings) -> Check:

@@ -298,6 +298,9 @@ class ResourceLimitsSettings(Section):
 SandboxChoice = Literal["auto", "none", "process", "bubblewrap", "docker"]
 """``security.sandbox``: ``auto`` is bubblewrap where it runs, else process."""
 
+SandboxNetwork = Literal["none", "proxy", "host"]
+"""``security.sandbox_network``: nothing, the egress proxy, or the host's network."""
+
 
 _HOST_LABEL = r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?"
 _HOST_PATTERN = re.compile(rf"^(\*\.)?{_HOST_LABEL}(\.{_HOST_LABEL})*$")
@@ -399,8 +402,13 @@ class SecuritySettings(Section):
         "session), or auto: bubblewrap on Linux when bwrap is installed and works, else "
         "process.",
     )
-    sandbox_network: bool = Field(
-        False, description="Let commands in a bubblewrap or docker sandbox use the network."
+    sandbox_network: SandboxNetwork = Field(
+        "none",
+        description="What commands in a bubblewrap or docker sandbox reach: none (no "
+        "network), proxy (bubblewrap only: HTTP and HTTPS through an egress proxy that refuses "
+        "loopback, link-local, private and metadata addresses unless security.egress_allow "
+        "names them; true means proxy), or host (everything the host reaches, unfiltered: "
+        "promptline doctor warns).",
     )
     sandbox_image: str = Field(
         "debian:bookworm-slim",
@@ -422,11 +430,19 @@ class SecuritySettings(Section):
     egress_allow: list[Annotated[str, AfterValidator(_egress_entry)]] = Field(
         default_factory=list,
         description="Hosts (intranet.example.com, *.corp.example), addresses and networks "
-        "(10.1.0.0/16, fd00::/8) that web_get and MCP servers over HTTP may reach although "
-        "they are not public (loopback, link-local, private, unique-local); everything else "
-        "non-public is refused.",
+        "(10.1.0.0/16, fd00::/8) that web_get, MCP servers over HTTP and sandboxed commands "
+        "(sandbox_network: proxy) may reach although they are not public (loopback, "
+        "link-local, private, unique-local); everything else non-public is refused.",
     )
     tokens: TokenSettings = Field(default_factory=TokenSettings)
+
+    @field_validator("sandbox_network", mode="before")
+    @classmethod
+    def _network_true_is_proxy(cls, value: Any) -> Any:
+        # The setting was a bool: true (network granted) now goes through the egress proxy.
+        if isinstance(value, bool):
+            return "proxy" if value else "none"
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -21,9 +21,18 @@ def workspace(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.fixture(params=["process", pytest.param("bubblewrap", marks=needs_bwrap)])
+@pytest.fixture(
+    params=[
+        "process",
+        pytest.param("bubblewrap", marks=needs_bwrap),
+        pytest.param("bubblewrap-proxy", marks=needs_bwrap),
+    ]
+)
 def sandbox(request: pytest.FixtureRequest) -> Sandbox:
-    """Each backend that runs here."""
+    """Each backend that runs here (bubblewrap also with the egress proxy, whose bridge
+    stands between the launcher and the command)."""
     if request.param == "bubblewrap":
         return BubblewrapSandbox()
+    if request.param == "bubblewrap-proxy":
+        return BubblewrapSandbox(network="proxy", egress=lambda host, addresses: None)
     return ProcessSandbox()

@@ -1,11 +1,14 @@
 """Helpers of the sandbox tests: the backends that run on this machine, a command run in a
-sandbox, and processes found by a marker in their command line."""
+sandbox, processes found by a marker in their command line, and an HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import Callable
+import ssl
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -57,3 +60,39 @@ async def until(check: Callable[[], bool], what: str) -> None:
     while not check():
         assert asyncio.get_running_loop().time() < deadline, what
         await asyncio.sleep(0.01)
+
+
+@dataclass
+class HostServer:
+    """An HTTP server on the host's 127.0.0.1: ``heard`` holds the head of each request."""
+
+    port: int
+    heard: list[str] = field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def host_server(tls: ssl.SSLContext | None = None) -> AsyncIterator[HostServer]:
+    """A server on 127.0.0.1 that answers every request ``hello from the host`` (over TLS
+    with ``tls``)."""
+    server: HostServer | None = None
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert server is not None
+            server.heard.append(head.decode("latin-1"))
+            body = b"hello from the host\n"
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                % (len(body), body)
+            )
+            await writer.drain()
+        writer.close()
+
+    listening = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=tls)
+    server = HostServer(listening.sockets[0].getsockname()[1])
+    try:
+        yield server
+    finally:
+        listening.close()
+        await listening.wait_closed()

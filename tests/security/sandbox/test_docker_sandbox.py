@@ -22,7 +22,7 @@ from promptline.security.sandbox import (
     SandboxUnavailable,
     docker_problem,
 )
-from promptline.security.sandbox.container import LABEL
+from promptline.security.sandbox.container import LABEL, container_options
 
 
 class FakeContainer:
@@ -193,3 +193,21 @@ async def test_against_the_real_engine_only_the_workspace_is_writable(tmp_path: 
 
     assert "read-only" in result.output
     assert (tmp_path / "inside.txt").read_text() == "kept\n"
+
+
+async def test_the_proxy_network_is_refused_before_any_container_is_made(tmp_path: Path) -> None:
+    engine = FakeEngine([b"hi\n"])
+    sandbox = DockerSandbox(
+        image="debian:bookworm-slim", network="proxy", client_factory=lambda: engine
+    )
+
+    with pytest.raises(SandboxUnavailable, match="cannot put its commands behind the egress"):
+        await run(sandbox, tmp_path, SandboxLimits(time_secs=STUCK))
+
+    assert engine.made == []
+
+
+def test_the_host_network_is_the_engines_network(tmp_path: Path) -> None:
+    options = container_options("alpine:3", tmp_path, SandboxLimits(), network="host")
+
+    assert options["network_mode"] == "bridge"

@@ -1,6 +1,6 @@
-"""docs/security.md stays true: its backends are the ones the settings accept, its limits and
-their defaults are the settings model's, the launcher counts as often as it says, and its
-example configuration loads with the sandboxes it names."""
+"""docs/security.md stays true: its backends and network values are the ones the settings
+accept, its limits and their defaults are the settings model's, the launcher counts as often
+as it says, and its example configuration loads with the sandboxes it names."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from promptline.config import load_settings
-from promptline.config.settings import ResourceLimitsSettings, SandboxChoice
+from promptline.config.settings import ResourceLimitsSettings, SandboxChoice, SandboxNetwork
 from promptline.security.sandbox import Sandboxes, launcher
 
 DOC = Path(__file__).parents[3] / "docs" / "security.md"
@@ -34,6 +34,13 @@ def test_the_backends_are_those_the_settings_accept(doc: str) -> None:
     backends = [row for row in backends if row != "max_processes"]
 
     assert ["auto", *backends] == list(typing.get_args(SandboxChoice))
+
+
+def test_the_network_values_are_those_the_settings_accept(doc: str) -> None:
+    table = section(doc, "Sandboxes").split("### Network", 1)[1].split("\n### ", 1)[0]
+    rows = re.findall(r"^\| `sandbox_network: ([a-z]+)`", table, flags=re.M)
+
+    assert rows == list(typing.get_args(SandboxNetwork))
 
 
 def test_the_limits_and_their_defaults_are_the_settings_models(doc: str) -> None:

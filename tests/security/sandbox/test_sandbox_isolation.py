@@ -1,7 +1,8 @@
 """What each sandbox keeps from a command: under bubblewrap it writes only in its workspace,
-reads nothing of the host's files beyond the system's, and has no network unless it is
-allowed; under process it has the server's user rights on files and the network (what that
-backend does not contain); under both it gets only the allowed environment."""
+reads nothing of the host's files beyond the system's, and reaches no socket of the host's
+unless given the host's network; under process it has the server's user rights on files and
+the network (what that backend does not contain); under both it gets only the allowed
+environment."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import pytest
 from sandbox_support import STUCK, needs_bwrap, sh
 
 from promptline.security.sandbox import BubblewrapSandbox, ProcessSandbox, Sandbox
+from promptline.security.sandbox.base import SandboxNetwork
+from promptline.security.sandbox.egress import IPAddress
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/bash"), reason="needs bash")
 
@@ -63,11 +66,16 @@ async def _connect_from(sandbox: Sandbox, workspace: Path, port: int, word: str)
     return (await sh(sandbox, workspace, f"bash -c '{command}'")).exit_code
 
 
+def allow_all(host: str, addresses: list[IPAddress]) -> None:
+    """An egress policy that refuses nothing."""
+
+
 @needs_bwrap
-@pytest.mark.parametrize("allowed", [False, True])
-async def test_bubblewrap_has_no_network_unless_it_is_allowed(
-    workspace: Path, allowed: bool
+@pytest.mark.parametrize("network", ["none", "proxy", "host"])
+async def test_bubblewrap_reaches_the_hosts_loopback_only_with_the_host_network(
+    workspace: Path, network: SandboxNetwork
 ) -> None:
+    # Under proxy even a policy that allows everything leaves raw sockets no route.
     heard: asyncio.Queue[bytes] = asyncio.Queue()
 
     async def listen(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -78,7 +86,7 @@ async def test_bubblewrap_has_no_network_unless_it_is_allowed(
     port = server.sockets[0].getsockname()[1]
     try:
         sandboxed = await _connect_from(
-            BubblewrapSandbox(network=allowed), workspace, port, "sandboxed"
+            BubblewrapSandbox(network=network, egress=allow_all), workspace, port, "sandboxed"
         )
         # The server hears this one for sure; had the first connected, it would come first.
         assert await _connect_from(ProcessSandbox(), workspace, port, "plain") == 0
@@ -86,7 +94,7 @@ async def test_bubblewrap_has_no_network_unless_it_is_allowed(
     finally:
         server.close()
 
-    if allowed:
+    if network == "host":
         assert (sandboxed, first) == (0, b"sandboxed\n")
     else:
         assert sandboxed != 0

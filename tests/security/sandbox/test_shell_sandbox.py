@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sandbox_support import needs_bwrap, needs_proc
+from sandbox_support import host_server, needs_bwrap, needs_proc
 
 from promptline.config import Settings
 from promptline.core.events import SecurityAlertEvent, ToolResultEvent
@@ -145,3 +145,35 @@ async def test_bubblewrap_configured_where_it_cannot_run_refuses_the_command(
         "doctor says what it needs; or choose another security.sandbox)"
     )
     assert not (workspace / "ran.txt").exists()
+
+
+@needs_bwrap
+async def test_a_destination_the_egress_proxy_refuses_is_a_security_alert(
+    bus: InProcessEventBus, workspace: Path
+) -> None:
+    settings = Settings.model_validate(
+        {"security": {"sandbox": "bubblewrap", "sandbox_network": "proxy"}}
+    )
+    fetch = (
+        "python3 -I -c 'import sys, urllib.request; "
+        "urllib.request.urlopen(sys.argv[1])' http://127.0.0.1:{port}/ 2>&1 | tail -n 1"
+    )
+
+    async with host_server() as server:
+        command = fetch.format(port=server.port)
+        result = await shell(executor(bus, settings), workspace, command)
+
+    reason = (
+        "127.0.0.1 is a loopback address (this machine); security.egress_allow does not name it"
+    )
+    assert text(result).startswith("urllib.error.HTTPError: HTTP Error 403: Forbidden\n")
+    assert server.heard == []
+    events = await bus.store.read_stream("s1")
+    [alert] = [e for e in events if isinstance(e, SecurityAlertEvent)]
+    assert alert.data.kind == "egress_refused"
+    assert alert.data.message == f"shell_execute was refused a destination: {reason}"
+    assert alert.data.details == {
+        "egress_refused": [reason],
+        "sandbox": "bubblewrap",
+        "command": command,
+    }

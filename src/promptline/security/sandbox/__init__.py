@@ -1,7 +1,7 @@
 """Sandboxes for the commands tools run (``security.sandbox``): ``none``, ``process`` (kernel
 limits and a killed process tree), ``bubblewrap`` (namespaces on top: only the workspace
-writable, no network) and ``docker`` (a container per session), one file per backend;
-`resolve_sandbox` says which one ``auto`` is."""
+writable, the network none, through the egress proxy, or the host's) and ``docker`` (a
+container per session), one file per backend; `resolve_sandbox` says which one ``auto`` is."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from promptline.security.sandbox.base import (
     Sandbox,
     SandboxKind,
     SandboxLimits,
+    SandboxNetwork,
     SandboxResult,
     SandboxUnavailable,
 )
@@ -21,18 +22,22 @@ from promptline.security.sandbox.choice import (
     resolve_sandbox,
 )
 from promptline.security.sandbox.container import DockerSandbox, docker_problem
+from promptline.security.sandbox.egress import EgressProxy, Refuse
 from promptline.security.sandbox.process import NoSandbox, ProcessSandbox
 
 __all__ = [
     "BubblewrapSandbox",
     "DockerSandbox",
+    "EgressProxy",
     "LimitHit",
     "NoSandbox",
     "ProcessSandbox",
+    "Refuse",
     "Sandbox",
     "SandboxChoice",
     "SandboxKind",
     "SandboxLimits",
+    "SandboxNetwork",
     "SandboxResult",
     "SandboxUnavailable",
     "Sandboxes",

@@ -17,6 +17,7 @@ __all__ = [
     "Sandbox",
     "SandboxKind",
     "SandboxLimits",
+    "SandboxNetwork",
     "SandboxResult",
     "SandboxUnavailable",
     "limit_hit",
@@ -24,6 +25,10 @@ __all__ = [
 
 SandboxKind = Literal["none", "process", "bubblewrap", "docker"]
 """The backends; ``security.sandbox`` also accepts ``auto`` (see `resolve_sandbox`)."""
+
+SandboxNetwork = Literal["none", "proxy", "host"]
+"""What a sandboxed command reaches (``security.sandbox_network``): nothing, what the egress
+policy allows through the egress proxy, or everything the host reaches."""
 
 SHELL = "/bin/sh"
 
@@ -100,7 +105,8 @@ class LimitHit:
 @dataclass(frozen=True, slots=True)
 class SandboxResult:
     """How a command ended: its exit code (negative: killed by that signal; None when it ran
-    out of time), its combined output (head and tail when huge), and the limit it hit."""
+    out of time), its combined output (head and tail when huge), the limit it hit, and why
+    each destination the egress proxy refused it was refused."""
 
     exit_code: int | None
     output: str
@@ -109,6 +115,7 @@ class SandboxResult:
     sandbox: SandboxKind
     limit: LimitHit | None = None
     output_cut_at: int | None = None
+    egress_refused: tuple[str, ...] = ()
 
 
 class Sandbox(Protocol):

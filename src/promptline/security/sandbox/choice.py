@@ -3,18 +3,20 @@ executor and ``promptline doctor`` both ask it; the configuration docs describe 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from promptline.security.sandbox.base import Sandbox, SandboxKind
+from promptline.security.sandbox.base import Sandbox, SandboxKind, SandboxNetwork
 from promptline.security.sandbox.bubblewrap import BubblewrapSandbox, bwrap_problem
 from promptline.security.sandbox.container import DockerSandbox, docker_problem
+from promptline.security.sandbox.egress import IPAddress, Refuse
 from promptline.security.sandbox.process import NoSandbox, ProcessSandbox
 
 if TYPE_CHECKING:
     from promptline.config.settings import Settings
 
-__all__ = ["SandboxChoice", "Sandboxes", "make_sandbox", "resolve_sandbox"]
+__all__ = ["SandboxChoice", "Sandboxes", "egress_policy", "make_sandbox", "resolve_sandbox"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +58,10 @@ class Sandboxes:
         self._by_agent: dict[str, str] = {
             name: agent.sandbox for name, agent in settings.agents.items() if agent.sandbox
         }
-        self._network: bool = security.sandbox_network
+        self._network: SandboxNetwork = security.sandbox_network
+        self._egress: Refuse | None = None
+        if self._network == "proxy":
+            self._egress = egress_policy(security.egress_allow)
         self._pass_env: list[str] = list(security.sandbox_pass_env)
         self._image: str = security.sandbox_image
         self._made: dict[str, Sandbox] = {}
@@ -71,7 +76,11 @@ class Sandboxes:
         sandbox = self._made.get(kind)
         if sandbox is None:
             sandbox = self._made[kind] = make_sandbox(
-                kind, pass_env=self._pass_env, network=self._network, image=self._image
+                kind,
+                pass_env=self._pass_env,
+                network=self._network,
+                egress=self._egress,
+                image=self._image,
             )
         return sandbox
 
@@ -86,15 +95,32 @@ def make_sandbox(
     kind: SandboxKind,
     *,
     pass_env: list[str] | None = None,
-    network: bool = False,
+    network: SandboxNetwork = "none",
+    egress: Refuse | None = None,
     image: str = "debian:bookworm-slim",
 ) -> Sandbox:
-    """A sandbox of ``kind`` (``image``: the docker sandbox's)."""
+    """A sandbox of ``kind`` (``egress``: the policy of the ``proxy`` network; ``image``: the
+    docker sandbox's)."""
     env = pass_env or []
     if kind == "docker":
         return DockerSandbox(env, image=image, network=network)
     if kind == "bubblewrap":
-        return BubblewrapSandbox(env, network=network)
+        return BubblewrapSandbox(env, network=network, egress=egress)
     if kind == "none":
         return NoSandbox(env)
     return ProcessSandbox(env)
+
+
+def egress_policy(allow: Iterable[str]) -> Refuse:
+    """The egress policy of sandboxed commands: public addresses, and the hosts, addresses
+    and networks ``allow`` names (``security.egress_allow``, shared with web_get and MCP
+    servers over HTTP)."""
+    from promptline.security.egress import EGRESS_SETTING, EgressPolicy
+
+    policy = EgressPolicy(allow)
+
+    def refuse(host: str, addresses: list[IPAddress]) -> str | None:
+        reason = policy.refusal(host, [str(address) for address in addresses])
+        return None if reason is None else f"{reason}; {EGRESS_SETTING} does not name it"
+
+    return refuse

@@ -2,13 +2,14 @@
 one per session), through the Docker SDK (the ``docker`` extra).
 
 The container runs ``sleep infinity`` as PromptLine's own user and id, with no network
-(unless ``security.sandbox_network``), a read-only root file system, every capability
-dropped, ``no-new-privileges``, a private /tmp, memory, CPU-share and process-count limits,
-and the workspace mounted read-write at its own path. A command is an ``exec`` in it, under
-the same per-process kernel limits as the process sandbox (set by ``ulimit`` in the image's
-``/bin/sh``). A command that runs out of time, passes the output limit or is cancelled has its
-whole container killed and removed; the next command gets a new one. The containers are
-removed when PromptLine stops (`DockerSandbox.aclose`).
+(``security.sandbox_network: host`` gives it the engine's network, unfiltered; ``proxy`` is
+refused: the image has no program to bridge to the egress proxy), a read-only root file
+system, every capability dropped, ``no-new-privileges``, a private /tmp, memory, CPU-share
+and process-count limits, and the workspace mounted read-write at its own path. A command is
+an ``exec`` in it, under the same per-process kernel limits as the process sandbox (set by
+``ulimit`` in the image's ``/bin/sh``). A command that runs out of time, passes the output
+limit or is cancelled has its whole container killed and removed; the next command gets a
+new one. The containers are removed when PromptLine stops (`DockerSandbox.aclose`).
 
 What it does not contain: the kernel is shared; the process limit makes forks fail rather than
 kill (so it is not reported as a limit hit); and what the image holds is readable.
@@ -27,13 +28,20 @@ from typing import Any
 from promptline.security.sandbox.base import (
     SandboxKind,
     SandboxLimits,
+    SandboxNetwork,
     SandboxResult,
     SandboxUnavailable,
     limit_hit,
 )
 from promptline.security.sandbox.process import ProcessSandbox
 
-__all__ = ["DockerSandbox", "container_options", "docker_problem", "ulimit_prefix"]
+__all__ = [
+    "PROXY_REFUSED",
+    "DockerSandbox",
+    "container_options",
+    "docker_problem",
+    "ulimit_prefix",
+]
 
 LABEL = "promptline.sandbox"
 """Label of every container PromptLine makes."""
@@ -58,17 +66,27 @@ def _from_env() -> Any:
     return docker.from_env(timeout=10)
 
 
+PROXY_REFUSED = (
+    "the docker sandbox cannot put its commands behind the egress proxy "
+    "(security.sandbox_network: proxy); set security.sandbox: bubblewrap for a filtered "
+    "network, or security.sandbox_network: none (or host: the engine's network, unfiltered)"
+)
+
+
 def container_options(
-    image: str, workspace: Path, limits: SandboxLimits, *, network: bool
+    image: str, workspace: Path, limits: SandboxLimits, *, network: SandboxNetwork
 ) -> dict[str, Any]:
-    """The arguments of ``containers.run`` for the container of ``workspace``."""
+    """The arguments of ``containers.run`` for the container of ``workspace``
+    (`SandboxUnavailable` for the ``proxy`` network)."""
+    if network == "proxy":
+        raise SandboxUnavailable(PROXY_REFUSED)
     options: dict[str, Any] = {
         "image": image,
         "command": ["sleep", "infinity"],
         "detach": True,
         "init": True,
         "user": f"{os.getuid()}:{os.getgid()}",
-        "network_mode": "bridge" if network else "none",
+        "network_mode": "bridge" if network == "host" else "none",
         "read_only": True,
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges"],
@@ -110,12 +128,12 @@ class DockerSandbox(ProcessSandbox):
         pass_env: Sequence[str] = (),
         *,
         image: str,
-        network: bool = False,
+        network: SandboxNetwork = "none",
         client_factory: Callable[[], Any] | None = None,
     ) -> None:
         super().__init__(pass_env)
         self.image = image
-        self.network = network
+        self.network: SandboxNetwork = network
         self._factory = client_factory or _from_env
         self._client: Any = None
         self._containers: dict[Path, Any] = {}
@@ -165,6 +183,8 @@ class DockerSandbox(ProcessSandbox):
     ) -> SandboxResult:
         if stdin is not None:
             raise SandboxUnavailable("the docker sandbox gives commands no stdin")
+        if self.network == "proxy":
+            raise SandboxUnavailable(PROXY_REFUSED)
         from promptline.tools.executor import OutputCapture
 
         loop = asyncio.get_running_loop()

@@ -1,8 +1,8 @@
 """``shell_execute``: a command line run by ``/bin/sh`` in the workspace, in the agent's
 sandbox (``security.sandbox``) under the configured resource limits, its output streamed as
 progress while it runs and saved whole (up to a bound) to a file of the workspace that the
-answer names. A limit the command hits is said in the answer and reported as a
-``security_alert``."""
+answer names. A limit the command hits, and a destination the sandbox's egress proxy refuses
+it, are reported as a ``security_alert``."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ __all__ = ["MAX_SHELL_OUTPUT_CHARS", "shell_execute"]
 
 MAX_SHELL_OUTPUT_CHARS = 100_000
 """Output kept per command (its head and tail); the executor may cut the answer further."""
+
+_MAX_REFUSALS = 20
+"""Refused destinations an alert lists (the first ones)."""
 
 
 @tool(name="shell_execute", destructive=True)
@@ -111,12 +114,32 @@ def _answer(
         "sandbox": result.sandbox,
         "limit": None if hit is None else hit.limit,
     }
+    refused = list(result.egress_refused)
     if hit is not None and hit.limit != "time":
+        details: dict[str, Any] = {
+            "limit": hit.limit,
+            "sandbox": result.sandbox,
+            "command": command[:200],
+        }
+        if refused:
+            details["egress_refused"] = refused[:_MAX_REFUSALS]
         metadata["security_alert"] = {
             "severity": "warning",
             "kind": "sandbox_limit",
             "message": f"shell_execute {hit.message}",
-            "details": {"limit": hit.limit, "sandbox": result.sandbox, "command": command[:200]},
+            "details": details,
+        }
+    elif refused:
+        more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+        metadata["security_alert"] = {
+            "severity": "warning",
+            "kind": "egress_refused",
+            "message": f"shell_execute was refused a destination: {refused[0]}{more}",
+            "details": {
+                "egress_refused": refused[:_MAX_REFUSALS],
+                "sandbox": result.sandbox,
+                "command": command[:200],
+            },
         }
     return ToolOutput(
         content=f"{output}{status}\n{_file_note(log)}",
