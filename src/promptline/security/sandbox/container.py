@@ -165,7 +165,7 @@ class DockerSandbox(ProcessSandbox):
     ) -> SandboxResult:
         if stdin is not None:
             raise SandboxUnavailable("the docker sandbox gives commands no stdin")
-        from promptline.tools.executor import OutputCapture
+        from promptline.core.output_capture import OutputCapture
 
         loop = asyncio.get_running_loop()
         capture = OutputCapture(max_output_chars)

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from promptline.tools.base import ToolContext, ToolError
-from promptline.tools.builtin.process import ProcessResult, minimal_env, run_process
 from promptline.tools.builtin.workspace import relative_name, resolve_in_workspace, workspace_root
 from promptline.tools.function import tool
+
+if TYPE_CHECKING:
+    from promptline.security.sandbox.run import ProcessResult
 
 __all__ = ["DEFAULT_AUTHOR", "git_commit", "git_status", "in_git_repository"]
 
@@ -92,8 +95,11 @@ async def _git(
     check: bool = True,
     env: dict[str, str] | None = None,
 ) -> ProcessResult:
+    from promptline.security.sandbox import ProcessSandbox
+    from promptline.security.sandbox.run import run_process
+
     root = workspace_root(context.workspace)
-    variables = minimal_env(root, context.env)
+    variables = ProcessSandbox().environment(root, context.env)
     variables.update(
         {
             "GIT_CEILING_DIRECTORIES": str(root.parent),
