@@ -267,3 +267,14 @@ async def test_in_bubblewrap_git_cannot_write_outside_the_workspace(
 
     assert git(outside, "log", "--format=%s") == "x\n"
     assert sorted(p.relative_to(outside) for p in (outside / ".git").rglob("*")) == before
+
+
+async def test_the_refusal_quoted_in_the_docs_is_the_one_given(repo: Path) -> None:
+    git(repo, "config", "filter.lfs.clean", "git-lfs clean -- %f")
+    doc = Path(__file__).parents[3] / "docs" / "tools.md"
+    quoted = " ".join(doc.read_text(encoding="utf-8").split())
+
+    with pytest.raises(ToolError) as caught:
+        await call(git_status, repo)
+
+    assert caught.value.message in quoted
