@@ -216,6 +216,47 @@ async def test_diff_programs_do_not_run(repo: Path, program: Path, marker: Path)
     assert not ran(marker)
 
 
+def add_submodule(repo: Path, tmp_path: Path) -> Path:
+    """A submodule ``lib`` checked out in ``repo``; its git folder."""
+    library = tmp_path / "outside" / "library"
+    library.mkdir()
+    git(library, "init", "-q", "-b", "main")
+    (library / "x.txt").write_text("x\n")
+    git(library, "add", "x.txt")
+    git(library, "-c", "user.name=T", "-c", "user.email=t@example.com", "commit", "-qm", "x")
+    git(repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(library), "lib")
+    git(repo, "commit", "-qm", "add lib")
+    return repo / ".git" / "modules" / "lib"
+
+
+async def test_programs_of_a_submodule_do_not_run(
+    repo: Path, tmp_path: Path, program: Path, marker: Path
+) -> None:
+    module = add_submodule(repo, tmp_path)
+    git(module, "--git-dir", str(module), "config", "core.fsmonitor", str(program))
+    install_hooks(module / "hooks", marker)
+    (repo / "lib" / "x.txt").write_text("y\n")  # as long: git compares the contents
+
+    await status_and_commit(repo)
+
+    assert not ran(marker)
+
+
+async def test_a_submodule_with_a_filter_program_is_refused(
+    repo: Path, tmp_path: Path, program: Path, marker: Path
+) -> None:
+    module = add_submodule(repo, tmp_path)
+    git(module, "--git-dir", str(module), "config", "filter.evil.clean", str(program))
+    (repo / "lib" / ".gitattributes").write_text("* filter=evil\n")
+    (repo / "lib" / "x.txt").write_text("y\n")
+
+    for tool, arguments in ((git_status, {}), (git_commit, {"message": "m"})):
+        with pytest.raises(ToolError, match=r"submodule lib: .* sets filter\.evil\.clean"):
+            await call(tool, repo, **arguments)
+
+    assert not ran(marker)
+
+
 async def test_a_work_tree_outside_the_workspace_is_not_used(repo: Path, tmp_path: Path) -> None:
     git(repo, "config", "core.worktree", str(tmp_path / "outside"))
 

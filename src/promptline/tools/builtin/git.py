@@ -22,12 +22,15 @@ runs programs named there. So git runs twice guarded:
    - every transport (``protocol.allow=never``), so neither ``core.sshCommand``,
      ``core.gitProxy``, ``remote.*.uploadpack``, credential helpers nor askpass run, even
      when a partial clone wants a missing object;
-   - automatic maintenance after a commit, and git run inside submodules (whose
-     configuration is not checked here): their work trees are not looked at;
+   - automatic maintenance after a commit;
    - clean, smudge and process filters, whose names are the repository's own, cannot be
      switched off by name: a repository whose configuration defines one is refused, as is a
      configuration that includes another file or defines config-based hooks (``hook.*``).
      The configuration is read as data (``git config --list``) before each tool call.
+   - submodules: ``git status`` is told not to look into their work trees, but ``git add``
+     runs ``git status`` in each one checked out, with the submodule's own configuration
+     (the settings above are passed on to it): that configuration is checked the same way,
+     submodules of submodules too.
 
 Left out on purpose: programs only other commands start (merge drivers, difftool and
 mergetool, aliases, help browsers, ``uploadpack.packObjectsHook``, which git reads from
@@ -37,11 +40,11 @@ checked only by the next call; the sandbox contains that one.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -76,6 +79,9 @@ GIT_SETTINGS = (
 """Given to every git command with ``-c``: they take precedence over the repository's."""
 
 MAX_GIT_OUTPUT_CHARS = 100_000
+
+MAX_SUBMODULE_DEPTH = 8
+"""Submodules nested deeper are refused rather than checked."""
 
 _PROGRAM_FILTER_KEYS = ("clean", "smudge", "process")
 
@@ -139,7 +145,7 @@ async def git_commit(message: str, paths: list[str] | None = None, *, context: T
     return f"committed {summary.output.strip()}\n{stat.output.rstrip()}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class _Setting:
     """One entry of the repository's configuration, as ``git config --list`` shows it."""
 
@@ -159,13 +165,40 @@ class _Git:
 
     @classmethod
     async def open(cls, context: ToolContext) -> _Git:
-        """The commands of ``context``'s call, once the repository's configuration names no
-        program git could run (`ToolError` otherwise)."""
+        """The commands of ``context``'s call, once the configuration of the repository and
+        of each submodule it has checked out names no program git could run (`ToolError`
+        otherwise)."""
         git = cls(context, [])
-        listed = await git.run("config", "--list", "--show-scope", "--show-origin", "-z")
-        git._settings = _parse_settings(listed.output)
-        _refuse_programs(git._settings)
+        root = workspace_root(context.workspace)
+        git._settings = await git._check(root, {root})
         return git
+
+    async def _check(self, tree: Path, seen: set[Path], depth: int = 0) -> list[_Setting]:
+        """The configuration of the repository of work tree ``tree``, checked, after that of
+        each of its checked-out submodules: git looks into those (``git add`` runs
+        ``git status`` in each), with their own configuration."""
+        at = None if depth == 0 else tree
+        listed = await self.run("config", "--list", "--show-scope", "--show-origin", "-z", at=at)
+        settings = _parse_settings(listed.output)
+        _refuse_programs(settings, "" if at is None else f"submodule {tree.name}: ")
+        gitlinks = _GitlinkList()
+        await self.run("ls-files", "--stage", "-z", at=at, on_output=gitlinks.feed)
+        for path in gitlinks.paths():
+            if "\ufffd" in path:
+                raise ToolError(
+                    f"the repository has a submodule whose path is not UTF-8 ({path!r})",
+                    hint="rename it, or run git with shell_execute, in the sandbox",
+                )
+            submodule = tree / path
+            if not _unchecked_checkout(submodule, seen):
+                continue
+            if depth >= MAX_SUBMODULE_DEPTH:
+                raise ToolError(
+                    f"the repository's submodules are nested more than {MAX_SUBMODULE_DEPTH} deep",
+                    hint="run git with shell_execute, in the sandbox",
+                )
+            await self._check(submodule, seen, depth + 1)
+        return settings
 
     def identity(self) -> dict[str, str]:
         """Author and committer for a repository that names none of its own."""
@@ -178,29 +211,42 @@ class _Git:
         return env
 
     async def run(
-        self, *args: str, check: bool = True, env: Mapping[str, str] | None = None
+        self,
+        *args: str,
+        check: bool = True,
+        env: Mapping[str, str] | None = None,
+        at: Path | None = None,
+        on_output: Callable[[str], None] | None = None,
     ) -> SandboxResult:
-        """``git args`` in the workspace, in the call's sandbox; `ToolError` when it cannot
-        run, runs out of time or (with ``check``) fails."""
+        """``git args`` in the workspace (or in the submodule checked out ``at``, as git
+        itself runs there), in the call's sandbox; `ToolError` when it cannot run, runs out
+        of time or (with ``check``) fails. With ``on_output`` the output goes there as it
+        comes, unbounded, and the result keeps little of it."""
         from promptline.security.sandbox import ProcessSandbox, SandboxLimits, SandboxUnavailable
 
         context = self._context
         root = workspace_root(context.workspace)
         sandbox = context.sandbox or ProcessSandbox()
         variables = _environment(sandbox.environment(root, context.env), root)
+        if at is not None:
+            del variables["GIT_WORK_TREE"]
+            variables["GIT_DIR"] = ".git"
         variables.update(env or {})
         if sandbox.kind != "docker" and shutil.which("git", path=variables["PATH"]) is None:
             raise _missing_git()
-        limit = _time_limit(context)
+        limits = SandboxLimits.from_config(context.limits, _time_limit(context))
+        if on_output is not None:
+            limits = dataclasses.replace(limits, max_output_bytes=None)
         options = [part for setting in GIT_SETTINGS for part in ("-c", setting)]
         try:
             result = await sandbox.run(
                 ["git", "--no-pager", *options, *args],
                 workspace=root,
-                cwd=root,
+                cwd=root if at is None else at,
                 env=variables,
-                limits=SandboxLimits.from_config(context.limits, limit),
-                max_output_chars=MAX_GIT_OUTPUT_CHARS,
+                limits=limits,
+                max_output_chars=MAX_GIT_OUTPUT_CHARS if on_output is None else 1000,
+                on_output=on_output,
             )
         except SandboxUnavailable as exc:
             raise ToolError(
@@ -256,7 +302,35 @@ def _parse_settings(output: str) -> list[_Setting]:
     return settings
 
 
-def _refuse_programs(settings: list[_Setting]) -> None:
+def _unchecked_checkout(submodule: Path, seen: set[Path]) -> bool:
+    """Whether ``submodule`` is checked out (git looks into it only then) and not yet in
+    ``seen``, the real paths of the work trees checked; it is added there."""
+    real = Path(os.path.realpath(submodule))
+    if not os.path.lexists(submodule / ".git") or real in seen:
+        return False
+    seen.add(real)
+    return True
+
+
+class _GitlinkList:
+    """The paths of the submodules (mode 160000) in ``git ls-files --stage -z`` output, read
+    as it comes: only a partial entry is held."""
+
+    def __init__(self) -> None:
+        self._pending = ""
+        self._found: list[str] = []
+
+    def feed(self, text: str) -> None:
+        *entries, self._pending = (self._pending + text).split("\0")
+        for entry in entries:
+            if entry.startswith("160000 "):
+                self._found.append(entry.partition("\t")[2])
+
+    def paths(self) -> list[str]:
+        return list(self._found)
+
+
+def _refuse_programs(settings: list[_Setting], where: str = "") -> None:
     """`ToolError` for the first setting of the repository that would make git run a program
     `GIT_SETTINGS` cannot switch off, or read configuration from another file."""
     for setting in settings:
@@ -273,9 +347,9 @@ def _refuse_programs(settings: list[_Setting]) -> None:
             why = "defines a hook, a program git would run"
         if why is None:
             continue
-        where = setting.origin.removeprefix("file:")
+        origin = setting.origin.removeprefix("file:")
         raise ToolError(
-            f"the repository's configuration ({where}) sets {setting.key}: it {why}; "
+            f"{where}the repository's configuration ({origin}) sets {setting.key}: it {why}; "
             "the git tools refuse to work on it",
             hint=(
                 f"if you do not trust it, remove it (git config --unset {setting.key}); if you "
