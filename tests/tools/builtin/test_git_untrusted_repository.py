@@ -183,6 +183,15 @@ async def test_config_based_hooks_are_refused(repo: Path, program: Path, marker:
     assert not ran(marker)
 
 
+async def test_a_repository_that_allows_a_transport_is_refused(repo: Path) -> None:
+    # protocol.ext.allow would win over protocol.allow=never: a lazy fetch of a partial
+    # clone from an ext:: remote runs any command.
+    git(repo, "config", "protocol.ext.allow", "always")
+
+    with pytest.raises(ToolError, match=r"sets protocol\.ext\.allow: it changes which"):
+        await call(git_status, repo)
+
+
 async def test_signing_programs_do_not_run(repo: Path, program: Path, marker: Path) -> None:
     git(repo, "config", "commit.gpgSign", "true")
     git(repo, "config", "gpg.program", str(program))

@@ -19,9 +19,10 @@ runs programs named there. So git runs twice guarded:
      text conversions (``diff.*.textconv``): ``--no-ext-diff --no-textconv``;
    - signing and verifying (``--no-gpg-sign``, ``commit.gpgSign`` and ``log.showSignature``
      off), so no ``gpg.*program`` or ``gpg.ssh.defaultKeyCommand`` runs;
-   - every transport (``protocol.allow=never``), so neither ``core.sshCommand``,
-     ``core.gitProxy``, ``remote.*.uploadpack``, credential helpers nor askpass run, even
-     when a partial clone wants a missing object;
+   - every transport (``protocol.allow=never``; a repository that sets ``protocol.*``
+     itself is refused, as ``protocol.<name>.allow`` would win), so neither
+     ``core.sshCommand``, ``core.gitProxy``, ``remote.*.uploadpack``, credential helpers nor
+     askpass run, even when a partial clone wants a missing object;
    - automatic maintenance after a commit;
    - clean, smudge and process filters, whose names are the repository's own, cannot be
      switched off by name: a repository whose configuration defines one is refused, as is a
@@ -345,6 +346,8 @@ def _refuse_programs(settings: list[_Setting], where: str = "") -> None:
             why = "includes another configuration file, which the git tools do not read"
         elif section == "hook":
             why = "defines a hook, a program git would run"
+        elif section == "protocol":
+            why = "changes which transports git may use (they run ssh and remote helpers)"
         if why is None:
             continue
         origin = setting.origin.removeprefix("file:")
