@@ -175,9 +175,9 @@ class _Git:
         return git
 
     async def _check(self, tree: Path, seen: set[Path], depth: int = 0) -> list[_Setting]:
-        """The configuration of the repository of work tree ``tree``, checked, after that of
-        each of its checked-out submodules: git looks into those (``git add`` runs
-        ``git status`` in each), with their own configuration."""
+        """The configuration of the repository of work tree ``tree``, once it and that of
+        each of its checked-out submodules are checked: git looks into those (``git add``
+        runs ``git status`` in each) with their own configuration."""
         at = None if depth == 0 else tree
         listed = await self.run("config", "--list", "--show-scope", "--show-origin", "-z", at=at)
         settings = _parse_settings(listed.output)
@@ -333,7 +333,8 @@ class _GitlinkList:
 
 def _refuse_programs(settings: list[_Setting], where: str = "") -> None:
     """`ToolError` for the first setting of the repository that would make git run a program
-    `GIT_SETTINGS` cannot switch off, or read configuration from another file."""
+    `GIT_SETTINGS` cannot switch off, read configuration from another file, or allow a
+    transport `GIT_SETTINGS` forbids."""
     for setting in settings:
         if setting.scope == "command":
             continue  # ours
