@@ -15,6 +15,7 @@ import pytest
 from promptline.core.errors import InvalidInputError, NotFoundError
 from promptline.core.events import Event, ToolProgressEvent, ToolResultEvent
 from promptline.core.messages import TextPart, ToolCall
+from promptline.core.output_capture import OutputCapture
 from promptline.events.bus import InProcessEventBus
 from promptline.events.memory import InMemoryEventStore
 from promptline.events.protocols import EventFilter
@@ -23,7 +24,6 @@ from promptline.tools.executor import (
     MAX_STOPPED_OUTPUT_CHARS,
     Authorization,
     CallScope,
-    OutputCapture,
     ToolExecutor,
     truncate,
 )

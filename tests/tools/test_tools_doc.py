@@ -13,7 +13,7 @@ import pytest
 from promptline.config import load_settings
 from promptline.tools import Tool
 from promptline.tools.builtin import BUILTIN_TOOL_NAMES, builtin_tools
-from promptline.tools.builtin.process import MAX_OUTPUT_FILE_BYTES, OUTPUT_FOLDER
+from promptline.tools.builtin.output_file import MAX_OUTPUT_FILE_BYTES, OUTPUT_FOLDER
 from promptline.tools.executor import (
     MAX_PROGRESS_OUTPUT_CHARS,
     MAX_PROGRESS_TOTAL_CHARS,

@@ -1,24 +1,29 @@
 """Layer 3: who may run which tool: the permission policy, approvals, remembered grants and
-the gate the tool executor asks."""
+the gate the tool executor asks; and the sandboxes commands run in (``security.sandbox``).
+
+The names below are loaded on first use, so that importing the sandbox, or another light
+module of the package, does not load the permission machinery.
+"""
 
 from __future__ import annotations
 
-from promptline.config.settings import Settings
-from promptline.core.clock import Clock
-from promptline.events.protocols import EventBus, EventStore
-from promptline.security.approvals import (
-    ApprovalBroker,
-    ApprovalOutcome,
-    ApprovalRecord,
-    ApprovalRequest,
-    DecisionListener,
-    GrantScope,
-)
-from promptline.security.audit import Auditor
-from promptline.security.gate import PermissionManager
-from promptline.security.grants import Grant, GrantStore
-from promptline.security.policy import Level, PermissionDecision, PermissionPolicy
-from promptline.state.protocols import StateStore
+from typing import TYPE_CHECKING
+
+from promptline._lazy import lazy_names
+
+if TYPE_CHECKING:
+    from promptline.security.approvals import (
+        ApprovalBroker,
+        ApprovalOutcome,
+        ApprovalRecord,
+        ApprovalRequest,
+        GrantScope,
+    )
+    from promptline.security.audit import Auditor
+    from promptline.security.gate import PermissionManager
+    from promptline.security.grants import Grant, GrantStore
+    from promptline.security.permissions import build_permissions
+    from promptline.security.policy import Level, PermissionDecision, PermissionPolicy
 
 __all__ = [
     "ApprovalBroker",
@@ -36,54 +41,21 @@ __all__ = [
     "build_permissions",
 ]
 
-
-def build_permissions(
-    settings: Settings,
-    bus: EventBus,
-    store: EventStore,
-    state: StateStore,
-    clock: Clock | None = None,
-    auditor: Auditor | None = None,
-) -> PermissionManager:
-    """The permission gate for the tool executor, wired from ``settings``.
-
-    ``store`` is the event store behind ``bus`` (pending requests are read from it) and
-    ``state`` keeps remembered grants; ``auditor`` (optional) raises the alerts of sensitive
-    tools and sends alerts to the webhook. Call ``await manager.recover()`` once on start and
-    ``await manager.close()`` on stop; ``manager.reload(settings)`` on a config reload.
-    """
-    policy = PermissionPolicy(settings)
-    grants = GrantStore(state, clock=clock)
-    broker = ApprovalBroker(
-        bus,
-        store,
-        timeout=settings.permissions.approval_timeout_secs,
-        clock=clock,
-        on_decision=_remembering(grants, auditor),
-    )
-    return PermissionManager(
-        policy, broker, grants, bus, alerts=settings.security.audit_log, auditor=auditor
-    )
+_LAZY = {
+    "ApprovalBroker": "promptline.security.approvals",
+    "ApprovalOutcome": "promptline.security.approvals",
+    "ApprovalRecord": "promptline.security.approvals",
+    "ApprovalRequest": "promptline.security.approvals",
+    "GrantScope": "promptline.security.approvals",
+    "Auditor": "promptline.security.audit",
+    "PermissionManager": "promptline.security.gate",
+    "Grant": "promptline.security.grants",
+    "GrantStore": "promptline.security.grants",
+    "Level": "promptline.security.policy",
+    "PermissionDecision": "promptline.security.policy",
+    "PermissionPolicy": "promptline.security.policy",
+    "build_permissions": "promptline.security.permissions",
+}
 
 
-def _remembering(grants: GrantStore, auditor: Auditor | None) -> DecisionListener:
-    async def remember(outcome: ApprovalOutcome) -> None:
-        grant = await grants.remember(outcome)
-        if grant is not None and auditor is not None:
-            # A standing grant changes the rules at run time: on the audit trail.
-            await auditor.record(
-                "permissions.changed",
-                actor=outcome.decided_by,
-                tenant_id=outcome.request.tenant_id,
-                target=f"{grant.scope}:{outcome.tool}",
-                details={
-                    "change": "grant",
-                    "tool": outcome.tool,
-                    "scope": grant.scope,
-                    "user_id": outcome.request.user_id,
-                    "session_id": outcome.request.session_id,
-                    "request_id": outcome.request_id,
-                },
-            )
-
-    return remember
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, __all__)

@@ -24,7 +24,7 @@ from promptline.storage.database import create_engine
 from promptline.tools import ToolOutput, ToolRegistry
 from promptline.tools.base import ToolError
 from promptline.tools.builtin import file_read, shell_execute
-from promptline.tools.builtin.process import MAX_OUTPUT_FILE_BYTES, OUTPUT_FOLDER
+from promptline.tools.builtin.output_file import MAX_OUTPUT_FILE_BYTES, OUTPUT_FOLDER
 from promptline.tools.executor import (
     MAX_PROGRESS_OUTPUT_CHARS,
     MAX_PROGRESS_TOTAL_CHARS,

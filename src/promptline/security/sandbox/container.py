@@ -185,7 +185,7 @@ class DockerSandbox(ProcessSandbox):
             raise SandboxUnavailable("the docker sandbox gives commands no stdin")
         if self.network == "proxy":
             raise SandboxUnavailable(PROXY_REFUSED)
-        from promptline.tools.executor import OutputCapture
+        from promptline.core.output_capture import OutputCapture
 
         loop = asyncio.get_running_loop()
         capture = OutputCapture(max_output_chars)

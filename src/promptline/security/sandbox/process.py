@@ -120,7 +120,7 @@ async def launch(
     on_output: Callable[[str], None] | None,
 ) -> SandboxResult:
     """Run ``argv`` through the launcher under ``limits``; `OSError` when it cannot start."""
-    from promptline.tools.builtin.process import run_process
+    from promptline.security.sandbox.run import run_process
 
     rlimits = limits.rlimits()
     if limits.max_processes is not None:

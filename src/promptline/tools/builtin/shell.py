@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import Field
 
 from promptline.tools.base import ToolContext, ToolError, ToolOutput
-from promptline.tools.builtin.process import MAX_OUTPUT_FILE_BYTES, OutputFile
+from promptline.tools.builtin.output_file import MAX_OUTPUT_FILE_BYTES, OutputFile
 from promptline.tools.builtin.workspace import resolve_in_workspace, workspace_root
 from promptline.tools.function import tool
 

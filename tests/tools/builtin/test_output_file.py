@@ -1,5 +1,4 @@
-"""The pieces under shell_execute and the git tools: the environment, the
-bounded output file, and a missing program reported as such."""
+"""The bounded file of the workspace that keeps a command's whole output."""
 
 from __future__ import annotations
 
@@ -7,39 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from promptline.tools.builtin.process import (
-    OUTPUT_FOLDER,
-    OutputFile,
-    minimal_env,
-    run_process,
-)
-
-
-def test_the_minimal_environment_adds_only_what_is_given(tmp_path: Path) -> None:
-    env = minimal_env(tmp_path, {"PROJECT": "x"})
-
-    assert set(env) == {"PATH", "HOME", "LANG", "PROJECT"}
-    assert env["HOME"] == str(tmp_path)
-
-
-async def test_a_missing_program_raises_os_error(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError):
-        await run_process(["no-such-program-here"], cwd=tmp_path, env=minimal_env(tmp_path))
-
-
-async def test_output_split_inside_a_utf8_character_is_decoded_whole(tmp_path: Path) -> None:
-    # printf writes the two bytes of 'é' in separate writes.
-    seen: list[str] = []
-
-    result = await run_process(
-        ["/bin/sh", "-c", "printf '\\303'; sleep 0.01; printf '\\251'"],
-        cwd=tmp_path,
-        env=minimal_env(tmp_path),
-        on_output=seen.append,
-    )
-
-    assert result.output == "é"
-    assert "".join(seen) == "é"
+from promptline.tools.builtin.output_file import OUTPUT_FOLDER, OutputFile
 
 
 def output_file(workspace: Path, *, limit: int, tail: int) -> OutputFile:
