@@ -1,15 +1,19 @@
-"""The encrypted secret store (``<home>/secrets.json``): values encrypted at rest, the master
-key guarded, rotation."""
+"""The encrypted secret store (``<home>/secrets.json``) and ``${secret:NAME}`` in the config:
+values encrypted at rest, the master key guarded, rotation, and the value never shown."""
 
 from __future__ import annotations
 
 import json
+import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
 
+from promptline.config import load_settings, render_settings, validate_config
+from promptline.config.interpolation import InterpolationSyntaxError, interpolate
 from promptline.config.secrets import SECRETS_KEY_ENV, SecretStore
 from promptline.core.errors import ConfigError, InvalidInputError, NotFoundError
 
@@ -179,3 +183,127 @@ def test_a_rotation_cut_short_before_the_key_file_was_replaced_still_opens(
     store.rotate()
     assert not pending.exists()
     assert store.get("A") == "one"
+
+
+# -- ${secret:NAME} in the config ---------------------------------------------------------------
+
+
+def test_interpolate_takes_a_secret_and_marks_the_value() -> None:
+    value = interpolate("Bearer ${secret:TOKEN}", {}, {"TOKEN": "abc"}.__getitem__)
+
+    assert value == "Bearer abc"
+    assert getattr(value, "template", None) == "Bearer ${secret:TOKEN}"
+    assert repr(value) == repr("Bearer ${secret:TOKEN}")
+
+
+def test_a_secret_in_an_unused_default_is_not_looked_up() -> None:
+    def refuse(name: str) -> str:
+        raise AssertionError(f"looked up {name}")
+
+    assert interpolate("${KEY:-${secret:KEY}}", {"KEY": "env"}, refuse) == "env"
+
+
+@pytest.mark.parametrize("text", ["${secret:}", "${secret:lower}", "${secret:A", "${secret:A-B}"])
+def test_a_malformed_secret_reference_is_a_syntax_error(text: str) -> None:
+    with pytest.raises(InterpolationSyntaxError):
+        interpolate(text, {}, lambda name: "x")
+
+
+def test_a_provider_key_comes_from_the_store_and_is_shown_as_written(
+    home: Path, write_config: Callable[..., Path]
+) -> None:
+    SecretStore(home, {}).set("LAB_KEY", VALUE)
+    path = write_config(PROVIDER)
+
+    settings = load_settings(path, environ=env_of(home))
+
+    assert settings.models.providers["lab"].api_key == VALUE
+    assert settings.secret_refs == {"models.providers.lab.api_key": "${secret:LAB_KEY}"}
+    for show_secrets in (False, True):
+        shown = render_settings(settings, show_secrets=show_secrets)
+        assert VALUE not in shown
+        assert "api_key: ${secret:LAB_KEY}" in shown
+    assert VALUE not in repr(settings)
+    # What --show-secrets prints loads back to the same settings.
+    again = write_config(render_settings(settings, show_secrets=True), "again.yaml")
+    assert load_settings(again, environ=env_of(home)).model_dump() == settings.model_dump()
+
+
+def test_an_unknown_secret_names_the_key_and_the_command_that_sets_it(
+    home: Path, write_config: Callable[..., Path]
+) -> None:
+    path = write_config(PROVIDER)
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ=env_of(home))
+    problems = validate_config(path, environ=env_of(home))
+
+    expected = (
+        f"{path}:5: models.providers.lab.api_key: secret LAB_KEY is not in the secrets store "
+        f"{home / 'secrets.json'}; set it with `promptline secrets set LAB_KEY`"
+    )
+    assert caught.value.message == expected
+    assert problems == [expected]
+
+
+def test_a_secret_is_refused_in_a_key_that_is_not_a_credential(
+    home: Path, write_config: Callable[..., Path]
+) -> None:
+    SecretStore(home, {}).set("HOST", "10.1.2.3")
+    path = write_config('gateway:\n  host: "${secret:HOST}"\n')
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ=env_of(home))
+
+    assert "gateway.host: ${secret:NAME} may only be used in a credential key" in (
+        caught.value.message
+    )
+    assert "10.1.2.3" not in caught.value.message
+
+
+def test_a_value_a_validator_refuses_is_not_repeated_for_a_credential(
+    home: Path, write_config: Callable[..., Path]
+) -> None:
+    SecretStore(home, {}).set("HOOK", "not-a-url-but-secret")
+    path = write_config('security:\n  alerts:\n    webhook_url: "${secret:HOOK}"\n')
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ=env_of(home))
+
+    assert "security.alerts.webhook_url: must be an http:// or https:// URL" in (
+        caught.value.message
+    )
+    assert "not-a-url-but-secret" not in caught.value.message
+
+
+def test_a_wrong_master_key_fails_the_load_with_a_message_not_a_traceback(
+    home: Path, write_config: Callable[..., Path]
+) -> None:
+    SecretStore(home, {}).set("LAB_KEY", VALUE)
+    path = write_config(PROVIDER)
+    wrong = env_of(home, **{SECRETS_KEY_ENV: Fernet.generate_key().decode()})
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ=wrong)
+
+    assert "models.providers.lab.api_key: secret LAB_KEY in" in caught.value.message
+    assert "cannot be decrypted with the master key" in caught.value.message
+
+
+def test_a_config_without_secrets_does_not_load_cryptography(
+    write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    path = write_config("gateway:\n  port: 9000\n")
+    code = (
+        "import sys; from promptline.config import load_settings; "
+        f"load_settings({str(path)!r}); print('cryptography' in sys.modules)"
+    )
+    env = {**os.environ, "PROMPTLINE_HOME": str(tmp_path / "h")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+
+    assert out.stdout.strip() == "False"
