@@ -49,7 +49,7 @@ def test_the_launcher_counts_processes_as_often_as_it_says(doc: str) -> None:
 
 
 def test_the_example_loads_with_a_sandbox_per_agent(doc: str, tmp_path: Path) -> None:
-    [example] = re.findall(r"^```yaml\n(.*?)^```", doc, flags=re.S | re.M)
+    [example] = re.findall(r"^```yaml\n(.*?)^```", section(doc, "Sandboxes"), flags=re.S | re.M)
     path = tmp_path / "config.yaml"
     path.write_text(example, encoding="utf-8")
 
