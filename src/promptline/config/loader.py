@@ -56,7 +56,7 @@ def load_settings(
     ``path`` overrides ``$PROMPTLINE_CONFIG`` and ``<home>/config.yaml``; a missing default file
     means built-in defaults. ``profile`` overrides ``$PROMPTLINE_PROFILE``. ``environ`` replaces
     ``os.environ`` for everything read from the environment (home, profile, ``${VAR}``
-    references and ``PROMPTLINE__*`` overrides).
+    references, the secret store's master key and ``PROMPTLINE__*`` overrides).
     """
     env = os.environ if environ is None else environ
     result = _load(_plan(path, env, profile), env)
@@ -76,7 +76,7 @@ def validate_config(
     With a profile (argument or ``$PROMPTLINE_PROFILE``) that combination is checked; without
     one the base configuration and then each defined profile are checked, so a mistake in a
     profile that is not active today is found too. Unset ``${VAR}`` references are not
-    problems here (see `Settings.unresolved`).
+    problems here (see `Settings.unresolved`); a ``${secret:NAME}`` the store cannot give is.
     """
     env = os.environ if environ is None else environ
     plan = _plan(path, env, profile)
