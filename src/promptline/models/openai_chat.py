@@ -40,6 +40,7 @@ from promptline.models.transport import (
     TransportError,
     provider_failure,
     retry_after_seconds,
+    without_key,
 )
 from promptline.models.types import (
     FinishReason,
@@ -454,13 +455,9 @@ def status_error(
     model: str,
     api_key: str | None = None,
 ) -> ProviderError:
-    """The typed error for an HTTP error answer of a chat-completions endpoint.
-
-    Some endpoints quote the key they refused; ``api_key`` is masked out of what they said,
-    since the error goes on to the event log, the caller and the log."""
-    said = _error_message(body)
-    if api_key:
-        said = said.replace(api_key, "***")
+    """The typed error for an HTTP error answer of a chat-completions endpoint; ``api_key``,
+    should the endpoint quote it, is masked out (`without_key`)."""
+    said = _error_message(without_key(body, api_key))
     message = f"HTTP {status}: {said}"
     if status == 429:
         return ProviderRateLimited(
