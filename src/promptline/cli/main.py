@@ -55,7 +55,11 @@ def config_group() -> None:
 
 
 @config_group.command("show", short_help="Print the effective configuration.")
-@click.option("--show-secrets", is_flag=True, help="Print secrets instead of ***.")
+@click.option(
+    "--show-secrets",
+    is_flag=True,
+    help="Print credentials instead of *** (values from the secret store stay ${secret:NAME}).",
+)
 @pass_options
 def config_show(options: CliOptions, show_secrets: bool) -> None:
     """Print the effective configuration (defaults, files, profile and env overrides merged)."""
