@@ -183,6 +183,22 @@ def test_validate_and_doctor_report_an_unknown_secret_with_the_command_to_set_it
         assert "set it with `promptline secrets set LAB_KEY`" in flat
 
 
+def test_doctor_says_which_keys_come_from_the_store_and_where_the_key_is(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    promptline(home, "secrets", "set", "LAB_KEY", stdin=VALUE)
+    (home / "config.yaml").write_text(CONFIG)
+    (home / "secrets.json").chmod(0o644)
+
+    said = " ".join(promptline(home, "doctor", code=1).stdout.split())  # the provider is down
+
+    assert (
+        f"secrets: 1 key(s) from {home / 'secrets.json'} (models.providers.lab.api_key); "
+        f"master key from the key file {home / 'secrets.key'}; the store may be read by others"
+    ) in said
+    assert f"chmod 600 {home / 'secrets.json'}" in said
+    assert VALUE not in said
+
+
 def test_a_wrong_master_key_is_an_error_message_not_a_traceback(tmp_path: Path) -> None:
     home = tmp_path / "home"
     promptline(home, "secrets", "set", "LAB_KEY", stdin=VALUE)
