@@ -13,9 +13,11 @@ import pytest
 from cryptography.fernet import Fernet, InvalidToken
 
 from promptline.config import load_settings, render_settings, validate_config
+from promptline.config import secrets as secrets_module
 from promptline.config.interpolation import InterpolationSyntaxError, interpolate
 from promptline.config.secrets import SECRETS_KEY_ENV, SecretStore
 from promptline.core.errors import ConfigError, InvalidInputError, NotFoundError
+from promptline.storage.files import write_atomically
 
 VALUE = "sk-distinctive-7f3a9c"
 PROVIDER = """
@@ -183,6 +185,41 @@ def test_a_rotation_cut_short_before_the_key_file_was_replaced_still_opens(
     store.rotate()
     assert not pending.exists()
     assert store.get("A") == "one"
+
+
+def test_a_rotation_cut_short_twice_never_loses_the_key_the_store_is_under(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SecretStore(home, {})
+    store.set("A", "one")
+    pending = home / "secrets.key.new"
+    writes: list[Path] = []
+
+    def cut_rename() -> None:
+        raise OSError("cut before the rename")
+
+    def cut_store_write_after_new_key(path: Path, data: bytes) -> None:
+        if path == store.path and writes[-1:] == [pending]:
+            raise OSError("cut before the store write")
+        writes.append(path)
+        write_atomically(path, data)
+
+    # A rotation cut between its store write and its key's rename...
+    monkeypatch.setattr(SecretStore, "_promote_pending", lambda self: cut_rename())
+    with pytest.raises(OSError, match="rename"):
+        store.rotate()
+    monkeypatch.undo()
+    assert pending.exists()
+    # ... then another cut between writing its new key and writing the store.
+    monkeypatch.setattr(secrets_module, "write_atomically", cut_store_write_after_new_key)
+    with pytest.raises(OSError, match="store write"):
+        store.rotate()
+    monkeypatch.undo()
+
+    assert store.get("A") == "one"
+    store.rotate()
+    assert store.get("A") == "one"
+    assert not pending.exists()
 
 
 # -- ${secret:NAME} in the config ---------------------------------------------------------------

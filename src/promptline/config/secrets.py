@@ -155,29 +155,29 @@ class SecretStore:
 
         With a key file the new key is written beside it first (``secrets.key.new``), then the
         store, then the new key replaces the old: a rotation cut short leaves a store that the
-        key files still open (reads try both), and the next rotation finishes it.
+        key files still open (reads try both), and the next rotation first finishes it, so
+        that no key the store may still need is ever overwritten.
         """
-        from cryptography.fernet import Fernet, MultiFernet
+        from cryptography.fernet import Fernet
 
         with self._locked():
             entries = self._read()
             old = self._keys(create=not entries)
             for name, entry in entries.items():
                 self._decrypt(old, name, entry)
+            if len(old) > 1:  # the pending key of a rotation cut short
+                entries = _reencrypted(entries, old[1], old)
+                self._write(entries)
+                self._promote_pending()
+                old = old[1:]
             new_key = Fernet.generate_key()
-            rotating = MultiFernet([Fernet(new_key), *old])
-            rotated = {
-                name: {**entry, "value": rotating.rotate(entry["value"].encode()).decode()}
-                for name, entry in entries.items()
-            }
+            rotated = _reencrypted(entries, Fernet(new_key), old)
             if self._env.get(SECRETS_KEY_ENV):
                 self._write(rotated)
                 return Rotation(len(rotated), new_key.decode("ascii"))
-            pending = self._pending_path()
-            write_atomically(pending, new_key + b"\n")
+            write_atomically(self._pending_path(), new_key + b"\n")
             self._write(rotated)
-            os.replace(pending, self.key_path)
-            fsync_dir(self.home)
+            self._promote_pending()
             return Rotation(len(rotated), None)
 
     # -- the file --------------------------------------------------------------------------
@@ -228,6 +228,11 @@ class SecretStore:
     def _pending_path(self) -> Path:
         return self.key_path.with_name(KEY_FILE_NAME + PENDING_SUFFIX)
 
+    def _promote_pending(self) -> None:
+        """The pending key replaces the key file (the store is already under it)."""
+        os.replace(self._pending_path(), self.key_path)
+        fsync_dir(self.home)
+
     def _keys(self, *, create: bool) -> list[Fernet]:
         """The master key, and a rotation's pending key if one was cut short."""
         from cryptography.fernet import Fernet
@@ -271,6 +276,19 @@ class SecretStore:
             f"there is no secret {name} in {self.path} (secrets: {known})",
             hint="`promptline secrets list` shows the names",
         )
+
+
+def _reencrypted(
+    entries: Mapping[str, dict[str, Any]], new: Fernet, old: list[Fernet]
+) -> dict[str, dict[str, Any]]:
+    """``entries`` with every value encrypted under ``new`` (each opened with ``old``)."""
+    from cryptography.fernet import MultiFernet
+
+    keys = MultiFernet([new, *old])
+    return {
+        name: {**entry, "value": keys.rotate(str(entry["value"]).encode("ascii")).decode("ascii")}
+        for name, entry in entries.items()
+    }
 
 
 def _fernet(key: str | bytes, where: str) -> Fernet:
