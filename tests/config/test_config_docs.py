@@ -11,6 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from promptline.config import Settings, load_settings, render_settings
+from promptline.config.secrets import SecretStore
 
 DOC = Path(__file__).parent.parent.parent / "docs" / "configuration.md"
 
@@ -61,14 +62,39 @@ def test_doc_has_yaml_examples() -> None:
     assert len(yaml_examples()) >= 3
 
 
+def home_with_secrets(home: Path, text: str) -> dict[str, str]:
+    """An environment whose home's secret store holds every secret ``text`` refers to."""
+    store = SecretStore(home, {})
+    for name in re.findall(r"\$\{secret:([A-Z][A-Z0-9_]*)\}", text):
+        store.set(name, f"value-of-{name}")
+    return {"PROMPTLINE_HOME": str(home)}
+
+
 @pytest.mark.parametrize("index", range(len(yaml_examples())))
 def test_each_yaml_example_in_the_doc_loads(index: int, tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(yaml_examples()[index], encoding="utf-8")
+    environ = home_with_secrets(tmp_path / "home", yaml_examples()[index])
 
-    settings = load_settings(path, environ={})
+    settings = load_settings(path, environ=environ)
 
-    assert render_settings(settings)  # and it can be shown
+    shown = render_settings(settings, show_secrets=True)  # and it can be shown
+    assert "value-of-" not in shown
+
+
+def test_the_secret_example_takes_its_values_from_the_store(tmp_path: Path) -> None:
+    example = next(text for text in yaml_examples() if "${secret:" in text)
+    path = tmp_path / "config.yaml"
+    path.write_text(example, encoding="utf-8")
+
+    settings = load_settings(path, environ=home_with_secrets(tmp_path / "home", example))
+
+    assert settings.models.providers["openai"].api_key == "value-of-OPENAI_API_KEY"
+    assert settings.channels.telegram.bot_token == "value-of-TELEGRAM_BOT_TOKEN"
+    assert settings.secret_refs == {
+        "models.providers.openai.api_key": "${secret:OPENAI_API_KEY}",
+        "channels.telegram.bot_token": "${secret:TELEGRAM_BOT_TOKEN}",
+    }
 
 
 def test_profiles_example_in_the_doc_loads_with_each_profile(tmp_path: Path) -> None:

@@ -401,6 +401,21 @@ async def test_anthropic_invalid_tool_arguments_json(
     assert (caught.value.provider, caught.value.model) == ("anthropic", MODEL)
 
 
+async def test_anthropic_error_quoting_the_key_has_it_masked(
+    provider: AnthropicProvider, anthropic_fake: FakeAnthropic
+) -> None:
+    refused = "invalid x-api-key: sk-ant-test"
+    anthropic_fake.script(ServerError(401, refused), ServerError(401, refused))
+    with pytest.raises(ProviderAuthError) as plain:
+        await provider.complete(ask())
+    with pytest.raises(ProviderAuthError) as streamed:
+        await drain(provider, ask())
+
+    for error in (plain.value, streamed.value):
+        assert "invalid x-api-key: ***" in error.message
+        assert "sk-ant-test" not in str(error)
+
+
 async def test_anthropic_missing_api_key(
     anthropic_fake: FakeAnthropic, transport: SharedHttpTransport
 ) -> None:

@@ -532,6 +532,21 @@ async def test_gemini_blocked_prompt_is_content_filter(
     assert streamed.message.metadata["finish_message"] == "prompt blocked: PROHIBITED_CONTENT"
 
 
+async def test_gemini_error_quoting_the_key_has_it_masked(
+    provider: GeminiProvider, gemini_fake: FakeGemini
+) -> None:
+    refused = ApiError(400, "INVALID_ARGUMENT", "API key not valid: test-key")
+    gemini_fake.script(refused, refused)
+    with pytest.raises(ProviderError) as plain:
+        await provider.complete(ask())
+    with pytest.raises(ProviderError) as streamed:
+        await collect(provider, ask())
+
+    for error in (plain.value, streamed.value):
+        assert "API key not valid: ***" in error.message
+        assert "test-key" not in str(error)
+
+
 async def test_gemini_error_event_inside_stream_is_mapped(
     provider: GeminiProvider, gemini_fake: FakeGemini
 ) -> None:

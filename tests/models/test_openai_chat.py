@@ -633,6 +633,15 @@ def test_unknown_model_404_hint_names_the_model() -> None:
     assert "'llama9'" in error.hint
 
 
+def test_a_key_the_endpoint_quotes_back_is_masked_out_of_the_error() -> None:
+    body = b'{"error": {"message": "Incorrect API key provided: sk-live-42ab. See docs."}}'
+
+    error = status_error(401, {}, body, provider="p", model="m", api_key="sk-live-42ab")
+
+    assert "Incorrect API key provided: ***. See docs." in str(error)
+    assert "sk-live-42ab" not in str(error)
+
+
 def test_retry_after_as_http_date_and_in_milliseconds() -> None:
     dated = status_error(
         429, {"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, b"{}", provider="p", model="m"

@@ -57,6 +57,7 @@ async def gather_checks(options: CliOptions) -> list[Check]:
     checks.extend(_not_read_yet(settings))
     checks.extend(_exposure(settings))
     checks.append(_home_writable(settings))
+    checks.extend(_secrets(settings))
     checks.extend(_sandboxes(settings))
     checks.extend(await _database(settings))
     checks.extend(_state_files(settings))
@@ -263,6 +264,39 @@ def _home_writable(settings: Settings) -> Check:
             "home", "fail", f"{home}: {exc.strerror}", "set PROMPTLINE_HOME to a writable directory"
         )
     return Check("home", "ok", str(home))
+
+
+def _secrets(settings: Settings) -> list[Check]:
+    """The secret store, when the config takes values from it: how many, and the key's source.
+
+    A store that cannot give them already failed the config check above."""
+    import stat
+
+    from promptline.config.secrets import SecretStore
+
+    if not settings.secret_refs:
+        return []
+    store = SecretStore.for_environment()
+    used = sorted(settings.secret_refs)
+    detail = (
+        f"{len(used)} key(s) from {store.path} ({', '.join(used)}); master key from the "
+        f"{store.key_source}"
+    )
+    try:
+        mode = stat.S_IMODE(store.path.stat().st_mode)
+    except OSError:  # gone since the config was loaded: the next load says so
+        mode = 0
+    if mode & 0o077:
+        return [
+            Check(
+                "secrets",
+                "warn",
+                f"{detail}; the store may be read by others (mode {mode:04o}): its values are "
+                "encrypted, but their names and times are not",
+                f"chmod 600 {store.path}",
+            )
+        ]
+    return [Check("secrets", "ok", detail)]
 
 
 async def _database(settings: Settings) -> list[Check]:

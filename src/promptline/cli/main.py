@@ -55,7 +55,11 @@ def config_group() -> None:
 
 
 @config_group.command("show", short_help="Print the effective configuration.")
-@click.option("--show-secrets", is_flag=True, help="Print secrets instead of ***.")
+@click.option(
+    "--show-secrets",
+    is_flag=True,
+    help="Print credentials instead of *** (values from the secret store stay ${secret:NAME}).",
+)
 @pass_options
 def config_show(options: CliOptions, show_secrets: bool) -> None:
     """Print the effective configuration (defaults, files, profile and env overrides merged)."""
@@ -702,6 +706,56 @@ def auth_rotate_key(options: CliOptions) -> None:
     from promptline.cli import serve_cmd
 
     serve_cmd.auth_rotate_key(options)
+
+
+@app.group("secrets")
+def secrets_group() -> None:
+    """The encrypted secret store: values the config uses as ${secret:NAME}.
+
+    Kept in secrets.json in the home, each value encrypted under a master key from
+    $PROMPTLINE_SECRETS_KEY or secrets.key beside it (made with the first secret)."""
+
+
+@secrets_group.command("set", short_help="Store a secret; its value from stdin or a prompt.")
+@click.argument("name")
+@click.argument("extra", nargs=-1, metavar="")
+@click.option("--from-env", metavar="VAR", help="Take the value from environment variable VAR.")
+def secrets_set(name: str, extra: tuple[str, ...], from_env: str | None) -> None:
+    """Store secret NAME (A-Z, 0-9 and _, starting with a letter), replacing its old value.
+
+    The value is read from stdin when it is piped, else from a hidden prompt, or with
+    --from-env from a variable; never from the command line, where `ps` shows it."""
+    from promptline.cli import secrets_cmd
+
+    secrets_cmd.set_secret(name, from_env=from_env, extra=extra)
+
+
+@secrets_group.command("list", short_help="The secrets' names and when they were set.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def secrets_list(as_json: bool) -> None:
+    """List the secrets' names and when each was set (never the values)."""
+    from promptline.cli import secrets_cmd
+
+    secrets_cmd.list_secrets(as_json=as_json)
+
+
+@secrets_group.command("delete", short_help="Remove a secret.")
+@click.argument("name")
+def secrets_delete(name: str) -> None:
+    """Remove secret NAME from the store."""
+    from promptline.cli import secrets_cmd
+
+    secrets_cmd.delete(name)
+
+
+@secrets_group.command("rotate", short_help="Re-encrypt every secret under a new master key.")
+def secrets_rotate() -> None:
+    """Re-encrypt every secret under a new master key, in one atomic replacement of the
+    store; the old key is kept nowhere after. With a key file the new key replaces it; with
+    $PROMPTLINE_SECRETS_KEY the new key is printed once, to be put in its place."""
+    from promptline.cli import secrets_cmd
+
+    secrets_cmd.rotate()
 
 
 # -- the resident gateway: start, stop, restart, status, logs ---------------------------------

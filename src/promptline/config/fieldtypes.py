@@ -39,7 +39,8 @@ ExpandedPath = Annotated[Path, AfterValidator(_expand_user)]
 """A filesystem path; a leading ``~`` is expanded."""
 
 Secret = Annotated[str | None, Field(repr=False, json_schema_extra={"secret": True})]
-"""A credential: never shown by ``repr`` and masked by ``render_settings``."""
+"""A credential: never shown by ``repr`` and masked by ``render_settings``; the only kind of
+key that may take a value of the secret store (``${secret:NAME}``)."""
 
 
 def is_secret_field(extra: Any) -> bool:

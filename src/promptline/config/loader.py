@@ -28,6 +28,7 @@ from promptline.config.home import (
 from promptline.config.interpolation import (
     SYNTAX_HINT,
     InterpolationSyntaxError,
+    SecretText,
     Unresolved,
     interpolate,
 )
@@ -37,6 +38,7 @@ from promptline.config.layers import Layer, MergedLayers, merge_layers
 from promptline.config.settings import Settings
 from promptline.config.validation import not_supported_issues, validation_issues
 from promptline.config.yaml_source import YamlDocument, read_yaml_file
+from promptline.core.errors import ConfigError
 
 __all__ = ["config_path", "load_settings", "promptline_home", "validate_config"]
 
@@ -54,7 +56,7 @@ def load_settings(
     ``path`` overrides ``$PROMPTLINE_CONFIG`` and ``<home>/config.yaml``; a missing default file
     means built-in defaults. ``profile`` overrides ``$PROMPTLINE_PROFILE``. ``environ`` replaces
     ``os.environ`` for everything read from the environment (home, profile, ``${VAR}``
-    references and ``PROMPTLINE__*`` overrides).
+    references, the secret store's master key and ``PROMPTLINE__*`` overrides).
     """
     env = os.environ if environ is None else environ
     result = _load(_plan(path, env, profile), env)
@@ -74,7 +76,7 @@ def validate_config(
     With a profile (argument or ``$PROMPTLINE_PROFILE``) that combination is checked; without
     one the base configuration and then each defined profile are checked, so a mistake in a
     profile that is not active today is found too. Unset ``${VAR}`` references are not
-    problems here (see `Settings.unresolved`).
+    problems here (see `Settings.unresolved`); a ``${secret:NAME}`` the store cannot give is.
     """
     env = os.environ if environ is None else environ
     plan = _plan(path, env, profile)
@@ -148,6 +150,7 @@ def _load(plan: _Plan, env: Mapping[str, str]) -> _Result:
         return result
 
     merged = merge_layers(layers)
+    secret_refs = _settle_secrets(merged.data, ())
     unresolved = _settle_unresolved(merged.data, ())
     try:
         settings = Settings.model_validate(merged.data)
@@ -157,7 +160,10 @@ def _load(plan: _Plan, env: Mapping[str, str]) -> _Result:
     issues += _consistency_issues(settings, unresolved, merged)
     if not issues:
         result.settings = settings.with_provenance(
-            unresolved=unresolved, sources=tuple(sources), profile=plan.profile
+            unresolved=unresolved,
+            sources=tuple(sources),
+            profile=plan.profile,
+            secret_refs=secret_refs,
         )
     return result
 
@@ -258,6 +264,7 @@ def _file_layer(
             origins[path[len(prefix) :]] = Origin(file=doc.path, line=line, prefix=prefix)
     layer = Layer(origins=origins)
     folder = doc.path.absolute().parent
+    secrets = _SecretLookup(env)
 
     def resolve(value: Any, path: KeyPath) -> Any:
         if isinstance(value, dict):
@@ -267,24 +274,73 @@ def _file_layer(
         if not isinstance(value, str):
             return value
         target = resolve_field(Settings, path)
+        origin = layer.origins.get(path, origins[()])
         try:
-            text = interpolate(value, env)
+            text = interpolate(value, env, secrets)
+        except ConfigError as exc:  # a secret that cannot be had
+            issues.append(ConfigIssue(f"{exc.message}; {exc.hint}", key=path, origin=origin))
+            return None
         except InterpolationSyntaxError as exc:
             shown = "" if target is not None and target.secret else f" in {value!r}"
-            issues.append(
-                ConfigIssue(
-                    f"{exc}{shown}; {SYNTAX_HINT}",
-                    key=path,
-                    origin=layer.origins.get(path, origins[()]),
-                )
-            )
+            issues.append(ConfigIssue(f"{exc}{shown}; {SYNTAX_HINT}", key=path, origin=origin))
             return value
+        if isinstance(text, SecretText) and target is not None and not target.secret:
+            issues.append(ConfigIssue(_SECRET_ELSEWHERE, key=path, origin=origin))
+            return None
         if isinstance(text, str) and target is not None and is_path(target):
             return _anchored(text, folder)
         return text
 
     layer.data = resolve(data, ())
     return layer
+
+
+_SECRET_ELSEWHERE = (
+    "${secret:NAME} may only be used in a credential key (one shown as *** by `promptline "
+    "config show`: api_key, bot_token, token, secret, ...), where its value is never shown; "
+    "put the value here in clear, or take it from the environment with ${VAR}"
+)
+
+
+class _SecretLookup:
+    """Values of ``${secret:NAME}`` from the store of the home that ``env`` names; the store
+    (and `cryptography`) is opened only when a reference is met."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def __call__(self, name: str) -> str:
+        from promptline.config.secrets import SecretStore
+
+        store = SecretStore.for_environment(self._env)
+        value = store.get(name)
+        if value is None:
+            raise ConfigError(
+                f"secret {name} is not in the secrets store {store.path}",
+                hint=f"set it with `promptline secrets set {name}`",
+            )
+        return value
+
+
+def _settle_secrets(data: Any, path: KeyPath) -> dict[str, str]:
+    """Turn the values that took a secret into plain text; return key path -> the value as
+    written (``${secret:NAME}``), which is what is shown in their place."""
+    found: dict[str, str] = {}
+    children = (
+        data.items()
+        if isinstance(data, dict)
+        else enumerate(data)
+        if isinstance(data, list)
+        else ()
+    )
+    for key, value in list(children):
+        here = (*path, key)
+        if isinstance(value, SecretText):
+            data[key] = str(value)
+            found[format_path(here)] = value.template
+        else:
+            found.update(_settle_secrets(value, here))
+    return found
 
 
 def _anchored(text: str, folder: Path) -> str:

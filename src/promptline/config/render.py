@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
 from promptline.config.fieldpath import resolve_field
-from promptline.config.keypath import KeyPath
+from promptline.config.keypath import KeyPath, format_path
 from promptline.config.settings import Settings
 
 MASK = "***"
@@ -23,12 +24,14 @@ def render_settings(settings: Settings, *, show_secrets: bool = False) -> str:
     """``settings`` as YAML; with ``show_secrets`` it loads back to the same settings.
 
     Unless ``show_secrets``, credentials (``api_key``, ``bot_token``, ``secret``, ``*_password``,
-    ...) become ``***`` and passwords inside URLs become ``user:***@``. A comment header lists
-    the files read, the profile, and keys left empty by unset environment variables.
+    ...) become ``***`` and passwords inside URLs become ``user:***@``. A value taken from the
+    secret store is always shown as written (``${secret:NAME}``), never as it is. A comment
+    header lists the files read, the profile, and keys left empty by unset environment
+    variables.
     """
-    data = settings.model_dump(mode="json")
+    data = _as_written(settings.model_dump(mode="json"), (), settings.secret_refs)
     if not show_secrets:
-        data = _masked(data, ())
+        data = _masked(data, (), settings.secret_refs)
     header = [f"# source: {source}" for source in settings.sources] or [
         "# source: built-in defaults (no config file)"
     ]
@@ -48,12 +51,23 @@ def mask_url(url: str) -> str:
     return _QUERY_SECRET.sub(lambda m: f"{m['head']}{MASK}", url)
 
 
-def _masked(value: Any, path: KeyPath) -> Any:
+def _as_written(value: Any, path: KeyPath, refs: Mapping[str, str]) -> Any:
+    """``value`` with each value of the secret store replaced by its ``${secret:NAME}``."""
+    if not refs:
+        return value
     if isinstance(value, dict):
-        return {key: _masked(item, (*path, key)) for key, item in value.items()}
+        return {key: _as_written(item, (*path, key), refs) for key, item in value.items()}
     if isinstance(value, list):
-        return [_masked(item, (*path, index)) for index, item in enumerate(value)]
-    if not isinstance(value, str) or not value:
+        return [_as_written(item, (*path, index), refs) for index, item in enumerate(value)]
+    return refs.get(format_path(path), value)
+
+
+def _masked(value: Any, path: KeyPath, refs: Mapping[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {key: _masked(item, (*path, key), refs) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_masked(item, (*path, index), refs) for index, item in enumerate(value)]
+    if not isinstance(value, str) or not value or format_path(path) in refs:
         return value
     target = resolve_field(Settings, path)
     if target is not None and target.secret:

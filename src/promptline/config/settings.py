@@ -752,8 +752,9 @@ class Settings(Section):
     """All of PromptLine's configuration. Build it with `load_settings`; treat it as read-only.
 
     Besides the keys, a loaded instance knows which files it came from (``sources``), the active
-    profile (``profile``) and which keys referenced an unset environment variable
-    (``unresolved``); `require` turns such a key into a clear error at the point of use.
+    profile (``profile``), which keys referenced an unset environment variable
+    (``unresolved``; `require` turns such a key into a clear error at the point of use) and
+    which took a value of the secret store (``secret_refs``).
     """
 
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
@@ -784,6 +785,7 @@ class Settings(Section):
     _unresolved: dict[str, str] = PrivateAttr(default_factory=dict)
     _sources: tuple[Path, ...] = PrivateAttr(default=())
     _profile: str | None = PrivateAttr(default=None)
+    _secret_refs: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @property
     def unresolved(self) -> Mapping[str, str]:
@@ -799,6 +801,12 @@ class Settings(Section):
     def profile(self) -> str | None:
         """The active profile, if any."""
         return self._profile
+
+    @property
+    def secret_refs(self) -> Mapping[str, str]:
+        """Key path -> the value as written (``${secret:NAME}``) for each key whose value came
+        from the secret store; that is what is shown in place of the value."""
+        return MappingProxyType(self._secret_refs)
 
     def get(self, path: str) -> Any:
         """The value at a key path such as ``"gateway.port"``; `ConfigError` if there is none."""
@@ -854,11 +862,13 @@ class Settings(Section):
         unresolved: Mapping[str, str] | None = None,
         sources: tuple[Path, ...] = (),
         profile: str | None = None,
+        secret_refs: Mapping[str, str] | None = None,
     ) -> Settings:
         """Attach where the values came from (used by the loader; returns ``self``)."""
         self._unresolved = dict(unresolved or {})
         self._sources = tuple(sources)
         self._profile = profile
+        self._secret_refs = dict(secret_refs or {})
         return self
 
 

@@ -50,9 +50,13 @@ def _message(error: Any, path: KeyPath, root: type[BaseModel]) -> str:
             f"needs environment variable {value.var}, which is not set, and this key cannot be "
             f"empty; export {value.var}=... or write ${{{value.var}:-default}}"
         )
-    if kind in _OWN_MESSAGE:
-        return str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
     target = resolve_field(root, path)
+    if kind in _OWN_MESSAGE:
+        said = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        if target is not None and target.secret and isinstance(value, str) and value:
+            # A validator may quote the value it refused; a credential's is never repeated.
+            said = said.replace(repr(value), "the value given").replace(value, "***")
+        return said
     if target is None:
         return str(error["msg"])
     message = f"expected {describe(target)}, got {_shown(value, target)}"

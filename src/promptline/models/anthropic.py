@@ -40,6 +40,7 @@ from promptline.models.transport import (
     TransportTimeout,
     provider_failure,
     retry_after_seconds,
+    without_key,
 )
 from promptline.models.types import (
     FinishReason,
@@ -643,8 +644,14 @@ def _retry_after(headers: Mapping[str, str] | None) -> float | None:
 
 
 def _error_from_status(
-    status: int, raw: bytes, headers: Mapping[str, str], provider: str, model: str
+    status: int,
+    raw: bytes,
+    headers: Mapping[str, str],
+    provider: str,
+    model: str,
+    api_key: str | None,
 ) -> ProviderError:
+    raw = without_key(raw, api_key)
     try:
         body: Any = orjson.loads(raw) if raw else None
     except orjson.JSONDecodeError:
@@ -722,7 +729,9 @@ class AnthropicProvider:
             raise _transport_error(exc, self._name, model, self._url) from exc
         latency_ms = (time.perf_counter() - started) * 1000
         if answer.status != 200:
-            raise _error_from_status(answer.status, answer.body, answer.headers, self._name, model)
+            raise _error_from_status(
+                answer.status, answer.body, answer.headers, self._name, model, self._api_key
+            )
         try:
             payload = orjson.loads(answer.body)
         except orjson.JSONDecodeError:
@@ -745,7 +754,9 @@ class AnthropicProvider:
             ) as answer:
                 if answer.status != 200:
                     raw = await answer.read()
-                    raise _error_from_status(answer.status, raw, answer.headers, self._name, model)
+                    raise _error_from_status(
+                        answer.status, raw, answer.headers, self._name, model, self._api_key
+                    )
                 parser = SseParser()
                 async for chunk in answer.iter_bytes():
                     for event in parser.feed(chunk):
@@ -794,7 +805,9 @@ class AnthropicProvider:
         except TransportError as exc:
             raise provider_failure(exc, provider=self._name, model=None, url=url) from exc
         if answer.status != 200:
-            raise _error_from_status(answer.status, answer.body, answer.headers, self._name, "")
+            raise _error_from_status(
+                answer.status, answer.body, answer.headers, self._name, "", self._api_key
+            )
         try:
             listed = orjson.loads(answer.body).get("data")
         except (orjson.JSONDecodeError, AttributeError):

@@ -31,6 +31,7 @@ from promptline.models.transport import (
     TransportError,
     provider_failure,
     retry_after_seconds,
+    without_key,
 )
 from promptline.models.types import (
     FinishReason,
@@ -610,9 +611,10 @@ class GeminiProvider:
             )
         except TransportError as exc:
             raise self._transport_error(exc, model, url) from exc
-        payload = _json(reply.body)
         if reply.status >= 400:
+            payload = _json(without_key(reply.body, self._api_key))
             raise gemini_error(reply.status, reply.headers, payload, self._name, model)
+        payload = _json(reply.body)
         if isinstance(payload, bytes):
             raise answer.bad("the answer is not valid JSON", body=payload[:200].decode("latin-1"))
         answer.feed(payload)
@@ -633,7 +635,8 @@ class GeminiProvider:
             ) as reply:
                 if reply.status >= 400:
                     raw = await reply.read()
-                    raise gemini_error(reply.status, reply.headers, _json(raw), self._name, model)
+                    payload = _json(without_key(raw, self._api_key))
+                    raise gemini_error(reply.status, reply.headers, payload, self._name, model)
                 async for chunk in reply.iter_bytes():
                     for event in parser.feed(chunk):
                         for delta in self._event(answer, event.data):
@@ -668,9 +671,10 @@ class GeminiProvider:
             )
         except TransportError as exc:
             raise self._transport_error(exc, "", url) from exc
-        payload = _json(reply.body)
         if reply.status >= 400:
+            payload = _json(without_key(reply.body, self._api_key))
             raise gemini_error(reply.status, reply.headers, payload, self._name, "")
+        payload = _json(reply.body)
         listed = payload.get("models") if isinstance(payload, dict) else None
         if not isinstance(listed, list):
             raise _Answer(self._name, "", 0.0).bad("the model list has no models array")

@@ -40,6 +40,7 @@ from promptline.models.transport import (
     TransportError,
     provider_failure,
     retry_after_seconds,
+    without_key,
 )
 from promptline.models.types import (
     FinishReason,
@@ -446,10 +447,17 @@ def _error_message(body: bytes) -> str:
 
 
 def status_error(
-    status: int, headers: Mapping[str, str], body: bytes, *, provider: str, model: str
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    provider: str,
+    model: str,
+    api_key: str | None = None,
 ) -> ProviderError:
-    """The typed error for an HTTP error answer of a chat-completions endpoint."""
-    said = _error_message(body)
+    """The typed error for an HTTP error answer of a chat-completions endpoint; ``api_key``,
+    should the endpoint quote it, is masked out (`without_key`)."""
+    said = _error_message(without_key(body, api_key))
     message = f"HTTP {status}: {said}"
     if status == 429:
         return ProviderRateLimited(
@@ -615,7 +623,12 @@ class OpenAIChatProvider:
             raise _transport_error(exc, where, self._url) from exc
         if not 200 <= answer.status < 300:
             raise status_error(
-                answer.status, answer.headers, answer.body, provider=self._name, model=request.model
+                answer.status,
+                answer.headers,
+                answer.body,
+                provider=self._name,
+                model=request.model,
+                api_key=self._api_key,
             )
         latency = (time.perf_counter() - started) * 1000
         return parse_completion(
@@ -639,7 +652,12 @@ class OpenAIChatProvider:
                 if not 200 <= answer.status < 300:
                     raw = await answer.read()
                     raise status_error(
-                        answer.status, answer.headers, raw, provider=self._name, model=request.model
+                        answer.status,
+                        answer.headers,
+                        raw,
+                        provider=self._name,
+                        model=request.model,
+                        api_key=self._api_key,
                     )
                 if answer.headers.get("content-type", "").startswith("application/json"):
                     # A server that ignored stream=true: one delta, then the whole answer.
@@ -700,7 +718,12 @@ class OpenAIChatProvider:
             raise provider_failure(exc, provider=self._name, model=None, url=url) from exc
         if not 200 <= answer.status < 300:
             raise status_error(
-                answer.status, answer.headers, answer.body, provider=self._name, model=""
+                answer.status,
+                answer.headers,
+                answer.body,
+                provider=self._name,
+                model="",
+                api_key=self._api_key,
             )
         data = _loads(answer.body, where)
         listed = data.get("data")

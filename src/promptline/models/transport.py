@@ -264,6 +264,14 @@ class HttpTransport(Protocol):
         ...
 
 
+def without_key(body: bytes, api_key: str | None) -> bytes:
+    """An error answer's ``body`` with ``api_key`` replaced by ``***``: some endpoints quote
+    the key they refused, and the error goes on to the event log, the caller and the log."""
+    if not api_key:
+        return body
+    return body.replace(api_key.encode("utf-8"), b"***")
+
+
 def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
     """How long a 429/503 answer asks the client to wait: ``retry-after-ms``, else
     ``Retry-After`` as seconds or as an HTTP date (a proxy may send one); None if neither."""
