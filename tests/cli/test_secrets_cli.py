@@ -221,3 +221,39 @@ def test_a_key_file_others_may_read_is_refused_with_the_chmod(tmp_path: Path) ->
 
     assert "may be read by others (mode 0640)" in done.stderr
     assert f"chmod 600 {home / 'secrets.key'}" in " ".join(done.stderr.split())
+
+
+def test_every_change_is_on_the_audit_trail_by_name_never_by_value(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+
+    promptline(home, "secrets", "set", "LAB_KEY", stdin=VALUE + "\n")
+    promptline(home, "secrets", "set", "OTHER_KEY", stdin="another-value\n")
+    promptline(home, "secrets", "rotate")
+    promptline(home, "secrets", "delete", "OTHER_KEY")
+    report = promptline(home, "audit", "report", "--format", "json").stdout
+
+    activity = json.loads(report)["activity"]
+    done = [(row["action"], row["target"], row["actor"]) for row in activity]
+    actor = done[0][2]
+    assert actor.startswith("os:")
+    assert done == [
+        ("secret.set", "LAB_KEY", actor),
+        ("secret.set", "OTHER_KEY", actor),
+        ("secret.rotated", None, actor),
+        ("secret.deleted", "OTHER_KEY", actor),
+    ]
+    assert VALUE not in report
+    assert "another-value" not in report
+
+
+def test_a_change_the_log_cannot_record_says_so_and_stays_done(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    promptline(home, "secrets", "set", "LAB_KEY", stdin=VALUE + "\n")
+    (home / "config.yaml").write_text(CONFIG, encoding="utf-8")
+
+    deleted = promptline(home, "secrets", "delete", "LAB_KEY")
+
+    assert "not on the audit trail: secret.deleted could not be recorded" in deleted.stderr
+    assert "LAB_KEY" in deleted.stderr
+    assert SecretStore(home, {}).get("LAB_KEY") is None

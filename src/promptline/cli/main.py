@@ -720,14 +720,17 @@ def secrets_group() -> None:
 @click.argument("name")
 @click.argument("extra", nargs=-1, metavar="")
 @click.option("--from-env", metavar="VAR", help="Take the value from environment variable VAR.")
-def secrets_set(name: str, extra: tuple[str, ...], from_env: str | None) -> None:
+@pass_options
+def secrets_set(
+    options: CliOptions, name: str, extra: tuple[str, ...], from_env: str | None
+) -> None:
     """Store secret NAME (A-Z, 0-9 and _, starting with a letter), replacing its old value.
 
     The value is read from stdin when it is piped, else from a hidden prompt, or with
     --from-env from a variable; never from the command line, where `ps` shows it."""
     from promptline.cli import secrets_cmd
 
-    secrets_cmd.set_secret(name, from_env=from_env, extra=extra)
+    secrets_cmd.set_secret(name, from_env=from_env, extra=extra, options=options)
 
 
 @secrets_group.command("list", short_help="The secrets' names and when they were set.")
@@ -741,21 +744,23 @@ def secrets_list(as_json: bool) -> None:
 
 @secrets_group.command("delete", short_help="Remove a secret.")
 @click.argument("name")
-def secrets_delete(name: str) -> None:
+@pass_options
+def secrets_delete(options: CliOptions, name: str) -> None:
     """Remove secret NAME from the store."""
     from promptline.cli import secrets_cmd
 
-    secrets_cmd.delete(name)
+    secrets_cmd.delete(name, options=options)
 
 
 @secrets_group.command("rotate", short_help="Re-encrypt every secret under a new master key.")
-def secrets_rotate() -> None:
+@pass_options
+def secrets_rotate(options: CliOptions) -> None:
     """Re-encrypt every secret under a new master key, in one atomic replacement of the
     store; the old key is kept nowhere after. With a key file the new key replaces it; with
     $PROMPTLINE_SECRETS_KEY the new key is printed once, to be put in its place."""
     from promptline.cli import secrets_cmd
 
-    secrets_cmd.rotate()
+    secrets_cmd.rotate(options=options)
 
 
 # -- the resident gateway: start, stop, restart, status, logs ---------------------------------

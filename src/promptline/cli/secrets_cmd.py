@@ -9,7 +9,14 @@ from __future__ import annotations
 import os
 import sys
 
-from promptline.cli.runtime import console, fail, friendly_errors, print_table, write_json
+from promptline.cli.runtime import (
+    CliOptions,
+    console,
+    fail,
+    friendly_errors,
+    print_table,
+    write_json,
+)
 
 __all__ = ["delete", "list_secrets", "rotate", "set_secret"]
 
@@ -23,7 +30,9 @@ HOW_TO_GIVE = (
 )
 
 
-def set_secret(name: str, *, from_env: str | None, extra: tuple[str, ...]) -> None:
+def set_secret(
+    name: str, *, from_env: str | None, extra: tuple[str, ...], options: CliOptions | None = None
+) -> None:
     """Store secret ``name``, its value from ``from_env``, stdin or a hidden prompt."""
     from promptline.config.secrets import SecretStore, check_secret_name
 
@@ -35,6 +44,7 @@ def set_secret(name: str, *, from_env: str | None, extra: tuple[str, ...]) -> No
         store = SecretStore.for_environment()
         store.set(name, value)
     console(stderr=True).print(f"secret [bold]{name}[/] stored in {store.path}")
+    _audit(options, "secret.set", name)
 
 
 def _value(name: str, from_env: str | None) -> str:
@@ -81,7 +91,7 @@ def list_secrets(*, as_json: bool) -> None:
     print_table(["name", "set at"], [[escape(s.name), s.set_at] for s in found])
 
 
-def delete(name: str) -> None:
+def delete(name: str, *, options: CliOptions | None = None) -> None:
     """Remove secret ``name`` from the store."""
     from promptline.config.secrets import SecretStore
 
@@ -89,9 +99,10 @@ def delete(name: str) -> None:
         store = SecretStore.for_environment()
         store.delete(name)
     console(stderr=True).print(f"secret [bold]{name}[/] deleted from {store.path}")
+    _audit(options, "secret.deleted", name)
 
 
-def rotate() -> None:
+def rotate(*, options: CliOptions | None = None) -> None:
     """Re-encrypt every secret under a new master key."""
     from promptline.config.secrets import SECRETS_KEY_ENV, SecretStore
 
@@ -104,6 +115,7 @@ def rotate() -> None:
             f"{done.count} secret(s) re-encrypted under a new master key, now in "
             f"{store.key_path}; the old key is gone"
         )
+        _audit(options, "secret.rotated", None, {"count": done.count})
         return
     # The old key came from the environment: the new one exists only in this output.
     sys.stdout.write(done.new_key + "\n")
@@ -112,3 +124,35 @@ def rotate() -> None:
         f"kept nowhere else: put it in {SECRETS_KEY_ENV} wherever PromptLine runs (the old key "
         "no longer opens the store)"
     )
+    # (With the config naming secrets, the record waits for the new key in the environment:
+    # the old one opens nothing now, so it is said not to be on the audit trail.)
+    _audit(options, "secret.rotated", None, {"count": done.count})
+
+
+def _audit(
+    options: CliOptions | None,
+    action: str,
+    name: str | None,
+    details: dict[str, object] | None = None,
+) -> None:
+    """Put the change on the audit trail (the name, never a value). The store is already
+    changed: when the log cannot be opened (a config that does not load, say a secret it
+    names was just deleted), say so rather than fail."""
+    import asyncio
+
+    from promptline.cli.runtime import services
+    from promptline.cli.serve_cmd import cli_actor
+
+    async def record() -> None:
+        async with services(options or CliOptions()) as app:
+            await app.audit.record(
+                action, actor=cli_actor(), target=name, source="cli", details=details or {}
+            )
+
+    try:
+        asyncio.run(record())
+    except (Exception, SystemExit) as exc:
+        reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        console(stderr=True).print(
+            f"[yellow]not on the audit trail[/]: {action} could not be recorded ({reason})"
+        )
