@@ -393,3 +393,69 @@ def test_the_audit_report_lists_the_quota_hits() -> None:
     markdown = CliRunner().invoke(cli, ["audit", "report"]).output
     assert "## Quota hits (1)" in markdown
     assert "| quota_exceeded | requests_per_minute | user:alice |" in markdown
+
+
+async def put_state(gw: Gw, key: str, session_id: str, value: str) -> httpx.Response:
+    return await gw.client.put(
+        "/v1/state/session/notes",
+        params={"session_id": session_id},
+        json={"value": value},
+        headers=auth(key),
+    )
+
+
+@with_quotas("user: {storage_mb: 1}")
+async def test_a_user_past_its_storage_is_refused_until_it_deletes_a_session(gw: Gw) -> None:
+    first = await new_session(gw.client, gw.keys.alice)
+    second = await new_session(gw.client, gw.keys.alice)
+    half = "x" * (600 * 1024)  # each write is a state_change event of the session
+    assert (await put_state(gw, gw.keys.alice, first["id"], half)).status_code == 200
+    assert (await put_state(gw, gw.keys.alice, first["id"], half)).status_code == 200
+
+    refused = await put_state(gw, gw.keys.alice, first["id"], "one more")
+
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "60"
+    error = refused.json()["error"]
+    assert error["code"] == "quota_exceeded"
+    details = error["details"]
+    assert (details["quota"], details["scope"], details["limit"]) == (
+        "storage_mb",
+        "user:alice",
+        1,
+    )
+    assert 1.17 < details["used"] < 1.2  # two values of 0.59 MiB, and their envelopes
+    assert "delete sessions" in details["hint"]
+    # A new message and a new session are refused too; another user has room of its own.
+    sent = await gw.client.post(
+        f"/v1/sessions/{second['id']}/messages", json={"content": "hi"}, headers=auth(gw.keys.alice)
+    )
+    assert sent.status_code == 429
+    assert sent.json()["error"]["details"]["quota"] == "storage_mb"
+    assert (await create(gw, gw.keys.alice)).status_code == 429
+    assert (await create(gw, gw.keys.bob)).status_code == 201
+    [hit] = await gw.hits()
+    assert (hit.data.quota, hit.data.scope, hit.data.limit) == ("storage_mb", "user:alice", 1)
+
+    gone = await gw.client.delete(f"/v1/sessions/{first['id']}", headers=auth(gw.keys.alice))
+    assert gone.status_code == 204, gone.text
+
+    assert (await message(gw, gw.keys.alice)).status_code == 202  # the room is back
+    assert await gw.app.quotas.storage_used_mb("acme", "alice") < 0.01
+
+
+@with_quotas("tenant: {storage_mb: 1}")
+async def test_a_tenant_past_its_storage_refuses_all_its_users(gw: Gw) -> None:
+    alices = await new_session(gw.client, gw.keys.alice)
+    bobs = await new_session(gw.client, gw.keys.bob)
+    half = "x" * (600 * 1024)
+    assert (await put_state(gw, gw.keys.alice, alices["id"], half)).status_code == 200
+    assert (await put_state(gw, gw.keys.bob, bobs["id"], half)).status_code == 200
+
+    refused = await put_state(gw, gw.keys.alice, alices["id"], "one more")
+
+    assert refused.status_code == 429
+    details = refused.json()["error"]["details"]
+    assert (details["quota"], details["scope"]) == ("storage_mb", "tenant:acme")
+    assert (await create(gw, gw.keys.bob)).status_code == 429
+    assert (await create(gw, gw.keys.carol)).status_code == 201  # globex is not acme
