@@ -46,6 +46,7 @@ from promptline.runtime.budget import Spent, start_of_day
 from promptline.security.audit import AUDIT_STREAM
 from promptline.security.fleet_counters import FleetCounters, RunSlot
 from promptline.security.storage_usage import StorageUsage
+from promptline.storage.database import is_sqlite
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -63,6 +64,8 @@ __all__ = [
     "SESSIONS_RETRY_SECS",
     "STORAGE_RETRY_SECS",
     "Quotas",
+    "counted_in_database",
+    "counting_mode",
 ]
 
 SESSIONS_RETRY_SECS = 60.0
@@ -134,7 +137,7 @@ class Quotas:
         self._refusals: dict[tuple[str, str], _Refusals] = {}
         self._storage = StorageUsage(engine) if engine is not None else None
         self._fleet: FleetCounters | None = None
-        if engine is not None and engine.dialect.name == "postgresql":
+        if engine is not None and counted_in_database(engine):
             holder = f"{socket.gethostname()}:{os.getpid()}:{new_id('q_')}"
             self._fleet = FleetCounters(engine, holder[:128])
         self._runs: Callable[[], Iterable[Run]] = tuple
@@ -151,12 +154,7 @@ class Quotas:
 
     def describe(self) -> str:
         """Where the requests per minute and concurrent runs are counted, in words."""
-        if self.shared:
-            return (
-                "shared: requests per minute and concurrent runs are counted in the "
-                "PostgreSQL database, across every process on it"
-            )
-        return "per process: requests per minute and concurrent runs are counted in memory"
+        return counting_mode(shared=self.shared)
 
     def bind_runs(self, runs: Callable[[], Iterable[Run]]) -> None:
         """Count concurrent runs among ``runs()``: the runs of this process not ended."""
@@ -500,6 +498,25 @@ class Quotas:
         stale = [k for k, r in self._refusals.items() if now - r.window_start >= 60.0]
         for key in stale or list(self._refusals)[: _MAX_SUBJECTS // 10]:
             del self._refusals[key]
+
+
+def counted_in_database(database: str | AsyncEngine) -> bool:
+    """True when the quotas of processes on ``database`` (a URL or an engine) count
+    requests per minute and concurrent runs in it, shared: on PostgreSQL, not on SQLite."""
+    return not is_sqlite(database)
+
+
+def counting_mode(*, shared: bool) -> str:
+    """Where requests per minute and concurrent runs are counted, in words."""
+    if shared:
+        return (
+            "shared: requests per minute and concurrent runs are counted in the PostgreSQL "
+            "database, across every process on it"
+        )
+    return (
+        "per process: requests per minute and concurrent runs are counted in memory "
+        "(SQLite serves one process)"
+    )
 
 
 def _run_subject(tenant_id: str, user_id: str | None) -> str:
