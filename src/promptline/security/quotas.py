@@ -306,6 +306,8 @@ class Quotas:
         """Tell the fleet a run of this process ended, so its slot frees at once there."""
         if self._fleet is None or self._renewer is None:
             return
+        if len(self._renewals) > 1:
+            return  # one renewal waits its turn: it will count this run's end too
         task = asyncio.get_running_loop().create_task(self._renew_logged())
         self._renewals.add(task)
         task.add_done_callback(self._renewals.discard)
