@@ -459,3 +459,41 @@ async def test_a_tenant_past_its_storage_refuses_all_its_users(gw: Gw) -> None:
     assert (details["quota"], details["scope"]) == ("storage_mb", "tenant:acme")
     assert (await create(gw, gw.keys.bob)).status_code == 429
     assert (await create(gw, gw.keys.carol)).status_code == 201  # globex is not acme
+
+
+@with_quotas(
+    """
+user: {tokens_per_day: 1000, storage_mb: 5, max_sessions: 10}
+tenant: {cost_usd_per_day: 2.0}
+"""
+)
+async def test_the_caller_reads_its_quotas_and_what_its_user_and_tenant_used(gw: Gw) -> None:
+    await spend(gw, "acme", "alice", 100, 0.25)
+    await spend(gw, "acme", "bob", 50, 0.5)
+    session = await new_session(gw.client, gw.keys.alice)
+    assert (await put_state(gw, gw.keys.alice, session["id"], "x" * 100_000)).status_code == 200
+
+    answer = await gw.client.get("/v1/quotas", headers=auth(gw.keys.alice))
+
+    assert answer.status_code == 200, answer.text
+    found = answer.json()
+    assert found["counting"] == "per_process"
+    user, tenant = found["user"], found["tenant"]
+    assert user["scope"] == "user:alice"
+    assert user["limits"] == {
+        "requests_per_minute": None,
+        "tokens_per_day": 1000,
+        "cost_usd_per_day": None,
+        "concurrent_runs": None,
+        "max_sessions": 10,
+        "storage_mb": 5,
+    }
+    assert user["used"]["tokens_per_day"] == 100
+    assert user["used"]["cost_usd_per_day"] == 0.25
+    assert user["used"]["max_sessions"] == 1
+    assert 0.095 < user["used"]["storage_mb"] < 0.1
+    assert tenant["scope"] == "tenant:acme"
+    assert tenant["limits"]["cost_usd_per_day"] == 2.0
+    assert (tenant["used"]["tokens_per_day"], tenant["used"]["cost_usd_per_day"]) == (150, 0.75)
+    carol = (await gw.client.get("/v1/quotas", headers=auth(gw.keys.carol))).json()
+    assert carol["tenant"]["used"]["tokens_per_day"] == 0  # globex is not acme

@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from promptline.core.errors import PromptLineError, QuotaExceededError
 from promptline.core.events import LlmResultEvent, QuotaExceeded, QuotaExceededEvent
@@ -386,6 +386,34 @@ class Quotas:
         except QuotaExceededError as error:
             await self.record(error, tenant_id, user_id)
             raise
+
+    async def usage(
+        self,
+        tenant_id: str,
+        user_id: str,
+        count: Callable[[str, str | None], Awaitable[int]],
+    ) -> dict[str, Any]:
+        """The quotas of ``user_id`` of ``tenant_id`` and of its tenant, each with what it
+        has used of those counted from the database (tokens and dollars today, sessions,
+        storage in MiB), and where requests and runs are counted (``counting``)."""
+        out: dict[str, Any] = {"counting": "shared" if self.shared else "per_process"}
+        subjects: tuple[tuple[Kind, str, str | None], ...] = (
+            ("user", user_id, user_id),
+            ("tenant", tenant_id, None),
+        )
+        for kind, ident, of_user in subjects:
+            spent = await self._spent_today(kind, tenant_id, of_user)
+            out[kind] = {
+                "scope": f"{kind}:{ident}",
+                "limits": self.settings.limits(kind, ident).model_dump(),
+                "used": {
+                    "tokens_per_day": spent.tokens,
+                    "cost_usd_per_day": round(spent.cost_usd, 6),
+                    "max_sessions": await count(tenant_id, of_user),
+                    "storage_mb": round(await self.storage_used_mb(tenant_id, of_user), 3),
+                },
+            }
+        return out
 
     async def storage_used_mb(self, tenant_id: str, user_id: str | None = None) -> float:
         """MiB the log holds of the sessions not deleted of ``user_id`` of ``tenant_id``

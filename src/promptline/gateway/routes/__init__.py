@@ -14,6 +14,7 @@ from promptline.gateway.routes import (
     health,
     messages,
     openai_compat,
+    quotas,
     responses,
     runs,
     sessions,
@@ -25,5 +26,5 @@ ROUTERS: list[APIRouter] = [health.router, catalog.router, channels.router, open
 ROUTERS += [responses.router]  # OpenAI's Responses API
 ROUTERS += [auth.router]  # tokens, roles, API keys
 ROUTERS += [sessions.router, messages.router, runs.router, approvals.router]  # REST
-ROUTERS += [events.router, state.router]  # REST
+ROUTERS += [events.router, state.router, quotas.router]  # REST
 ROUTERS += [ws.router]  # WebSocket control plane
