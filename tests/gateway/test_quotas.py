@@ -497,3 +497,21 @@ async def test_the_caller_reads_its_quotas_and_what_its_user_and_tenant_used(gw:
     assert (tenant["used"]["tokens_per_day"], tenant["used"]["cost_usd_per_day"]) == (150, 0.75)
     carol = (await gw.client.get("/v1/quotas", headers=auth(gw.keys.carol))).json()
     assert carol["tenant"]["used"]["tokens_per_day"] == 0  # globex is not acme
+
+
+@with_quotas("user: {max_sessions: 1}")
+async def test_an_import_is_a_new_session_of_its_owner_for_the_quotas(gw: Gw) -> None:
+    first = await new_session(gw.client, gw.keys.alice)
+    document = (
+        await gw.client.get(f"/v1/sessions/{first['id']}/export", headers=auth(gw.keys.alice))
+    ).json()
+
+    refused = await gw.client.post(
+        "/v1/sessions/import",
+        json={"document": document, "as_new_id": True},
+        headers=auth(gw.keys.alice),
+    )
+
+    assert refused.status_code == 429
+    details = refused.json()["error"]["details"]
+    assert (details["quota"], details["scope"]) == ("max_sessions", "user:alice")
