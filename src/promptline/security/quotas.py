@@ -246,11 +246,6 @@ class Quotas:
                 if self._admitting[slot.subject] <= 0:
                     del self._admitting[slot.subject]
 
-    async def admit_run(self, tenant_id: str, user_id: str) -> None:
-        """`admission` for a caller that holds nothing past the check."""
-        async with self.admission(tenant_id, user_id):
-            pass
-
     def _slots(self, tenant_id: str, user_id: str) -> list[RunSlot]:
         """The concurrent-runs quotas of the user and of its tenant (none when both are
         unlimited), with the runs of each this process has not ended and the messages it is
