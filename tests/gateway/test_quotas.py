@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -515,3 +516,67 @@ async def test_an_import_is_a_new_session_of_its_owner_for_the_quotas(gw: Gw) ->
     assert refused.status_code == 429
     details = refused.json()["error"]["details"]
     assert (details["quota"], details["scope"]) == ("max_sessions", "user:alice")
+
+
+@asynccontextmanager
+async def two_gateways(tmp_path: Path, postgres_url: str, body: str) -> AsyncIterator[list[Gw]]:
+    """Two gateways (two apps) on one PostgreSQL database, with the quotas of ``body``, their
+    clocks at one time."""
+    home = tmp_path / "home"
+    scripts = home / "scripts"
+    scripts.mkdir(parents=True)
+    (scripts / "writer.yaml").write_text(WRITER, encoding="utf-8")
+    config = home / "config.yaml"
+    shared = f"state:\n  backend: postgres\n  database_url: {postgres_url}\n"
+    config.write_text(CONFIG.format(scripts=scripts) + shared + quotas(body), encoding="utf-8")
+    settings = load_settings(config, environ={"PROMPTLINE_HOME": str(home)})
+    async with AsyncExitStack() as stack:
+        gateways = []
+        for _ in range(2):
+            opened = open_gateway(settings)
+            gateways.append(await anext(opened))
+            stack.push_async_callback(opened.aclose)
+        gateways[1].clock.set(gateways[0].clock.now())
+        yield gateways
+
+
+async def test_two_gateways_on_one_postgresql_share_the_requests_per_minute(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    async with two_gateways(tmp_path, postgres_url, "user: {requests_per_minute: 3}") as gws:
+        one, two = gws
+        assert one.app.quotas.shared
+        alice = one.keys.alice  # the keys are in the shared state: both gateways take them
+        assert (await one.get(alice)).status_code == 200
+        assert (await two.get(alice)).status_code == 200
+        assert (await one.get(alice)).status_code == 200
+
+        refused = await two.get(alice)
+
+        assert refused.status_code == 429
+        details = refused.json()["error"]["details"]
+        assert (details["quota"], details["scope"], details["limit"]) == (
+            "requests_per_minute",
+            "user:alice",
+            3,
+        )
+        assert 0 < int(refused.headers["Retry-After"]) <= 60  # the end of the minute's window
+
+
+async def test_two_gateways_on_one_postgresql_share_the_concurrent_runs(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    async with two_gateways(tmp_path, postgres_url, "user: {concurrent_runs: 1}") as gws:
+        one, two = gws
+        await waiting_run(one.client, one.keys.alice)  # in flight on the first gateway
+
+        refused = await message(two, one.keys.alice)
+
+        assert refused.status_code == 429
+        details = refused.json()["error"]["details"]
+        assert (details["quota"], details["scope"], details["used"]) == (
+            "concurrent_runs",
+            "user:alice",
+            1,
+        )
+        assert (await message(two, one.keys.bob)).status_code == 202
