@@ -229,17 +229,25 @@ class Quotas:
             self._admitting[slot.subject] += 1
         try:
             try:
+                for kind in ("user", "tenant"):
+                    await self._check_spending(kind, tenant_id, user_id)
+                    await self._check_storage(kind, tenant_id, user_id)
+                # Last: in a fleet, the check takes the run in the database.
                 if self._fleet is not None and slots:
                     await self._admit_shared(tenant_id, slots)
                 else:
                     _check_slots(slots, lambda slot: slot.local)
-                for kind in ("user", "tenant"):
-                    await self._check_spending(kind, tenant_id, user_id)
-                    await self._check_storage(kind, tenant_id, user_id)
             except QuotaExceededError as error:
                 await self.record(error, tenant_id, user_id)
                 raise
-            yield
+            try:
+                yield
+            except BaseException:
+                # No run came of it: give its slot back to the fleet now rather than at the
+                # next renewal.
+                if slots:
+                    self.run_ended(None)
+                raise
         finally:
             for slot in slots:
                 self._admitting[slot.subject] -= 1
@@ -297,8 +305,9 @@ class Quotas:
         async with self._turn:
             await self._fleet.renew(self._local_runs(), expires_at=self._micros(RUN_LEASE_SECS))
 
-    def run_ended(self, run: Run) -> None:
-        """Tell the fleet a run of this process ended, so its slot frees at once there."""
+    def run_ended(self, run: Run | None) -> None:
+        """Tell the fleet a run of this process ended (or, None, a message admitted started
+        none), so its slot frees at once there."""
         if self._fleet is None or self._renewer is None:
             return
         if len(self._renewals) > 1:
