@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from promptline.config.settings import QuotasSettings
 from promptline.core.clock import ManualClock
@@ -28,6 +29,7 @@ from promptline.events.protocols import EventFilter
 from promptline.security.auth import Caller
 from promptline.security.quotas import RUN_LEASE_SECS, Quotas
 from promptline.storage.database import create_engine
+from promptline.storage.schema import quota_run_leases
 
 START = datetime(2026, 12, 7, 12, 0, 10, tzinfo=UTC)  # 10 s into a minute
 ALICE = Caller(user_id="alice", tenant_id="acme", role="member")
@@ -68,13 +70,15 @@ class Process:
 
 @asynccontextmanager
 async def fleet(
-    url: str, clock: ManualClock, limits: dict[str, Any], size: int = 2
+    url: str, clock: ManualClock | list[ManualClock], limits: dict[str, Any], size: int = 2
 ) -> AsyncIterator[list[Process]]:
-    """``size`` processes' quotas on the database at ``url``, each with its own engine."""
+    """``size`` processes' quotas on the database at ``url``, each with its own engine (and
+    its own clock, when given a list)."""
     settings = QuotasSettings.model_validate(limits)
+    clocks = clock if isinstance(clock, list) else [clock] * size
     async with AsyncExitStack() as stack:
         processes = []
-        for _ in range(size):
+        for clock in clocks:
             engine = create_engine(url)
             stack.push_async_callback(engine.dispose)
             store = create_event_store(engine)
@@ -124,6 +128,20 @@ async def test_a_fleet_grants_no_more_than_the_requests_per_minute_in_a_window(
         assert {
             (h.data.quota, h.data.scope) for h in hits if isinstance(h, QuotaExceededEvent)
         } == {("requests_per_minute", "user:alice")}
+
+
+async def test_a_process_whose_clock_is_behind_counts_into_the_newer_window(
+    postgres_url: str,
+) -> None:
+    ahead = ManualClock(datetime(2026, 12, 7, 12, 1, 0, 500_000, tzinfo=UTC))
+    behind = ManualClock(datetime(2026, 12, 7, 12, 0, 59, 500_000, tzinfo=UTC))
+    limits = {"user": {"requests_per_minute": 2}}
+    async with fleet(postgres_url, [ahead, behind], limits) as (one, two):
+        await one.quotas.take_request(ALICE)  # starts the window of 12:01
+        await two.quotas.take_request(ALICE)  # its clock says 12:00, yet it counts in 12:01
+
+        await one.refused(lambda: one.quotas.take_request(ALICE))
+        await two.refused(lambda: two.quotas.take_request(ALICE))
 
 
 async def test_a_fleet_grants_no_more_than_the_concurrent_runs_at_once(postgres_url: str) -> None:
@@ -230,6 +248,14 @@ async def test_a_killed_process_holds_its_runs_only_until_its_lease_lapses(
         await alone.run()
         await alone.run()
         await alone.refused(alone.run)
+        await alone.quotas.renew()  # which also clears the leases of processes gone
+        engine = create_engine(postgres_url)
+        try:
+            async with engine.connect() as conn:
+                holders = (await conn.execute(select(quota_run_leases.c.holder))).scalars()
+                assert len(set(holders)) == 1
+        finally:
+            await engine.dispose()
 
 
 async def test_on_sqlite_each_process_counts_its_own(sqlite_url: str) -> None:

@@ -46,7 +46,9 @@ class FleetCounters:
     async def count_request(self, keys: Sequence[str], window_start: int) -> dict[str, int]:
         """Count one request against each of ``keys`` in the window starting at
         ``window_start``; the count of each key in that window, this request included. One
-        statement: an insert that adds one to the window's count, or starts a new window."""
+        statement: an insert that adds one to the window's count, or starts a new window. A
+        process whose clock is behind counts into the newer window another one started, so
+        clocks a little apart never reset a window."""
         if not keys:
             return {}
         # PostgreSQL's dialect costs ~50 ms to import: only a fleet loads it.
@@ -55,12 +57,14 @@ class FleetCounters:
         rows_in = insert(quota_windows).values(
             [{"key": key, "window_start": window_start, "count": 1} for key in keys]
         )
-        same_window = quota_windows.c.window_start == rows_in.excluded.window_start
+        current = quota_windows.c.window_start >= rows_in.excluded.window_start
         stmt = rows_in.on_conflict_do_update(
             index_elements=[quota_windows.c.key],
             set_={
-                "count": case((same_window, quota_windows.c.count + 1), else_=1),
-                "window_start": rows_in.excluded.window_start,
+                "count": case((current, quota_windows.c.count + 1), else_=1),
+                "window_start": func.greatest(
+                    quota_windows.c.window_start, rows_in.excluded.window_start
+                ),
             },
         ).returning(quota_windows.c.key, quota_windows.c.count)
         try:
@@ -104,13 +108,17 @@ class FleetCounters:
             raise translate_error(exc, what="counting a run for the quotas") from exc
         return None
 
-    async def renew(self, runs: Mapping[str, int], *, expires_at: int) -> None:
+    async def renew(self, runs: Mapping[str, int], *, now: int, expires_at: int) -> None:
         """Replace this process's leases by ``runs`` (subject -> runs not ended), each
-        counted until ``expires_at``."""
+        counted until ``expires_at``; and drop every lease lapsed by ``now`` (of processes
+        gone)."""
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(
-                    delete(quota_run_leases).where(quota_run_leases.c.holder == self.holder)
+                    delete(quota_run_leases).where(
+                        (quota_run_leases.c.holder == self.holder)
+                        | (quota_run_leases.c.expires_at <= now)
+                    )
                 )
                 live = {subject: n for subject, n in runs.items() if n > 0}
                 if live:
@@ -120,7 +128,7 @@ class FleetCounters:
 
     async def release(self) -> None:
         """Drop this process's leases (it is stopping)."""
-        await self.renew({}, expires_at=0)
+        await self.renew({}, now=0, expires_at=0)
 
     def _upsert(self, runs: Mapping[str, int], expires_at: int) -> Insert:
         from sqlalchemy.dialects.postgresql import insert

@@ -303,7 +303,9 @@ class Quotas:
         if self._fleet is None:
             return
         async with self._turn:
-            await self._fleet.renew(self._local_runs(), expires_at=self._micros(RUN_LEASE_SECS))
+            await self._fleet.renew(
+                self._local_runs(), now=self._micros(), expires_at=self._micros(RUN_LEASE_SECS)
+            )
 
     def run_ended(self, run: Run | None) -> None:
         """Tell the fleet a run of this process ended (or, None, a message admitted started
