@@ -25,6 +25,8 @@ ALL_TABLES = (
     "state_entries",
     "events",
     "projection_checkpoints",
+    "quota_windows",
+    "quota_run_leases",
 )
 
 

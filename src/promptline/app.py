@@ -162,7 +162,11 @@ class App:
             from promptline.security.quotas import Quotas
 
             self._quotas = Quotas(
-                self.settings.quotas, self.bus, store=self.events, clock=self.clock
+                self.settings.quotas,
+                self.bus,
+                store=self.events,
+                clock=self.clock,
+                engine=self.engine,
             )
         return self._quotas
 
@@ -346,6 +350,8 @@ async def build_app(
                 await app._permissions.close()
             if app._audit is not None:
                 await app._audit.close()
+            if app._quotas is not None:
+                await app._quotas.close()
             if app._lease is not None:
                 await app._lease.release()
         await registry.aclose()
@@ -437,8 +443,8 @@ def build_runtime(app: App) -> Runtime:
         shutdown_timeout_secs=settings.agent.shutdown_timeout_secs,
     )
 
-    async def admit(who: Principal) -> None:
-        await app.quotas.admit_run(who.tenant_id, who.user_id, runtime.active)
-
-    services.admit = admit
+    quotas = app.quotas
+    quotas.bind_runs(lambda: runtime.active)
+    services.admit = lambda who: quotas.admission(who.tenant_id, who.user_id)
+    services.run_ended = quotas.run_ended
     return runtime

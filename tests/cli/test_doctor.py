@@ -196,3 +196,25 @@ def test_doctor_on_defaults_names_the_offline_model_it_falls_back_to() -> None:
     assert result.exit_code == 0, result.output
     assert "✓ default model: scripted/demo, offline" in lines_of(result, "default model")
     assert "provider " not in result.output  # none is configured: none is called
+
+
+def test_doctor_says_where_the_quotas_count_requests_and_runs(tmp_path: Path) -> None:
+    quotas = "quotas:\n  user: {requests_per_minute: 30}\n"
+    alone = run_doctor(tmp_path / "config.yaml", quotas)
+    assert "✓ quotas: per process: requests per minute and concurrent runs are counted in " in (
+        lines_of(alone, "quotas")
+    )
+    assert "quotas:" not in CliRunner().invoke(app, ["doctor"]).output  # none set: no line
+
+
+def test_doctor_says_a_fleet_on_postgresql_shares_the_quota_counts(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    result = run_doctor(
+        tmp_path / "config.yaml",
+        f"state:\n  database_url: {postgres_url}\nquotas:\n  tenant: {{concurrent_runs: 5}}\n",
+    )
+
+    assert "✓ quotas: shared: requests per minute and concurrent runs are counted in the " in (
+        lines_of(result, "quotas")
+    )

@@ -69,6 +69,7 @@ READ_AS: dict[str, tuple[str, str]] = {
             "cost_usd_per_day",
             "concurrent_runs",
             "max_sessions",
+            "storage_mb",
         )
     },
 }

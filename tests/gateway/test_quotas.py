@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -393,3 +394,189 @@ def test_the_audit_report_lists_the_quota_hits() -> None:
     markdown = CliRunner().invoke(cli, ["audit", "report"]).output
     assert "## Quota hits (1)" in markdown
     assert "| quota_exceeded | requests_per_minute | user:alice |" in markdown
+
+
+async def put_state(gw: Gw, key: str, session_id: str, value: str) -> httpx.Response:
+    return await gw.client.put(
+        "/v1/state/session/notes",
+        params={"session_id": session_id},
+        json={"value": value},
+        headers=auth(key),
+    )
+
+
+@with_quotas("user: {storage_mb: 1}")
+async def test_a_user_past_its_storage_is_refused_until_it_deletes_a_session(gw: Gw) -> None:
+    first = await new_session(gw.client, gw.keys.alice)
+    second = await new_session(gw.client, gw.keys.alice)
+    half = "x" * (600 * 1024)  # each write is a state_change event of the session
+    assert (await put_state(gw, gw.keys.alice, first["id"], half)).status_code == 200
+    assert (await put_state(gw, gw.keys.alice, first["id"], half)).status_code == 200
+
+    refused = await put_state(gw, gw.keys.alice, first["id"], "one more")
+
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "60"
+    error = refused.json()["error"]
+    assert error["code"] == "quota_exceeded"
+    details = error["details"]
+    assert (details["quota"], details["scope"], details["limit"]) == (
+        "storage_mb",
+        "user:alice",
+        1,
+    )
+    assert 1.17 < details["used"] < 1.2  # two values of 0.59 MiB, and their envelopes
+    assert "delete sessions" in details["hint"]
+    # A new message and a new session are refused too; another user has room of its own.
+    sent = await gw.client.post(
+        f"/v1/sessions/{second['id']}/messages", json={"content": "hi"}, headers=auth(gw.keys.alice)
+    )
+    assert sent.status_code == 429
+    assert sent.json()["error"]["details"]["quota"] == "storage_mb"
+    assert (await create(gw, gw.keys.alice)).status_code == 429
+    assert (await create(gw, gw.keys.bob)).status_code == 201
+    [hit] = await gw.hits()
+    assert (hit.data.quota, hit.data.scope, hit.data.limit) == ("storage_mb", "user:alice", 1)
+
+    gone = await gw.client.delete(f"/v1/sessions/{first['id']}", headers=auth(gw.keys.alice))
+    assert gone.status_code == 204, gone.text
+
+    assert (await message(gw, gw.keys.alice)).status_code == 202  # the room is back
+    assert await gw.app.quotas.storage_used_mb("acme", "alice") < 0.01
+
+
+@with_quotas("tenant: {storage_mb: 1}")
+async def test_a_tenant_past_its_storage_refuses_all_its_users(gw: Gw) -> None:
+    alices = await new_session(gw.client, gw.keys.alice)
+    bobs = await new_session(gw.client, gw.keys.bob)
+    half = "x" * (600 * 1024)
+    assert (await put_state(gw, gw.keys.alice, alices["id"], half)).status_code == 200
+    assert (await put_state(gw, gw.keys.bob, bobs["id"], half)).status_code == 200
+
+    refused = await put_state(gw, gw.keys.alice, alices["id"], "one more")
+
+    assert refused.status_code == 429
+    details = refused.json()["error"]["details"]
+    assert (details["quota"], details["scope"]) == ("storage_mb", "tenant:acme")
+    assert (await create(gw, gw.keys.bob)).status_code == 429
+    assert (await create(gw, gw.keys.carol)).status_code == 201  # globex is not acme
+
+
+@with_quotas(
+    """
+user: {tokens_per_day: 1000, storage_mb: 5, max_sessions: 10}
+tenant: {cost_usd_per_day: 2.0}
+"""
+)
+async def test_the_caller_reads_its_quotas_and_what_its_user_and_tenant_used(gw: Gw) -> None:
+    await spend(gw, "acme", "alice", 100, 0.25)
+    await spend(gw, "acme", "bob", 50, 0.5)
+    session = await new_session(gw.client, gw.keys.alice)
+    assert (await put_state(gw, gw.keys.alice, session["id"], "x" * 100_000)).status_code == 200
+
+    answer = await gw.client.get("/v1/quotas", headers=auth(gw.keys.alice))
+
+    assert answer.status_code == 200, answer.text
+    found = answer.json()
+    assert found["counting"] == "per_process"
+    user, tenant = found["user"], found["tenant"]
+    assert user["scope"] == "user:alice"
+    assert user["limits"] == {
+        "requests_per_minute": None,
+        "tokens_per_day": 1000,
+        "cost_usd_per_day": None,
+        "concurrent_runs": None,
+        "max_sessions": 10,
+        "storage_mb": 5,
+    }
+    assert user["used"]["tokens_per_day"] == 100
+    assert user["used"]["cost_usd_per_day"] == 0.25
+    assert user["used"]["max_sessions"] == 1
+    assert 0.095 < user["used"]["storage_mb"] < 0.1
+    assert tenant["scope"] == "tenant:acme"
+    assert tenant["limits"]["cost_usd_per_day"] == 2.0
+    assert (tenant["used"]["tokens_per_day"], tenant["used"]["cost_usd_per_day"]) == (150, 0.75)
+    carol = (await gw.client.get("/v1/quotas", headers=auth(gw.keys.carol))).json()
+    assert carol["tenant"]["used"]["tokens_per_day"] == 0  # globex is not acme
+
+
+@with_quotas("user: {max_sessions: 1}")
+async def test_an_import_is_a_new_session_of_its_owner_for_the_quotas(gw: Gw) -> None:
+    first = await new_session(gw.client, gw.keys.alice)
+    document = (
+        await gw.client.get(f"/v1/sessions/{first['id']}/export", headers=auth(gw.keys.alice))
+    ).json()
+
+    refused = await gw.client.post(
+        "/v1/sessions/import",
+        json={"document": document, "as_new_id": True},
+        headers=auth(gw.keys.alice),
+    )
+
+    assert refused.status_code == 429
+    details = refused.json()["error"]["details"]
+    assert (details["quota"], details["scope"]) == ("max_sessions", "user:alice")
+
+
+@asynccontextmanager
+async def two_gateways(tmp_path: Path, postgres_url: str, body: str) -> AsyncIterator[list[Gw]]:
+    """Two gateways (two apps) on one PostgreSQL database, with the quotas of ``body``, their
+    clocks at one time."""
+    home = tmp_path / "home"
+    scripts = home / "scripts"
+    scripts.mkdir(parents=True)
+    (scripts / "writer.yaml").write_text(WRITER, encoding="utf-8")
+    config = home / "config.yaml"
+    shared = f"state:\n  backend: postgres\n  database_url: {postgres_url}\n"
+    config.write_text(CONFIG.format(scripts=scripts) + shared + quotas(body), encoding="utf-8")
+    settings = load_settings(config, environ={"PROMPTLINE_HOME": str(home)})
+    async with AsyncExitStack() as stack:
+        gateways = []
+        for _ in range(2):
+            opened = open_gateway(settings)
+            gateways.append(await anext(opened))
+            stack.push_async_callback(opened.aclose)
+        gateways[1].clock.set(gateways[0].clock.now())
+        yield gateways
+
+
+async def test_two_gateways_on_one_postgresql_share_the_requests_per_minute(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    async with two_gateways(tmp_path, postgres_url, "user: {requests_per_minute: 3}") as gws:
+        one, two = gws
+        assert one.app.quotas.shared
+        alice = one.keys.alice  # the keys are in the shared state: both gateways take them
+        assert (await one.get(alice)).status_code == 200
+        assert (await two.get(alice)).status_code == 200
+        assert (await one.get(alice)).status_code == 200
+
+        refused = await two.get(alice)
+
+        assert refused.status_code == 429
+        details = refused.json()["error"]["details"]
+        assert (details["quota"], details["scope"], details["limit"]) == (
+            "requests_per_minute",
+            "user:alice",
+            3,
+        )
+        assert 0 < int(refused.headers["Retry-After"]) <= 60  # the end of the minute's window
+
+
+async def test_two_gateways_on_one_postgresql_share_the_concurrent_runs(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    async with two_gateways(tmp_path, postgres_url, "user: {concurrent_runs: 1}") as gws:
+        one, two = gws
+        await waiting_run(one.client, one.keys.alice)  # in flight on the first gateway
+
+        refused = await message(two, one.keys.alice)
+
+        assert refused.status_code == 429
+        details = refused.json()["error"]["details"]
+        assert (details["quota"], details["scope"], details["used"]) == (
+            "concurrent_runs",
+            "user:alice",
+            1,
+        )
+        assert (await message(two, one.keys.bob)).status_code == 202

@@ -399,3 +399,40 @@ def sessions_search(options: CliOptions, query: str, *, session: str | None, lim
     for hit in hits:
         out.print(f"[bold]{hit.session_id}[/] #{hit.idx} {hit.message.role}: ", end="")
         out.print(hit.message.text[:200], markup=False)
+
+
+# -- quotas -----------------------------------------------------------------------------------
+
+
+def quotas_show(options: CliOptions, *, tenant: str, user: str, as_json: bool) -> None:
+    from promptline.cli.runtime import write_json
+    from promptline.security.quotas import counting_mode
+
+    async def main() -> dict[str, Any]:
+        async with services(options) as app:
+            return await app.quotas.usage(tenant, user, app.sessions.count_active)
+
+    found = run(main)
+    if as_json:
+        write_json(found)
+        return
+
+    def cell(value: Any) -> str:
+        return "-" if value is None else f"{value:g}"
+
+    mine, theirs = found["user"], found["tenant"]
+    print_table(
+        ("quota", f"{mine['scope']} limit", "used", f"{theirs['scope']} limit", "used"),
+        (
+            (
+                name,
+                cell(mine["limits"][name]),
+                cell(mine["used"].get(name)),
+                cell(theirs["limits"][name]),
+                cell(theirs["used"].get(name)),
+            )
+            for name in mine["limits"]
+        ),
+        right=("used",),
+    )
+    console().print(counting_mode(shared=found["counting"] == "shared"))

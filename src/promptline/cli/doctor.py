@@ -60,6 +60,7 @@ async def gather_checks(options: CliOptions) -> list[Check]:
     checks.extend(_secrets(settings))
     checks.extend(_sandboxes(settings))
     checks.extend(await _database(settings))
+    checks.extend(_quotas(settings))
     checks.extend(_state_files(settings))
     checks.extend(await _state_services(settings))
     checks.extend(await _live(settings))
@@ -382,6 +383,21 @@ async def _database(settings: Settings) -> list[Check]:
             )
         )
     return checks
+
+
+def _quotas(settings: Settings) -> list[Check]:
+    """Where the quotas count requests per minute and concurrent runs (when any is set)."""
+    from promptline.config.settings import QuotasSettings
+    from promptline.core.errors import PromptLineError
+    from promptline.security.quotas import counted_in_database, counting_mode
+
+    if settings.quotas == QuotasSettings():
+        return []
+    try:
+        shared = counted_in_database(settings.database_url())
+    except PromptLineError:
+        return []  # the database check above says what is wrong
+    return [Check("quotas", "ok", counting_mode(shared=shared))]
 
 
 def _state_files(settings: Settings) -> list[Check]:

@@ -692,6 +692,20 @@ def audit_report(
     audit_cmd.report(options, since=since, until=until, tenant=tenant, fmt=fmt, output=output)
 
 
+@app.command("quotas", short_help="A user's and its tenant's quotas, and what they used.")
+@click.option("--user", required=True, help="The user.")
+@click.option("--tenant", default="default", show_default=True, help="Its tenant.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (as GET /v1/quotas).")
+@pass_options
+def quotas(options: CliOptions, user: str, tenant: str, as_json: bool) -> None:
+    """The quotas (quotas:) of a user and of its tenant, with what each used of the tokens
+    and dollars of today, the sessions and the storage; and whether requests and runs are
+    counted per process or shared by the processes on the database."""
+    from promptline.cli import commands
+
+    commands.quotas_show(options, tenant=tenant, user=user, as_json=as_json)
+
+
 @app.group("auth")
 def auth_group() -> None:
     """The keys that sign access tokens."""

@@ -585,6 +585,12 @@ class QuotaLimits(Section):
         description="Sessions neither deleted nor expired at once; creating one past it is "
         "refused.",
     )
+    storage_mb: Count | None = Field(
+        None,
+        description="MiB the log may hold of the sessions not deleted (their events: "
+        "messages, runs, tool calls, session state); past it a new message, session or "
+        "state write is refused until sessions are deleted.",
+    )
 
 
 class QuotasSettings(Section):

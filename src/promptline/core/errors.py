@@ -265,9 +265,14 @@ class RateLimitedError(PromptLineError):
 
     code = "rate_limited"
 
-    def __init__(self, message: str, *, retry_after: float, **details: Any) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float, hint: str | None = None, **details: Any
+    ) -> None:
         super().__init__(
-            message, hint=f"retry in {retry_after:.1f} s", retry_after=retry_after, **details
+            message,
+            hint=hint or f"retry in {retry_after:.1f} s",
+            retry_after=retry_after,
+            **details,
         )
         self.retry_after = retry_after
 
@@ -275,16 +280,24 @@ class RateLimitedError(PromptLineError):
 class QuotaExceededError(RateLimitedError):
     """A quota of the caller's user or tenant is used up (see ``quotas:``): ``quota`` names
     it, ``scope`` whose it is (``user:alice``, ``tenant:acme``), with its ``limit`` and what
-    is ``used``; ``retry_after`` seconds until it frees."""
+    is ``used``; ``retry_after`` seconds until it frees (``hint``: what else frees it)."""
 
     code = "quota_exceeded"
 
     def __init__(
-        self, quota: str, scope: str, *, limit: float, used: float, retry_after: float
+        self,
+        quota: str,
+        scope: str,
+        *,
+        limit: float,
+        used: float,
+        retry_after: float,
+        hint: str | None = None,
     ) -> None:
         super().__init__(
             f"the {quota} quota of {scope} is used up ({used:g} of {limit:g})",
             retry_after=retry_after,
+            hint=hint,
             quota=quota,
             scope=scope,
             limit=limit,

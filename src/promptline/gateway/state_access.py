@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, Any
 from promptline.core.errors import InvalidInputError
 from promptline.gateway.service import visible_session
 from promptline.security.auth import Caller
+from promptline.state.evented import acting_for
 from promptline.state.owners import local_namespace, tenant_key
 from promptline.state.protocols import Scope, StateEntry
 
 if TYPE_CHECKING:
     from promptline.app import App
 
-__all__ = ["StateAddress", "entry_json", "state_address"]
+__all__ = ["StateAddress", "entry_json", "set_state", "state_address"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,22 @@ async def state_address(
     if scope == "global":
         return StateAddress(scope, key, None, "", tenant_key(caller.tenant_id, key))
     return StateAddress(scope, key, None, local_namespace(caller.tenant_id, caller.user_id), key)
+
+
+async def set_state(
+    app: App, caller: Caller, where: StateAddress, value: Any, expected_version: int | None
+) -> StateEntry:
+    """Write ``value`` at ``where`` for ``caller`` (only at ``expected_version``, when
+    given), once the storage quotas of its user and tenant allow a write."""
+    await app.quotas.admit_write(caller.tenant_id, caller.user_id)
+    with acting_for(caller.tenant_id, caller.user_id):
+        return await app.state.set(
+            where.scope,
+            where.stored_key,
+            value,
+            namespace=where.namespace,
+            expected_version=expected_version,
+        )
 
 
 def entry_json(address: StateAddress, entry: StateEntry) -> dict[str, Any]:

@@ -169,16 +169,16 @@ class Runtime:
         overrides = self._overrides(chosen)
         msg = Message(role="user", content=message) if isinstance(message, str) else message
         who = principal or Principal(user_id="runtime", admin=True)
-        if self.services.admit is not None:
-            await self.services.admit(who)
-        if session_id is None:
-            return await self._submit_alone(
-                msg, who, chosen, mode, model, list(history), overrides, key, channel
-            )
-        async with self._intake.hold(session_id):
-            return await self._submit_to_session(
-                msg, session_id, who, chosen, mode, model, queue_mode, overrides, key, channel
-            )
+        admit = self.services.admit
+        async with admit(who) if admit is not None else contextlib.nullcontext():
+            if session_id is None:
+                return await self._submit_alone(
+                    msg, who, chosen, mode, model, list(history), overrides, key, channel
+                )
+            async with self._intake.hold(session_id):
+                return await self._submit_to_session(
+                    msg, session_id, who, chosen, mode, model, queue_mode, overrides, key, channel
+                )
 
     async def start_run(self, message: Message | str, **options: Any) -> Run:
         """`submit` ``message`` and return the run answering it (for ``steer``, the run in
@@ -580,6 +580,8 @@ class Runtime:
 
     def _ended(self, run: Run) -> None:
         self._runs.pop(run.id, None)
+        if self.services.run_ended is not None:
+            self.services.run_ended(run)
         if run.session is None:
             return
         sid = run.session.id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -41,9 +42,12 @@ class RunServices:
     max_repeated_calls: int = 3
     workspaces_dir: Path = field(default_factory=lambda: Path.cwd() / "workspaces")
     plan_approver: PlanApprover | None = None
-    admit: Callable[[Principal], Awaitable[None]] | None = None
-    """Called as a message is taken, before anything of it is written: raises to refuse it
-    (the quotas of its user and tenant)."""
+    admit: Callable[[Principal], AbstractAsyncContextManager[None]] | None = None
+    """Entered as a message is taken, before anything of it is written (raises to refuse
+    it: the quotas of its user and tenant), and left once the run answering it is among the
+    runtime's runs, or none will be."""
+    run_ended: Callable[[Run], None] | None = None
+    """Called as a run leaves the runtime (it ended): the quotas free its slot."""
     instance: str | None = None
     """This process's name in the log's ``run_started`` events (see `Runtime.recover`)."""
     after_run: Callable[[Run], Awaitable[None]] | None = None

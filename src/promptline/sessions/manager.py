@@ -131,8 +131,8 @@ class SessionManager:
         self._locks = KeyedLocks()
         self._watermark = Watermark()
         self.admit: Callable[[Principal], Awaitable[None]] | None = None
-        """Called as a session is created, before anything of it is written: raises to
-        refuse it (the quotas of its user and tenant)."""
+        """Called as a session is created or imported (with its owner), before anything of
+        it is written: raises to refuse it (the quotas of its user and tenant)."""
 
     @property
     def limits(self) -> SessionLimits:
@@ -523,6 +523,9 @@ class SessionManager:
                     f"history.{index}: {exc.message}", hint=exc.hint, field=f"history.{index}"
                 ) from None
         sid = new_id("ses_") if as_new_id else _check_new_id(record.id, field="session.id")
+        if self.admit is not None:
+            # A new session of its owner, as `create` makes.
+            await self.admit(Principal(tenant_id=principal.tenant_id, user_id=user_id))
         now = self._clock.now()
         envelope = {
             "stream": sid,

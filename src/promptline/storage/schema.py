@@ -102,3 +102,25 @@ projection_checkpoints = Table(
     Column("position", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
 )
+
+# Quota counters of a fleet (processes sharing a PostgreSQL database): the requests of a key
+# in the fixed window starting at `window_start` (microseconds)...
+quota_windows = Table(
+    "quota_windows",
+    metadata,
+    Column("key", String(600), primary_key=True),
+    Column("window_start", BigInteger, nullable=False),
+    Column("count", BigInteger, nullable=False),
+)
+
+# ...and the runs each process (`holder`) has not ended, per subject, counted until
+# `expires_at` unless the process renews it.
+quota_run_leases = Table(
+    "quota_run_leases",
+    metadata,
+    Column("holder", String(128), primary_key=True),
+    Column("subject", String(600), primary_key=True),
+    Column("runs", Integer, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Index("ix_quota_run_leases_subject", "subject"),
+)

@@ -15,6 +15,7 @@ from promptline.gateway.routes import (
     members,
     messages,
     openai_compat,
+    quotas,
     responses,
     runs,
     sessions,
@@ -26,5 +27,5 @@ ROUTERS: list[APIRouter] = [health.router, catalog.router, channels.router, open
 ROUTERS += [responses.router]  # OpenAI's Responses API
 ROUTERS += [auth.router, members.router]  # tokens, roles, API keys, members
 ROUTERS += [sessions.router, messages.router, runs.router, approvals.router]  # REST
-ROUTERS += [events.router, state.router]  # REST
+ROUTERS += [events.router, state.router, quotas.router]  # REST
 ROUTERS += [ws.router]  # WebSocket control plane

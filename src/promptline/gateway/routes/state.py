@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from promptline.core.errors import NotFoundError
 from promptline.gateway.deps import CallerDep, gateway, needs
 from promptline.gateway.schemas import StateEntryOut, StateWrite, error_responses
-from promptline.gateway.state_access import entry_json, state_address
+from promptline.gateway.state_access import entry_json, set_state, state_address
 from promptline.state.evented import acting_for
 
 router = APIRouter(
@@ -65,17 +65,11 @@ async def put_state(
 ) -> Any:
     """Store the value (any JSON); the version grows by one. With ``expected_version`` the
     write happens only if the stored version is that (0: the key must not exist), else 409.
-    Every write is recorded as a ``state_change`` event."""
+    Every write is recorded as a ``state_change`` event; past the storage quota of the
+    caller's user or tenant it is refused (429)."""
     app = gateway(request).app
     where = await state_address(app, caller, scope, key, session_id)
-    with acting_for(caller.tenant_id, caller.user_id):
-        entry = await app.state.set(
-            scope,
-            where.stored_key,
-            body.value,
-            namespace=where.namespace,
-            expected_version=body.expected_version,
-        )
+    entry = await set_state(app, caller, where, body.value, body.expected_version)
     return entry_json(where, entry)
 
 

@@ -23,7 +23,7 @@ from promptline.gateway.service import (
     start_message,
     visible_session,
 )
-from promptline.gateway.state_access import entry_json, state_address
+from promptline.gateway.state_access import entry_json, set_state, state_address
 from promptline.gateway.ws.context import MethodContext
 from promptline.gateway.ws.params import (
     EventsSubscribe,
@@ -37,7 +37,6 @@ from promptline.gateway.ws.params import (
     StateSet,
 )
 from promptline.security.scopes import Scope
-from promptline.state.evented import acting_for
 
 __all__ = ["METHODS", "Method"]
 
@@ -148,14 +147,7 @@ async def state_get(ctx: MethodContext, p: StateGet) -> dict[str, Any]:
 async def state_set(ctx: MethodContext, p: StateSet) -> dict[str, Any]:
     """Write a value (only if its version is ``expected_version``, when given)."""
     address = await state_address(ctx.app, ctx.caller, p.scope, p.key, p.session_id)
-    with acting_for(ctx.caller.tenant_id, ctx.caller.user_id):
-        entry = await ctx.app.state.set(
-            p.scope,
-            address.stored_key,
-            p.value,
-            namespace=address.namespace,
-            expected_version=p.expected_version,
-        )
+    entry = await set_state(ctx.app, ctx.caller, address, p.value, p.expected_version)
     return entry_json(address, entry)
 
 
