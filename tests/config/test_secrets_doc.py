@@ -70,9 +70,13 @@ def test_the_commands_run_as_written(tmp_path: Path) -> None:
     assert "OPENAI_API_KEY" in done.stdout  # listed
     assert "sk-from-the-doc" not in done.stdout + done.stderr
     assert SecretStore(home, {}).get("OPENAI_API_KEY") == "sk-from-the-doc"
+    # The store, its key, and the log that holds the audit record of each change.
     assert sorted(p.name for p in home.iterdir() if not p.name.startswith(".")) == sorted(
-        [KEY_FILE_NAME, STORE_FILE_NAME]
+        [KEY_FILE_NAME, STORE_FILE_NAME, "state.db"]
     )
+    for path in home.rglob("*"):
+        if path.is_file():
+            assert b"sk-from-the-doc" not in path.read_bytes(), path
 
 
 def test_the_example_takes_the_provider_key_from_the_store(tmp_path: Path) -> None:
