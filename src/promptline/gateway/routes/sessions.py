@@ -15,11 +15,13 @@ from promptline.gateway.schemas import (
     SessionCreate,
     SessionImport,
     SessionOut,
+    SessionSandbox,
     SessionWithHistory,
     error_responses,
 )
 from promptline.gateway.service import (
     check_agent,
+    check_sandbox_choice,
     delete_session,
     session_json,
     visible_session,
@@ -44,8 +46,10 @@ SessionId = Annotated[str, Path(description="The session's id.")]
     response_model=SessionOut,
 )
 async def create_session(body: SessionCreate, request: Request, caller: CallerDep) -> Any:
-    """A new session owned by the caller (its user, in its tenant)."""
+    """A new session owned by the caller (its user, in its tenant). Giving it a ``sandbox``
+    needs the scope ``sessions:sandbox`` (403 otherwise)."""
     app = gateway(request).app
+    check_sandbox_choice(caller, body.sandbox)
     metadata = dict(body.metadata or {})
     agent = check_agent(app, body.agent)
     if agent is not None:
@@ -56,6 +60,7 @@ async def create_session(body: SessionCreate, request: Request, caller: CallerDe
         context=body.context,
         metadata=metadata,
         ttl=None if body.ttl_secs is None else timedelta(seconds=body.ttl_secs),
+        sandbox=body.sandbox,
     )
     return session_json(session)
 
@@ -186,6 +191,24 @@ async def remove_session(session_id: SessionId, request: Request, caller: Caller
     events stay there (a ``session_expired`` event with reason ``deleted`` records it)."""
     await delete_session(gateway(request).app, caller, session_id)
     return Response(status_code=204)
+
+
+@router.put(
+    "/{session_id}/sandbox",
+    dependencies=[needs("sessions:sandbox")],
+    summary="Choose a session's sandbox",
+    response_model=SessionOut,
+)
+async def set_session_sandbox(
+    session_id: SessionId, body: SessionSandbox, request: Request, caller: CallerDep
+) -> Any:
+    """Give the session a sandbox of its own (recorded in its event log, so it holds after a
+    restart); runs that start from now on use it. It only tightens: commands run in the
+    strongest of it, the channel's (`security.sandbox_channels`) and the agent's sandbox.
+    409 for an expired session."""
+    app = gateway(request).app
+    session = await app.sessions.update(session_id, caller.principal, sandbox=body.sandbox)
+    return session_json(session)
 
 
 @router.get(

@@ -17,6 +17,7 @@ from promptline.gateway.service import (
     accepted_json,
     approval_outcome_json,
     check_agent,
+    check_sandbox_choice,
     control_run,
     respond_approval,
     session_json,
@@ -57,6 +58,7 @@ class Method(Generic[P]):
 async def session_create(ctx: MethodContext, p: SessionCreate) -> dict[str, Any]:
     """A new session of the caller; its ``agent`` (kept as ``metadata.agent``) answers the
     messages that name none."""
+    check_sandbox_choice(ctx.caller, p.sandbox)
     metadata = dict(p.metadata or {})
     agent = check_agent(ctx.app, p.agent)  # an unknown one is refused now, not at a run
     if agent is not None:
@@ -67,6 +69,7 @@ async def session_create(ctx: MethodContext, p: SessionCreate) -> dict[str, Any]
         context=p.context,
         metadata=metadata,
         ttl=timedelta(seconds=p.ttl_secs) if p.ttl_secs is not None else None,
+        sandbox=p.sandbox,
     )
     return session_json(session)
 
