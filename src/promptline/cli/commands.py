@@ -74,6 +74,17 @@ def config_validate(options: CliOptions, path: Path | None) -> None:
         settings = load_settings(chosen, profile=options.profile)
     for warning in unused_key_warnings(settings):
         console(stderr=True).print(f"[yellow]warning:[/] {escape(warning)}")
+    # The channel table, and a channel whose sandbox cannot run on this machine.
+    from promptline.cli.doctor import channel_sandboxes
+
+    for found in channel_sandboxes(settings):
+        if found.status == "ok":
+            console().print(f"{escape(found.name)}: {escape(found.detail)}")
+        else:
+            hint = f" ({found.hint})" if found.hint else ""
+            console(stderr=True).print(
+                f"[yellow]warning:[/] {escape(found.name)}: {escape(found.detail + hint)}"
+            )
 
 
 def config_path(options: CliOptions) -> None:
