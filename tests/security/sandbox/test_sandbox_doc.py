@@ -48,7 +48,9 @@ def test_the_launcher_counts_processes_as_often_as_it_says(doc: str) -> None:
     assert f"counted every {launcher.POLL_SECS * 1000:g} ms" in doc
 
 
-def test_the_example_loads_with_a_sandbox_per_agent_and_per_channel(doc: str, tmp_path: Path) -> None:
+def test_the_example_loads_with_a_sandbox_per_agent_and_per_channel(
+    doc: str, tmp_path: Path
+) -> None:
     [example] = re.findall(r"^```yaml\n(.*?)^```", doc, flags=re.S | re.M)
     path = tmp_path / "config.yaml"
     path.write_text(example, encoding="utf-8")
