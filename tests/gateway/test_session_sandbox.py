@@ -17,8 +17,9 @@ from rest_support import new_session, send
 from promptline.app import App
 from promptline.config import load_settings
 from promptline.config.settings import Settings
-from promptline.core.events import ToolResultEvent
+from promptline.core.events import AuditEvent, ToolResultEvent
 from promptline.core.messages import ToolResult
+from promptline.security.audit import AUDIT_STREAM
 from promptline.security.auth import KeyStore
 from promptline.security.sandbox import bwrap_problem
 
@@ -145,6 +146,17 @@ async def test_an_operator_chooses_a_sessions_sandbox_and_the_api_shows_it(
         assert seen.json()["sandbox"] == "docker"
         unknown = await choose(client, operator, session["id"], "jail")
         assert unknown.status_code == 422, unknown.text
+        # Who chose is on the audit trail (the session's own events name its owner).
+        audit = await app.events.read_stream(AUDIT_STREAM)
+        chosen_by = [
+            (e.data.actor, e.data.target, e.data.details["sandbox"])
+            for e in audit
+            if isinstance(e, AuditEvent) and e.data.action == "session.sandbox_changed"
+        ]
+        assert chosen_by == [
+            ("olga", made.json()["id"], "bubblewrap"),
+            ("olga", session["id"], "docker"),
+        ]
 
 
 @needs_bwrap

@@ -39,6 +39,7 @@ __all__ = [
     "delete_session",
     "event_json",
     "may_see_session",
+    "record_sandbox_choice",
     "respond_approval",
     "run_json",
     "session_json",
@@ -371,6 +372,22 @@ def check_sandbox_choice(caller: Caller, sandbox: str | None) -> None:
         scope=SANDBOX_SCOPE,
         role=caller.role,
         field="sandbox",
+    )
+
+
+async def record_sandbox_choice(
+    app: App, caller: Caller, session: Session, source: str | None
+) -> None:
+    """Put a session's sandbox chosen by ``caller`` on the audit trail (the session's own
+    events name its owner, not who chose)."""
+    await app.audit.record(
+        "session.sandbox_changed",
+        actor=caller.user_id,
+        key_id=caller.key_id,
+        tenant_id=session.tenant_id,
+        target=session.id,
+        source=source,
+        details={"sandbox": session.sandbox, "channel": session.channel},
     )
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from promptline.core.errors import InvalidInputError, NotFoundError
-from promptline.gateway.deps import CallerDep, gateway, needs
+from promptline.gateway.deps import CallerDep, gateway, needs, source_of
 from promptline.gateway.pagination import MAX_LIMIT, Cursor, Limit, Page, page_of
 from promptline.gateway.schemas import (
     SearchHitOut,
@@ -23,6 +23,7 @@ from promptline.gateway.service import (
     check_agent,
     check_sandbox_choice,
     delete_session,
+    record_sandbox_choice,
     session_json,
     visible_session,
 )
@@ -62,6 +63,8 @@ async def create_session(body: SessionCreate, request: Request, caller: CallerDe
         ttl=None if body.ttl_secs is None else timedelta(seconds=body.ttl_secs),
         sandbox=body.sandbox,
     )
+    if body.sandbox is not None:
+        await record_sandbox_choice(app, caller, session, source_of(request))
     return session_json(session)
 
 
@@ -203,11 +206,12 @@ async def set_session_sandbox(
     session_id: SessionId, body: SessionSandbox, request: Request, caller: CallerDep
 ) -> Any:
     """Give the session a sandbox of its own (recorded in its event log, so it holds after a
-    restart); runs that start from now on use it. It only tightens: commands run in the
-    strongest of it, the channel's (`security.sandbox_channels`) and the agent's sandbox.
-    409 for an expired session."""
+    restart, and on the audit trail); runs that start from now on use it. It only tightens:
+    commands run in the strongest of it, the channel's (`security.sandbox_channels`) and the
+    agent's sandbox. 409 for an expired session."""
     app = gateway(request).app
     session = await app.sessions.update(session_id, caller.principal, sandbox=body.sandbox)
+    await record_sandbox_choice(app, caller, session, source_of(request))
     return session_json(session)
 
 

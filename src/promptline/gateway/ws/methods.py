@@ -19,6 +19,7 @@ from promptline.gateway.service import (
     check_agent,
     check_sandbox_choice,
     control_run,
+    record_sandbox_choice,
     respond_approval,
     session_json,
     start_message,
@@ -71,6 +72,8 @@ async def session_create(ctx: MethodContext, p: SessionCreate) -> dict[str, Any]
         ttl=timedelta(seconds=p.ttl_secs) if p.ttl_secs is not None else None,
         sandbox=p.sandbox,
     )
+    if p.sandbox is not None:
+        await record_sandbox_choice(ctx.app, ctx.caller, session, ctx.source)
     return session_json(session)
 
 
