@@ -11,6 +11,7 @@ from promptline.core.errors import InvalidInputError
 from promptline.core.messages import Message
 from promptline.events.replay import replay
 from promptline.sessions import SessionProjection
+from promptline.sessions.projection import sandbox_of
 
 
 async def test_a_sessions_sandbox_is_kept_changed_and_read_back_after_a_restart(
@@ -72,3 +73,9 @@ async def test_an_export_leaves_the_sandbox_out(stack: Stack) -> None:
 
     assert "sandbox" not in document["session"]
     assert imported.sandbox is None
+
+
+def test_a_sandbox_this_release_does_not_know_reads_as_the_strongest_it_knows() -> None:
+    assert sandbox_of("gvisor") == "docker"
+    assert sandbox_of("process") == "process"
+    assert sandbox_of(None) is None

@@ -205,12 +205,15 @@ def tools_of(raw: list[Any]) -> list[ToolRef]:
 
 
 def sandbox_of(raw: str | None) -> SandboxChoice | None:
-    """A session's sandbox from an event or a row; a value this release does not know is
-    left out (None), as a projection must never stop on what is in the log."""
+    """A session's sandbox from an event or a row. A projection must never stop on what is
+    in the log, and a sandbox must never loosen: a value this release does not know (a newer
+    writer's) reads as ``docker``, the strongest it knows."""
+    if raw is None:
+        return None
     for choice in SANDBOX_CHOICES:
         if raw == choice:
             return choice
-    return None
+    return "docker"
 
 
 def permissions_of(raw: dict[str, Any]) -> PermissionSet:
