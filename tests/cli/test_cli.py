@@ -118,6 +118,22 @@ def test_doctor_reports_a_broken_config_without_a_traceback(tmp_path: Path) -> N
     assert "Traceback" not in result.output
 
 
+def test_a_session_made_on_the_command_line_may_have_a_sandbox_of_its_own(
+    tmp_path: Path,
+) -> None:
+    sid = run("sessions", "new", "--channel", "slack", "--sandbox", "docker").output.strip()
+    run("sessions", "add", sid, "hello")
+
+    shown = run("sessions", "show", sid).output.splitlines()
+    plain = run("sessions", "show", run("sessions", "new").output.strip()).output
+
+    assert "sandbox=docker" in shown
+    assert "sandbox=" not in plain
+    refused = run("sessions", "new", "--sandbox", "jail", ok=False)
+    assert refused.exit_code == 2
+    assert "'jail' is not one of" in refused.output
+
+
 def test_session_tour_new_add_show_search_replay_tail(tmp_path: Path) -> None:
     sid = run("sessions", "new", "--user", "alice").output.strip()
     run("sessions", "add", sid, "What is the capital of France?")

@@ -113,3 +113,50 @@ def test_a_network_setting_the_process_sandbox_does_not_apply_is_flagged(
         "! sandbox network: security.sandbox_network is proxy, but commands run in the "
         "process sandbox, which does not contain the network" in " ".join(result.output.split())
     )
+
+
+CHANNELS = "security:\n  sandbox_channels:\n    slack: docker\n    web: process\n"
+
+
+def test_the_channel_table_is_reported_and_a_docker_channel_without_an_engine_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(choice, "docker_problem", lambda: "the Docker engine does not answer")
+
+    result = doctor(tmp_path, CHANNELS)
+
+    out = result.output.splitlines()
+    assert "✓ sandbox (channel web): at least process (configured)" in out
+    assert (
+        "✗ sandbox (channel slack): docker is configured but cannot run: the Docker engine "
+        "does not answer" in out
+    )
+    assert "the commands of the channel's sessions are refused meanwhile" in result.output
+    assert result.exit_code == 1
+
+
+def test_config_validate_shows_the_channel_table_and_warns_of_a_channel_that_cannot_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(choice, "docker_problem", lambda: "the Docker engine does not answer")
+    path = tmp_path / "config.yaml"
+    path.write_text(CHANNELS, encoding="utf-8")
+
+    result = CliRunner().invoke(app, ["config", "validate", str(path)], catch_exceptions=False)
+
+    assert result.exit_code == 0  # the file is valid; this machine lacks the engine
+    assert "sandbox (channel web): at least process (configured)" in result.output
+    assert (
+        "warning: sandbox (channel slack): docker is configured but cannot run: the Docker "
+        "engine does not answer" in " ".join(result.output.split())
+    )
+
+
+def test_a_channel_table_key_that_is_not_a_channel_name_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("security:\n  sandbox_channels:\n    'slack team': docker\n")
+
+    result = CliRunner().invoke(app, ["config", "validate", str(path)], catch_exceptions=False)
+
+    assert result.exit_code == 1
+    assert "is not a channel name" in " ".join(result.output.split())

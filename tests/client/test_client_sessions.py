@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from client_support import Served
 
-from promptline.client import AsyncPromptLine, NotFoundError, Page, Session
+from promptline.client import AsyncPromptLine, NotFoundError, Page, PermissionDeniedError, Session
 
 
 async def test_create_get_and_list_sessions(client: AsyncPromptLine) -> None:
@@ -100,3 +100,21 @@ async def test_search_finds_messages_of_the_callers_sessions_only(served: Served
     assert "[zebra]" in hits[0].snippet
     assert len(narrowed) == 1
     assert "zebra" in narrowed[0].message.text.lower()
+
+
+async def test_an_operators_client_chooses_a_sessions_sandbox_and_a_users_is_refused(
+    client: AsyncPromptLine, served: Served
+) -> None:
+    session = await client.sessions.create()
+
+    with pytest.raises(PermissionDeniedError, match="sessions:sandbox"):
+        await client.sessions.set_sandbox(session.id, "docker")
+    with pytest.raises(PermissionDeniedError, match="sessions:sandbox"):
+        await client.sessions.create(sandbox="docker")
+    async with AsyncPromptLine(served.url, served.keys.acme_admin) as admin:
+        chosen = await admin.sessions.set_sandbox(session.id, "docker")
+        made = await admin.sessions.create(sandbox="bubblewrap")
+
+    assert chosen.sandbox == "docker"
+    assert (await client.sessions.get(session.id)).sandbox == "docker"
+    assert made.sandbox == "bubblewrap"

@@ -72,6 +72,7 @@ def test_every_rest_endpoint_has_an_example() -> None:
         "/v1/sessions?",
         "/v1/sessions/$SESSION?",
         '-X DELETE "http://localhost:8080/v1/sessions/$SESSION"',
+        "/sandbox",
         "/export",
         "/v1/sessions/import",
         "/v1/sessions/search",
@@ -107,6 +108,7 @@ async def test_the_rest_examples_work_as_written(tmp_path: Path) -> None:
             follows = "events?from_seq" in command
             env |= {
                 "PROMPTLINE_API_KEY": keys.alice,
+                "PROMPTLINE_ADMIN_KEY": keys.acme_admin,
                 "CURL_MAX_TIME": str(TAIL_SECS if follows else SCRIPT_SECS),
             }
             script = PRELUDE + command.replace("localhost:8080", f"127.0.0.1:{info.port}")

@@ -21,6 +21,7 @@ REST = ("/v1/sessions", "/v1/runs", "/v1/approvals", "/v1/events", "/v1/state")
 BODIES = {
     ("post", "/v1/sessions"): "SessionCreate",
     ("post", "/v1/sessions/import"): "SessionImport",
+    ("put", "/v1/sessions/{session_id}/sandbox"): "SessionSandbox",
     ("post", "/v1/sessions/{session_id}/messages"): "MessageIn",
     ("post", "/v1/approvals/{request_id}"): "ApprovalAnswer",
     ("put", "/v1/state/{scope}/{key}"): "StateWrite",
@@ -55,7 +56,7 @@ async def test_every_rest_operation_has_typed_bodies_answers_and_errors(
     document = await _document(client)
     operations = _operations(document)
 
-    assert len(operations) == 20
+    assert len(operations) == 21
     for method, path, operation in operations:
         where = f"{method.upper()} {path}"
         body = operation.get("requestBody")
@@ -134,6 +135,12 @@ async def test_real_answers_match_their_documented_schemas(served: Served, keys:
     await call("POST", "/v1/sessions", "/v1/sessions", json={"channel": 1})
     await call("POST", "/v1/runs/{run_id}/cancel", f"/v1/runs/{run['run_id']}/cancel")
     await call("GET", "/v1/sessions", "/v1/sessions", params={"user_id": "bob"})
+    await call(
+        "PUT",
+        "/v1/sessions/{session_id}/sandbox",
+        f"/v1/sessions/{sid}/sandbox",
+        json={"sandbox": "docker"},
+    )
 
     components = {"components": document["components"]}
     for method, template, response in answers:

@@ -56,6 +56,20 @@ async def test_session_create_records_the_caller_and_what_it_was_given(tmp_path:
     assert unknown_agent["data"]["details"]["field"] == "agent"
 
 
+async def test_session_create_gives_a_sandbox_only_for_a_caller_with_the_scope(
+    tmp_path: Path,
+) -> None:
+    async with served(ws_settings(tmp_path / "home")) as gw:
+        async with rpc(gw.url, gw.keys.alice) as client:
+            refused = await client.error("session.create", {"sandbox": "docker"})
+        async with rpc(gw.url, gw.keys.acme_admin) as client:
+            made = await client.call("session.create", {"sandbox": "docker"})
+
+    assert refused["data"]["code"] == "permission_denied"
+    assert refused["data"]["details"]["scope"] == "sessions:sandbox"
+    assert made["sandbox"] == "docker"
+
+
 async def test_session_send_starts_a_run_that_answers_in_the_session(tmp_path: Path) -> None:
     async with alice_on(ws_settings(tmp_path / "home")) as (_, client):
         session_id = await _session(client)

@@ -167,6 +167,20 @@ async def test_an_unknown_deleted_or_expired_session_is_left_to_the_full_path(
     assert read == await full.manager.get(expiring.id, OPERATOR)
 
 
+async def test_a_message_written_locally_keeps_the_sessions_sandbox(
+    db: LocalDatabase, full: Full, clock: ManualClock
+) -> None:
+    session = await full.manager.create(ALICE, channel="slack", sandbox="docker")
+
+    added = Message(role="user", content="hello")
+    assert local_sessions.append_message(db, session.id, added, clock=clock) == added
+
+    read = local_sessions.read(db, session.id, clock=clock)
+    assert read is not None
+    assert read.sandbox == "docker"
+    assert read == await full.manager.get(session.id, OPERATOR)
+
+
 async def test_a_local_search_finds_what_the_manager_finds(db: LocalDatabase, full: Full) -> None:
     first = await full.manager.create(ALICE, channel="cli")
     second = await full.manager.create(Principal(tenant_id="globex", user_id="bob"), channel="web")

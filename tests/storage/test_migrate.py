@@ -27,6 +27,34 @@ async def test_upgrade_creates_every_table_and_is_idempotent(tmp_path: Path) -> 
         await engine.dispose()
 
 
+async def test_a_session_stored_before_sessions_had_a_sandbox_reads_as_choosing_none(
+    tmp_path: Path,
+) -> None:
+    from promptline.sessions.tables import load_head
+
+    engine = create_engine(str(tmp_path / "m.db"))
+    try:
+        await upgrade(engine, "0001")
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO sessions (id, tenant_id, user_id, channel, status, created_at, "
+                    "updated_at, context, tools, permissions, metadata, message_count, last_seq) "
+                    "VALUES ('ses_old', 'acme', 'alice', 'slack', 'active', 1, 1, '{}', '[]', "
+                    "'{}', '{}', 0, 1)"
+                )
+            )
+
+        assert (await upgrade(engine)).current == head_revision()
+
+        async with engine.connect() as conn:
+            head = await load_head(conn, "ses_old", full=True)
+        assert head is not None
+        assert head.to_session().sandbox is None
+    finally:
+        await engine.dispose()
+
+
 async def test_ensure_schema_without_auto_upgrade_explains_what_to_run(tmp_path: Path) -> None:
     engine = create_engine(str(tmp_path / "m.db"))
     try:

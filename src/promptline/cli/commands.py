@@ -74,6 +74,17 @@ def config_validate(options: CliOptions, path: Path | None) -> None:
         settings = load_settings(chosen, profile=options.profile)
     for warning in [*unused_key_warnings(settings), *_egress_warnings(settings)]:
         console(stderr=True).print(f"[yellow]warning:[/] {escape(warning)}")
+    # The channel table, and a channel whose sandbox cannot run on this machine.
+    from promptline.cli.doctor import channel_sandboxes
+
+    for found in channel_sandboxes(settings):
+        if found.status == "ok":
+            console().print(f"{escape(found.name)}: {escape(found.detail)}")
+        else:
+            hint = f" ({found.hint})" if found.hint else ""
+            console(stderr=True).print(
+                f"[yellow]warning:[/] {escape(found.name)}: {escape(found.detail + hint)}"
+            )
 
 
 def _egress_warnings(settings: Settings) -> list[str]:
@@ -283,6 +294,8 @@ def sessions_show(options: CliOptions, session_id: str) -> None:
     expires = s.expires_at.isoformat() if s.expires_at else "never"
     out.print(f"[bold]{s.id}[/]  tenant={s.tenant_id} user={s.user_id} channel={s.channel}")
     out.print(f"status={s.status} created={s.created_at.isoformat()} expires={expires}")
+    if s.sandbox is not None:
+        out.print(f"sandbox={s.sandbox}")
     if s.context:
         out.print(f"context: {s.context}", markup=False)
     for i, msg in enumerate(s.history):
@@ -290,7 +303,9 @@ def sessions_show(options: CliOptions, session_id: str) -> None:
         out.print(msg.text, markup=False)
 
 
-def sessions_new(options: CliOptions, *, user: str, channel: str, tenant: str) -> None:
+def sessions_new(
+    options: CliOptions, *, user: str, channel: str, tenant: str, sandbox: str | None = None
+) -> None:
     from datetime import timedelta
 
     from promptline.sessions.models import Principal
@@ -300,13 +315,19 @@ def sessions_new(options: CliOptions, *, user: str, channel: str, tenant: str) -
         settings = load_settings(options)
         owner = Principal(tenant_id=tenant, user_id=user)
         ttl = timedelta(seconds=settings.sessions.ttl_secs)
-        found = local(
-            settings, lambda db: local_sessions.create(db, owner, channel=channel, ttl=ttl)
+        # A session with a sandbox of its own is made by the full path (the local one makes
+        # only the plain kind).
+        found = (
+            None
+            if sandbox is not None
+            else local(
+                settings, lambda db: local_sessions.create(db, owner, channel=channel, ttl=ttl)
+            )
         )
 
     async def main() -> Session:
         async with services(options, settings=settings) as app:
-            return await app.sessions.create(owner, channel=channel)
+            return await app.sessions.create(owner, channel=channel, sandbox=sandbox)
 
     s = found if found is not None else run(main)
     sys.stdout.write(s.id + "\n")

@@ -184,24 +184,29 @@ def _exposure(settings: Settings) -> list[Check]:
     return found
 
 
+_SANDBOX_FIX = {
+    "bubblewrap": "install bubblewrap, or set security.sandbox: auto (process where bwrap "
+    "does not run)",
+    "docker": "start the Docker engine (and pip install 'promptline[docker]'), or choose "
+    "another sandbox",
+}
+"""What makes a sandbox that cannot run here run (or what to choose instead)."""
+
+
 def _sandboxes(settings: Settings) -> list[Check]:
-    """The sandbox commands run in, and why; one line more per agent that chooses its own."""
+    """The sandbox commands run in, and why; one line more per agent that chooses its own,
+    and one per channel of ``security.sandbox_channels`` (the channel table)."""
     from promptline.security.sandbox import resolve_sandbox
 
-    def check(name: str, setting: str) -> Check:
+    def check(name: str, setting: str, refused: str) -> Check:
         choice = resolve_sandbox(setting)
         if choice.problem is not None:
-            fix = {
-                "bubblewrap": "install bubblewrap, or set security.sandbox: auto (process "
-                "where bwrap does not run)",
-                "docker": "start the Docker engine (and pip install 'promptline[docker]'), or "
-                "choose another sandbox",
-            }[choice.kind]
+            fix = _SANDBOX_FIX[choice.kind]
             return Check(
                 name,
                 "fail",
                 f"{choice.kind} is configured but cannot run: {choice.problem}",
-                f"{fix}; commands are refused meanwhile",
+                f"{fix}; {refused} are refused meanwhile, never run without it",
             )
         if choice.kind == "docker" and network == "proxy":
             from promptline.security.sandbox.container import PROXY_REFUSED
@@ -210,12 +215,38 @@ def _sandboxes(settings: Settings) -> list[Check]:
         return Check(name, "ok", f"{choice.kind} ({choice.reason})")
 
     network = settings.security.sandbox_network
-    found = [check("sandbox", settings.security.sandbox)]
+    found = [check("sandbox", settings.security.sandbox, "commands")]
     for name, agent in sorted(settings.agents.items()):
         if agent.sandbox is not None:
-            found.append(check(f"sandbox (agent {name})", agent.sandbox))
+            found.append(check(f"sandbox (agent {name})", agent.sandbox, "its commands"))
+    found.extend(channel_sandboxes(settings))
     in_effect = resolve_sandbox(settings.security.sandbox, check=False).kind
     found.append(_sandbox_network(network, in_effect))
+    return found
+
+
+def channel_sandboxes(settings: Settings) -> list[Check]:
+    """The channel table: the sandbox each channel of ``security.sandbox_channels`` chooses
+    for its sessions (at least that: the agent's or the session's may be stronger), failing
+    for one that cannot run here."""
+    from promptline.security.sandbox import resolve_sandbox
+
+    found = []
+    for channel, setting in sorted(settings.security.sandbox_channels.items()):
+        name = f"sandbox (channel {channel})"
+        choice = resolve_sandbox(setting)
+        if choice.problem is not None:
+            found.append(
+                Check(
+                    name,
+                    "fail",
+                    f"{choice.kind} is configured but cannot run: {choice.problem}",
+                    f"{_SANDBOX_FIX[choice.kind]}; the commands of the channel's sessions are "
+                    "refused meanwhile, never run without it",
+                )
+            )
+        else:
+            found.append(Check(name, "ok", f"at least {choice.kind} ({choice.reason})"))
     return found
 
 

@@ -11,6 +11,7 @@ import click
 from promptline import __version__
 from promptline.cli.runtime import CliOptions
 from promptline.core.runs import RUN_STATUSES
+from promptline.core.sandbox import SANDBOX_CHOICES
 
 if TYPE_CHECKING:
     from promptline.cli.daemon import StartOptions
@@ -192,12 +193,21 @@ def sessions_show(options: CliOptions, session_id: str) -> None:
 @click.option("--user", default="local", show_default=True, help="Owner of the session.")
 @click.option("--channel", default="cli", show_default=True, help="Channel it belongs to.")
 @click.option("--tenant", default="default", show_default=True, help="Tenant it belongs to.")
+@click.option(
+    "--sandbox",
+    type=click.Choice(SANDBOX_CHOICES),
+    default=None,
+    help="Its own sandbox; its commands run in the strongest of this, its channel's and its "
+    "agent's.",
+)
 @pass_options
-def sessions_new(options: CliOptions, user: str, channel: str, tenant: str) -> None:
+def sessions_new(
+    options: CliOptions, user: str, channel: str, tenant: str, sandbox: str | None
+) -> None:
     """Create a session and print its id."""
     from promptline.cli import commands
 
-    commands.sessions_new(options, user=user, channel=channel, tenant=tenant)
+    commands.sessions_new(options, user=user, channel=channel, tenant=tenant, sandbox=sandbox)
 
 
 @sessions_group.command("add")

@@ -64,6 +64,9 @@ class Session(_Record):
     updated_at: datetime | None = None
     expires_at: datetime | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    sandbox: str | None = None
+    """The session's own sandbox (None: it chose none); its commands run in the strongest
+    of it, its channel's and its agent's."""
     message_count: int = 0
     last_seq: int = 0
     """The seq of the last event of the session's stream this record reflects: subscribe

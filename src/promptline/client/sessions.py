@@ -43,10 +43,18 @@ class Sessions:
         context: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
         ttl_secs: float | None = None,
+        sandbox: str | None = None,
     ) -> Session:
-        """A new session of the caller (``channel`` defaults to ``http`` on the server)."""
+        """A new session of the caller (``channel`` defaults to ``http`` on the server).
+        ``sandbox`` gives it a sandbox of its own (a key with the scope ``sessions:sandbox``,
+        an operator's or an admin's; others are refused)."""
         body = _body(
-            agent=agent, channel=channel, context=context, metadata=metadata, ttl_secs=ttl_secs
+            agent=agent,
+            channel=channel,
+            context=context,
+            metadata=metadata,
+            ttl_secs=ttl_secs,
+            sandbox=sandbox,
         )
         return Session.model_validate(await self._http.request("POST", "/v1/sessions", json=body))
 
@@ -95,6 +103,15 @@ class Sessions:
         given; 0 for none)."""
         answer = await self._http.request(
             "GET", f"/v1/sessions/{session_id}", params={"history_limit": history_limit}
+        )
+        return Session.model_validate(answer)
+
+    async def set_sandbox(self, session_id: str, sandbox: str) -> Session:
+        """Give the session a sandbox of its own (``auto``, ``none``, ``process``,
+        ``bubblewrap`` or ``docker``; the scope ``sessions:sandbox``). It only tightens: its
+        commands run in the strongest of it, its channel's and its agent's sandbox."""
+        answer = await self._http.request(
+            "PUT", f"/v1/sessions/{session_id}/sandbox", json={"sandbox": sandbox}
         )
         return Session.model_validate(answer)
 

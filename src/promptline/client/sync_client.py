@@ -202,6 +202,7 @@ class SyncSessions(_Blocking[Sessions]):
     create = _blocking(Sessions.create)
     list = _blocking(Sessions.list)
     get = _blocking(Sessions.get)
+    set_sandbox = _blocking(Sessions.set_sandbox)
     delete = _blocking(Sessions.delete)
     export = _blocking(Sessions.export)
     import_ = _blocking(Sessions.import_)

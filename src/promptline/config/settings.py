@@ -56,6 +56,8 @@ from promptline.core.agents import (
     QueueMode,
 )
 from promptline.core.errors import ConfigError
+from promptline.core.names import MAX_CHANNEL, NAME_PATTERN
+from promptline.core.sandbox import SandboxChoice
 from promptline.models.transport import (
     DEFAULT_CONNECT_TIMEOUT_SECS,
     DEFAULT_FIRST_BYTE_TIMEOUT_SECS,
@@ -295,8 +297,18 @@ class ResourceLimitsSettings(Section):
     )
 
 
-SandboxChoice = Literal["auto", "none", "process", "bubblewrap", "docker"]
-"""``security.sandbox``: ``auto`` is bubblewrap where it runs, else process."""
+def _channel_name(name: str) -> str:
+    if len(name) > MAX_CHANNEL or not NAME_PATTERN.fullmatch(name):
+        raise ValueError(
+            f"{name[:80]!r} is not a channel name: use 1 to {MAX_CHANNEL} letters, digits or "
+            "_ . : @ - (starting with a letter or digit), as sessions store it (http, "
+            "websocket, mcp, cli, python, slack...)"
+        )
+    return name
+
+
+ChannelName = Annotated[str, AfterValidator(_channel_name)]
+"""A channel as sessions store it (``security.sandbox_channels``' keys)."""
 
 SandboxNetwork = Literal["none", "proxy", "host"]
 """``security.sandbox_network``: nothing, the egress proxy, or the host's network."""
@@ -401,6 +413,13 @@ class SecuritySettings(Section):
         "(namespaces: only the workspace is writable, no network), docker (a container per "
         "session), or auto: bubblewrap on Linux when bwrap is installed and works, else "
         "process.",
+    )
+    sandbox_channels: dict[ChannelName, SandboxChoice] = Field(
+        default_factory=dict,
+        description="The sandbox of the sessions of a channel (channel -> choice, e.g. "
+        "slack: docker). Each level only tightens: a command runs in the strongest of its "
+        "agent's sandbox (or security.sandbox), its channel's and its session's (none < "
+        "process < bubblewrap < docker; auto resolved first).",
     )
     sandbox_network: SandboxNetwork = Field(
         "none",

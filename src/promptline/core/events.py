@@ -270,6 +270,8 @@ class SessionCreated(_Data):
     tools: list[Any] = Field(default_factory=list)
     permissions: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    sandbox: str | None = None
+    """The session's own sandbox (a `SandboxChoice`); None: it chose none."""
 
 
 class SessionUpdated(_Data):
@@ -280,6 +282,7 @@ class SessionUpdated(_Data):
     tools: list[Any] | None = None
     permissions: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
+    sandbox: str | None = None
 
 
 class SessionExpired(_Data):

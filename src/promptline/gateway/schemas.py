@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from promptline.core.jsonvalues import INT64_MAX
 from promptline.core.messages import Message, Usage
 from promptline.core.runs import RunRecordStatus
+from promptline.core.sandbox import SandboxChoice
 from promptline.gateway.service import MAX_CONTENT_CHARS
 from promptline.sessions.models import PermissionMode, ToolRef
 
@@ -117,6 +118,22 @@ class SessionCreate(_Request):
         description="Seconds until the session expires (default: `sessions.ttl_secs`; at "
         "most ten years).",
     )
+    sandbox: SandboxChoice | None = Field(
+        None,
+        description="The session's own sandbox (scope `sessions:sandbox`: an operator or an "
+        "admin). It only tightens: commands run in the strongest of it, the channel's and the "
+        "agent's sandbox.",
+    )
+
+
+class SessionSandbox(_Request):
+    """The sandbox a session's own level chooses."""
+
+    sandbox: SandboxChoice = Field(
+        description="auto, none, process, bubblewrap or docker; `none` takes the session's "
+        "own choice back (it tightens nothing). Commands run in the strongest of it, the "
+        "channel's and the agent's sandbox."
+    )
 
 
 class SessionOut(BaseModel):
@@ -138,6 +155,9 @@ class SessionOut(BaseModel):
     updated_at: Timestamp
     expires_at: Timestamp | None
     metadata: dict[str, Any]
+    sandbox: SandboxChoice | None = Field(
+        None, description="The session's own sandbox (null: it chose none)."
+    )
     message_count: int = Field(description="How many messages the whole history holds.")
     last_seq: int = Field(description="The seq of the last event of the session's stream.")
 

@@ -9,10 +9,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
-from promptline.core.errors import ConflictError, InvalidInputError, NotFoundError
+from promptline.core.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from promptline.core.events import Event, encode_event
 from promptline.runtime.records import RunRecord, load_run
 from promptline.security.auth import Caller
+from promptline.security.scopes import Scope
 
 if TYPE_CHECKING:
     from promptline.app import App
@@ -22,15 +28,18 @@ if TYPE_CHECKING:
     from promptline.sessions.models import Session
 
 __all__ = [
+    "SANDBOX_SCOPE",
     "accepted_json",
     "active_run",
     "approval_json",
     "approval_outcome_json",
     "check_agent",
+    "check_sandbox_choice",
     "control_run",
     "delete_session",
     "event_json",
     "may_see_session",
+    "record_sandbox_choice",
     "respond_approval",
     "run_json",
     "session_json",
@@ -343,6 +352,43 @@ def _runtime_run(app: App, run_id: str) -> Run | None:
         return app.runtime.get(run_id)
     except NotFoundError:
         return None
+
+
+SANDBOX_SCOPE: Scope = "sessions:sandbox"
+"""The scope that lets a caller choose a session's own sandbox."""
+
+
+def check_sandbox_choice(caller: Caller, sandbox: str | None) -> None:
+    """`PermissionDeniedError` (403) when ``caller`` gives a session a sandbox without the
+    scope ``sessions:sandbox`` (a plain user may not: the operator chooses where commands
+    run); None, no sandbox asked for, passes."""
+    if sandbox is None or caller.allows(SANDBOX_SCOPE):
+        return
+    raise PermissionDeniedError(
+        f"the role {caller.role!r} does not allow {SANDBOX_SCOPE}: a session's own sandbox "
+        "is chosen by an operator or an admin",
+        hint="leave sandbox out (the session runs in its agent's and its channel's sandbox), "
+        f"or use a key of a role with {SANDBOX_SCOPE} (see GET /v1/auth/roles)",
+        scope=SANDBOX_SCOPE,
+        role=caller.role,
+        field="sandbox",
+    )
+
+
+async def record_sandbox_choice(
+    app: App, caller: Caller, session: Session, source: str | None
+) -> None:
+    """Put a session's sandbox chosen by ``caller`` on the audit trail (the session's own
+    events name its owner, not who chose)."""
+    await app.audit.record(
+        "session.sandbox_changed",
+        actor=caller.user_id,
+        key_id=caller.key_id,
+        tenant_id=session.tenant_id,
+        target=session.id,
+        source=source,
+        details={"sandbox": session.sandbox, "channel": session.channel},
+    )
 
 
 def check_agent(app: App, name: str | None) -> str | None:

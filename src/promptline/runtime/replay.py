@@ -547,6 +547,7 @@ def _session_before(
         tenant_id=started.tenant_id or (head.tenant_id if head else "default"),
         channel=head.channel if head is not None else "cli",
         context=dict(head.context or {}) if head is not None else {},
+        sandbox=head.sandbox if head is not None else None,
     )
     return view, history
 

@@ -101,6 +101,8 @@ class SessionView:
     context: dict[str, Any] = field(default_factory=dict)
     rules: Mapping[str, Any] = field(default_factory=dict)
     tools: tuple[str, ...] = ()
+    sandbox: str | None = None
+    """The session's own sandbox (None: it chose none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -943,6 +945,8 @@ class Run:
             mode=self.mode,
             correlation_id=self.id,
             session_rules=self.session.rules if self.session else {},
+            channel=self.session.channel if self.session else None,
+            session_sandbox=self.session.sandbox if self.session else None,
         )
 
     async def _submit_plan(self, call: ToolCall, scope: CallScope) -> ToolResult:

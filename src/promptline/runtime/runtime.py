@@ -914,6 +914,7 @@ def _view_of(session: Session) -> SessionView:
         context=dict(session.context),
         rules=dict(session.permissions.rules),
         tools=tuple(ref.name for ref in session.tools),
+        sandbox=session.sandbox,
     )
 
 

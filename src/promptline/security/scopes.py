@@ -25,6 +25,7 @@ Scope = Literal[
     "catalog:read",
     "sessions:read",
     "sessions:write",
+    "sessions:sandbox",
     "runs:read",
     "runs:write",
     "approvals:read",
@@ -42,6 +43,8 @@ SCOPES: dict[Scope, str] = {
     "catalog:read": "list agents, tools, skills, packages, models and MCP servers",
     "sessions:read": "read sessions, their messages and exports",
     "sessions:write": "create, change, import and delete sessions",
+    "sessions:sandbox": "choose a session's own sandbox (it can only make the sandbox its "
+    "commands run in stricter)",
     "runs:read": "read runs",
     "runs:write": "send messages (start runs), cancel, pause and resume runs, call MCP tools",
     "approvals:read": "list pending approvals",
@@ -73,13 +76,13 @@ _WRITE: frozenset[Scope] = frozenset(
 
 ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
     "admin": frozenset(SCOPES),
-    "operator": _READ | _WRITE | {"tenant:all"},
+    "operator": _READ | _WRITE | {"tenant:all", "sessions:sandbox"},
     "user": _READ | _WRITE,
     "viewer": _READ,
 }
 """What each role may do. ``admin`` everything; ``operator`` runs and approves across the
-tenant but manages no keys; ``user`` works in its own sessions; ``viewer`` only reads its
-own."""
+tenant and chooses sessions' sandboxes, but manages no keys; ``user`` works in its own
+sessions; ``viewer`` only reads its own."""
 
 
 def scopes_of(role: str) -> frozenset[Scope]:

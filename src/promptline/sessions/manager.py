@@ -40,6 +40,7 @@ from promptline.core.events import (
 )
 from promptline.core.ids import new_id
 from promptline.core.messages import Message
+from promptline.core.names import MAX_CHANNEL
 from promptline.events.protocols import EventBus, EventFilter, EventStore
 from promptline.sessions.checkpoint import Watermark, read_checkpoint, write_checkpoint
 from promptline.sessions.export import export_document, parse_document
@@ -70,12 +71,12 @@ from promptline.sessions.tables import (
     write_head,
 )
 from promptline.sessions.validation import (
-    MAX_CHANNEL,
     MAX_SESSION_ID,
     check_json_object,
     check_message,
     check_name,
     check_permissions,
+    check_sandbox,
     check_tools,
     check_when,
 )
@@ -152,12 +153,15 @@ class SessionManager:
         metadata: dict[str, Any] | None = None,
         ttl: timedelta | None = None,
         session_id: str | None = None,
+        sandbox: str | None = None,
     ) -> Session:
         """Open a session owned by ``principal``'s tenant and user; publishes ``session_created``.
 
         ``ttl`` overrides the manager's ``default_ttl``. ``session_id`` (letters, digits,
         ``_ . : @ -``, at most 64) is for callers that key sessions themselves; an id in use
-        raises `ConflictError`.
+        raises `ConflictError`. ``sandbox`` is the session's own sandbox (see
+        `Session.sandbox`); who may choose it is the caller's business (the gateway asks for
+        the scope ``sessions:sandbox``).
         """
         principal = _check_principal(principal)
         channel = check_name(channel, "channel", max_length=MAX_CHANNEL)
@@ -172,6 +176,8 @@ class SessionManager:
         )
         if ttl is not None:
             _check_ttl(ttl, "ttl")
+        if sandbox is not None:
+            sandbox = check_sandbox(sandbox)
         ttl = ttl if ttl is not None else self._default_ttl
         sid = new_id("ses_") if session_id is None else _check_new_id(session_id)
         if self.admit is not None:
@@ -190,6 +196,7 @@ class SessionManager:
                 tools=[ref.model_dump() for ref in refs],
                 permissions=rules.model_dump(),
                 metadata=metadata,
+                sandbox=sandbox,
             ),
         )
         async with self._locks.hold(sid):
@@ -257,8 +264,11 @@ class SessionManager:
         tools: Sequence[ToolRef | dict[str, Any] | str] | None = None,
         permissions: PermissionSet | dict[str, str] | None = None,
         expires_at: datetime | None = None,
+        sandbox: str | None = None,
     ) -> Session:
         """Replace the given fields (None leaves a field as it is); publishes ``session_updated``.
+
+        ``sandbox`` ``none`` takes back the session's own choice (it then tightens nothing).
 
         Returns the record without its history. An expired session refuses (`ConflictError`).
         """
@@ -278,6 +288,7 @@ class SessionManager:
             if permissions is None
             else check_permissions(permissions, max_bytes=limit).model_dump(),
             expires_at=None if expires_at is None else check_when(expires_at, "expires_at"),
+            sandbox=None if sandbox is None else check_sandbox(sandbox),
         )
         async with self._locks.hold(_check_id(session_id)):
             head = await self._visible_head(session_id, principal)

@@ -9,6 +9,7 @@ from typing import Any, Literal, TypeAlias
 from pydantic import BaseModel, ConfigDict, Field
 
 from promptline.core.messages import Message
+from promptline.core.sandbox import SandboxChoice
 
 ContextState: TypeAlias = dict[str, Any]
 """What an agent keeps about a conversation between turns: any JSON object."""
@@ -63,6 +64,9 @@ class Session(_Record):
     updated_at: datetime
     expires_at: datetime | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    sandbox: SandboxChoice | None = None
+    """The session's own sandbox, set by an operator; None: it chose none. Its commands run
+    in the strongest of this, its channel's and its agent's sandbox."""
     message_count: int = 0
     last_seq: int = 0
 

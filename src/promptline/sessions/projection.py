@@ -27,6 +27,7 @@ from promptline.core.events import (
     SessionUpdatedEvent,
 )
 from promptline.core.messages import Message
+from promptline.core.sandbox import SANDBOX_CHOICES, SandboxChoice
 from promptline.sessions.models import (
     DEFAULT_TENANT,
     PermissionSet,
@@ -77,6 +78,7 @@ class SessionHead:
     tools: list[ToolRef] | None = None
     permissions: PermissionSet | None = None
     metadata: dict[str, Any] | None = None
+    sandbox: str | None = None
     changed: set[str] = field(default_factory=set)
 
     def to_session(self, history: list[Message] | None = None) -> Session:
@@ -95,6 +97,7 @@ class SessionHead:
             updated_at=self.updated_at,
             expires_at=self.expires_at,
             metadata=self.metadata or {},
+            sandbox=sandbox_of(self.sandbox),
             message_count=self.message_count,
             last_seq=self.last_seq,
         )
@@ -135,6 +138,8 @@ def fold(head: SessionHead | None, event: Event) -> tuple[SessionHead | None, Me
         if data.metadata is not None:
             head.metadata = dict(data.metadata)
             head.changed.add("metadata")
+        if data.sandbox is not None:
+            head.sandbox = sandbox_of(data.sandbox)
         head.updated_at = event.ts
     elif isinstance(event, SessionExpiredEvent):
         head.status = "deleted" if event.data.reason == DELETED_REASON else "expired"
@@ -178,6 +183,7 @@ def _created(event: SessionCreatedEvent) -> SessionHead:
         tools=tools_of(data.tools),
         permissions=permissions_of(data.permissions),
         metadata=dict(data.metadata),
+        sandbox=sandbox_of(data.sandbox),
     )
     head.changed.update(("created", *JSON_FIELDS))
     return head
@@ -196,6 +202,18 @@ def tools_of(raw: list[Any]) -> list[ToolRef]:
         except ValidationError:
             continue
     return refs
+
+
+def sandbox_of(raw: str | None) -> SandboxChoice | None:
+    """A session's sandbox from an event or a row. A projection must never stop on what is
+    in the log, and a sandbox must never loosen: a value this release does not know (a newer
+    writer's) reads as ``docker``, the strongest it knows."""
+    if raw is None:
+        return None
+    for choice in SANDBOX_CHOICES:
+        if raw == choice:
+            return choice
+    return "docker"
 
 
 def permissions_of(raw: dict[str, Any]) -> PermissionSet:
@@ -263,6 +281,7 @@ def head_from_row(m: Mapping[Any, Any]) -> SessionHead:
         expires_at=None if m["expires_at"] is None else from_micros(m["expires_at"]),
         message_count=int(m["message_count"]),
         last_seq=int(m["last_seq"]),
+        sandbox=m.get("sandbox"),
     )
     if "context" in m:
         head.context = orjson.loads(m["context"])

@@ -37,6 +37,7 @@ SCALAR_COLUMNS = (
     sessions.c.expires_at,
     sessions.c.message_count,
     sessions.c.last_seq,
+    sessions.c.sandbox,
 )
 FULL_COLUMNS = (
     *SCALAR_COLUMNS,
@@ -99,6 +100,7 @@ async def write_head(
         "expires_at": None if head.expires_at is None else to_micros(head.expires_at),
         "message_count": head.message_count,
         "last_seq": head.last_seq,
+        "sandbox": head.sandbox,
     }
     json_values = {name: _json_column(head, name) for name in JSON_FIELDS if name in head.changed}
     if previous_seq is None:

@@ -7,7 +7,6 @@ anything is written.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, TypeVar
@@ -19,12 +18,12 @@ from pydantic_core import PydanticSerializationError
 from promptline.core.errors import InvalidInputError
 from promptline.core.jsonvalues import INT64_HINT, fits_int64, int_text
 from promptline.core.messages import Message
+from promptline.core.names import NAME_PATTERN
+from promptline.core.sandbox import SANDBOX_CHOICES, SandboxChoice
 from promptline.sessions.models import PermissionSet, ToolRef
 
 MAX_SESSION_ID = 64
-MAX_CHANNEL = 64
 M = TypeVar("M", bound=BaseModel)
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]*")
 
 
 def check_name(value: Any, field: str, *, max_length: int) -> str:
@@ -35,7 +34,7 @@ def check_name(value: Any, field: str, *, max_length: int) -> str:
             hint=f"pass {field} as text, e.g. 'cli'",
             field=field,
         )
-    if len(value) > max_length or not _NAME.fullmatch(value):
+    if len(value) > max_length or not NAME_PATTERN.fullmatch(value):
         raise InvalidInputError(
             f"{field} {value[:80]!r} is not a valid name",
             hint=f"use 1 to {max_length} letters, digits or _ . : @ - (starting with a letter "
@@ -43,6 +42,19 @@ def check_name(value: Any, field: str, *, max_length: int) -> str:
             field=field,
         )
     return value
+
+
+def check_sandbox(value: Any, field: str = "sandbox") -> SandboxChoice:
+    """A session's sandbox: one of ``auto``, ``none``, ``process``, ``bubblewrap``,
+    ``docker``."""
+    for choice in SANDBOX_CHOICES:
+        if value == choice:
+            return choice
+    raise InvalidInputError(
+        f"{field} {str(value)[:80]!r} is not a sandbox",
+        hint=f"use one of {', '.join(SANDBOX_CHOICES)} (none: the session tightens nothing)",
+        field=field,
+    )
 
 
 def check_when(value: Any, field: str) -> datetime:

@@ -30,6 +30,7 @@ from promptline.core.events import (
 )
 from promptline.core.ids import new_id
 from promptline.core.messages import Message
+from promptline.core.names import MAX_CHANNEL
 from promptline.sessions.limits import SessionLimits
 from promptline.sessions.models import PermissionSet, Principal, SearchHit, Session
 from promptline.sessions.projection import (
@@ -41,7 +42,6 @@ from promptline.sessions.projection import (
 )
 from promptline.sessions.search import indexed_text, query_words, search_hit, search_query
 from promptline.sessions.validation import (
-    MAX_CHANNEL,
     check_json_object,
     check_message,
     check_name,
@@ -63,7 +63,7 @@ to the full path (which brings them up to date)."""
 
 _SCALARS = (
     "id, tenant_id, user_id, channel, status, created_at, updated_at, expires_at, "
-    "message_count, last_seq"
+    "message_count, last_seq, sandbox"
 )
 _FULL = _SCALARS + ", context, tools, permissions, metadata"
 
@@ -248,6 +248,7 @@ def _write_head(db: LocalDatabase, head: SessionHead, *, previous_seq: int | Non
         "expires_at": None if head.expires_at is None else to_micros(head.expires_at),
         "message_count": head.message_count,
         "last_seq": head.last_seq,
+        "sandbox": head.sandbox,
     }
     for name in JSON_FIELDS:
         if name in head.changed:

@@ -76,6 +76,7 @@ sessions = Table(
     Column("metadata", Text, nullable=False),
     Column("message_count", Integer, nullable=False),
     Column("last_seq", BigInteger, nullable=False),
+    Column("sandbox", String(16)),
     Index("ix_sessions_tenant_user", "tenant_id", "user_id"),
     Index("ix_sessions_channel", "channel"),
     Index("ix_sessions_expires_at", "expires_at"),

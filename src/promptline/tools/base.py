@@ -109,7 +109,8 @@ class ToolContext:
     env: dict[str, str] = field(default_factory=dict)
     limits: dict[str, Any] = field(default_factory=dict)
     sandbox: Sandbox | None = None
-    """Where commands of this call run (the agent's sandbox); None: the process sandbox."""
+    """Where commands of this call run (the strongest of its agent's, its channel's and its
+    session's sandbox); None: the process sandbox."""
     _progress: ProgressReporter | None = None
     _cancelled: threading.Event = field(default_factory=threading.Event)
 

@@ -97,6 +97,10 @@ class CallScope:
     correlation_id: str | None = None
     session_rules: Mapping[str, Any] = field(default_factory=dict)
     """The session's own permission rules (tool name or pattern -> rule), most specific."""
+    channel: str | None = None
+    """The channel of the session (its ``security.sandbox_channels`` entry applies)."""
+    session_sandbox: str | None = None
+    """The session's own sandbox (None: it chose none); the strongest level wins."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +170,8 @@ class ToolExecutor:
         self.max_progress_chars = max_progress_chars
         self.clock = clock
         self.sandboxes = sandboxes
-        """The sandbox of each agent, given to its calls (None: the tools' own default)."""
+        """The sandbox of each call, from its agent, channel and session (None: the tools'
+        own default)."""
         self.alerts = alerts
         """Whether a ``security_alert`` a tool reports is published (``security.audit_log``)."""
 
@@ -295,7 +300,11 @@ class ToolExecutor:
             agent=scope.agent,
             timeout=timeout,
             limits=self.limits,
-            sandbox=None if self.sandboxes is None else self.sandboxes.for_agent(scope.agent),
+            sandbox=None
+            if self.sandboxes is None
+            else self.sandboxes.for_call(
+                scope.agent, channel=scope.channel, session=scope.session_sandbox
+            ),
             _progress=progress.report,
         )
         try:

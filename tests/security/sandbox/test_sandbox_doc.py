@@ -55,7 +55,9 @@ def test_the_launcher_counts_processes_as_often_as_it_says(doc: str) -> None:
     assert f"counted every {launcher.POLL_SECS * 1000:g} ms" in doc
 
 
-def test_the_example_loads_with_a_sandbox_per_agent(doc: str, tmp_path: Path) -> None:
+def test_the_example_loads_with_a_sandbox_per_agent_and_per_channel(
+    doc: str, tmp_path: Path
+) -> None:
     [example] = re.findall(r"^```yaml\n(.*?)^```", section(doc, "Sandboxes"), flags=re.S | re.M)
     path = tmp_path / "config.yaml"
     path.write_text(example, encoding="utf-8")
@@ -67,3 +69,8 @@ def test_the_example_loads_with_a_sandbox_per_agent(doc: str, tmp_path: Path) ->
     assert sandboxes.setting_for("builder") == "bubblewrap"
     assert sandboxes.setting_for("ops") == "process"
     assert sandboxes.setting_for("other") == "auto"
+    # What the text under the example says it means.
+    assert sandboxes.kind_for("ops", channel="http") == "process"
+    assert sandboxes.kind_for("ops", channel="slack") == "docker"
+    assert sandboxes.kind_for("builder") == "bubblewrap"
+    assert sandboxes.kind_for("builder", channel="slack") == "docker"

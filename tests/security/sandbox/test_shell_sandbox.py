@@ -142,7 +142,9 @@ async def test_bubblewrap_configured_where_it_cannot_run_refuses_the_command(
     assert result.is_error
     assert text(result) == (
         "the bubblewrap sandbox cannot run here: bwrap is not installed (hint: promptline "
-        "doctor says what it needs; or choose another security.sandbox)"
+        "doctor says what it needs; or choose another sandbox where it was chosen "
+        "(security.sandbox, the agent's, security.sandbox_channels or the session's: the "
+        "strongest of them applies))"
     )
     assert not (workspace / "ran.txt").exists()
 
@@ -177,3 +179,30 @@ async def test_a_destination_the_egress_proxy_refuses_is_a_security_alert(
         "sandbox": "bubblewrap",
         "command": command,
     }
+
+
+async def test_a_channel_whose_sandbox_cannot_run_refuses_even_an_agent_set_to_none(
+    bus: InProcessEventBus, workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bubblewrap, "bwrap_problem", lambda: "bwrap is not installed")
+    monkeypatch.setattr(choice, "bwrap_problem", lambda: "bwrap is not installed")
+    settings = Settings.model_validate(
+        {
+            "security": {"sandbox": "process", "sandbox_channels": {"group": "bubblewrap"}},
+            "agents": {"loose": {"sandbox": "none"}},
+        }
+    )
+    runner = executor(bus, settings)
+
+    def in_channel(channel: str) -> CallScope:
+        return CallScope(workspace=workspace, session_id="s1", agent="loose", channel=channel)
+
+    call = ToolCall(name="shell_execute", arguments={"command": "echo ran > ran.txt"})
+    refused = await runner.execute(call, in_channel("group"))
+    assert refused.is_error
+    assert text(refused).startswith("the bubblewrap sandbox cannot run here")
+    assert not (workspace / "ran.txt").exists()
+    # Elsewhere the agent's own choice applies.
+    ran = await runner.execute(call, in_channel("http"))
+    assert ran.metadata["sandbox"] == "none"
+    assert (workspace / "ran.txt").read_text() == "ran\n"

@@ -8,19 +8,22 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from promptline.core.errors import InvalidInputError, NotFoundError
-from promptline.gateway.deps import CallerDep, gateway, needs
+from promptline.gateway.deps import CallerDep, gateway, needs, source_of
 from promptline.gateway.pagination import MAX_LIMIT, Cursor, Limit, Page, page_of
 from promptline.gateway.schemas import (
     SearchHitOut,
     SessionCreate,
     SessionImport,
     SessionOut,
+    SessionSandbox,
     SessionWithHistory,
     error_responses,
 )
 from promptline.gateway.service import (
     check_agent,
+    check_sandbox_choice,
     delete_session,
+    record_sandbox_choice,
     session_json,
     visible_session,
 )
@@ -44,8 +47,10 @@ SessionId = Annotated[str, Path(description="The session's id.")]
     response_model=SessionOut,
 )
 async def create_session(body: SessionCreate, request: Request, caller: CallerDep) -> Any:
-    """A new session owned by the caller (its user, in its tenant)."""
+    """A new session owned by the caller (its user, in its tenant). Giving it a ``sandbox``
+    needs the scope ``sessions:sandbox`` (403 otherwise)."""
     app = gateway(request).app
+    check_sandbox_choice(caller, body.sandbox)
     metadata = dict(body.metadata or {})
     agent = check_agent(app, body.agent)
     if agent is not None:
@@ -56,7 +61,10 @@ async def create_session(body: SessionCreate, request: Request, caller: CallerDe
         context=body.context,
         metadata=metadata,
         ttl=None if body.ttl_secs is None else timedelta(seconds=body.ttl_secs),
+        sandbox=body.sandbox,
     )
+    if body.sandbox is not None:
+        await record_sandbox_choice(app, caller, session, source_of(request))
     return session_json(session)
 
 
@@ -186,6 +194,25 @@ async def remove_session(session_id: SessionId, request: Request, caller: Caller
     events stay there (a ``session_expired`` event with reason ``deleted`` records it)."""
     await delete_session(gateway(request).app, caller, session_id)
     return Response(status_code=204)
+
+
+@router.put(
+    "/{session_id}/sandbox",
+    dependencies=[needs("sessions:sandbox")],
+    summary="Choose a session's sandbox",
+    response_model=SessionOut,
+)
+async def set_session_sandbox(
+    session_id: SessionId, body: SessionSandbox, request: Request, caller: CallerDep
+) -> Any:
+    """Give the session a sandbox of its own (recorded in its event log, so it holds after a
+    restart, and on the audit trail); runs that start from now on use it. It only tightens:
+    commands run in the strongest of it, the channel's (`security.sandbox_channels`) and the
+    agent's sandbox. 409 for an expired session."""
+    app = gateway(request).app
+    session = await app.sessions.update(session_id, caller.principal, sandbox=body.sandbox)
+    await record_sandbox_choice(app, caller, session, source_of(request))
+    return session_json(session)
 
 
 @router.get(

@@ -17,7 +17,9 @@ from promptline.gateway.service import (
     accepted_json,
     approval_outcome_json,
     check_agent,
+    check_sandbox_choice,
     control_run,
+    record_sandbox_choice,
     respond_approval,
     session_json,
     start_message,
@@ -56,6 +58,7 @@ class Method(Generic[P]):
 async def session_create(ctx: MethodContext, p: SessionCreate) -> dict[str, Any]:
     """A new session of the caller; its ``agent`` (kept as ``metadata.agent``) answers the
     messages that name none."""
+    check_sandbox_choice(ctx.caller, p.sandbox)
     metadata = dict(p.metadata or {})
     agent = check_agent(ctx.app, p.agent)  # an unknown one is refused now, not at a run
     if agent is not None:
@@ -66,7 +69,10 @@ async def session_create(ctx: MethodContext, p: SessionCreate) -> dict[str, Any]
         context=p.context,
         metadata=metadata,
         ttl=timedelta(seconds=p.ttl_secs) if p.ttl_secs is not None else None,
+        sandbox=p.sandbox,
     )
+    if p.sandbox is not None:
+        await record_sandbox_choice(ctx.app, ctx.caller, session, ctx.source)
     return session_json(session)
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from promptline.core.jsonvalues import INT64_MAX
+from promptline.core.sandbox import SandboxChoice
 from promptline.gateway.schemas import MAX_TTL_SECS
 from promptline.gateway.service import MAX_CONTENT_CHARS
 from promptline.runtime.ingress import MAX_IDEMPOTENCY_KEY
@@ -43,6 +44,8 @@ class SessionCreate(NoParams):
     context: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     ttl_secs: Annotated[float, Field(gt=0, le=MAX_TTL_SECS)] | None = None
+    sandbox: SandboxChoice | None = None
+    """The session's own sandbox (scope ``sessions:sandbox``)."""
 
 
 class SessionSend(NoParams):

@@ -1,7 +1,8 @@
 """Sandboxes for the commands tools run (``security.sandbox``): ``none``, ``process`` (kernel
 limits and a killed process tree), ``bubblewrap`` (namespaces on top: only the workspace
 writable, the network none, through the egress proxy, or the host's) and ``docker`` (a
-container per session), one file per backend; `resolve_sandbox` says which one ``auto`` is."""
+container per session), one file per backend; `resolve_sandbox` says which one ``auto`` is,
+`Sandboxes` which one a call runs in."""
 
 from __future__ import annotations
 
@@ -16,16 +17,19 @@ from promptline.security.sandbox.base import (
 )
 from promptline.security.sandbox.bubblewrap import BubblewrapSandbox, bwrap_problem
 from promptline.security.sandbox.choice import (
+    SANDBOX_STRENGTH,
     SandboxChoice,
     Sandboxes,
     make_sandbox,
     resolve_sandbox,
+    strongest,
 )
 from promptline.security.sandbox.container import DockerSandbox, docker_problem
 from promptline.security.sandbox.egress import EgressProxy, Refuse
 from promptline.security.sandbox.process import NoSandbox, ProcessSandbox
 
 __all__ = [
+    "SANDBOX_STRENGTH",
     "BubblewrapSandbox",
     "DockerSandbox",
     "EgressProxy",
@@ -45,4 +49,5 @@ __all__ = [
     "docker_problem",
     "make_sandbox",
     "resolve_sandbox",
+    "strongest",
 ]

@@ -16,7 +16,19 @@ from promptline.security.sandbox.process import NoSandbox, ProcessSandbox
 if TYPE_CHECKING:
     from promptline.config.settings import Settings
 
-__all__ = ["SandboxChoice", "Sandboxes", "egress_policy", "make_sandbox", "resolve_sandbox"]
+__all__ = [
+    "SANDBOX_STRENGTH",
+    "SandboxChoice",
+    "Sandboxes",
+    "egress_policy",
+    "make_sandbox",
+    "resolve_sandbox",
+    "strongest",
+]
+
+SANDBOX_STRENGTH: dict[SandboxKind, int] = {"none": 0, "process": 1, "bubblewrap": 2, "docker": 3}
+"""How much each backend contains, weakest first: where several levels choose a sandbox, the
+strongest wins (`strongest`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +61,22 @@ def resolve_sandbox(setting: str, *, check: bool = True) -> SandboxChoice:
     raise ValueError(f"unknown sandbox {setting!r}")
 
 
+def strongest(*settings: str | None) -> SandboxKind:
+    """The strongest of ``settings`` (each a ``security.sandbox`` value, or None for a level
+    that chooses nothing), ``auto`` resolved first: a level can only tighten what the others
+    chose, never loosen it."""
+    kinds = [resolve_sandbox(s, check=False).kind for s in settings if s is not None]
+    if not kinds:
+        raise ValueError("no sandbox setting to choose from")
+    return max(kinds, key=SANDBOX_STRENGTH.__getitem__)
+
+
 class Sandboxes:
-    """The sandbox of each agent: ``agents.<name>.sandbox``, else ``security.sandbox``."""
+    """The sandbox of each tool call, from three levels: its agent's
+    (``agents.<name>.sandbox``, else ``security.sandbox``), its session's channel's
+    (``security.sandbox_channels``) and its session's own. The strongest of them wins
+    (`strongest`), so a channel or a session never loosens what the operator set for an agent,
+    and an agent set to ``none`` in a channel set to ``docker`` runs in docker."""
 
     def __init__(self, settings: Settings) -> None:
         security = settings.security
@@ -58,6 +84,7 @@ class Sandboxes:
         self._by_agent: dict[str, str] = {
             name: agent.sandbox for name, agent in settings.agents.items() if agent.sandbox
         }
+        self._by_channel: dict[str, str] = dict(security.sandbox_channels)
         self._network: SandboxNetwork = security.sandbox_network
         self._egress: Refuse | None = None
         if self._network == "proxy":
@@ -65,14 +92,34 @@ class Sandboxes:
         self._pass_env: list[str] = list(security.sandbox_pass_env)
         self._image: str = security.sandbox_image
         self._made: dict[str, Sandbox] = {}
+        self._kinds: dict[tuple[str | None, str | None, str | None], SandboxKind] = {}
 
     def setting_for(self, agent: str | None) -> str:
-        """The setting that applies to ``agent`` (auto, none, process or bubblewrap)."""
+        """The setting that applies to ``agent`` (auto, none, process, bubblewrap or docker)."""
         return self._by_agent.get(agent or "", self._default)
 
-    def for_agent(self, agent: str | None) -> Sandbox:
-        """The sandbox ``agent``'s commands run in."""
-        kind = resolve_sandbox(self.setting_for(agent), check=False).kind
+    def setting_for_channel(self, channel: str | None) -> str | None:
+        """The ``security.sandbox_channels`` entry of ``channel`` (None: it has none)."""
+        return None if channel is None else self._by_channel.get(channel)
+
+    def kind_for(
+        self, agent: str | None, *, channel: str | None = None, session: str | None = None
+    ) -> SandboxKind:
+        """The backend a call of ``agent`` in a session of ``channel`` whose own sandbox is
+        ``session`` (None: the session chose none) runs in: the strongest of the three."""
+        key = (agent, channel, session)
+        kind = self._kinds.get(key)
+        if kind is None:
+            kind = strongest(self.setting_for(agent), self.setting_for_channel(channel), session)
+            if len(self._kinds) < _MAX_REMEMBERED:
+                self._kinds[key] = kind
+        return kind
+
+    def for_call(
+        self, agent: str | None, *, channel: str | None = None, session: str | None = None
+    ) -> Sandbox:
+        """The sandbox the commands of such a call run in (see `kind_for`)."""
+        kind = self.kind_for(agent, channel=channel, session=session)
         sandbox = self._made.get(kind)
         if sandbox is None:
             sandbox = self._made[kind] = make_sandbox(
@@ -84,11 +131,20 @@ class Sandboxes:
             )
         return sandbox
 
+    def for_agent(self, agent: str | None) -> Sandbox:
+        """The sandbox ``agent``'s commands run in outside any session."""
+        return self.for_call(agent)
+
     async def aclose(self) -> None:
         """Remove what the sandboxes made that outlives a command (docker's containers)."""
         for sandbox in self._made.values():
             if isinstance(sandbox, DockerSandbox):
                 await sandbox.aclose()
+
+
+_MAX_REMEMBERED = 4096
+"""Combinations of agent, channel and session sandbox `Sandboxes.kind_for` remembers (channel
+names come from callers: the memo must not grow without bound)."""
 
 
 def make_sandbox(

@@ -81,7 +81,9 @@ async def shell_execute(
     except SandboxUnavailable as exc:
         raise ToolError(
             str(exc),
-            hint="promptline doctor says what it needs; or choose another security.sandbox",
+            hint="promptline doctor says what it needs; or choose another sandbox where it "
+            "was chosen (security.sandbox, the agent's, security.sandbox_channels or the "
+            "session's: the strongest of them applies)",
         ) from exc
     except OSError as exc:
         raise ToolError(f"cannot start {SHELL}: {exc.strerror}") from exc
