@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,6 +12,7 @@ from promptline.cli.runtime import CliOptions, console, run, services, write_jso
 from promptline.cli.serve_cmd import cli_actor
 
 if TYPE_CHECKING:
+    from promptline.app import App
     from promptline.security.scopes import Role
 
 
@@ -55,14 +56,8 @@ def members_add(
             member = await MemberStore(app.state, clock=app.clock).add(
                 tenant, user, role=_role(role), password=password
             )
-            await app.audit.record(
-                "member.added",
-                actor=cli_actor(),
-                tenant_id=tenant,
-                target=user,
-                source="cli",
-                details={"role": member.role, "password": member.has_password},
-            )
+            details = {"role": member.role, "password": member.has_password}
+            await _record(app, "member.added", tenant, user, details)
         if as_json:
             write_json(member.to_dict())
             return
@@ -70,6 +65,12 @@ def members_add(
         console().print(f"{user} is a member of {tenant} ({member.role}), with {how}")
 
     run(main)
+
+
+async def _record(app: App, action: str, tenant: str, user: str, details: dict[str, Any]) -> None:
+    await app.audit.record(
+        action, actor=cli_actor(), tenant_id=tenant, target=user, source="cli", details=details
+    )
 
 
 def _role(value: str) -> Role:
@@ -123,7 +124,7 @@ def members_set(
     clear_password: bool,
 ) -> None:
     """Change a member's role or password."""
-    from promptline.security.members import MemberStore
+    from promptline.security.members import MemberStore, change_details
 
     async def main() -> None:
         async with services(options) as app:
@@ -134,19 +135,8 @@ def members_set(
                 password=password,
                 clear_password=clear_password,
             )
-            await app.audit.record(
-                "member.changed",
-                actor=cli_actor(),
-                tenant_id=tenant,
-                target=user,
-                source="cli",
-                details={
-                    "role": {"from": before.role, "to": after.role},
-                    "password": "set"
-                    if password is not None
-                    else ("removed" if clear_password else "unchanged"),
-                },
-            )
+            details = change_details(before, after, password)
+            await _record(app, "member.changed", tenant, user, details)
         console().print(
             f"{user} of {tenant}: {after.role}, password {'yes' if after.has_password else 'no'}"
         )
@@ -162,20 +152,9 @@ def members_remove(options: CliOptions, *, tenant: str, user: str) -> None:
     async def main() -> None:
         async with services(options) as app:
             member = await MemberStore(app.state, clock=app.clock).remove(tenant, user)
-            keys = KeyStore(app.state, clock=app.clock)
-            revoked = []
-            for key in await keys.list(tenant_id=tenant):
-                if key.user_id == user and key.active:
-                    await keys.revoke(key.key_id)
-                    revoked.append(key.key_id)
-            await app.audit.record(
-                "member.removed",
-                actor=cli_actor(),
-                tenant_id=tenant,
-                target=user,
-                source="cli",
-                details={"role": member.role, "keys_revoked": revoked},
-            )
+            revoked = await KeyStore(app.state, clock=app.clock).revoke_user(tenant, user)
+            details = {"role": member.role, "keys_revoked": list(revoked)}
+            await _record(app, "member.removed", tenant, user, details)
         keys_note = f"; revoked {', '.join(revoked)}" if revoked else ""
         console().print(f"{user} is no longer a member of {tenant}{keys_note}")
 

@@ -322,18 +322,20 @@ class _SecretLookup:
         return value
 
 
+def _children(data: Any) -> list[tuple[Any, Any]]:
+    """The (key or index, value) pairs of a mapping or list, taken before any is changed."""
+    if isinstance(data, dict):
+        return list(data.items())
+    if isinstance(data, list):
+        return list(enumerate(data))
+    return []
+
+
 def _settle_secrets(data: Any, path: KeyPath) -> dict[str, str]:
     """Turn the values that took a secret into plain text; return key path -> the value as
     written (``${secret:NAME}``), which is what is shown in their place."""
     found: dict[str, str] = {}
-    children = (
-        data.items()
-        if isinstance(data, dict)
-        else enumerate(data)
-        if isinstance(data, list)
-        else ()
-    )
-    for key, value in list(children):
+    for key, value in _children(data):
         here = (*path, key)
         if isinstance(value, SecretText):
             data[key] = str(value)
@@ -358,14 +360,7 @@ def _settle_unresolved(data: Any, path: KeyPath) -> dict[str, str]:
     the variable's name.
     """
     found: dict[str, str] = {}
-    children = (
-        data.items()
-        if isinstance(data, dict)
-        else enumerate(data)
-        if isinstance(data, list)
-        else ()
-    )
-    for key, value in list(children):
+    for key, value in _children(data):
         here = (*path, key)
         if isinstance(value, Unresolved):
             target = resolve_field(Settings, here)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Depends, Request
 from fastapi.params import Depends as DependsParam
@@ -110,6 +110,29 @@ async def authenticate(conn: HTTPConnection, *, token: str | None = None) -> Cal
 def source_of(conn: HTTPConnection) -> str | None:
     """The address a request comes from (the peer of its connection)."""
     return conn.client.host if conn.client else None
+
+
+async def audit_change(
+    request: Request,
+    caller: Caller,
+    action: str,
+    target: str,
+    details: dict[str, Any],
+    *,
+    outcome: Literal["success", "failure"] = "success",
+) -> None:
+    """Put a change ``caller`` made through ``request`` in its tenant on the audit trail:
+    who (and with which key), from where, to what."""
+    await gateway(request).app.audit.record(
+        action,
+        actor=caller.user_id,
+        key_id=caller.key_id,
+        tenant_id=caller.tenant_id,
+        target=target,
+        outcome=outcome,
+        source=source_of(request),
+        details=details,
+    )
 
 
 async def caller(request: Request) -> Caller:

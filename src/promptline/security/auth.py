@@ -240,6 +240,14 @@ class KeyStore:
         await self._state.set("global", KEY_PREFIX + key_id, value, expected_version=entry.version)
         return _record(value)
 
+    async def revoke_user(self, tenant_id: str, user_id: str) -> tuple[str, ...]:
+        """Revoke every active key of ``user_id`` in ``tenant_id``; their ids."""
+        found = await self.list(tenant_id=tenant_id)
+        mine = tuple(k.key_id for k in found if k.user_id == user_id and k.active)
+        for key_id in mine:
+            await self.revoke(key_id)
+        return mine
+
     async def any(self) -> bool:
         """True when at least one key exists (revoked or not)."""
         return bool(await self._state.list("global", prefix=KEY_PREFIX, limit=1))

@@ -41,6 +41,7 @@ __all__ = [
     "MIN_PASSWORD_CHARS",
     "Member",
     "MemberStore",
+    "change_details",
     "hash_password",
     "password_matches",
 ]
@@ -128,6 +129,17 @@ class Member:
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }
+
+
+def change_details(before: Member, after: Member, new_password: str | None) -> dict[str, Any]:
+    """What the audit record of a member's change says of it (never a password)."""
+    if new_password is not None:
+        password = "set"
+    elif before.has_password and not after.has_password:
+        password = "removed"
+    else:
+        password = "unchanged"
+    return {"role": {"from": before.role, "to": after.role}, "password": password}
 
 
 @dataclass(slots=True)

@@ -8,13 +8,18 @@ import contextlib
 import os
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import httpx2
+from gateway_support import Keys, auth, live_gateway, make_keys
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
+from promptline.app import build_app
 from promptline.config import load_settings
 from promptline.config.settings import Settings
 
@@ -125,3 +130,38 @@ async def http_client(url: str, key: str | None, *, mode: str = "auto") -> Async
         transport = streamable_http_client(url, http_client=http)
         async with Client(transport, mode=mode, read_timeout_seconds=CALL_SECS) as client:
             yield client
+
+
+MODES = ["auto", "legacy"]
+"""How the client connects: 2026-07-28 single requests (its default), or a handshake-era
+session (what most clients in the field still do)."""
+
+
+@dataclass
+class Served:
+    """A live gateway and the keys of its tenants' users."""
+
+    base: str
+    keys: Keys
+
+    @property
+    def mcp(self) -> str:
+        return f"{self.base}/mcp"
+
+
+@contextlib.asynccontextmanager
+async def serve_home(home: Path) -> AsyncIterator[Served]:
+    """`promptline serve` on ``home`` (its test tenants' keys made first), on 127.0.0.1."""
+    settings = home_settings(home)
+    async with build_app(settings) as app:
+        keys = await make_keys(app)
+    async with live_gateway(settings) as info:
+        yield Served(f"http://127.0.0.1:{info.port}", keys)
+
+
+async def rest(served: Served, method: str, path: str, key: str, **options: Any) -> Any:
+    """A REST call to ``served`` with ``key``, that must succeed: its JSON answer."""
+    async with httpx.AsyncClient(base_url=served.base, timeout=CALL_SECS) as client:
+        response = await client.request(method, path, headers=auth(key), **options)
+    assert response.status_code < 300, response.text
+    return response.json()

@@ -9,25 +9,20 @@ import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import httpx2
 import mcp_types as types
 import pytest
-from gateway_support import Keys, auth, live_gateway, make_keys
+from gateway_support import auth
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from mcp_server_support import CALL_SECS, home_settings, mcp_home
+from mcp_server_support import CALL_SECS, MODES, Served, mcp_home, rest, serve_home
 
-from promptline.app import build_app
 from promptline.gateway.mcp_server.service import KEEP_CALL_SECS, KeptCalls
 from promptline.security.auth import Caller
-
-MODES = ["auto", "legacy"]
 
 ASKER = """\
 - tool_calls:
@@ -44,16 +39,6 @@ mcp_server:
 Elicit = Callable[[Any, types.ElicitRequestParams], Awaitable[types.ElicitResult]]
 
 
-@dataclass
-class Served:
-    base: str
-    keys: Keys
-
-    @property
-    def mcp(self) -> str:
-        return f"{self.base}/mcp"
-
-
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[Served]:
     home = mcp_home(tmp_path, EXTRA)
@@ -66,11 +51,8 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
         1,
     )
     config.write_text(text, encoding="utf-8")
-    settings = home_settings(home)
-    async with build_app(settings) as app:
-        keys = await make_keys(app)
-    async with live_gateway(settings) as info:
-        yield Served(f"http://127.0.0.1:{info.port}", keys)
+    async with serve_home(home) as found:
+        yield found
 
 
 @contextlib.asynccontextmanager
@@ -84,13 +66,6 @@ async def client_of(
             transport, mode=mode, read_timeout_seconds=CALL_SECS, elicitation_callback=elicit
         ) as client:
             yield client
-
-
-async def rest(served: Served, method: str, path: str, key: str, **options: Any) -> Any:
-    async with httpx.AsyncClient(base_url=served.base, timeout=CALL_SECS) as client:
-        response = await client.request(method, path, headers=auth(key), **options)
-    assert response.status_code < 300, response.text
-    return response.json()
 
 
 async def events_of(served: Served, key: str, session_id: str) -> list[dict[str, Any]]:

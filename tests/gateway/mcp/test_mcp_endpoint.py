@@ -12,7 +12,6 @@ import socket
 import sys
 from asyncio.subprocess import DEVNULL, PIPE
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,48 +19,32 @@ import anyio
 import httpx
 import httpx2
 import pytest
-from gateway_support import Keys, auth, gateway_app, live_gateway, make_keys
+from gateway_support import auth, gateway_app, make_keys
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from mcp_server_support import CALL_SECS, NOTE, home_settings, http_client, mcp_home
+from mcp_server_support import (
+    CALL_SECS,
+    MODES,
+    NOTE,
+    Served,
+    home_settings,
+    http_client,
+    mcp_home,
+    serve_home,
+)
+from mcp_server_support import rest as _rest
 from mcp_types import INVALID_PARAMS
 
 from promptline.app import build_app
 from promptline.config.settings import Settings
 from promptline.gateway.app import create_gateway
 
-MODES = ["auto", "legacy"]
-"""How the client connects: 2026-07-28 single requests (its default), or a handshake-era
-session (what most clients in the field still do)."""
-
-
-@dataclass
-class Served:
-    """A live gateway and the keys of its tenants' users."""
-
-    base: str
-    keys: Keys
-
-    @property
-    def mcp(self) -> str:
-        return f"{self.base}/mcp"
-
 
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[Served]:
-    settings = home_settings(mcp_home(tmp_path))
-    async with build_app(settings) as app:
-        keys = await make_keys(app)
-    async with live_gateway(settings) as info:
-        yield Served(f"http://127.0.0.1:{info.port}", keys)
-
-
-async def _rest(served: Served, method: str, path: str, key: str, **options: Any) -> Any:
-    async with httpx.AsyncClient(base_url=served.base, timeout=CALL_SECS) as client:
-        response = await client.request(method, path, headers=auth(key), **options)
-    assert response.status_code < 300, response.text
-    return response.json()
+    async with serve_home(mcp_home(tmp_path)) as found:
+        yield found
 
 
 @pytest.mark.parametrize("mode", MODES)

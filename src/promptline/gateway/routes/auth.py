@@ -16,6 +16,7 @@ from promptline.core.errors import (
 )
 from promptline.gateway.deps import (
     CallerDep,
+    audit_change,
     gateway,
     needs,
     own_credential,
@@ -142,14 +143,12 @@ async def create_key(body: KeyCreate, request: Request, caller: CallerDep) -> di
     record, key = await state.keys.create(
         body.user_id, tenant_id=caller.tenant_id, role=body.role, name=body.name
     )
-    await state.app.audit.record(
+    await audit_change(
+        request,
+        caller,
         "key.created",
-        actor=caller.user_id,
-        key_id=caller.key_id,
-        tenant_id=record.tenant_id,
-        target=record.key_id,
-        source=source_of(request),
-        details={"user_id": record.user_id, "role": record.role, "name": record.name},
+        record.key_id,
+        {"user_id": record.user_id, "role": record.role, "name": record.name},
     )
     return {**record.to_dict(), "key": key}
 
@@ -169,25 +168,16 @@ async def revoke_key(
     state = gateway(request)
     record = await state.keys.get(key_id)
     if record is None or record.tenant_id != caller.tenant_id:
-        await state.app.audit.record(
-            "key.revoked",
-            actor=caller.user_id,
-            key_id=caller.key_id,
-            tenant_id=caller.tenant_id,
-            target=key_id,
-            outcome="failure",
-            source=source_of(request),
-            details={"reason": "no such key"},
+        await audit_change(
+            request, caller, "key.revoked", key_id, {"reason": "no such key"}, outcome="failure"
         )
         raise NotFoundError(f"no API key {key_id!r}", hint="list keys: GET /v1/keys")
     revoked = await state.keys.revoke(key_id)
-    await state.app.audit.record(
+    await audit_change(
+        request,
+        caller,
         "key.revoked",
-        actor=caller.user_id,
-        key_id=caller.key_id,
-        tenant_id=revoked.tenant_id,
-        target=revoked.key_id,
-        source=source_of(request),
-        details={"user_id": revoked.user_id, "role": revoked.role},
+        revoked.key_id,
+        {"user_id": revoked.user_id, "role": revoked.role},
     )
     return revoked.to_dict()

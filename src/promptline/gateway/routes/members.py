@@ -8,8 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from promptline.gateway.deps import CallerDep, gateway, needs, source_of
+from promptline.gateway.deps import CallerDep, audit_change, gateway, needs
 from promptline.gateway.schemas import error_responses
+from promptline.security.members import change_details
 from promptline.security.scopes import Role
 
 router = APIRouter(
@@ -58,15 +59,8 @@ async def add_member(body: MemberCreate, request: Request, caller: CallerDep) ->
     member = await state.members.add(
         caller.tenant_id, body.user_id, role=body.role, password=body.password
     )
-    await state.app.audit.record(
-        "member.added",
-        actor=caller.user_id,
-        key_id=caller.key_id,
-        tenant_id=caller.tenant_id,
-        target=member.user_id,
-        source=source_of(request),
-        details={"role": member.role, "password": member.has_password},
-    )
+    details = {"role": member.role, "password": member.has_password}
+    await audit_change(request, caller, "member.added", member.user_id, details)
     return member.to_dict()
 
 
@@ -98,19 +92,8 @@ async def change_member(
         password=body.password,
         clear_password=body.clear_password,
     )
-    await state.app.audit.record(
-        "member.changed",
-        actor=caller.user_id,
-        key_id=caller.key_id,
-        tenant_id=caller.tenant_id,
-        target=user_id,
-        source=source_of(request),
-        details={
-            "role": {"from": before.role, "to": after.role},
-            "password": "set"
-            if body.password is not None
-            else ("removed" if body.clear_password else "unchanged"),
-        },
+    await audit_change(
+        request, caller, "member.changed", user_id, change_details(before, after, body.password)
     )
     return after.to_dict()
 
@@ -121,18 +104,7 @@ async def remove_member(user_id: UserId, request: Request, caller: CallerDep) ->
     user in this tenant (revoked, and listed in the answer)."""
     state = gateway(request)
     member = await state.members.remove(caller.tenant_id, user_id)
-    revoked = []
-    for key in await state.keys.list(tenant_id=caller.tenant_id):
-        if key.user_id == user_id and key.active:
-            await state.keys.revoke(key.key_id)
-            revoked.append(key.key_id)
-    await state.app.audit.record(
-        "member.removed",
-        actor=caller.user_id,
-        key_id=caller.key_id,
-        tenant_id=caller.tenant_id,
-        target=user_id,
-        source=source_of(request),
-        details={"role": member.role, "keys_revoked": revoked},
-    )
-    return {**member.to_dict(), "keys_revoked": revoked}
+    revoked = await state.keys.revoke_user(caller.tenant_id, user_id)
+    details = {"role": member.role, "keys_revoked": list(revoked)}
+    await audit_change(request, caller, "member.removed", user_id, details)
+    return {**member.to_dict(), "keys_revoked": list(revoked)}

@@ -155,41 +155,13 @@ def kill_tree(root: int) -> None:
     """SIGKILL ``root`` and every process below it, found through /proc, stopping them first
     so that none forks a new one meanwhile: a descendant that left the group (``setsid``) is
     found as long as its line of parents leads to ``root`` (the sandbox's launcher adopts
-    orphans to keep it so). Without /proc, only ``root`` is killed."""
-    stopped: set[int] = set()
-    for _ in range(50):
-        new = _descendants(root) - stopped
-        if not new:
-            break
-        for pid in new:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGSTOP)
-        stopped |= new
-    for pid in [root, *stopped, *_descendants(root)]:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
+    orphans to keep it so). Without /proc, only ``root`` is killed. (The launcher's own
+    `launcher.kill_tree`, standard library only, does the walk.)"""
+    from promptline.security.sandbox import launcher
 
-
-def _descendants(root: int) -> set[int]:
-    seen: set[int] = set()
-    todo = [root]
-    while todo:
-        pid = todo.pop()
-        try:
-            tasks = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            continue
-        for tid in tasks:
-            try:
-                with open(f"/proc/{pid}/task/{tid}/children", encoding="ascii") as file:
-                    found = [int(word) for word in file.read().split()]
-            except OSError:
-                continue
-            for child in found:
-                if child not in seen:
-                    seen.add(child)
-                    todo.append(child)
-    return seen
+    launcher.kill_tree(root)
+    with contextlib.suppress(OSError):
+        os.kill(root, signal.SIGKILL)
 
 
 def _kill_group(pgid: int) -> None:
