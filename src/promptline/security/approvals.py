@@ -36,8 +36,8 @@ from promptline.core.events import (
     PermissionRequestEvent,
 )
 from promptline.core.ids import new_id
+from promptline.core.tool_calls import CallScope
 from promptline.events.protocols import EventBus, EventFilter, EventStore
-from promptline.tools.executor import CallScope
 
 __all__ = [
     "CANCELLED",

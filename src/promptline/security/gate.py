@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from promptline.core.errors import PromptLineError
 from promptline.core.events import EventEnvelope, SecurityAlert, SecurityAlertEvent
 from promptline.core.messages import ToolCall
+from promptline.core.tool_calls import Authorization, CallScope
 from promptline.events.protocols import EventBus
 from promptline.security.approvals import (
     CANCELLED,
@@ -26,12 +27,12 @@ from promptline.security.approvals import (
 from promptline.security.exec_policy import SHELL_TOOL, approval_binding
 from promptline.security.grants import Grant, GrantStore
 from promptline.security.policy import PermissionDecision, PermissionPolicy
-from promptline.tools.base import Tool
-from promptline.tools.executor import Authorization, CallScope
 
 if TYPE_CHECKING:
+    # The tool is only read (its name and flags): the gate needs no code of the tools.
     from promptline.config.settings import Settings
     from promptline.security.audit import Auditor
+    from promptline.tools.base import Tool
 
 __all__ = ["PermissionManager"]
 

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from promptline.config.settings import Settings, ToolPermission, ToolRuleSettings
 from promptline.core.errors import InvalidInputError
+from promptline.core.names import matches
 from promptline.security.exec_policy import (
     SHELL_TOOL,
     ShellCommand,
@@ -26,7 +27,6 @@ from promptline.security.exec_policy import (
     parse_command,
     shown,
 )
-from promptline.tools.registry import matches
 
 __all__ = [
     "LEVELS",

@@ -11,9 +11,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import orjson
@@ -31,6 +29,7 @@ from promptline.core.events import (
 )
 from promptline.core.messages import FilePart, ImagePart, TextPart, ToolCall, ToolResult
 from promptline.core.output_capture import OutputCapture
+from promptline.core.tool_calls import Authorization, CallScope
 from promptline.events.protocols import EventBus
 from promptline.tools.base import Tool, ToolCancelled, ToolContext, ToolError, ToolOutput
 from promptline.tools.registry import ToolRegistry
@@ -81,35 +80,6 @@ MAX_STOPPED_OUTPUT_CHARS = 4_000
 """The end of its output a call that timed out or was cancelled answers with."""
 
 _PART_TYPES = (TextPart, ImagePart, FilePart)
-
-
-@dataclass(frozen=True, slots=True)
-class CallScope:
-    """Who and what a tool call belongs to; copied into every event of the call."""
-
-    workspace: Path
-    session_id: str | None = None
-    run_id: str | None = None
-    user_id: str | None = None
-    tenant_id: str | None = None
-    agent: str | None = None
-    mode: Literal["plan", "act"] = "act"
-    correlation_id: str | None = None
-    session_rules: Mapping[str, Any] = field(default_factory=dict)
-    """The session's own permission rules (tool name or pattern -> rule), most specific."""
-    channel: str | None = None
-    """The channel of the session (its ``security.sandbox_channels`` entry applies)."""
-    session_sandbox: str | None = None
-    """The session's own sandbox (None: it chose none); the strongest level wins."""
-
-
-@dataclass(frozen=True, slots=True)
-class Authorization:
-    """The permission gate's answer for one call."""
-
-    allowed: bool
-    reason: str | None = None
-    decided_by: str | None = None
 
 
 class PermissionGate(Protocol):

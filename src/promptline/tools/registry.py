@@ -3,24 +3,16 @@ registration and per-agent selections by name or pattern."""
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from promptline.core.errors import ConflictError, InvalidInputError, NotFoundError
+from promptline.core.names import matches
 from promptline.models.types import ToolSpec
 from promptline.tools.base import Tool, ToolContext, applies_here
 
 __all__ = ["ToolRegistry", "matches", "qualified_name"]
-
-
-def matches(pattern: str, name: str) -> bool:
-    """True when tool ``name`` matches ``pattern`` (``*`` and ``?`` wildcards, ``git_*``,
-    ``mcp.*``; a pattern without wildcards matches the name exactly)."""
-    if pattern == name:
-        return True
-    return any(c in pattern for c in "*?[") and fnmatch.fnmatchcase(name, pattern)
 
 
 def qualified_name(name: str, namespace: str | None) -> str:
