@@ -128,6 +128,52 @@ async def test_cors_is_off_no_origin_is_granted(tmp_path: Path) -> None:
         assert not any(h.startswith("access-control-") for h in answer.headers)
 
 
+APP = "https://app.example.com"
+
+
+async def test_an_origin_in_cors_origins_may_call_the_api_and_no_other(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path / "home", f"gateway:\n  cors_origins: ['{APP}']\n")
+    asking = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type, idempotency-key",
+    }
+    async with gateway_app(settings) as (_app, client):
+        granted = await client.options("/v1/sessions", headers={"Origin": APP, **asking})
+        other = await client.options(
+            "/v1/sessions", headers={"Origin": "https://elsewhere.example", **asking}
+        )
+        unauthenticated = await client.get("/v1/sessions", headers={"Origin": APP})
+        simple = await client.get("/healthz", headers={"Origin": APP})
+        stranger = await client.get("/healthz", headers={"Origin": "https://elsewhere.example"})
+
+    assert granted.status_code == 200
+    assert granted.headers["access-control-allow-origin"] == APP
+    allowed = granted.headers["access-control-allow-headers"].lower()
+    for header in ("authorization", "content-type", "idempotency-key"):
+        assert header in allowed
+    assert "access-control-allow-credentials" not in granted.headers
+    assert granted.headers["x-content-type-options"] == "nosniff"  # security headers too
+    assert other.status_code == 400
+    assert "access-control-allow-origin" not in other.headers
+    # The credential is still required: CORS lets the page read the answer, nothing more.
+    assert unauthenticated.status_code == 401
+    assert unauthenticated.headers["access-control-allow-origin"] == APP
+    assert "retry-after" in unauthenticated.headers["access-control-expose-headers"].lower()
+    assert simple.headers["access-control-allow-origin"] == APP
+    assert "access-control-allow-origin" not in stranger.headers
+
+
+@pytest.mark.parametrize("origin", ["app.example.com", "https://app.example.com/path", "ftp://x"])
+def test_a_cors_origin_that_is_not_an_origin_is_refused(tmp_path: Path, origin: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(f"gateway:\n  cors_origins: ['{origin}']\n", encoding="utf-8")
+
+    result = CliRunner().invoke(cli, ["config", "validate", str(path)], catch_exceptions=False)
+
+    assert result.exit_code == 1
+    assert "is not an origin: write scheme://host[:port]" in " ".join(result.output.split())
+
+
 # -- promptline doctor ------------------------------------------------------------------------
 
 
@@ -214,3 +260,24 @@ async def test_the_deploy_page_quotes_the_refusal_and_the_policy(tmp_path: Path)
     assert "`X-Content-Type-Options: nosniff`" in section
     assert "`gateway.max_body_bytes` (1 MiB)" in section
     assert Settings().gateway.max_body_bytes == 1_048_576
+
+
+def test_doctor_warns_about_any_origin_and_fails_a_key_file_others_may_read(
+    tmp_path: Path,
+) -> None:
+    keys = tmp_path / "signing_keys.json"
+    keys.write_text("{}", encoding="utf-8")
+    keys.chmod(0o644)
+
+    result = doctor(
+        tmp_path,
+        f"gateway:\n  cors_origins: ['*']\nsecurity:\n  tokens:\n    signing_keys_file: {keys}\n",
+    )
+
+    out = " ".join(result.output.split())
+    assert "! gateway cors: gateway.cors_origins has *" in out
+    assert f"✗ key files: {keys} may be read by others than its owner (mode 0644)" in out
+    assert f"chmod 600 {keys}" in out
+    keys.chmod(0o600)
+    kept = doctor(tmp_path, f"security:\n  tokens:\n    signing_keys_file: {keys}\n")
+    assert "key files" not in kept.output

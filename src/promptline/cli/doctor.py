@@ -112,6 +112,32 @@ def _not_read_yet(settings: Settings) -> list[Check]:
     ]
 
 
+def _key_files(settings: Settings) -> list[Check]:
+    """The files that hold keys in clear (the token signing keys, the first start's admin
+    key): a failure when others than their owner may read them."""
+    import stat
+
+    from promptline.config.home import admin_key_path
+
+    found = []
+    for path in (settings.security.tokens.signing_keys_file, admin_key_path()):
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except OSError:
+            continue
+        if mode & 0o077:
+            found.append(
+                Check(
+                    "key files",
+                    "fail",
+                    f"{path} may be read by others than its owner (mode {mode:04o}): it holds "
+                    "a key in clear",
+                    f"chmod 600 {path}",
+                )
+            )
+    return found
+
+
 def _exposure(settings: Settings) -> list[Check]:
     """What makes the setup unsafe: a gateway bound beyond loopback, and rules that let tools
     run unasked (a wildcard allow, ``shell_execute`` allowed)."""
@@ -142,6 +168,17 @@ def _exposure(settings: Settings) -> list[Check]:
                 "make sure a TLS proxy (or a trusted network) is in front of it",
             )
         )
+    if "*" in gw.cors_origins:
+        found.append(
+            Check(
+                "gateway cors",
+                "warn",
+                "gateway.cors_origins has *: a page of any site may call the API from a "
+                "browser that holds a key or a token",
+                "list the origins of your own pages instead",
+            )
+        )
+    found.extend(_key_files(settings))
     levels: list[tuple[str, Mapping[str, ToolRuleSettings]]] = [("tools", settings.tools)]
     levels += [(f"permissions.agents.{a}", r) for a, r in settings.permissions.agents.items()]
     levels += [(f"permissions.users.{u}", r) for u, r in settings.permissions.users.items()]

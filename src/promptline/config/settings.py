@@ -76,6 +76,25 @@ def _valid_http_url(value: str | None) -> str | None:
     return value
 
 
+def _cors_origin(value: str) -> str:
+    """An origin as a browser sends it: ``scheme://host[:port]``, no path; ``*`` for any."""
+    if value == "*":
+        return value
+    scheme, sep, rest = value.partition("://")
+    if (
+        scheme not in ("http", "https")
+        or not sep
+        or not rest
+        or "/" in rest
+        or rest != rest.strip()
+    ):
+        raise ValueError(
+            f"{value!r} is not an origin: write scheme://host[:port] with no path "
+            "(https://app.example.com, http://localhost:5173), or * for any"
+        )
+    return value
+
+
 class GatewaySettings(Section):
     """The gateway process: where it listens."""
 
@@ -101,6 +120,12 @@ class GatewaySettings(Section):
         default_factory=list,
         description="Origins browsers may open the WebSocket from (http://host:port); "
         "requests without an Origin (programs) are always allowed.",
+    )
+    cors_origins: list[Annotated[str, AfterValidator(_cors_origin)]] = Field(
+        default_factory=list,
+        description="Origins (https://app.example.com) whose pages may call the REST API from "
+        "a browser (CORS); empty: none, and no Access-Control-Allow-* header is sent. The "
+        "credential travels in the Authorization header, never a cookie.",
     )
     max_body_bytes: Count = Field(1_048_576, description="Largest request body accepted.")
     rate_limit_per_minute: Count = Field(

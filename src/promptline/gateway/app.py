@@ -76,12 +76,36 @@ def create_gateway(app: App, *, auth: bool | None = None) -> FastAPI:
 
         mount_mcp(api, app)  # /mcp, running for the lifetime of the app's lifespan
     api.add_middleware(RequestLimits, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        _allow_cross_origin(api, settings.cors_origins)
     _add_docs(api)
     # Every response, the refusals of the limits too, carries the security headers.
     api.add_middleware(SecurityHeaders)
     # Added last, so outermost: a request refused by the limits has its access line too.
     api.add_middleware(AccessLog)
     return api
+
+
+CORS_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID", "X-API-Key"]
+"""The request headers a page of an allowed origin may send (``gateway.cors_origins``)."""
+
+
+def _allow_cross_origin(api: FastAPI, origins: list[str]) -> None:
+    """Let pages of ``origins`` call the API from a browser: preflights answered, the
+    ``Access-Control-Allow-Origin`` of an allowed origin on its answers, and nothing for any
+    other origin. No cookies are involved (credentials travel in headers), so credentials
+    mode stays off and ``*`` stays a plain wildcard."""
+    from starlette.middleware.cors import CORSMiddleware
+
+    api.add_middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=CORS_HEADERS,
+        expose_headers=["Retry-After", "Location"],
+        allow_credentials=False,
+        max_age=600,
+    )
 
 
 def token_service(app: App, keys: KeyStore, members: MemberStore | None = None) -> TokenService:
