@@ -31,11 +31,11 @@ from click.testing import CliRunner  # noqa: E402
 from gateway_support import Keys, auth, make_keys, settings_for  # noqa: E402
 from sandbox_support import host_server, needs_bwrap, needs_proc, until  # noqa: E402
 from security_support import STUCK, next_request, settings  # noqa: E402
-from ws_support import refused_with, served, ws_settings  # noqa: E402
+from ws_support import refusal, rpc, served, ws_settings  # noqa: E402
 
 from promptline.app import App, build_app  # noqa: E402
 from promptline.cli.main import app as cli  # noqa: E402
-from promptline.config import Settings  # noqa: E402
+from promptline.config import Settings, load_settings  # noqa: E402
 from promptline.core.clock import ManualClock  # noqa: E402
 from promptline.core.events import (  # noqa: E402
     Event,
@@ -908,43 +908,106 @@ async def test_a_header_too_big_to_read_is_refused_and_the_gateway_serves(live: 
 
 
 async def test_a_websocket_from_a_foreign_origin_is_refused(live: Any) -> None:
-    bad = await refused_with(live.url, live.keys.alice, origin="https://evil.example.com")
-    forged = await refused_with(live.url, "pl_key_nope_nope")
-    in_url = await refused_with(live.url, live.keys.alice, via="query")
-
-    assert (bad, forged, in_url) == (4403, 4401, 4401)
+    in_url = await refusal(live.url, live.keys.alice, via="query")
     found = await live.app.events.read_all(EventFilter(types=frozenset({"audit"})))
-    assert [e for e in found if e.data.action == "auth.failed"]
+    [record] = [e.data for e in found if e.data.action == "auth.failed"]
+    bad = await refusal(live.url, live.keys.alice, origin="https://evil.example.com")
+    forged = await refusal(live.url, "pl_key_nope_nope")
+
+    assert bad == (4403, "origin not allowed: add it to allowed_origins")
+    assert forged == (4401, "unauthorized: the API key is not valid (unknown, revoked or mistyped)")
+    assert in_url == (
+        4401,
+        "token in URL refused (URLs get logged): send Authorization header or subprotocol "
+        "promptline.bearer.<token>",
+    )
+    assert (record.source, record.outcome) == ("127.0.0.1", "failure")
+    assert record.details["reason"] == in_url[1]
+    async with rpc(live.url, live.keys.alice) as still:
+        assert (await still.call("ping")) is not None
 
 
 # -- and after all that ------------------------------------------------------------------------
 
 
+BREAKER = [
+    {
+        "tool_calls": [
+            {"name": "file_read", "arguments": {"path": "../../config.yaml"}},
+            {"name": "file_write", "arguments": {"path": "/tmp/pwned", "content": "x"}},
+            {
+                "name": "shell_execute",
+                "arguments": {"command": "for i in $(seq 40); do sleep 4321.99 & done; wait"},
+            },
+        ]
+    },
+    {"reply": "I tried."},
+]
+"""A scripted model whose one turn tries a way out with each kind of tool."""
+
+BREAKER_CONFIG = """\
+models:
+  default: scripted/demo
+  providers:
+    scripted:
+      scripts_dir: "{home}/scripts"
+agent:
+  default_mode: act
+tools:
+  file_read: allow
+  file_write: allow
+  shell_execute: allow
+security:
+  sandbox: process
+  resource_limits:
+    max_processes: 8
+"""
+
+
+@needs_proc
 async def test_after_every_attempt_the_gateway_answers_and_the_report_shows_them(
     tmp_path: Path,
 ) -> None:
-    config = ws_settings(tmp_path / "home")
+    home = tmp_path / "home"
+    (home / "scripts").mkdir(parents=True)
+    (home / "scripts" / "breaker.json").write_text(json.dumps(BREAKER))
+    (home / "config.yaml").write_text(BREAKER_CONFIG.format(home=home))
+    config = load_settings(home / "config.yaml", environ={"PROMPTLINE_HOME": str(home)})
     async with served(config) as gw:
         base = f"http://127.0.0.1:{gw.info.port}"
+        alice = auth(gw.keys.alice)
         async with httpx.AsyncClient(base_url=base, timeout=STUCK * 3) as client:
             for headers in (auth("pl_key_nope_nope"), auth("a.b.c"), {}):
                 assert (await client.get("/v1/sessions", headers=headers)).status_code == 401
-            session = await client.post("/v1/sessions", json={}, headers=auth(gw.keys.alice))
+            session = (await client.post("/v1/sessions", json={}, headers=alice)).json()
+            messages = f"/v1/sessions/{session['id']}/messages"
+            tried = await client.post(
+                messages,
+                params={"wait": "true"},
+                json={"content": "get out", "model": "scripted/breaker"},
+                headers=alice,
+            )
             answer = await client.post(
-                f"/v1/sessions/{session.json()['id']}/messages",
+                messages,
                 params={"wait": "true"},
                 json={"content": "hello after the attempts"},
-                headers=auth(gw.keys.alice),
+                headers=alice,
             )
 
+    assert tried.status_code == 200, tried.text
     assert answer.status_code == 200, answer.text
     assert answer.json()["status"] == "completed"
+    assert _survivors("4321.99") == []
     report = CliRunner().invoke(
         cli,
         ["audit", "report", "--format", "json"],
-        env={"PROMPTLINE_HOME": str(tmp_path / "home")},
+        env={"PROMPTLINE_HOME": str(home)},
         catch_exceptions=False,
     )
     assert report.exit_code == 0, report.output
-    failed = json.loads(report.output)["failed_logins"]
-    assert [row["source"] for row in failed] == ["127.0.0.1"]
+    found = json.loads(report.output)
+    assert [row["source"] for row in found["failed_logins"]] == ["127.0.0.1"]
+    tools = [(row["action"], row["outcome"]) for row in found["activity"]]
+    for name in ("file_read", "file_write", "shell_execute"):
+        assert (f"tool:{name}", "failure") in tools, tools
+    assert "sandbox_limit" in [row["kind"] for row in found["alerts"]]
