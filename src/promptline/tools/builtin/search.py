@@ -6,6 +6,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -78,12 +79,12 @@ def codebase_search(
     for path, name in _files(root, glob):
         context.check_cancelled()
         try:
-            if path.stat().st_size > MAX_SEARCH_FILE_BYTES:
-                skipped_large += 1
-                continue
-            data = path.read_bytes()
+            data = _read_regular(path)
         except OSError:
-            continue  # vanished or unreadable since the walk listed it
+            continue  # vanished, unreadable or no longer a regular file since the walk
+        if data is None:
+            skipped_large += 1
+            continue
         if looks_binary(data):
             continue
         found_here = False
@@ -118,11 +119,24 @@ def _files(root: Path, glob: str | None) -> Iterator[tuple[Path, str]]:
         base = Path(folder)
         for file in sorted(files):
             path = base / file
-            if path.is_symlink():
+            if path.is_symlink() or not path.is_file():  # a named pipe would block a read
                 continue
             name = path.relative_to(root).as_posix()
             if glob is None or _glob_matches(glob, name, file):
                 yield path, name
+
+
+def _read_regular(path: Path) -> bytes | None:
+    """The bytes of the regular file ``path`` (None when it is over the size limit), opened
+    without following a symlink or blocking; `OSError` when it is anything else."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as handle:
+        found = os.fstat(fd)
+        if not stat.S_ISREG(found.st_mode):
+            raise OSError(f"{path} is not a regular file")
+        if found.st_size > MAX_SEARCH_FILE_BYTES:
+            return None
+        return handle.read()
 
 
 def _glob_matches(glob: str, name: str, file: str) -> bool:

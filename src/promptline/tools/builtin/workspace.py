@@ -23,6 +23,7 @@ __all__ = [
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 def workspace_root(workspace: Path) -> Path:
@@ -99,9 +100,14 @@ def open_in_workspace(
     ``make_folders`` makes the missing folders on the way."""
     with folder_in_workspace(workspace, target.parent, shown, make=make_folders) as folder:
         try:
-            return os.open(target.name, flags | _NOFOLLOW, 0o644, dir_fd=folder)
+            # Non-blocking: a named pipe with nobody at its other end would hold the call.
+            fd = os.open(target.name, flags | _NOFOLLOW | _NONBLOCK, 0o644, dir_fd=folder)
         except OSError as exc:
             raise _open_error(exc, shown, folder, target.name) from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _not_a_file(shown)
+    return fd
 
 
 @contextlib.contextmanager
@@ -136,12 +142,21 @@ def _open_error(exc: OSError, shown: str, folder: int, name: str) -> ToolError:
     with contextlib.suppress(OSError):
         if stat.S_ISLNK(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode):
             return _changed(shown)
+    if exc.errno == errno.ENXIO:  # a named pipe nobody reads
+        return _not_a_file(shown)
     if exc.errno == errno.ENOTDIR:
         return ToolError(
             f"cannot open {shown!r}: a part of the path is a file",
             hint="choose a path whose folders are folders",
         )
     return ToolError(f"cannot open {shown!r}: {exc.strerror or exc}")
+
+
+def _not_a_file(shown: str) -> ToolError:
+    return ToolError(
+        f"{shown!r} is not a regular file (a named pipe, a device or a socket)",
+        hint="the file tools read and write regular files only",
+    )
 
 
 def _changed(shown: str) -> ToolError:
