@@ -111,6 +111,7 @@ def lab(tmp_path: Path) -> Lab:
     (workspace / "sub" / "up").symlink_to("../../outside")
     (workspace / "loop_a").symlink_to("loop_b")
     (workspace / "loop_b").symlink_to("loop_a")
+    os.mkfifo(workspace / "pipe")
     return Lab(workspace, outside)
 
 
@@ -136,6 +137,7 @@ def _paths(lab_root: str) -> dict[str, str]:
         "fullwidth dots": "\uff0e\uff0e/outside/secret.txt",
         "division slash": "..\u2215outside\u2215secret.txt",
         "backslash": "..\\outside\\secret.txt",
+        "named pipe": "pipe",
     }
 
 
@@ -156,6 +158,7 @@ WHY = {
     "symlink to a file": "symlink that resolves outside",
     "symlink to a folder": "symlink that resolves outside",
     "relative symlink": "symlink that resolves outside",
+    "named pipe": "is not a regular file",
 }
 
 
@@ -206,8 +209,8 @@ async def test_a_path_trick_is_refused_or_contained(
 
     assert snapshot(lab.outside) == before_outside
     assert (lab.outside / "secret.txt").read_text() == SECRET + "\n"
-    if tool == "file_delete" and case in ("symlink to a file", "symlink loop"):
-        # Deleting a symlink removes the link, never what it points to.
+    if tool == "file_delete" and case in ("symlink to a file", "symlink loop", "named pipe"):
+        # Deleting a symlink (or a pipe) removes it, never what it points to.
         assert not result.is_error, text_of(result)
         assert not (lab.workspace / path).is_symlink()
     elif tool == "file_write" and case not in WHY and not result.is_error:
