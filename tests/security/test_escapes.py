@@ -525,6 +525,27 @@ async def test_a_process_left_running_is_killed_with_the_call(
     assert len(await results_of(store, "sandbox")) == 1
 
 
+@needs_proc
+@pytest.mark.xfail(
+    strict=True,
+    reason="a process left running is killed with the call (above) but the answer is not an "
+    "error and no security_alert is raised: under bubblewrap the kernel ends it with the PID "
+    "namespace before the launcher, outside it, could count it, so a count must come from "
+    "inside the namespace",
+)
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+async def test_a_process_left_running_is_an_error_and_an_alert(
+    bus: InProcessEventBus, store: EventStore, lab: Lab, sandbox: str
+) -> None:
+    runner = _shell_executor(bus, sandbox)
+
+    result = await _run(runner, lab.workspace, LEFT_RUNNING["setsid"])
+
+    assert result.is_error, text_of(result)
+    [alert] = await alerts_of(store, "sandbox")
+    assert alert.data.kind == "sandbox_limit"
+
+
 @pytest.fixture
 def home(tmp_path: Path) -> Iterator[Path]:
     """A PromptLine home with what it keeps, and a session's workspace inside it (as
@@ -816,6 +837,23 @@ async def test_another_tenants_credential_reaches_nothing(
     assert answer.json()["error"]["code"] == code
     assert still.status_code == 200
     assert still.json()["session_id"] == sid
+
+
+async def test_an_access_token_past_its_time_is_refused_on_the_gateways_clock(gw: Gw) -> None:
+    async with gw.client() as client:
+        token = (await _tokens(client, gw.keys.alice))["access_token"]
+        before = await client.get("/v1/sessions", headers=auth(token))
+        gw.clock.advance(gw.settings.security.tokens.access_ttl_secs)
+        after = await client.get("/v1/sessions", headers=auth(token))
+        served = await client.get("/v1/sessions", headers=auth(gw.keys.alice))
+        address = client._transport.client[0]  # type: ignore[attr-defined]
+
+    assert before.status_code == 200
+    assert after.status_code == 401
+    assert after.json()["error"]["message"] == "the token has expired"
+    [record] = await gw.failures(address)
+    assert record.data.details["reason"] == "the token has expired"  # type: ignore[union-attr]
+    assert served.status_code == 200
 
 
 async def test_a_replayed_refresh_token_revokes_its_family(gw: Gw) -> None:
