@@ -6,7 +6,6 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -15,7 +14,7 @@ from pydantic import Field
 
 from promptline.tools.base import ToolContext, ToolError
 from promptline.tools.builtin.text_files import looks_binary
-from promptline.tools.builtin.workspace import workspace_root
+from promptline.tools.builtin.workspace import open_in_workspace, workspace_root
 from promptline.tools.function import tool
 
 __all__ = ["MAX_SEARCH_FILE_BYTES", "SKIPPED_FOLDERS", "codebase_search"]
@@ -79,9 +78,9 @@ def codebase_search(
     for path, name in _files(root, glob):
         context.check_cancelled()
         try:
-            data = _read_regular(path)
-        except OSError:
-            continue  # vanished, unreadable or no longer a regular file since the walk
+            data = _read_regular(context.workspace, path, name)
+        except (OSError, ToolError):
+            continue  # vanished, unreadable, or moved out of reach since the walk
         if data is None:
             skipped_large += 1
             continue
@@ -126,15 +125,13 @@ def _files(root: Path, glob: str | None) -> Iterator[tuple[Path, str]]:
                 yield path, name
 
 
-def _read_regular(path: Path) -> bytes | None:
-    """The bytes of the regular file ``path`` (None when it is over the size limit), opened
-    without following a symlink or blocking; `OSError` when it is anything else."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+def _read_regular(workspace: Path, path: Path, name: str) -> bytes | None:
+    """The bytes of the regular file ``path`` (None when it is over the size limit), reached
+    as the file tools reach one (no symlink followed, no blocking on a named pipe);
+    `ToolError` when a folder on the way was swapped for a symlink since the walk."""
+    fd = open_in_workspace(workspace, path, name, os.O_RDONLY)
     with os.fdopen(fd, "rb") as handle:
-        found = os.fstat(fd)
-        if not stat.S_ISREG(found.st_mode):
-            raise OSError(f"{path} is not a regular file")
-        if found.st_size > MAX_SEARCH_FILE_BYTES:
+        if os.fstat(fd).st_size > MAX_SEARCH_FILE_BYTES:
             return None
         return handle.read()
 
