@@ -277,6 +277,28 @@ async def test_a_folder_swapped_for_a_symlink_after_the_check_is_not_followed(
     assert snapshot(lab.outside) == before
 
 
+async def test_a_folder_swapped_for_a_symlink_after_the_search_listed_it_is_not_read(
+    file_tools: FileTools, lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (lab.workspace / "notes").mkdir()
+    (lab.workspace / "notes" / "secret.txt").write_text("harmless\n")
+    module = sys.modules["promptline.tools.builtin.search"]
+    listed = module._files
+
+    def list_then_swap(root: Path, glob: str | None) -> Iterator[tuple[Path, str]]:
+        found = list(listed(root, glob))
+        (lab.workspace / "notes").rename(lab.workspace / "notes.old")
+        (lab.workspace / "notes").symlink_to(lab.outside)
+        yield from found
+
+    monkeypatch.setattr(module, "_files", list_then_swap)
+
+    result = await file_tools.call("codebase_search", query="secret")
+
+    assert not result.is_error, text_of(result)
+    assert SECRET not in text_of(result)
+
+
 # -- 2. commands smuggled past a shell allow rule --------------------------------------------
 
 SHELL_RULES: dict[str, Any] = {
