@@ -946,6 +946,15 @@ async def test_a_credential_in_the_query_string_is_not_accepted(live: Any) -> No
             for name in ("token", "access_token", "api_key", "key", "authorization")
             for value in (token, live.keys.alice)
         ]
+        for name in ("token", "access_token", "api_key"):
+            answers.append(
+                await client.post(
+                    "/mcp",
+                    params={name: token},
+                    json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                    headers={"Accept": "application/json, text/event-stream"},
+                )
+            )
         still = await client.get("/v1/sessions", headers=auth(token))
 
     assert {a.status_code for a in answers} == {401}
