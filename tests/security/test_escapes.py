@@ -419,6 +419,30 @@ async def test_a_smuggled_command_asks_and_does_nothing_when_refused(
     assert recorded == ["permission_request", "permission_denied", "tool_result"], types
 
 
+@pytest.mark.parametrize("cwd", ["..", "../outside", "to_outside", "sub/up", "/tmp", "~"])
+async def test_a_folder_out_of_the_workspace_is_refused_as_cwd(
+    shell: Shell, lab: Lab, store: EventStore, cwd: str
+) -> None:
+    decision = PermissionPolicy(settings(**SHELL_RULES)).decide(
+        "shell_execute",
+        {"command": "echo x > pwned", "cwd": cwd},
+        user="alice",
+        workspace=lab.workspace,
+    )
+    where = CallScope(workspace=lab.workspace, session_id="shell", user_id="alice")
+    call = ToolCall(name="shell_execute", arguments={"command": "ls", "cwd": cwd})
+
+    result = await asyncio.wait_for(shell.executor.execute(call, where), STUCK)
+
+    if cwd != "~":  # for the policy a folder named '~'; the tool refuses the name
+        assert decision.mode == "ask", decision.reason
+    assert result.is_error
+    assert "workspace" in text_of(result) or "'~'" in text_of(result), text_of(result)
+    assert "[exit code" not in text_of(result)  # it never ran
+    assert "secret.txt" not in text_of(result)
+    assert len(await results_of(store, "shell")) == 1
+
+
 async def test_an_allowed_command_still_runs(shell: Shell, lab: Lab) -> None:
     result = await asyncio.wait_for(shell.start("echo hi > made.txt"), STUCK)
 
