@@ -229,8 +229,9 @@ class TokenService:
             found = await self._keys.active(key_id)
             if found is None:
                 raise _refused("the API key this token came from is revoked")
-            if claims.get("role") != found.role or claims.get("sub") != found.user_id:
-                raise _refused("the token's subject or role does not match its API key")
+            said = (claims.get("sub"), claims.get("tid"), claims.get("role"))
+            if said != (found.user_id, found.tenant_id, found.role):
+                raise _refused("the token's subject, tenant or role does not match its API key")
         else:
             found = await self._member_of_token(claims)
         return Caller(

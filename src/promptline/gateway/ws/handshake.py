@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from starlette.websockets import WebSocket
 
 from promptline.core.errors import AuthenticationError, RateLimitedError
-from promptline.gateway.deps import authenticate, gateway
+from promptline.gateway.deps import authenticate, gateway, source_of
 from promptline.security.auth import Caller
 
 __all__ = [
@@ -64,11 +64,15 @@ async def admit(websocket: WebSocket) -> Caller | Refusal:
         if origin is not None and not origin_allowed(origin, allowed, host=host):
             return Refusal(CLOSE_ORIGIN_REFUSED, "origin not allowed: add it to allowed_origins")
         if "token" in websocket.query_params:
-            return Refusal(
-                CLOSE_UNAUTHORIZED,
+            why = (
                 "token in URL refused (URLs get logged): send Authorization header or "
-                "subprotocol promptline.bearer.<token>",
+                "subprotocol promptline.bearer.<token>"
             )
+            # A handshake without an accepted credential is a failed login like any other.
+            await gateway(websocket).app.audit.failed_login(
+                source_of(websocket), key_id=None, reason=why
+            )
+            return Refusal(CLOSE_UNAUTHORIZED, why)
         bearer = next(
             (
                 p[len(BEARER_PROTOCOL) :]

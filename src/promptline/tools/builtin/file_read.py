@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 from pydantic import Field
 
 from promptline.tools.base import ToolContext, ToolError
 from promptline.tools.builtin.text_files import read_text_page
-from promptline.tools.builtin.workspace import resolve_in_workspace
+from promptline.tools.builtin.workspace import open_in_workspace, resolve_in_workspace
 from promptline.tools.function import tool
 
 __all__ = ["MAX_READ_BYTES", "MAX_READ_CHARS", "file_read"]
@@ -47,15 +48,17 @@ def file_read(
             f"{path!r} is a folder, not a file",
             hint="list it with shell_execute 'ls', or search it with codebase_search",
         )
-    return read_text_page(
-        target,
-        path,
-        tool="file_read",
-        offset=offset,
-        limit=limit,
-        max_bytes=MAX_READ_BYTES,
-        max_chars=MAX_READ_CHARS,
-        too_big_hint="find the lines you need with codebase_search, or read a part with "
-        "shell_execute (head, tail, sed -n)",
-        binary_hint="inspect it with shell_execute (file, xxd | head) if you must",
-    )
+    fd = open_in_workspace(context.workspace, target, path, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as handle:
+        return read_text_page(
+            handle,
+            path,
+            tool="file_read",
+            offset=offset,
+            limit=limit,
+            max_bytes=MAX_READ_BYTES,
+            max_chars=MAX_READ_CHARS,
+            too_big_hint="find the lines you need with codebase_search, or read a part with "
+            "shell_execute (head, tail, sed -n)",
+            binary_hint="inspect it with shell_execute (file, xxd | head) if you must",
+        )

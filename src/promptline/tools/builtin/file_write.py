@@ -5,7 +5,12 @@ from __future__ import annotations
 import os
 
 from promptline.tools.base import ToolContext, ToolError
-from promptline.tools.builtin.workspace import relative_name, resolve_in_workspace, workspace_root
+from promptline.tools.builtin.workspace import (
+    open_in_workspace,
+    relative_name,
+    resolve_in_workspace,
+    workspace_root,
+)
 from promptline.tools.function import tool
 
 __all__ = ["file_write"]
@@ -24,22 +29,12 @@ def file_write(path: str, content: str, append: bool = False, *, context: ToolCo
     if target.is_dir():
         raise ToolError(f"{path!r} is a folder, not a file", hint="give the path of a file")
     existed = target.exists()
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as exc:
-        raise ToolError(
-            f"cannot create the folders of {path!r}: a part of the path is a file",
-            hint="choose a path whose folders are folders",
-        ) from exc
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
-    # The path was checked with its symlinks resolved; O_NOFOLLOW refuses a symlink put in
-    # its place since then instead of writing through it.
-    flags |= getattr(os, "O_NOFOLLOW", 0)
     data = content.encode("utf-8")
-    try:
-        fd = os.open(target, flags, 0o644)
-    except OSError as exc:
-        raise ToolError(f"cannot write {path!r}: {exc.strerror}") from exc
+    # The path was checked with its symlinks resolved; it is opened (and its folders made)
+    # one folder at a time without following a symlink, so one put in place of a folder or
+    # of the file since then is refused instead of written through.
+    fd = open_in_workspace(context.workspace, target, path, flags, make_folders=True)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
     name = relative_name(workspace_root(context.workspace), target)

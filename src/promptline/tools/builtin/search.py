@@ -14,7 +14,7 @@ from pydantic import Field
 
 from promptline.tools.base import ToolContext, ToolError
 from promptline.tools.builtin.text_files import looks_binary
-from promptline.tools.builtin.workspace import workspace_root
+from promptline.tools.builtin.workspace import open_in_workspace, workspace_root
 from promptline.tools.function import tool
 
 __all__ = ["MAX_SEARCH_FILE_BYTES", "SKIPPED_FOLDERS", "codebase_search"]
@@ -78,12 +78,12 @@ def codebase_search(
     for path, name in _files(root, glob):
         context.check_cancelled()
         try:
-            if path.stat().st_size > MAX_SEARCH_FILE_BYTES:
-                skipped_large += 1
-                continue
-            data = path.read_bytes()
-        except OSError:
-            continue  # vanished or unreadable since the walk listed it
+            data = _read_regular(context.workspace, path, name)
+        except (OSError, ToolError):
+            continue  # vanished, unreadable, or moved out of reach since the walk
+        if data is None:
+            skipped_large += 1
+            continue
         if looks_binary(data):
             continue
         found_here = False
@@ -118,11 +118,22 @@ def _files(root: Path, glob: str | None) -> Iterator[tuple[Path, str]]:
         base = Path(folder)
         for file in sorted(files):
             path = base / file
-            if path.is_symlink():
+            if path.is_symlink() or not path.is_file():  # a named pipe would block a read
                 continue
             name = path.relative_to(root).as_posix()
             if glob is None or _glob_matches(glob, name, file):
                 yield path, name
+
+
+def _read_regular(workspace: Path, path: Path, name: str) -> bytes | None:
+    """The bytes of the regular file ``path`` (None when it is over the size limit), reached
+    as the file tools reach one (no symlink followed, no blocking on a named pipe);
+    `ToolError` when a folder on the way was swapped for a symlink since the walk."""
+    fd = open_in_workspace(workspace, path, name, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as handle:
+        if os.fstat(fd).st_size > MAX_SEARCH_FILE_BYTES:
+            return None
+        return handle.read()
 
 
 def _glob_matches(glob: str, name: str, file: str) -> bool:

@@ -3,7 +3,9 @@ file_read, read_skill_file, codebase_search and web_get agree to show a model.""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import BinaryIO
 
 from promptline.tools.base import ToolError
 
@@ -24,7 +26,7 @@ def looks_binary(data: bytes) -> bool:
 
 
 def read_text_page(
-    target: Path,
+    target: Path | BinaryIO,
     shown: str,
     *,
     tool: str,
@@ -38,15 +40,16 @@ def read_text_page(
     """Lines of the text file ``target`` (called ``shown`` in messages) from line ``offset``:
     ``limit`` of them, or as many whole lines as fit in ``max_chars``; when the file goes on,
     the text ends saying how to call ``tool`` for the rest. A file over ``max_bytes``, a
-    binary one, or an offset past the end is a `ToolError` (with the hints given)."""
-    size = target.stat().st_size
+    binary one, or an offset past the end is a `ToolError` (with the hints given).
+    ``target`` may be a file already open (for reading, in binary)."""
+    size = target.stat().st_size if isinstance(target, Path) else os.fstat(target.fileno()).st_size
     if size > max_bytes:
         raise ToolError(
             f"{shown!r} is {size / 1048576:.1f} MiB, more than {tool}'s limit of "
             f"{max_bytes // 1048576} MiB",
             hint=too_big_hint,
         )
-    data = target.read_bytes()
+    data = target.read_bytes() if isinstance(target, Path) else target.read()
     if looks_binary(data):
         raise ToolError(
             f"{shown!r} is a binary file ({size} bytes); {tool} returns text only",

@@ -1,14 +1,29 @@
 """Workspace confinement: every path a built-in tool touches is resolved here, and a path that
-would lead outside the workspace (absolute, climbing ``..``, or through a symlink) is refused."""
+would lead outside the workspace (absolute, climbing ``..``, or through a symlink) is refused;
+a checked path is then opened one folder at a time, never through a symlink."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import stat
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from promptline.tools.base import ToolError
 
-__all__ = ["relative_name", "resolve_in_workspace", "workspace_root"]
+__all__ = [
+    "folder_in_workspace",
+    "open_in_workspace",
+    "relative_name",
+    "resolve_in_workspace",
+    "workspace_root",
+]
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 def workspace_root(workspace: Path) -> Path:
@@ -74,6 +89,82 @@ def resolve_in_workspace(workspace: Path, path: str, *, follow_last: bool = True
         )
     parent = resolve_in_workspace(workspace, parent_text or ".")
     return parent / name
+
+
+def open_in_workspace(
+    workspace: Path, target: Path, shown: str, flags: int, *, make_folders: bool = False
+) -> int:
+    """A file descriptor of ``target`` (a path `resolve_in_workspace` gave) opened with
+    ``flags``, reached from the workspace root one folder at a time without following a
+    symlink: a folder swapped for a symlink since the check cannot lead out (`ToolError`).
+    ``make_folders`` makes the missing folders on the way."""
+    with folder_in_workspace(workspace, target.parent, shown, make=make_folders) as folder:
+        try:
+            # Non-blocking: a named pipe with nobody at its other end would hold the call.
+            fd = os.open(target.name, flags | _NOFOLLOW | _NONBLOCK, 0o644, dir_fd=folder)
+        except OSError as exc:
+            raise _open_error(exc, shown, folder, target.name) from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _not_a_file(shown)
+    return fd
+
+
+@contextlib.contextmanager
+def folder_in_workspace(
+    workspace: Path, folder: Path, shown: str, *, make: bool = False
+) -> Iterator[int]:
+    """A file descriptor of the workspace folder ``folder``, reached as `open_in_workspace`
+    reaches a file (``make``: making the missing folders); closed on exit."""
+    root = workspace_root(workspace)
+    try:
+        parts = folder.relative_to(root).parts
+    except ValueError:
+        raise _changed(shown) from None
+    fd = os.open(root, os.O_RDONLY | _DIRECTORY)
+    try:
+        for part in parts:
+            if make:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, 0o755, dir_fd=fd)
+            try:
+                inner = os.open(part, os.O_RDONLY | _DIRECTORY | _NOFOLLOW, dir_fd=fd)
+            except OSError as exc:
+                raise _open_error(exc, shown, fd, part) from exc
+            os.close(fd)
+            fd = inner
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _open_error(exc: OSError, shown: str, folder: int, name: str) -> ToolError:
+    with contextlib.suppress(OSError):
+        if stat.S_ISLNK(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode):
+            return _changed(shown)
+    if exc.errno == errno.ENXIO:  # a named pipe nobody reads
+        return _not_a_file(shown)
+    if exc.errno == errno.ENOTDIR:
+        return ToolError(
+            f"cannot open {shown!r}: a part of the path is a file",
+            hint="choose a path whose folders are folders",
+        )
+    return ToolError(f"cannot open {shown!r}: {exc.strerror or exc}")
+
+
+def _not_a_file(shown: str) -> ToolError:
+    return ToolError(
+        f"{shown!r} is not a regular file (a named pipe, a device or a socket)",
+        hint="the file tools read and write regular files only",
+    )
+
+
+def _changed(shown: str) -> ToolError:
+    return ToolError(
+        f"path {shown!r} changed while in use: a part of it is now a symlink, and symlinks "
+        "may not lead out of the workspace",
+        hint="use a path whose every part is a real folder of the workspace",
+    )
 
 
 def relative_name(root: Path, path: Path) -> str:
