@@ -571,27 +571,6 @@ async def test_a_process_left_running_is_killed_with_the_call(
     assert len(await results_of(store, "sandbox")) == 1
 
 
-@needs_proc
-@pytest.mark.xfail(
-    strict=True,
-    reason="a process left running is killed with the call (above) but the answer is not an "
-    "error and no security_alert is raised: under bubblewrap the kernel ends it with the PID "
-    "namespace before the launcher, outside it, could count it, so a count must come from "
-    "inside the namespace",
-)
-@pytest.mark.parametrize("sandbox", SANDBOXES)
-async def test_a_process_left_running_is_an_error_and_an_alert(
-    bus: InProcessEventBus, store: EventStore, lab: Lab, sandbox: str
-) -> None:
-    runner = _shell_executor(bus, sandbox)
-
-    result = await _run(runner, lab.workspace, LEFT_RUNNING["setsid"])
-
-    assert result.is_error, text_of(result)
-    [alert] = await alerts_of(store, "sandbox")
-    assert alert.data.kind == "sandbox_limit"
-
-
 @pytest.fixture
 def home(tmp_path: Path) -> Iterator[Path]:
     """A PromptLine home with what it keeps, and a session's workspace inside it (as
