@@ -26,6 +26,7 @@ from promptline.gateway.app import create_gateway
 from promptline.security.members import (
     LOCK_AFTER_FAILURES,
     LOCK_WINDOW_SECS,
+    MIN_PASSWORD_CHARS,
     MemberStore,
     hash_password,
     password_matches,
@@ -301,6 +302,10 @@ def test_the_docs_commands_run_as_written(tmp_path: Path, monkeypatch: pytest.Mo
 
     text = (Path(__file__).parents[2] / "docs" / "auth.md").read_text(encoding="utf-8")
     section = text.split("## Members and passwords", 1)[1]
+    prose = " ".join(section.split("## ", 1)[0].split())
+    assert f"A password has at least {MIN_PASSWORD_CHARS} characters" in prose
+    minutes = f"{LOCK_WINDOW_SECS / 60:g} minutes"
+    assert f"After {LOCK_AFTER_FAILURES} failed sign-ins of one member within {minutes}" in prose
     block = section.split("```bash\n", 1)[1].split("```", 1)[0]
     home = tmp_path / "home"
     settings_for(home)

@@ -235,6 +235,8 @@ def _sandboxes(settings: Settings) -> list[Check]:
     and one per channel of ``security.sandbox_channels`` (the channel table)."""
     from promptline.security.sandbox import resolve_sandbox
 
+    network = settings.security.sandbox_network
+
     def check(name: str, setting: str, refused: str) -> Check:
         choice = resolve_sandbox(setting)
         if choice.problem is not None:
@@ -251,7 +253,6 @@ def _sandboxes(settings: Settings) -> list[Check]:
             return Check(name, "fail", PROXY_REFUSED, "commands are refused meanwhile")
         return Check(name, "ok", f"{choice.kind} ({choice.reason})")
 
-    network = settings.security.sandbox_network
     found = [check("sandbox", settings.security.sandbox, "commands")]
     for name, agent in sorted(settings.agents.items()):
         if agent.sandbox is not None:

@@ -19,6 +19,7 @@ import hmac
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -162,7 +163,7 @@ class MemberStore:
         *,
         clock: Clock | None = None,
         cache_secs: float = 5.0,
-        monotonic: Any = time.monotonic,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._state = state
         self._clock: Clock = clock or SystemClock()
@@ -268,7 +269,7 @@ class MemberStore:
 
     async def list(self, tenant_id: str) -> list[Member]:
         """The members of ``tenant_id``, by user id."""
-        _check_names(tenant_id, "x")
+        _check_name("tenant_id", tenant_id)
         entries = await self._state.list("global", prefix=f"{MEMBER_PREFIX}{tenant_id}/")
         members = [_member(e.value) for e in entries if isinstance(e.value, dict)]
         return sorted(members, key=lambda m: m.user_id)
@@ -338,13 +339,17 @@ def _key(tenant_id: str, user_id: str) -> str:
 
 
 def _check_names(tenant_id: str, user_id: str) -> None:
-    for field, value in (("tenant_id", tenant_id), ("user_id", user_id)):
-        if not isinstance(value, str) or not _NAME.match(value):
-            raise InvalidInputError(
-                f"{field} {value!r} is not valid",
-                hint="use letters, digits and _ . : @ - (at most 255)",
-                field=field,
-            )
+    _check_name("tenant_id", tenant_id)
+    _check_name("user_id", user_id)
+
+
+def _check_name(field: str, value: str) -> None:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise InvalidInputError(
+            f"{field} {value!r} is not valid",
+            hint="use letters, digits and _ . : @ - (at most 255)",
+            field=field,
+        )
 
 
 def _check_role(role: str) -> None:

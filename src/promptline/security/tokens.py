@@ -52,6 +52,8 @@ class TokenPair:
     expires_in: int
     refresh_expires_in: int
     family_id: str
+    caller: Caller
+    """Whom the tokens are for (with the role they carry); not sent."""
 
     def to_dict(self) -> dict[str, Any]:
         """The wire form (OAuth 2.0's token response)."""
@@ -298,6 +300,7 @@ class TokenService:
             expires_in=self._access_ttl,
             refresh_expires_in=self._refresh_ttl,
             family_id=family_id,
+            caller=found,
         )
 
     async def _refresh_record(self, token: str | None) -> tuple[str, dict[str, Any], int]:

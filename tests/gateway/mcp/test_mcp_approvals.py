@@ -286,16 +286,16 @@ async def test_a_kept_call_is_given_only_to_its_caller_and_forgotten_after_its_t
     carol = Caller(user_id="carol", tenant_id="globex", role="user")
     first: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     kept.keep("call_1", alice, first)
-    assert kept.take("call_1", carol) is None
-    assert kept.take("call_1", alice) is first
-    kept.keep("call_1", alice, first)
+    assert kept.find("call_1", carol) is None
+    assert kept.find("call_1", alice) is first
     first.set_result("done")
     await asyncio.sleep(0)  # the done callback runs on the next turn of the loop
     now[0] = KEEP_CALL_SECS - 1
     kept.keep("call_2", alice, asyncio.get_running_loop().create_future())
-    assert kept.take("call_1", alice) is first  # ended, but not long enough ago
-    kept.keep("call_1", alice, first)
+    assert kept.find("call_1", alice) is first  # ended, but not long enough ago
     now[0] += KEEP_CALL_SECS + 1
     kept.keep("call_3", alice, asyncio.get_running_loop().create_future())
-    assert kept.take("call_1", alice) is None
-    assert kept.take("call_2", alice) is not None  # still running: never forgotten
+    assert kept.find("call_1", alice) is None
+    assert kept.find("call_2", alice) is not None  # still running: never forgotten
+    doc = (Path(__file__).parents[3] / "docs" / "mcp.md").read_text(encoding="utf-8")
+    assert f"kept for {KEEP_CALL_SECS / 60:g} minutes after it ends, `KEEP_CALL_SECS`" in doc

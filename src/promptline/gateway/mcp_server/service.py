@@ -490,13 +490,12 @@ class McpService:
                 caller, record.session_id or "", run_id, progress, asking, skip
             )
         call_id = state.get("call_id")
-        executing = self._calls.take(call_id, caller) if isinstance(call_id, str) else None
+        executing = self._calls.find(call_id, caller) if isinstance(call_id, str) else None
         if executing is None or not isinstance(call_id, str):
             return Outcome.error(
                 "the call is no longer waiting: it ended long ago, or the gateway restarted "
                 "since; call the tool again"
             )
-        self._calls.keep(call_id, caller, executing)
         if resumed.answer is not None:
             await _answer(app, caller, request_id, resumed.answer)
         follower = _follow_tool(app, caller, call_id, offer.target, progress, asking, skip)
@@ -744,8 +743,8 @@ async def _first(work: asyncio.Future[Any], follower: _Follower | None) -> Appro
 
 
 class KeptCalls:
-    """Direct tool calls handed back for an approval, kept (with whose they are) until the
-    retry takes their result; each ended one is forgotten `KEEP_CALL_SECS` after its end."""
+    """Direct tool calls handed back for an approval, kept (with whose they are) until a
+    retry gives their result; each ended one is forgotten `KEEP_CALL_SECS` after its end."""
 
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
         self._calls: dict[str, tuple[str, str, asyncio.Future[Any]]] = {}
@@ -760,16 +759,14 @@ class KeptCalls:
         else:
             work.add_done_callback(lambda _: self._ended.setdefault(call_id, self._now()))
 
-    def take(self, call_id: str, caller: Caller) -> asyncio.Future[Any] | None:
-        """The call, when ``caller`` made it (None otherwise, as for one unknown)."""
-        kept = self._calls.pop(call_id, None)
-        if kept is None:
+    def find(self, call_id: str, caller: Caller) -> asyncio.Future[Any] | None:
+        """The call, when ``caller`` made it (None otherwise, as for one unknown); it stays
+        kept until its result is given (`drop`) or it is forgotten."""
+        self._forget_old()
+        kept = self._calls.get(call_id)
+        if kept is None or kept[:2] != (caller.tenant_id, caller.user_id):
             return None
-        tenant_id, user_id, work = kept
-        if (tenant_id, user_id) != (caller.tenant_id, caller.user_id):
-            self._calls[call_id] = kept
-            return None
-        return work
+        return kept[2]
 
     def drop(self, call_id: str) -> None:
         self._calls.pop(call_id, None)

@@ -88,7 +88,7 @@ async def issue_token(request: Request, body: SignIn | None = None) -> dict[str,
             user=None if body is None else f"{body.tenant_id}/{body.user_id}",
         )
         raise
-    who = await state.tokens.verify(pair.access_token)
+    who = pair.caller
     await state.app.audit.record(
         "auth.login",
         actor=who.user_id,

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from promptline.core.errors import NotFoundError
 from promptline.gateway.deps import CallerDep, audit_change, gateway, needs
 from promptline.gateway.schemas import error_responses
 from promptline.security.members import change_details
@@ -67,8 +68,6 @@ async def add_member(body: MemberCreate, request: Request, caller: CallerDep) ->
 @router.get("/{user_id}", summary="Read a member")
 async def get_member(user_id: UserId, request: Request, caller: CallerDep) -> dict[str, Any]:
     """One member of the caller's tenant; 404 for a user who is not one."""
-    from promptline.core.errors import NotFoundError
-
     member = await gateway(request).members.get(caller.tenant_id, user_id)
     if member is None:
         raise NotFoundError(
