@@ -426,6 +426,75 @@ def gateways(before: str | None, only: str | None) -> Iterator[list[Gateway]]:
                 gateway.stop()
 
 
+@contextlib.contextmanager
+def profiled(gateway: Gateway, folder: Path | None, round_no: int) -> Iterator[Path | None]:
+    """Sample the server with py-spy (``--format raw``: folded stacks) while the block runs;
+    the file written, or None without ``folder`` (or in rounds after the first)."""
+    if folder is None or round_no > 0:
+        yield None
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^a-z0-9]+", "-", gateway.label.lower()).strip("-")
+    output = folder / f"{name}.txt"
+    spy = str(Path(sys.executable).parent / "py-spy")
+    options = ["--format", "raw", "--nonblocking", "--rate", "250", "--output", str(output)]
+    sampler = subprocess.Popen(
+        [spy, "record", *options, "--pid", str(gateway.pid)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield output
+    finally:
+        sampler.send_signal(signal.SIGINT)
+        try:
+            sampler.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            sampler.kill()
+            sampler.wait()
+
+
+def profile_top(path: Path, top: int) -> list[str]:
+    """The ``top`` functions of a py-spy raw profile, by self samples, as a table."""
+    if not path.exists():
+        return [f"(no profile: {path} was not written; is py-spy installed and allowed?)"]
+    own: collections.Counter[str] = collections.Counter()
+    total: collections.Counter[str] = collections.Counter()
+    samples = 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [short_frame(f) for f in stack.split(";")]
+        samples += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            total[frame] += count
+    lines = ["| function | self % | total % |", "|---|---:|---:|"]
+    for frame, count in own.most_common(top):
+        lines.append(
+            f"| `{frame}` | {100 * count / samples:.1f} | {100 * total[frame] / samples:.1f} |"
+        )
+    return lines
+
+
+def short_frame(frame: str) -> str:
+    """``function (path/to/file.py:line)`` as ``function (package/file.py)``."""
+    match = re.match(r"(.*) \((.*?)(?::\d+)?\)$", frame.strip())
+    if match is None:
+        return frame.strip()
+    function, where = match.groups()
+    parts = Path(where).parts
+    for anchor in ("promptline", "site-packages"):
+        if anchor in parts:
+            parts = parts[parts.index(anchor) + (anchor == "site-packages") :]
+            break
+    else:
+        parts = parts[-2:]
+    return f"{function} ({'/'.join(parts)})"
+
+
 def home_in(home: Path) -> Path:
     home.mkdir()
     (home / "config.yaml").write_text(CONFIG, encoding="utf-8")
@@ -523,10 +592,14 @@ async def main(args: argparse.Namespace) -> int:
                 print(f"{gateway.label}: the warm-up failed: {warm.errors[0]}\n{gateway.tail()}")
                 return 1
         turns: dict[str, list[Turn]] = {g.label: [] for g in servers}
+        profiles: dict[str, Path] = {}
         for round_no in range(args.rounds):
             order = servers if round_no % 2 == 0 else servers[::-1]
             for gateway in order:
-                done = await turn(gateway, count, args.in_flight or count, args.phase_secs)
+                with profiled(gateway, args.profile, round_no) as output:
+                    done = await turn(gateway, count, args.in_flight or count, args.phase_secs)
+                if output is not None:
+                    profiles.setdefault(gateway.label, output)
                 turns[gateway.label].append(done)
                 print(
                     f"round {round_no + 1}, {gateway.label}: {done.completed:,} runs in "
@@ -556,6 +629,12 @@ async def main(args: argparse.Namespace) -> int:
                 + " | ".join(f"{m[key] / 1024:,.1f} KiB" for m in memory.values())
                 + " |"
             )
+    for label, output in profiles.items():
+        print(f"\n{label}: where the server's CPU went (py-spy, {output}), top functions by")
+        print(
+            "samples on the CPU in the function itself (self) and in it or what it called (total):"
+        )
+        print("\n".join(profile_top(output, args.profile_top)))
     failed = False
     for label, ts in turns.items():
         errors = collections.Counter(e for t in ts for e in t.errors)
@@ -581,6 +660,12 @@ if __name__ == "__main__":
     parser.add_argument(
         "--idle-memory", action="store_true", help="also measure idle connections and sessions"
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="sample each server's first measured turn with py-spy into this folder",
+    )
+    parser.add_argument("--profile-top", type=int, default=25, help="profile rows (25)")
     args = parser.parse_args()
     if args.quick:
         args.clients, args.rounds = min(args.clients, 200), 1
