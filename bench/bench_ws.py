@@ -437,7 +437,16 @@ def profiled(gateway: Gateway, folder: Path | None, round_no: int) -> Iterator[P
     name = re.sub(r"[^a-z0-9]+", "-", gateway.label.lower()).strip("-")
     output = folder / f"{name}.txt"
     spy = str(Path(sys.executable).parent / "py-spy")
-    options = ["--format", "raw", "--nonblocking", "--rate", "250", "--output", str(output)]
+    options = [
+        "--format",
+        "raw",
+        "--gil",
+        "--nonblocking",
+        "--rate",
+        "250",
+        "--output",
+        str(output),
+    ]
     sampler = subprocess.Popen(
         [spy, "record", *options, "--pid", str(gateway.pid)],
         stdout=subprocess.DEVNULL,
