@@ -11,7 +11,7 @@ always goes first on a machine that warms up or gets busier), and in each turn N
 the bench process (the client library, ``promptline.client``):
 
 1. setup: each connects, creates a session (``session.create``) and subscribes to it from its
-   ``last_seq`` (``events.subscribe``), all at once;
+   ``last_seq`` (``events.subscribe``), ``--connecting`` (100) clients at a time;
 2. runs: once all are ready, every client sends one message (``session.send``) at once and
    reads the run's events until its ``run_completed``.
 
@@ -65,6 +65,10 @@ CLIENTS = 1_000
 PHASE_SECS = 120.0
 """The longest any phase may take before the benchmark gives up on what is left."""
 WARM_UP_CLIENTS = 20
+CONNECTING = 100
+"""Clients connecting, creating their session and subscribing at once: 1,000 handshakes at
+once from one client process on 2 shared cores time out (the client's 10 s open timeout)
+before the server is the bottleneck."""
 OPEN_CONCURRENCY = 200
 """Handshakes in flight at once while idle connections are opened."""
 SETTLE_SECS = 1.0
@@ -293,14 +297,23 @@ async def settle(tasks: list[asyncio.Task[None]], limit: float) -> list[BaseExce
     ]
 
 
-async def turn(gateway: Gateway, count: int, in_flight: int, phase_secs: float) -> Turn:
-    """``count`` clients connect, create a session and subscribe; then all send at once."""
+async def turn(
+    gateway: Gateway, count: int, in_flight: int, phase_secs: float, connecting: int
+) -> Turn:
+    """``count`` clients connect, create a session and subscribe (``connecting`` at a time);
+    then all send at once."""
     result = Turn(count)
     clients = [Client(gateway.url, gateway.key) for _ in range(count)]
     loop = asyncio.get_running_loop()
     try:
         cpu, began = gateway.cpu, time.perf_counter()
-        prepared = await settle([loop.create_task(c.prepare()) for c in clients], phase_secs)
+        gate = asyncio.Semaphore(connecting)
+
+        async def prepare(client: Client) -> None:
+            async with gate:
+                await client.prepare()
+
+        prepared = await settle([loop.create_task(prepare(c)) for c in clients], phase_secs)
         result.setup_secs = time.perf_counter() - began
         result.setup_cpu = gateway.cpu - cpu
         result.errors += [describe(e) for e in prepared if e is not None]
@@ -596,7 +609,9 @@ async def main(args: argparse.Namespace) -> int:
             gateway.make_key()
             await gateway.start()
         for gateway in servers:  # load the code, fill the caches
-            warm = await turn(gateway, WARM_UP_CLIENTS, WARM_UP_CLIENTS, args.phase_secs)
+            warm = await turn(
+                gateway, WARM_UP_CLIENTS, WARM_UP_CLIENTS, args.phase_secs, WARM_UP_CLIENTS
+            )
             if warm.errors:
                 print(f"{gateway.label}: the warm-up failed: {warm.errors[0]}\n{gateway.tail()}")
                 return 1
@@ -606,7 +621,9 @@ async def main(args: argparse.Namespace) -> int:
             order = servers if round_no % 2 == 0 else servers[::-1]
             for gateway in order:
                 with profiled(gateway, args.profile, round_no) as output:
-                    done = await turn(gateway, count, args.in_flight or count, args.phase_secs)
+                    done = await turn(
+                        gateway, count, args.in_flight or count, args.phase_secs, args.connecting
+                    )
                 if output is not None:
                     profiles.setdefault(gateway.label, output)
                 turns[gateway.label].append(done)
@@ -666,6 +683,12 @@ if __name__ == "__main__":
         "--in-flight", type=int, default=0, help="at most this many runs at once (0: all)"
     )
     parser.add_argument("--phase-secs", type=float, default=PHASE_SECS, help="phase time limit")
+    parser.add_argument(
+        "--connecting",
+        type=int,
+        default=CONNECTING,
+        help=f"clients connecting (and setting up) at once ({CONNECTING})",
+    )
     parser.add_argument(
         "--idle-memory", action="store_true", help="also measure idle connections and sessions"
     )
