@@ -149,7 +149,7 @@ async def ended(client: httpx.AsyncClient, key: str, run_id: str) -> str:
 
 @dataclass
 class Frame:
-    """One Server-Sent Events frame."""
+    """One Server-Sent Events frame (``id`` 0: the frame had none, a transient delta)."""
 
     id: int
     event: str
@@ -163,7 +163,9 @@ async def frames(response: httpx.Response) -> AsyncIterator[Frame]:
         if line == "":
             if fields:
                 yield Frame(
-                    id=int(fields["id"]), event=fields["event"], data=json.loads(fields["data"])
+                    id=int(fields.get("id", 0)),
+                    event=fields["event"],
+                    data=json.loads(fields["data"]),
                 )
                 fields = {}
             continue

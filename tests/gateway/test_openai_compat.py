@@ -419,7 +419,7 @@ async def test_a_client_leaving_mid_stream_leaves_the_run_to_finish(live: Live) 
     assert record.output == "released at last"
     assert record.model_calls == 2
     kinds = {e.type for e in await live.reader.events.read_all(EventFilter(run_id=run_id))}
-    assert {"llm_delta", "tool_result", "message_sent", "run_completed"} <= kinds
+    assert {"llm_result", "tool_result", "message_sent", "run_completed"} <= kinds
 
 
 async def _wait_for(live: Live, run_id: str, kind: str) -> None:

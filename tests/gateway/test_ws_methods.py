@@ -92,6 +92,33 @@ async def test_session_send_starts_a_run_that_answers_in_the_session(tmp_path: P
     assert empty["code"] == -32602
 
 
+async def test_session_send_answers_once_the_message_and_its_run_are_in_the_log(
+    tmp_path: Path,
+) -> None:
+    async with alice_on(ws_settings(tmp_path / "home")) as (gw, client):
+        session_id = await _session(client)
+        await client.call("events.subscribe", {"session_id": session_id})
+        started = await client.call("session.send", {"session_id": session_id, "content": "hi"})
+        # Read the log the moment the answer is in: nothing may still be on its way there.
+        logged = await gw.app.events.read_stream(session_id)
+        seen = await client.events_until(ends(started["run_id"]))
+
+    mine = [e for e in logged if e.run_id == started["run_id"]]
+    assert [e.type for e in mine[:2]] == ["message_received", "run_queued"]
+    # The live feed: the answer's deltas (transient, seq 0) between its command and result.
+    kinds = [e["type"] for e in seen]
+    first, last = kinds.index("llm_delta"), len(kinds) - kinds[::-1].index("llm_delta") - 1
+    assert kinds.index("llm_command") < first
+    assert last < kinds.index("llm_result")
+    assert {e["seq"] for e in seen if e["type"] == "llm_delta"} == {0}
+    assert (
+        "".join(e["data"]["text"] for e in seen if e["type"] == "llm_delta")
+        == next(e for e in seen if e["type"] == "llm_result")["data"]["message"]["content"][0][
+            "text"
+        ]
+    )
+
+
 async def test_run_pause_resume_and_cancel_control_a_run_in_flight(tmp_path: Path) -> None:
     async with alice_on(ws_settings(tmp_path / "home")) as (_, client):
         session_id = await _session(client)
@@ -178,7 +205,8 @@ async def test_events_subscribe_several_streams_unsubscribe_and_all_end_with_the
     assert unknown["code"] == NOT_FOUND
     # Only the live subscription (from now on) of the first session is left.
     assert {n["subscription"] for n in live} == {sub_c["subscription"]}
-    assert [n["event"]["seq"] for n in live] == list(range(2, 2 + len(live)))
+    stored = [n["event"]["seq"] for n in live if n["event"]["seq"]]  # deltas: seq 0
+    assert stored == list(range(2, 2 + len(stored)))
 
 
 async def test_state_get_and_set_in_every_scope(tmp_path: Path) -> None:

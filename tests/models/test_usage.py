@@ -1,11 +1,12 @@
-"""Model calls on the record (llm_command, llm_delta, llm_result, error) and the usage
-projection folded from them: its totals equal the sum over the llm_result events."""
+"""Model calls on the record (llm_command, llm_result, error; llm_delta live only) and the
+usage projection folded from them: its totals equal the sum over the llm_result events."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -60,6 +61,24 @@ def priced(model_id: str) -> ModelCapabilities | None:
 
 async def events_of(bus: InProcessEventBus) -> list[Event]:
     return await bus.store.read_all(EventFilter())
+
+
+async def streamed(
+    model: InstrumentedModel, request: ModelRequest
+) -> tuple[list[Any], list[Event]]:
+    """What ``model.stream(request)`` yields, and every event a live subscriber saw."""
+    async with model_bus(model).subscribe() as live:
+        items = [i async for i in model.stream(request)]
+        seen: list[Event] = []
+        while not seen or seen[-1].type not in ("llm_result", "error"):
+            seen.append(await anext(live))
+    return items, seen
+
+
+def model_bus(model: InstrumentedModel) -> InProcessEventBus:
+    bus = model._bus
+    assert isinstance(bus, InProcessEventBus)
+    return bus
 
 
 PAID = [{"reply": "Sure.", "usage": {"input_tokens": 1000, "output_tokens": 500}}]
@@ -146,11 +165,15 @@ async def test_instrumented_stream_publishes_each_delta_then_the_result(
     provider = scripted(s=[{"reply": "one two three"}])
     model = InstrumentedModel(provider, bus, provider="scripted", context=CONTEXT)
 
-    items = [i async for i in model.stream(ModelRequest("s", [Message(role="user", content="x")]))]
+    request = ModelRequest("s", [Message(role="user", content="x")])
+    items, events = await streamed(model, request)
 
-    events = await events_of(bus)
     deltas = [e for e in events if isinstance(e, LlmDeltaEvent)]
     assert [type(e) for e in events] == [LlmCommandEvent, *[LlmDeltaEvent] * 3, LlmResultEvent]
+    # Live only: the log has the command and the result, which holds the whole answer.
+    stored = await events_of(bus)
+    assert [e.id for e in stored] == [events[0].id, events[-1].id]
+    assert all(d.seq == 0 and d.stream == stored[0].stream for d in deltas)
     assert "".join(d.data.text for d in deltas) == "one two three"
     assert [d.data.index for d in deltas] == [0, 1, 2]
     assert all(d.causation_id == events[0].id for d in deltas)
@@ -174,14 +197,15 @@ async def test_instrumented_stream_without_deltas_publishes_command_and_result_o
     assert [e.type for e in await events_of(bus)] == ["llm_command", "llm_result"]
 
 
-async def test_instrumented_stream_tool_call_deltas_are_recorded(bus: InProcessEventBus) -> None:
+async def test_instrumented_stream_tool_call_deltas_are_published(
+    bus: InProcessEventBus,
+) -> None:
     provider = scripted(t=[{"tool_calls": [{"name": "add", "arguments": {"a": 1}}]}])
     model = InstrumentedModel(provider, bus)
 
-    async for _ in model.stream(ModelRequest("t", [Message(role="user", content="x")])):
-        pass
+    _, events = await streamed(model, ModelRequest("t", [Message(role="user", content="x")]))
 
-    deltas = [e for e in await events_of(bus) if isinstance(e, LlmDeltaEvent)]
+    deltas = [e for e in events if isinstance(e, LlmDeltaEvent)]
     assert deltas[0].data.tool_call is not None
     assert deltas[0].data.tool_call["name"] == "add"
     assert deltas[1].data.tool_call is not None

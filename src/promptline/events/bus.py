@@ -2,6 +2,9 @@
 
 Subscribers read from bounded queues; one that falls behind is dropped (never waited for)
 and told where to resume, and a subscriber may start from a cursor and catch up from the store.
+Transient events (a model's streamed ``llm_delta``) are fanned out without being stored.
+Subscriptions are indexed by the stream (or else the run) their filter names, so an event is
+offered only to the subscriptions that can want it, not tested against every one.
 """
 
 from __future__ import annotations
@@ -34,7 +37,12 @@ class InProcessEventBus:
         self._store = store
         self._default_max_queue = default_max_queue
         self._lock = asyncio.Lock()
-        self._subscriptions: list[BusSubscription] = []
+        # Every subscription is in exactly one of these: by its filter's stream, else by its
+        # filter's run, else with those that may want any event.
+        self._by_stream: dict[str, list[BusSubscription]] = {}
+        self._by_run: dict[str, list[BusSubscription]] = {}
+        self._anywhere: list[BusSubscription] = []
+        self._count = 0
         self._closed = False
 
     @property
@@ -45,7 +53,7 @@ class InProcessEventBus:
     @property
     def subscriber_count(self) -> int:
         """How many subscriptions are attached right now."""
-        return len(self._subscriptions)
+        return self._count
 
     async def publish(self, event: Event, *, expected_seq: int | None = None) -> Event:
         """Append ``event`` to the store, then deliver it to matching subscribers.
@@ -70,12 +78,36 @@ class InProcessEventBus:
                 self._fan_out(event)
         return stored
 
+    async def publish_transient(self, event: Event) -> Event:
+        """Deliver ``event`` to matching subscribers now, without storing it.
+
+        For what is only worth seeing live (a model's streamed ``llm_delta``; the
+        ``llm_result`` that follows is stored and carries the whole answer). The event keeps
+        ``seq`` and ``position`` 0: it moves no cursor, a resumed subscription does not
+        replay it, and a subscriber sees it after the stored events published before it.
+        An empty ``stream`` is filled in as the store would (see `Event.stream_name`).
+        """
+        self._check_open()
+        if not event.stream:
+            event = event.model_copy(update={"stream": event.stream_name})
+        self._fan_out(event)
+        return event
+
     def _fan_out(self, event: Event) -> None:
-        # Iterate over a copy: a subscription that lags detaches itself during the loop.
-        for sub in tuple(self._subscriptions):
-            flt = sub.filter
-            if flt is None or flt.matches(event):
-                sub._offer(event)
+        # Only the subscriptions indexed under the event's stream or run, and those with
+        # neither in their filter, are candidates. Each list is copied: a subscription that
+        # lags detaches itself during the loop.
+        for candidates in (
+            self._by_stream.get(event.stream),
+            self._by_run.get(event.run_id) if event.run_id is not None else None,
+            self._anywhere,
+        ):
+            if not candidates:
+                continue
+            for sub in tuple(candidates):
+                flt = sub.filter
+                if flt is None or flt.matches(event):
+                    sub._offer(event)
 
     def subscribe(
         self,
@@ -112,20 +144,55 @@ class InProcessEventBus:
         sub = BusSubscription(
             self, filter, from_seq=from_seq, from_position=from_position, max_queue=size
         )
-        self._subscriptions.append(sub)
+        subs = self._index_of(filter, create=True)
+        assert subs is not None
+        subs.append(sub)
+        self._count += 1
         return sub
 
+    def _index_of(
+        self, filter: EventFilter | None, *, create: bool = False
+    ) -> list[BusSubscription] | None:
+        """The list a subscription with ``filter`` is kept in (None: no such list yet)."""
+        if filter is not None and filter.stream is not None:
+            index, key = self._by_stream, filter.stream
+        elif filter is not None and filter.run_id is not None:
+            index, key = self._by_run, filter.run_id
+        else:
+            return self._anywhere
+        found = index.get(key)
+        if found is None and create:
+            found = index[key] = []
+        return found
+
     def _detach(self, sub: BusSubscription) -> None:
+        subs = self._index_of(sub.filter)
+        if subs is None:
+            return
         # Identity, not equality: a subscription is only ever itself.
-        for index, other in enumerate(self._subscriptions):
+        for position, other in enumerate(subs):
             if other is sub:
-                del self._subscriptions[index]
-                return
+                del subs[position]
+                self._count -= 1
+                break
+        else:
+            return
+        if not subs and subs is not self._anywhere:
+            # An emptied list goes, so the index does not grow with every stream ever seen.
+            flt = sub.filter
+            assert flt is not None
+            if flt.stream is not None:
+                del self._by_stream[flt.stream]
+            elif flt.run_id is not None:
+                del self._by_run[flt.run_id]
 
     async def close(self) -> None:
         """End every subscription; later publishes and subscribes are refused."""
         self._closed = True
-        for sub in tuple(self._subscriptions):
+        everyone = [*self._anywhere]
+        for subs in (*self._by_stream.values(), *self._by_run.values()):
+            everyone += subs
+        for sub in everyone:
             await sub.close()
 
     def _check_open(self) -> None:
@@ -143,6 +210,11 @@ class BusSubscription:
     during catch-up, it is emptied and the store is read further instead: nothing is lost.
     Once live, a full queue detaches the subscription: what was queued is still delivered,
     then iteration raises `SubscriberLagged`. One task iterates a subscription.
+
+    Transient events (``seq`` 0, see `InProcessEventBus.publish_transient`) move neither
+    cursor. When catch-up ends, the live events queued up to the last one already read from
+    the store are dropped, transient ones among them: what follows a stored event that was
+    delivered from the store is still delivered, in order; what came before it is stale.
     """
 
     def __init__(
@@ -221,11 +293,14 @@ class BusSubscription:
                 self._waiter = None
 
     def _deliver(self, event: Event) -> Event:
-        self._last_seq = event.seq
-        self._last_position = event.position
+        if event.seq:  # a transient event (seq 0) moves no cursor
+            self._last_seq = event.seq
+            self._last_position = event.position
         return event
 
     def _already_read(self, event: Event) -> bool:
+        if not event.seq:
+            return False  # transient: `_drop_stale` kept only those after the store's end
         if self._by_seq:
             return event.seq <= self._read_seq
         return event.position <= self._read_position
@@ -253,6 +328,18 @@ class BusSubscription:
         # switch to live happen without an await, so no publish can slip in between.
         if len(page) < CATCH_UP_PAGE and not self._overflowed:
             self._catching_up = False
+            self._drop_stale()
+
+    def _drop_stale(self) -> None:
+        """Drop the queued live events up to the last stored one already read (transient
+        events before it are older than what the store delivered)."""
+        queue = self._queue
+        last_read = -1
+        for index, event in enumerate(queue):
+            if event.seq and self._already_read(event):
+                last_read = index
+        for _ in range(last_read + 1):
+            queue.popleft()
 
     def _offer(self, event: Event) -> None:
         """Called by the bus for each matching event; never blocks."""
@@ -267,18 +354,22 @@ class BusSubscription:
                 self._lag(event)
                 return
         self._queue.append(event)
-        self._queued_seq = event.seq
-        self._queued_position = event.position
+        if event.seq:
+            self._queued_seq = event.seq
+            self._queued_position = event.position
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
     def _lag(self, dropped: Event) -> None:
-        # Resume just before the first event this subscriber did not get.
-        seq = self._queued_seq if self._queued_seq is not None else dropped.seq - 1
-        position = (
-            self._queued_position if self._queued_position is not None else dropped.position - 1
-        )
+        # Resume just before the first event this subscriber did not get (a transient one
+        # names no place in the log: then from the last stored event queued, if any).
+        seq = self._queued_seq
+        if seq is None and dropped.seq:
+            seq = dropped.seq - 1
+        position = self._queued_position
+        if position is None and dropped.position:
+            position = dropped.position - 1
         self._lagged = SubscriberLagged(
             f"subscriber fell more than {self._max_queue} events behind and was dropped",
             last_seq=seq,

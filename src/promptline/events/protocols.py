@@ -140,6 +140,13 @@ class EventBus(Protocol):
         """
         ...
 
+    async def publish_transient(self, event: Event) -> Event:
+        """Deliver ``event`` to matching live subscribers without storing it (``seq`` and
+        ``position`` stay 0, so it moves no cursor and is never replayed); the event as
+        delivered. For what only matters live, such as a model's streamed ``llm_delta``.
+        """
+        ...
+
     def subscribe(
         self,
         filter: EventFilter | None = None,

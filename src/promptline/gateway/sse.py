@@ -1,8 +1,9 @@
 """Server-Sent Events over the event bus: one stream's events after a seq, stored ones first
 and then live, with no gap and no duplicate, until a condition or the client ends it.
 
-Each frame is ``id: <seq>``, ``event: <type>``, ``data: <event JSON>``; a client that
-reconnects with ``Last-Event-ID`` (or ``from_seq``) resumes right after the last one.
+Each frame is ``id: <seq>``, ``event: <type>``, ``data: <event JSON>`` (no id for a
+transient ``llm_delta``); a client that reconnects with ``Last-Event-ID`` (or ``from_seq``)
+resumes right after the last one.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ async def follow(
         subscription = bus.subscribe(wanted, from_seq=last)
         try:
             async for event in subscription:
-                last = event.seq
+                if event.seq:  # a transient event (seq 0) is no place to resume from
+                    last = event.seq
                 yield event
                 if until is not None and until(event):
                     return
@@ -71,8 +73,12 @@ async def follow(
 
 
 def frame(event: Event) -> bytes:
-    """One SSE frame: the event's seq as its id, its type, its JSON as its data."""
+    """One SSE frame: the event's seq as its id, its type, its JSON as its data. A transient
+    event (seq 0, never stored) has no id, so a client's ``Last-Event-ID`` stays the last
+    stored event's."""
     kind = event.type.replace("\r", " ").replace("\n", " ").encode()
+    if not event.seq:
+        return b"event: %s\ndata: %s\n\n" % (kind, encode_event(event))
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.seq, kind, encode_event(event))
 
 

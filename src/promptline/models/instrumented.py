@@ -1,5 +1,6 @@
-"""Puts every model call on the record: ``llm_command`` before, ``llm_delta`` while streaming,
-``llm_result`` (usage, cost, latency, TTFT) after, or ``error`` when it fails."""
+"""Puts every model call on the record: ``llm_command`` before, ``llm_result`` (usage, cost,
+latency, TTFT) after, or ``error`` when it fails; while streaming, each ``llm_delta`` goes to
+live subscribers only (transient: not stored, the ``llm_result`` holds the whole answer)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any, Protocol
 
 from promptline.core.errors import PromptLineError, ProviderError
 from promptline.core.events import (
+    GLOBAL_STREAM,
     ErrorData,
     ErrorEvent,
     LlmCommand,
@@ -104,12 +106,15 @@ class InstrumentedModel:
     async def stream(
         self, request: ModelRequest, *, context: CallContext | None = None
     ) -> AsyncIterator[StreamDelta | ModelResponse]:
-        """Stream from the target, publishing the command, each delta (unless turned off),
-        then the result or the error; yields what the target yields, the cost filled in."""
+        """Stream from the target, publishing the command, each delta (unless turned off;
+        transient: delivered live, not stored), then the result or the error; yields what
+        the target yields, the cost filled in."""
         ctx = context or self._context
         command = await self._command(request, ctx, stream=True)
         envelope = _envelope(ctx, command)  # the same for every delta of this call
-        publish = self._bus.publish if self._publish_deltas else None
+        # A delta is not stored, so nothing fills its stream in: name the command's now.
+        envelope["stream"] = ctx.stream or ctx.session_id or GLOBAL_STREAM
+        publish = self._bus.publish_transient if self._publish_deltas else None
         index = 0
         try:
             async for item in self._target.stream(request):

@@ -105,6 +105,16 @@ class RunEvents:
         stored = await self._bus.publish_batch(batch, expected_seqs=expected_seqs)
         return stored[len(stored) - len(events) :]
 
+    async def publish_transient(self, event: Event) -> Event:
+        """Deliver ``event`` live, unstored (after what is buffered, which is written first
+        so that subscribers see the run's events in order)."""
+        if self._sealed is not None:
+            return event
+        if self._on_activity is not None:
+            self._on_activity(time.monotonic())
+        await self.flush()
+        return await self._bus.publish_transient(event)
+
     def subscribe(
         self,
         filter: EventFilter | None = None,

@@ -200,7 +200,10 @@ class SessionManager:
             ),
         )
         async with self._locks.hold(sid):
-            await self._ensure_unused(sid, importing=False)
+            if session_id is not None:
+                # A fresh id (a ULID made here) is nobody's yet: no reads to prove it. Either
+                # way, the publish expects an empty stream and fails on a taken one.
+                await self._ensure_unused(sid, importing=False)
             head = await self._write(None, [event], expected_seq=0, importing=False)
         assert head is not None
         return head.to_session()

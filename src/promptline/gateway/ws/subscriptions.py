@@ -15,8 +15,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import orjson
-
 from promptline.core.errors import InvalidInputError, NotFoundError, SubscriberLagged
 from promptline.core.events import encode_event
 from promptline.events.protocols import EventBus, EventFilter, Subscription
@@ -107,12 +105,15 @@ class Subscriptions:
             await _stop(feed.task)
 
     async def _forward(self, sub_id: str, session_id: str, source: Subscription) -> None:
+        # Every frame is this subscription's head, the event's own JSON as it is (not parsed
+        # and written again, nor put in a dict to be encoded), and the closing braces: the
+        # bytes `dumps(notification("event", {...}))` would give.
+        head = dumps(notification("event", {"subscription": sub_id, "event": None}))
+        head = head.removesuffix("null}}")
         try:
             async for event in source:
-                # The event's own JSON goes in as it is, not parsed and written again.
-                body = orjson.Fragment(encode_event(event))
-                frame = notification("event", {"subscription": sub_id, "event": body})
-                if not await self._send(dumps(frame)):
+                frame = f"{head}{encode_event(event).decode()}}}}}"
+                if not await self._send(frame):
                     return
         except SubscriberLagged:
             self._on_lag(sub_id, source.last_seq)
