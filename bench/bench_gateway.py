@@ -14,16 +14,22 @@ process (``app.runtime.run``), which gives the runtime's own runs/s.
 
 Latency (one keep-alive connection per row, the same hand-written HTTP/1.1 client for every
 row, requests one at a time): each round sends one request to each row, in a rotating
-order, after a warm-up. Rows: direct to the provider, BEFORE's gateway, AFTER's gateway, and
-AFTER's run in process. Throughput: each round runs ``--clients`` concurrent clients, each
+order, after a warm-up. Rows: direct to the provider, BEFORE's gateway and AFTER's gateway;
+then (not interleaved) each tree's run in process, in its runtime process. BEFORE runs as it
+was installed, without uvloop and httptools (uvicorn would pick httptools up by itself).
+Throughput: each round runs ``--clients`` concurrent clients, each
 with a session of its own, for ``--window`` seconds against each gateway, and the same
 concurrency of runs in each runtime process, in a rotating order.
 
-``--profile`` then serves a third AFTER gateway (and a BEFORE one) under cProfile, sends it
-``--profile-requests`` chat completions and prints the profile's top entries:
+``--profile`` then serves another gateway of each tree, samples it with py-spy (cProfile
+without py-spy) while it answers ``--profile-requests`` chat completions and prints the
+profile's top entries. ``--callgrind N`` then counts, with valgrind's callgrind, the CPU
+instructions of N chat completions in a gateway process of each tree, and of N runs in a
+runtime process of each tree (what the gateway adds is the difference):
 
     python bench/bench_gateway.py [--quick] [--before REV] [--rounds N] [--seconds S]
-                                  [--clients N] [--window S] [--tput-rounds N] [--profile]
+                                  [--clients N] [--window S] [--tput-rounds N]
+                                  [--profile] [--profile-requests N] [--callgrind N]
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -246,7 +253,15 @@ class GatewayProcess:
     """``promptline serve --port 0`` of the tree at ``src`` on its own home; its port and the
     admin key its first start made."""
 
-    def __init__(self, src: Path, home: Path, *, before: bool, profile: Path | None = None) -> None:
+    def __init__(
+        self,
+        src: Path,
+        home: Path,
+        *,
+        before: bool,
+        profile: Path | None = None,
+        prefix: list[str] | None = None,
+    ) -> None:
         launcher = home / "launch.py"
         launcher.write_text(LAUNCHER, encoding="utf-8")
         env = _env(src, home, before=before)
@@ -256,6 +271,7 @@ class GatewayProcess:
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
                 [
+                    *(prefix or []),
                     sys.executable,
                     str(launcher),
                     "--config",
@@ -271,7 +287,7 @@ class GatewayProcess:
                 stderr=log,
             )
         assert self.proc.stdout is not None
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + (600 if prefix else 120)
         self.port = 0
         for line in self.proc.stdout:
             found = re.search(rb"http://localhost:(\d+)", line)
@@ -305,12 +321,15 @@ class RuntimeProcess:
     """This bench in ``--runtime`` mode under the tree at ``src``: one `App` of the same
     config, answering commands on its stdin (``lat N``, ``tput CLIENTS SECONDS``)."""
 
-    def __init__(self, src: Path, home: Path, *, before: bool) -> None:
+    def __init__(
+        self, src: Path, home: Path, *, before: bool, prefix: list[str] | None = None
+    ) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--runtime", str(home / "config.yaml")],
+            [*(prefix or []), sys.executable, __file__, "--runtime", str(home / "config.yaml")],
             env=_env(src, home, before=before),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL if prefix else None,  # valgrind's own lines
         )
         self._ask("ready")
 
@@ -619,6 +638,73 @@ def _short(frame: str, *, lines: bool = True) -> str:
     return frame
 
 
+def _callgrind(out: Path) -> list[str]:
+    return ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
+
+
+def _counted(pid: int, out: Path, work: Callable[[], None]) -> int:
+    """Instructions process ``pid`` (under `_callgrind`) runs while ``work`` runs: its
+    counter switched on, then dumped."""
+    subprocess.run(["callgrind_control", "-i", "on", str(pid)], check=True, capture_output=True)
+    work()
+    subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
+    totals = []
+    for dump in out.parent.glob(out.name + ".*"):
+        found = re.search(r"^(?:summary|totals): (\d+)", dump.read_text(), re.MULTILINE)
+        if found:
+            totals.append(int(found.group(1)))
+    if not totals:
+        raise RuntimeError(f"no callgrind dump beside {out}")
+    return max(totals)
+
+
+def instructions(
+    src: Path, base: Path, name: str, provider_url: str, n: int, *, before: bool
+) -> tuple[float, float]:
+    """CPU instructions per chat completion in the gateway's process, and per run of the
+    runtime in process (same tree, same config), each counted by callgrind over ``n``
+    requests (runs) after a warm-up; the fake provider is not counted."""
+    home = _home(base, f"{name}-gw", provider_url)
+    out = home / "callgrind.out"
+    gateway = GatewayProcess(src, home, before=before, prefix=_callgrind(out))
+    try:
+
+        async def go(count: int) -> None:
+            client = await Client(gateway.port).open()
+            raw = chat_request(f"agent/{AGENT}", gateway.key)
+            for _ in range(count):
+                check_completion(*await client.send(raw))
+            await client.close()
+
+        asyncio.run(go(30))
+        per_request = _counted(gateway.proc.pid, out, lambda: asyncio.run(go(n))) / n
+    finally:
+        gateway.stop()
+    home = _home(base, f"{name}-rt", provider_url)
+    out = home / "callgrind.out"
+    runtime = RuntimeProcess(src, home, before=before, prefix=_callgrind(out))
+    try:
+        runtime.latencies(30)
+        per_run = _counted(runtime.proc.pid, out, lambda: runtime.latencies(n)) / n
+    finally:
+        runtime.stop()
+    return per_request, per_run
+
+
+def print_instructions(counts: dict[str, tuple[float, float]], n: int) -> None:
+    print(f"\nCPU instructions (callgrind, {n} requests after a warm-up, millions per request):\n")
+    print(
+        "| tree | gateway process, per chat completion | runtime in process, per run |"
+        " added by the gateway |"
+    )
+    print("|---|---:|---:|---:|")
+    for label, (gateway, runtime) in counts.items():
+        print(
+            f"| {label} | {gateway / 1e6:.2f} M | {runtime / 1e6:.2f} M |"
+            f" {(gateway - runtime) / 1e6:+.2f} M |"
+        )
+
+
 # --- the report ----------------------------------------------------------------------------
 
 
@@ -634,22 +720,24 @@ def print_latency(
             f" {percentile(values, 99):.2f} |"
         )
     print()
-    print("| added by the gateway | p50 (ms) | p95 (ms) | p99 (ms) | p50 ratio | target | met |")
-    print("|---|---:|---:|---:|---:|---|---|")
+    print(
+        "| added by the gateway | p50 (ms) | p95 (ms) | p99 (ms) | p50 ratio |"
+        " median of per-round differences (ms) | target | met |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---|---|")
     for label in labels:
         values = lat[f"gateway {label}"]
         added = [percentile(values, q) - percentile(direct, q) for q in (50, 95, 99)]
         ratio = percentile(values, 50) / percentile(direct, 50)
         met = "yes" if added[0] <= TARGET_ADDED_P50_MS else "no"
+        paired = statistics.median(g - d for g, d in zip(values, direct, strict=True))
         print(
             f"| {label} | {added[0]:+.2f} | {added[1]:+.2f} | {added[2]:+.2f} | {ratio:.2f}x |"
-            f" p50 ≤ +{TARGET_ADDED_P50_MS:g} ms | {met} |"
+            f" {paired:+.2f} | p50 ≤ +{TARGET_ADDED_P50_MS:g} ms | {met} |"
         )
 
 
 def print_throughput(tput: dict[str, list[float]], labels: list[str], clients: int) -> None:
-    import statistics
-
     print(
         f"| {clients} concurrent clients | runs/s (median) | rounds | REST / runtime | target"
         " | met |"
@@ -691,6 +779,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--profile", action="store_true", help="then profile each gateway")
     parser.add_argument("--profile-requests", type=int, help="requests sent to a profiled one")
     parser.add_argument("--profile-out", type=Path, help="keep the profiles in this folder")
+    parser.add_argument(
+        "--callgrind", type=int, metavar="N", help="then count instructions over N requests"
+    )
     args = parser.parse_args(argv)
     budget = QUICK if args.quick else Budget()
     changes = {
@@ -763,6 +854,14 @@ def main(argv: list[str]) -> int:
                         args.profile_out.mkdir(parents=True, exist_ok=True)
                         kept = f"{'before' if i == 0 else 'after'}-{out.name}"
                         shutil.copy(out, args.profile_out / kept)
+            if args.callgrind:
+                counts = {
+                    label: instructions(
+                        src, base, f"cg{i}", provider.base_url, args.callgrind, before=i == 0
+                    )
+                    for i, (label, src) in enumerate(srcs.items())
+                }
+                print_instructions(counts, args.callgrind)
     finally:
         for proc in procs:
             with contextlib.suppress(Exception):
