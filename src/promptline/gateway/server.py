@@ -219,7 +219,7 @@ async def serve(
             # listener: it closes before the app does, however serving ends.
             await lifespan.enter_async_context(api.router.lifespan_context(api))
             grace = max(1, round(settings.agent.shutdown_timeout_secs))
-            http = server_stack().http
+            http: Literal["httptools", "h11"] = "httptools" if _importable("httptools") else "h11"
             info.stack = ServerStack(loop=_running_loop_kind(), http=http)
             servers = [
                 _server(
