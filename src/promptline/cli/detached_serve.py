@@ -89,11 +89,10 @@ def _say_error(line: Callable[[str], None], exc: PromptLineError) -> None:
 
 
 def _serve(args: argparse.Namespace, files: GatewayFiles, pid: int, settings: Settings) -> int:
-    import asyncio
 
     from promptline.core.errors import PromptLineError
     from promptline.gateway.logs import announce
-    from promptline.gateway.server import serve
+    from promptline.gateway.server import run_serving, serve
 
     def ready(info: ServeInfo) -> None:
         base = info.urls[0]
@@ -132,8 +131,8 @@ def _serve(args: argparse.Namespace, files: GatewayFiles, pid: int, settings: Se
             announce("authentication is off (loopback only)")
 
     try:
-        asyncio.run(
-            serve(
+        run_serving(
+            lambda: serve(
                 settings,
                 host=args.host,
                 port=args.port,

@@ -45,6 +45,7 @@ async def gather_checks(options: CliOptions) -> list[Check]:
         if sys.version_info >= (3, 11)
         else Check("python", "fail", version, "PromptLine needs Python 3.11 or newer")
     )
+    checks.append(_server_stack())
     try:
         settings = load_settings(options)
     except PromptLineError as exc:
@@ -679,3 +680,20 @@ def run_doctor(options: CliOptions) -> int:
         return 1
     out.print(f"[green]all good[/] ({warned} warning(s))")
     return 0
+
+
+def _server_stack() -> Check:
+    """The event loop and HTTP parser `promptline serve` would use: uvloop and httptools
+    when installed, else asyncio and h11 (slower, and still correct)."""
+    from promptline.gateway.server import server_stack
+
+    stack = server_stack()
+    if (stack.loop, stack.http) == ("uvloop", "httptools"):
+        return Check("server", "ok", str(stack))
+    return Check(
+        "server",
+        "ok",
+        str(stack),
+        "install uvloop and httptools (PromptLine's dependencies where they build) for a "
+        "faster gateway",
+    )

@@ -5,7 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from promptline.cli.runtime import CliOptions, console, load_settings, run, services, write_json
+from promptline.cli.runtime import (
+    CliOptions,
+    console,
+    friendly_errors,
+    load_settings,
+    run,
+    services,
+    write_json,
+)
 
 if TYPE_CHECKING:
     from promptline.gateway.server import ServeInfo
@@ -13,10 +21,13 @@ if TYPE_CHECKING:
 
 
 def serve(options: CliOptions, *, host: str | None, port: int | None, no_auth: bool) -> None:
-    """Run the gateway until SIGTERM or Ctrl-C; its log goes to stderr."""
+    """Run the gateway until SIGTERM or Ctrl-C, on uvloop and httptools where they are
+    installed (asyncio and h11 otherwise); its log goes to stderr."""
+    import gc
     import sys
 
     from promptline.gateway.logs import configure_logging
+    from promptline.gateway.server import run_serving
     from promptline.gateway.server import serve as serve_gateway
 
     settings = load_settings(options)
@@ -31,6 +42,8 @@ def serve(options: CliOptions, *, host: str | None, port: int | None, no_auth: b
         for extra in info.urls[1:]:
             out.print(f"  WebSocket {extra}")
         out.print(f"  health    {base}/healthz, {base}/readyz")
+        if info.stack is not None:
+            out.print(f"  server    {info.stack}")
         if info.admin_key:
             print_new_admin_key(info.admin_key, info.admin_key_file, base)
         elif not no_auth:
@@ -39,11 +52,13 @@ def serve(options: CliOptions, *, host: str | None, port: int | None, no_auth: b
             out.print("[yellow]authentication is off (loopback only)[/]", markup=True)
         out.print("Ctrl-C (or SIGTERM) stops it gracefully.", style="dim")
 
-    run(
-        lambda: serve_gateway(
-            settings, host=host, port=port, auth=False if no_auth else None, on_ready=ready
+    gc.enable()  # off while a short command loads (see `promptline.cli.main.main`)
+    with friendly_errors():
+        run_serving(
+            lambda: serve_gateway(
+                settings, host=host, port=port, auth=False if no_auth else None, on_ready=ready
+            )
         )
-    )
 
 
 def print_new_admin_key(key: str, kept: Path | None, base: str) -> None:

@@ -75,6 +75,10 @@ def create_gateway(app: App, *, auth: bool | None = None) -> FastAPI:
         from promptline.gateway.mcp_server import mount_mcp
 
         mount_mcp(api, app)  # /mcp, running for the lifetime of the app's lifespan
+    from promptline.gateway.routes.openai_compat import ChatCompletionsFastPath
+
+    # Innermost: behind the limits, the headers and the access line, like the route itself.
+    api.add_middleware(ChatCompletionsFastPath)
     api.add_middleware(RequestLimits, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         _allow_cross_origin(api, settings.cors_origins)

@@ -13,7 +13,6 @@ import base64
 import hashlib
 import re
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["DEFAULT_CSP", "SecurityHeaders", "page_csp"]
@@ -46,7 +45,8 @@ def page_csp(html: str) -> str:
 
 
 class SecurityHeaders:
-    """Adds the headers above to every HTTP response that lacks them."""
+    """Adds the headers above to every HTTP response that lacks them (by their names, in the
+    raw header list of the response's start: no header object is built per response)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -58,12 +58,18 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in FIXED.items():
-                    if name not in headers:
-                        headers.append(name, value)
-                if "content-security-policy" not in headers:
-                    headers.append("content-security-policy", DEFAULT_CSP)
+                headers = list(message.get("headers", ()))
+                present = {bytes(name).lower() for name, _ in headers}
+                headers.extend(item for item in _RAW if item[0] not in present)
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+_RAW = [
+    (name.encode("latin-1"), value.encode("latin-1"))
+    for name, value in {**FIXED, "content-security-policy": DEFAULT_CSP}.items()
+]
+"""The headers as an ASGI response lists them (lower-case names, in `FIXED`'s order, then
+the policy)."""

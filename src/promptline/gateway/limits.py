@@ -20,7 +20,9 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "RequestLimits",
     "depth_problem",
+    "is_json",
     "nesting_depth",
+    "replay_body",
     "utf8_problem",
 ]
 
@@ -118,14 +120,14 @@ class RequestLimits:
         if isinstance(body, PromptLineError):
             await _refuse(body, scope, receive, send)
             return
-        if checked and body and _is_json(headers.get("content-type")):
+        if checked and body and is_json(headers.get("content-type")):
             problem = utf8_problem(body, "the request body") or depth_problem(
                 body, "the request body"
             )
             if problem is not None:
                 await _refuse(problem, scope, receive, send)
                 return
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, replay_body(body, receive), send)
 
     async def _read(self, receive: Receive) -> bytes | PromptLineError | None:
         """The whole body; the 413 error once it passes the limit (what is read of it by
@@ -152,7 +154,7 @@ class RequestLimits:
         )
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay_body(body: bytes, receive: Receive) -> Receive:
     """A ``receive`` that gives the app the body in one message, then passes on what the
     server sends next (a disconnect)."""
     given = False
@@ -174,8 +176,8 @@ def _declared_length(headers: Headers) -> int:
         return 0  # the server refuses such a request; the body is counted as it comes anyway
 
 
-def _is_json(content_type: str | None) -> bool:
-    # The media types FastAPI reads as JSON; a body without one is not parsed.
+def is_json(content_type: str | None) -> bool:
+    """True for the media types FastAPI reads as JSON (``application/json``, ``*+json``)."""
     if content_type is None:
         return False
     media = content_type.partition(";")[0].strip().lower()

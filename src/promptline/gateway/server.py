@@ -6,14 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib
 import ipaddress
 import logging
 import signal
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from promptline.core.errors import ConfigError
 
@@ -22,9 +23,70 @@ if TYPE_CHECKING:
 
     from promptline.config.settings import Settings
 
-__all__ = ["ServeInfo", "is_loopback", "keep_admin_key", "serve"]
+__all__ = [
+    "ServeInfo",
+    "ServerStack",
+    "is_loopback",
+    "keep_admin_key",
+    "run_serving",
+    "serve",
+    "server_stack",
+]
 
 _log = logging.getLogger("promptline.gateway")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ServerStack:
+    """The event loop and the HTTP/1.1 parser the gateway is served with: uvloop and
+    httptools where they are installed (the default install has them where they build),
+    else Python's asyncio and h11, which do the same, more slowly."""
+
+    loop: Literal["uvloop", "asyncio"]
+    http: Literal["httptools", "h11"]
+
+    def __str__(self) -> str:
+        return f"event loop {self.loop}, HTTP {self.http}"
+
+
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+def server_stack() -> ServerStack:
+    """uvloop and httptools when they import, each on its own; asyncio and h11 otherwise."""
+    return ServerStack(
+        loop="uvloop" if _importable("uvloop") else "asyncio",
+        http="httptools" if _importable("httptools") else "h11",
+    )
+
+
+def _running_loop_kind() -> Literal["uvloop", "asyncio"]:
+    """Which event loop runs this coroutine (the caller chose it, see `run_serving`)."""
+    module = type(asyncio.get_running_loop()).__module__
+    return "uvloop" if module.partition(".")[0] == "uvloop" else "asyncio"
+
+
+def run_serving(main: Callable[[], Awaitable[T]], *, stack: ServerStack | None = None) -> T:
+    """Run ``main`` (`serve`, typically) to completion on the event loop of ``stack``
+    (default: `server_stack`): uvloop's when it is installed, asyncio's otherwise."""
+    chosen = server_stack() if stack is None else stack
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if chosen.loop == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+
+    async def call() -> T:
+        return await main()
+
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(call())
 
 
 @dataclass
@@ -38,6 +100,8 @@ class ServeInfo:
     admin_key: str | None = None
     admin_key_file: Path | None = None
     urls: list[str] = field(default_factory=list)
+    stack: ServerStack | None = None
+    """The event loop and HTTP parser serving (see `ServerStack`)."""
 
 
 def keep_admin_key(key: str, path: Path | None = None) -> Path | None:
@@ -155,11 +219,14 @@ async def serve(
             # listener: it closes before the app does, however serving ends.
             await lifespan.enter_async_context(api.router.lifespan_context(api))
             grace = max(1, round(settings.agent.shutdown_timeout_secs))
+            http: Literal["httptools", "h11"] = "httptools" if _importable("httptools") else "h11"
+            info.stack = ServerStack(loop=_running_loop_kind(), http=http)
             servers = [
                 _server(
                     uvicorn.Config(
                         api,
                         lifespan="off",
+                        http=http,
                         # The process's logging (`configure_logging`) formats uvicorn's records
                         # too; uvicorn's own access lines are replaced by `AccessLog`'s.
                         log_config=None,
@@ -187,8 +254,12 @@ async def serve(
                     if any(t.done() for t in tasks):
                         break
                     await asyncio.sleep(0.01)
-                if on_ready is not None and all(s.started for s in servers):
-                    on_ready(info)
+                if all(s.started for s in servers):
+                    from promptline.gateway.logs import announce
+
+                    announce("serving with %s", info.stack)
+                    if on_ready is not None:
+                        on_ready(info)
                 try:
                     await asyncio.gather(*tasks)
                 finally:

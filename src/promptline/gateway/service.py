@@ -43,6 +43,7 @@ __all__ = [
     "respond_approval",
     "run_json",
     "session_json",
+    "shown_run",
     "start_message",
     "visible_approval",
     "visible_approvals",
@@ -70,6 +71,13 @@ async def visible_run(app: App, caller: Caller, run_id: str) -> RunRecord:
         record = await load_run(app.events, run_id)
     except NotFoundError:
         raise NotFoundError(f"no run {run_id!r}", run_id=run_id) from None
+    return await shown_run(app, caller, record)
+
+
+async def shown_run(app: App, caller: Caller, record: RunRecord) -> RunRecord:
+    """``record`` (read from the log) if ``caller`` may see its run, as `visible_run` judges;
+    `NotFoundError` otherwise."""
+    run_id = record.run_id
     if not _may_see(caller, record.tenant_id, record.user_id, record.session_id):
         raise NotFoundError(f"no run {run_id!r}", run_id=run_id)
     if record.session_id is not None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
-from fastapi.responses import JSONResponse
 
 from promptline.core.errors import InvalidInputError
 from promptline.core.events import Event
@@ -15,7 +14,7 @@ from promptline.gateway.schemas import ErrorOut, MessageIn, MessageStarted, RunO
 from promptline.gateway.service import (
     accepted_json,
     check_agent,
-    run_json,
+    shown_run,
     start_message,
     visible_session,
 )
@@ -129,8 +128,16 @@ async def post_message(
             sse_frames(events), stopping=gateway(request).stopping, headers=headers
         )
     if wait:
-        await app.runtime.wait(run_id)
-        record: dict[str, Any] = await run_json(app, caller, run_id)
-        return JSONResponse(RunOut.model_validate(record).model_dump(mode="json"), headers=headers)
+        # The record as the run ended, read once: shown if the caller may still see it.
+        record: dict[str, Any] = (
+            await shown_run(app, caller, await app.runtime.wait(run_id))
+        ).to_dict()
+        return Response(
+            RunOut.model_validate(record).model_dump_json(),
+            media_type="application/json",
+            headers=headers,
+        )
     started = MessageStarted.model_validate(accepted_json(accepted))
-    return JSONResponse(started.model_dump(mode="json"), status_code=202, headers=headers)
+    return Response(
+        started.model_dump_json(), status_code=202, media_type="application/json", headers=headers
+    )

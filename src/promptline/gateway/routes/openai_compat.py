@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import orjson
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
-from starlette.types import Receive, Scope, Send
+from pydantic import ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from promptline.core.errors import (
     ConflictError,
@@ -22,8 +23,10 @@ from promptline.core.errors import (
     NotFoundError,
     PromptLineError,
 )
-from promptline.gateway.deps import CallerDep, gateway, needs
-from promptline.gateway.errors import OpenAIRoute, openai_error_body
+from promptline.gateway.deps import CallerDep, check_scope, gateway, needs
+from promptline.gateway.deps import caller as request_caller
+from promptline.gateway.errors import OpenAIRoute, openai_error, openai_error_body
+from promptline.gateway.limits import is_json, replay_body
 from promptline.gateway.openai_wire import (
     AGENT_PREFIX,
     ChatCompletionRequest,
@@ -439,3 +442,106 @@ class EventStream(Response):
         while (await receive())["type"] != "http.disconnect":
             pass
         await self._on_leave()
+
+
+CHAT_COMPLETIONS_PATH = "/v1/chat/completions"
+
+
+class ChatCompletionsFastPath:
+    """ASGI middleware taking ``POST /v1/chat/completions`` requests that need no more than
+    reading: a whole JSON body that parses and validates as `ChatCompletionRequest`, and at
+    most one of each header the route reads, within its limits. Those go straight to
+    `chat_completions`, authenticated and scope-checked as the route's dependencies would,
+    without FastAPI's per-request routing, dependency solving and second body parse; any
+    other request (one that fails a check, or is shaped unusually) goes to the declared
+    route, which answers it (its error included) as it always has. Errors raised on the way
+    answer in OpenAI's shape, as on the route (`OpenAIRoute`)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or _route_path(scope) != CHAT_COMPLETIONS_PATH
+        ):
+            await self.app(scope, receive, send)
+            return
+        message = await receive()
+        if message["type"] != "http.request" or message.get("more_body", False):
+            await self.app(scope, _replay_message(message, receive), send)
+            return
+        body = bytes(message.get("body", b""))
+        taken = _take(scope, body)
+        if taken is None:
+            await self.app(scope, replay_body(body, receive), send)
+            return
+        parsed, session_id, idempotency_key = taken
+        request = Request(scope, receive)
+        response: Response
+        try:
+            found = await request_caller(request)
+            check_scope(found, "runs:write")
+            response = await chat_completions(
+                parsed,
+                request,
+                found,
+                x_session_id=session_id,
+                idempotency_key=idempotency_key,
+            )
+        except Exception as exc:
+            response = openai_error(request, exc)
+        await response(scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the router matches (without the app's ``root_path``)."""
+    path = str(scope["path"])
+    root = str(scope.get("root_path", ""))
+    if root and path.startswith(root):
+        return path[len(root) :]
+    return path
+
+
+def _replay_message(message: Message, receive: Receive) -> Receive:
+    given = False
+
+    async def replayed() -> Message:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return message
+
+    return replayed
+
+
+_READ_HEADERS = {b"content-type", b"x-session-id", b"idempotency-key"}
+
+
+def _take(scope: Scope, body: bytes) -> tuple[ChatCompletionRequest, str | None, str | None] | None:
+    """The request as the route would read it (body, ``X-Session-Id``, ``Idempotency-Key``),
+    or None for any request it would not take as it is."""
+    found: dict[bytes, str] = {}
+    for name, value in scope["headers"]:
+        if name in _READ_HEADERS:
+            if name in found:
+                return None
+            found[name] = value.decode("latin-1")
+    if not body or not is_json(found.get(b"content-type")):
+        return None
+    key = found.get(b"idempotency-key")
+    if key is not None and len(key) > MAX_IDEMPOTENCY_KEY:
+        return None
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    try:
+        parsed = ChatCompletionRequest.model_validate(data)
+    except ValidationError:
+        return None
+    return parsed, found.get(b"x-session-id"), key
