@@ -8,10 +8,12 @@ envelope fields so it round-trips unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeAlias, get_args
+from typing import Annotated, Any, Literal, TypeAlias, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import PydanticUndefined
 
 from promptline.core.clock import utcnow
 from promptline.core.errors import InvalidInputError, describe_validation
@@ -618,3 +620,75 @@ def parse_event(obj: Any, *, lenient: bool = False) -> Event:
 def encode_event(event: EventEnvelope) -> bytes:
     """The JSON wire and storage form of an event."""
     return event.__pydantic_serializer__.to_json(event)
+
+
+# -- building without validation --------------------------------------------------------------
+
+_M = TypeVar("_M", bound=BaseModel)
+_E = TypeVar("_E", bound=EventEnvelope)
+
+_Defaults = tuple[dict[str, Any], tuple[tuple[str, Callable[[], Any]], ...], bool]
+_defaults_of: dict[type[BaseModel], _Defaults] = {}
+
+
+def _defaults(cls: type[BaseModel]) -> _Defaults:
+    """``cls``'s plain defaults, its default factories, and whether it keeps extra fields."""
+    found = _defaults_of.get(cls)
+    if found is None:
+        if not cls.__pydantic_complete__:
+            cls.model_rebuild()  # built on first use (``defer_build``); encoding needs it
+        plain: dict[str, Any] = {}
+        factories: list[tuple[str, Callable[[], Any]]] = []
+        for name, field in cls.model_fields.items():
+            if field.default_factory is not None:
+                factories.append((name, field.default_factory))  # type: ignore[arg-type]
+            elif field.default is not PydanticUndefined:
+                plain[name] = field.default
+        keeps_extra = cls.model_config.get("extra") == "allow"
+        found = _defaults_of[cls] = (plain, tuple(factories), keeps_extra)
+    return found
+
+
+def build(cls: type[_M], /, **values: Any) -> _M:
+    """``cls(**values)`` without validation, for values the code made itself with their
+    fields' types (an event the runtime records, its payload): what validation would check
+    is true by construction, and it is most of what building an event costs.
+
+    Omitted fields take their defaults (factories called, as validation does). Nothing is
+    coerced: a value of the wrong type is stored as given, so input from outside (a request,
+    a stored event) goes through the model's own constructor or `parse_event` instead.
+    """
+    plain, factories, keeps_extra = _defaults_of.get(cls) or _defaults(cls)
+    fields = {**plain, **values}
+    for name, factory in factories:
+        if name not in values:
+            fields[name] = factory()
+    model = cls.__new__(cls)
+    setattr_ = object.__setattr__
+    setattr_(model, "__dict__", fields)
+    setattr_(model, "__pydantic_fields_set__", set(values))
+    setattr_(model, "__pydantic_extra__", {} if keeps_extra else None)
+    setattr_(model, "__pydantic_private__", None)
+    return model
+
+
+_ASSIGNED = frozenset({"stream", "seq", "position"})
+
+
+def stamped(event: _E, stream: str, seq: int, position: int) -> _E:
+    """``event`` with its place in the log filled in (what a store returns).
+
+    What ``model_copy(update=...)`` does (a shallow copy, no validation) without its
+    generic update logic and the copy of the field set it then extends.
+    """
+    cls = type(event)
+    copy = cls.__new__(cls)
+    extra = event.__pydantic_extra__
+    setattr_ = object.__setattr__
+    setattr_(
+        copy, "__dict__", {**event.__dict__, "stream": stream, "seq": seq, "position": position}
+    )
+    setattr_(copy, "__pydantic_fields_set__", event.__pydantic_fields_set__ | _ASSIGNED)
+    setattr_(copy, "__pydantic_extra__", None if extra is None else dict(extra))
+    setattr_(copy, "__pydantic_private__", None)
+    return copy
