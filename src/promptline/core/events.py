@@ -12,6 +12,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeAlias, TypeVar, get_args
 
+from orjson import OPT_UTC_Z as _UTC_Z
+from orjson import dumps as _dumps
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import PydanticUndefined
 
@@ -618,8 +620,26 @@ def parse_event(obj: Any, *, lenient: bool = False) -> Event:
 
 
 def encode_event(event: EventEnvelope) -> bytes:
-    """The JSON wire and storage form of an event."""
-    return event.__pydantic_serializer__.to_json(event)
+    """The JSON wire and storage form of an event.
+
+    The same document pydantic writes, by orjson from the models' fields: a third of the
+    instructions (an event is encoded once per append). A value orjson does not take (a
+    set, bytes, a big integer, a key that is not a string) falls back to pydantic.
+    """
+    if event.__pydantic_extra__:
+        return event.__pydantic_serializer__.to_json(event)
+    try:
+        return _dumps(event.__dict__, default=_fields_of, option=_UTC_Z)
+    except TypeError:
+        return event.__pydantic_serializer__.to_json(event)
+
+
+def _fields_of(value: Any) -> Any:
+    """orjson's hook for what it does not know: a nested model as its fields."""
+    if isinstance(value, BaseModel):
+        extra = value.__pydantic_extra__
+        return {**value.__dict__, **extra} if extra else value.__dict__
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 # -- building without validation --------------------------------------------------------------
@@ -627,25 +647,28 @@ def encode_event(event: EventEnvelope) -> bytes:
 _M = TypeVar("_M", bound=BaseModel)
 _E = TypeVar("_E", bound=EventEnvelope)
 
-_Defaults = tuple[dict[str, Any], tuple[tuple[str, Callable[[], Any]], ...], bool]
-_defaults_of: dict[type[BaseModel], _Defaults] = {}
+_Spec = tuple[tuple[tuple[str, Any, Callable[..., Any] | None], ...], frozenset[str], bool]
+_specs: dict[type[BaseModel], _Spec] = {}
+_REQUIRED = object()
 
 
-def _defaults(cls: type[BaseModel]) -> _Defaults:
-    """``cls``'s plain defaults, its default factories, and whether it keeps extra fields."""
-    found = _defaults_of.get(cls)
+def _spec(cls: type[BaseModel]) -> _Spec:
+    """``cls``'s fields in order (name, default, default factory), their names, and
+    whether it keeps extra fields."""
+    found = _specs.get(cls)
     if found is None:
         if not cls.__pydantic_complete__:
             cls.model_rebuild()  # built on first use (``defer_build``); encoding needs it
-        plain: dict[str, Any] = {}
-        factories: list[tuple[str, Callable[[], Any]]] = []
-        for name, field in cls.model_fields.items():
-            if field.default_factory is not None:
-                factories.append((name, field.default_factory))  # type: ignore[arg-type]
-            elif field.default is not PydanticUndefined:
-                plain[name] = field.default
+        fields = tuple(
+            (
+                name,
+                _REQUIRED if field.default is PydanticUndefined else field.default,
+                field.default_factory,
+            )
+            for name, field in cls.model_fields.items()
+        )
         keeps_extra = cls.model_config.get("extra") == "allow"
-        found = _defaults_of[cls] = (plain, tuple(factories), keeps_extra)
+        found = _specs[cls] = (fields, frozenset(cls.model_fields), keeps_extra)
     return found
 
 
@@ -658,11 +681,19 @@ def build(cls: type[_M], /, **values: Any) -> _M:
     coerced: a value of the wrong type is stored as given, so input from outside (a request,
     a stored event) goes through the model's own constructor or `parse_event` instead.
     """
-    plain, factories, keeps_extra = _defaults_of.get(cls) or _defaults(cls)
-    fields = {**plain, **values}
-    for name, factory in factories:
-        if name not in values:
+    spec, names, keeps_extra = _specs.get(cls) or _spec(cls)
+    if not values.keys() <= names:
+        raise TypeError(f"{cls.__name__} has no field {sorted(values.keys() - names)}")
+    fields: dict[str, Any] = {}
+    for name, default, factory in spec:
+        if name in values:
+            fields[name] = values[name]
+        elif factory is not None:
             fields[name] = factory()
+        elif default is _REQUIRED:
+            raise TypeError(f"{cls.__name__} needs {name!r}")
+        else:
+            fields[name] = default
     model = cls.__new__(cls)
     setattr_ = object.__setattr__
     setattr_(model, "__dict__", fields)

@@ -12,7 +12,7 @@ from operator import attrgetter
 from typing import Any
 
 from promptline.core.clock import to_micros
-from promptline.core.events import Event, decode_event, stamped
+from promptline.core.events import Event, decode_event, encode_event, stamped
 from promptline.events.checks import (
     already_stored,
     check_cursor,
@@ -208,8 +208,7 @@ class _Stored:
     )
 
     def __init__(self, event: Event) -> None:
-        # Fields left empty are not written: they decode back to the same defaults.
-        self.raw = event.__pydantic_serializer__.to_json(event, exclude_none=True)
+        self.raw = encode_event(event)
         self.type = event.type
         self.stream = event.stream
         self.seq = event.seq
