@@ -10,12 +10,12 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from promptline.events.sql import _INSERT_SQL, AppendSession, Row, SqlEventStore, driver_connection
 
-from promptline.events.sql import AppendSession, Row, SqlEventStore, driver_connection
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 # Connection settings the writer copies from the engine's own connections, so that it waits
 # for locks and syncs exactly as every other connection to the file does.
@@ -38,18 +38,56 @@ class SqliteEventStore(SqlEventStore):
     caller gets the error; every caller hears back only after the COMMIT. Reads go
     through the engine's pool and run beside it (WAL). An in-memory database, which
     another connection would not see, is written through the engine instead.
+
+    `open` makes one without an engine (nor SQLAlchemy, which is 20 MB of a process that
+    needs nothing else of it): its reads go through the writer's connection.
     """
 
-    _storage_errors = (sqlite3.Error, SQLAlchemyError, OSError)
+    _storage_errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
 
     def __init__(self, engine: AsyncEngine, *, owns_engine: bool = False) -> None:
         super().__init__(engine, owns_engine=owns_engine)
         self._path = _file_of(engine)
         self._lock = asyncio.Lock()  # only for the in-memory path through the engine
         self._writer: _WriterThread | None = None
+        self._has_engine = True
+
+    @classmethod
+    def open(cls, path: str | Path) -> SqliteEventStore:
+        """The log in the SQLite file at ``path``, through `sqlite3` alone (no engine).
+
+        The file must hold this release's schema (made by ``promptline db upgrade`` or an
+        app that opened it); otherwise `SchemaVersionError` says what to do. `engine`
+        raises `AttributeError` on this store.
+        """
+        from promptline.storage.database import private_database
+        from promptline.storage.migrate import HEAD_REVISION
+
+        file = Path(path)
+        _check_schema(file, HEAD_REVISION)
+        private_database(file)
+        store = cls.__new__(cls)
+        # No engine, so not the base class's initialiser: only what its methods read.
+        store._owns_engine = False
+        store._paramstyle = "qmark"
+        store._insert_sql = _INSERT_SQL
+        store._path = file
+        store._lock = asyncio.Lock()
+        store._writer = None
+        store._has_engine = False
+        return store
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine this store reads and writes through (not there on one from `open`)."""
+        if not self._has_engine:
+            raise AttributeError("this event store was opened without a SQLAlchemy engine")
+        return self._engine
 
     def _is_duplicate(self, exc: BaseException) -> bool:
-        return isinstance(exc, sqlite3.IntegrityError) or super()._is_duplicate(exc)
+        if isinstance(exc, sqlite3.IntegrityError):
+            return True
+        return self._has_engine and super()._is_duplicate(exc)
 
     async def _write(
         self, heads_sql: str, streams: Sequence[str], number: Callable[[Sequence[Any]], list[Row]]
@@ -57,11 +95,14 @@ class SqliteEventStore(SqlEventStore):
         if self._path is None:
             await super()._write(heads_sql, streams, number)
             return
-        if self._writer is None:
-            pragmas = await self._pragmas()
-            if self._writer is None:  # another append may have started it meanwhile
-                self._writer = _WriterThread(self._path, pragmas, self._insert_sql)
-        await self._writer.append(heads_sql, streams, number)
+        writer = self._writer or await self._start_writer(self._path)
+        await writer.append(heads_sql, streams, number)
+
+    async def _start_writer(self, path: Path) -> _WriterThread:
+        pragmas = await self._pragmas() if self._has_engine else None
+        if self._writer is None:  # another append may have started it meanwhile
+            self._writer = _WriterThread(path, pragmas, self._insert_sql)
+        return self._writer
 
     async def _pragmas(self) -> dict[str, int]:
         async with self._engine.connect() as conn:
@@ -88,6 +129,10 @@ class SqliteEventStore(SqlEventStore):
             await driver.execute("COMMIT")
 
     async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        if not self._has_engine:
+            assert self._path is not None  # `open` always has a file
+            writer = self._writer or await self._start_writer(self._path)
+            return await writer.read(sql, params)
         async with self._engine.connect() as conn:
             driver = await driver_connection(conn)
             rows = await driver.execute_fetchall(sql, params)
@@ -99,6 +144,29 @@ class SqliteEventStore(SqlEventStore):
         if writer is not None:
             await writer.close()
         await super().close()
+
+
+def _check_schema(path: Path, head: str) -> None:
+    """`SchemaVersionError` unless the file at ``path`` holds the schema at ``head``."""
+    from promptline.core.errors import SchemaVersionError
+
+    current: str | None = None
+    if path.is_file():
+        conn = sqlite3.connect(path)
+        try:
+            rows = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+            current = str(rows[0][0]) if len(rows) == 1 else None
+        except sqlite3.Error:
+            current = None
+        finally:
+            conn.close()
+    if current != head:
+        raise SchemaVersionError(
+            f"the database {path} is at schema {current or 'nothing'}, this release needs {head}",
+            hint="run `promptline db upgrade` (or open it through an app, which migrates it)",
+            current=current,
+            head=head,
+        )
 
 
 def _file_of(engine: AsyncEngine) -> Path | None:
@@ -131,8 +199,29 @@ class _Append:
         self.error: BaseException | None = None
 
 
+class _Read:
+    """A query waiting for the writer's connection (a store opened without an engine)."""
+
+    __slots__ = ("future", "loop", "params", "sql")
+
+    def __init__(
+        self,
+        sql: str,
+        params: Sequence[Any],
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[list[Row]],
+    ) -> None:
+        self.sql = sql
+        self.params = params
+        self.loop = loop
+        self.future = future
+
+
 _STOP = None
 """Put on the writer's queue to end its thread."""
+
+_Job = _Append | _Read | asyncio.Future[None] | None
+"""What the writer's queue holds: work, a close's future (after `_STOP`), `_STOP`."""
 
 
 class _WriterThread:
@@ -144,11 +233,11 @@ class _WriterThread:
     wake-up of each event loop for all of its callers.
     """
 
-    def __init__(self, path: Path, pragmas: dict[str, int], insert_sql: str) -> None:
+    def __init__(self, path: Path, pragmas: dict[str, int] | None, insert_sql: str) -> None:
         self._path = path
         self._pragmas = pragmas
         self._insert_sql = insert_sql
-        self._queue: queue.SimpleQueue[_Append | asyncio.Future[None] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._conn: sqlite3.Connection | None = None
         self._closed = False
         self._thread = threading.Thread(target=self._serve, name="promptline-events", daemon=True)
@@ -165,6 +254,15 @@ class _WriterThread:
         future: asyncio.Future[None] = loop.create_future()
         self._queue.put(_Append(heads_sql, streams, number, loop, future))
         await future
+
+    async def read(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        """The rows of a query, run on the writer's connection between its transactions."""
+        if self._closed:
+            raise RuntimeError("the event store's writer is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Row]] = loop.create_future()
+        self._queue.put(_Read(sql, params, loop, future))
+        return await future
 
     async def close(self) -> None:
         """Write what is queued, close the connection, end the thread."""
@@ -185,8 +283,13 @@ class _WriterThread:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-            for name, value in self._pragmas.items():
-                conn.execute(f"PRAGMA {name} = {int(value)}")
+            if self._pragmas is None:
+                from promptline.storage.database import configure_sqlite
+
+                configure_sqlite(conn)
+            else:
+                for name, value in self._pragmas.items():
+                    conn.execute(f"PRAGMA {name} = {int(value)}")
             self._conn = conn
         return self._conn
 
@@ -199,7 +302,7 @@ class _WriterThread:
                 break
             if isinstance(first, asyncio.Future):
                 continue  # a close that found the thread stopped already
-            group = [first]
+            items = [first]
             while True:
                 try:
                     more = get_nowait()
@@ -208,9 +311,19 @@ class _WriterThread:
                 if more is _STOP:
                     stopping = True
                     break
-                if isinstance(more, _Append):
-                    group.append(more)
-            self._commit(group)
+                if not isinstance(more, asyncio.Future):
+                    items.append(more)
+            group: list[_Append] = []
+            for item in items:  # in order: a read sees the appends queued before it
+                if isinstance(item, _Append):
+                    group.append(item)
+                    continue
+                if group:
+                    self._commit(group)
+                    group = []
+                self._read(item)
+            if group:
+                self._commit(group)
         if self._conn is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.close()
@@ -222,9 +335,16 @@ class _WriterThread:
                 break
             if isinstance(waiting, asyncio.Future):
                 _tell(waiting.get_loop(), [(waiting, None)])
-            elif isinstance(waiting, _Append):
-                waiting.error = RuntimeError("the event store is closed")
-                _tell(waiting.loop, [(waiting.future, waiting.error)])
+            elif waiting is not None:
+                _tell(waiting.loop, [(waiting.future, RuntimeError("the event store is closed"))])
+
+    def _read(self, read: _Read) -> None:
+        try:
+            rows = self._connection().execute(read.sql, tuple(read.params)).fetchall()
+        except Exception as exc:
+            _tell(read.loop, [(read.future, exc)])
+            return
+        _settle(read.loop, read.future, rows)
 
     def _commit(self, group: list[_Append]) -> None:
         """One transaction for ``group``: each append in a savepoint; then tell everyone."""
@@ -284,6 +404,17 @@ class _WriterThread:
 
 
 _LAST_SEQ_SQL = "SELECT max(seq) FROM events WHERE stream = ?"
+
+
+def _settle(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], value: Any) -> None:
+    """Set ``future``'s result on ``loop`` (unless its caller gave up)."""
+
+    def settle() -> None:
+        if not future.done():
+            future.set_result(value)
+
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(settle)
 
 
 def _tell(
