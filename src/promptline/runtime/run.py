@@ -180,6 +180,11 @@ class _ResumeGate:
         return await gate.authorize(tool, call, scope)
 
 
+_CONTEXT = tuple(field.name for field in dataclasses.fields(CallContext))
+"""The fields of a `CallContext`: a run's envelope (`dataclasses.asdict` without its deep
+copy)."""
+
+
 class _Stop(Exception):
     """Raised at a safe point when the run was asked to stop."""
 
@@ -237,7 +242,8 @@ class Run:
             stream=session.id if session else self.id,
         )
         # The envelope of every event the run records itself: the same who and where.
-        self._envelope: dict[str, Any] = dataclasses.asdict(self._call_context)
+        context = self._call_context
+        self._envelope: dict[str, Any] = {name: getattr(context, name) for name in _CONTEXT}
         self.lifecycle = Lifecycle(self._on_lifecycle)
         self._resumed = asyncio.Event()
         self._resumed.set()
