@@ -8,9 +8,10 @@ folder) and once with this tree's ``src/``, interleaved:
 
 - instructions per run: callgrind, (I(N2) - I(N1)) / (N2 - N1), as ``bench_intake.py``;
 - peak RSS: VmHWM of a process doing ``--runs`` runs (``bench_agents.py --rss``);
-- where the instructions go (this tree): callgrind's inclusive top entries of the shared
-  libraries doing the work, and the PromptLine functions by inclusive share of a
-  deterministic profile (cProfile: CPython 3.11 shows no Python frames to callgrind).
+- where the instructions go (this tree): callgrind's instructions by library (the
+  interpreter, pydantic-core, SQLite, orjson, ...), and the PromptLine functions by
+  inclusive share of a deterministic profile (cProfile: CPython 3.11 shows no Python
+  frames to callgrind).
 
 Needs only the project's environment (not ``.venv-bench``)::
 
@@ -41,7 +42,6 @@ import bench_intake  # noqa: E402
 
 BEFORE = "8f94a7e"
 STORES = ("memory", "sqlite")
-LIBRARIES = ("pydantic_core", "libsqlite3", "_sqlite3", "orjson", "_asyncio", "_json")
 
 
 def export(rev: str, into: Path) -> Path:
@@ -73,8 +73,9 @@ def peak_rss_mb(src: Path, store: str, runs: int, base_url: str) -> float:
     return int(proc.stdout.split()[-1]) / 1024
 
 
-def callgrind_top(store: str, runs: int, base_url: str, top: int) -> list[tuple[int, str]]:
-    """Inclusive instructions of the busiest functions of ``LIBRARIES`` over ``runs`` runs."""
+def callgrind_by_library(store: str, runs: int, base_url: str) -> list[tuple[int, str]]:
+    """Instructions per run by the shared object that ran them (callgrind's self cost), for
+    this tree over ``runs`` runs after the warm-up."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
         subprocess.run(
@@ -101,27 +102,21 @@ def callgrind_top(store: str, runs: int, base_url: str, top: int) -> list[tuple[
             },
         )
         text = subprocess.run(
-            ["callgrind_annotate", "--inclusive=yes", str(out)],
+            ["callgrind_annotate", "--threshold=100", str(out)],
             check=True,
             capture_output=True,
             text=True,
         ).stdout
-    found: list[tuple[int, str]] = []
-    seen: set[str] = set()
+    totals: dict[str, int] = {}
     for line in text.splitlines():
-        match = re.match(r"\s*([\d,]+) \([^)]*\)\s+(\S+?)(?: \[(.*)\])?$", line)
-        if not match or "'" in match.group(2):  # skip recursion cycles ('2)
+        match = re.match(r"\s*([\d,]+) \([^)]*\)\s+\S+(?: \[(.*)\])?$", line)
+        if not match or "PROGRAM TOTALS" in line:
             continue
-        where = match.group(3) or match.group(2)
-        library = next((lib for lib in LIBRARIES if lib in where), None)
-        name = match.group(2).rsplit(":", 1)[-1]
-        if library is None or name.startswith("0x") or (library, name) in seen:
-            continue
-        seen.add((library, name))
-        found.append((int(match.group(1).replace(",", "")) // runs, f"{library}: {name}"))
-        if len(found) == top:
-            break
-    return found
+        obj = Path(match.group(2) or "?").name
+        obj = re.sub(r"\.cpython-.*|\.so.*", "", obj)
+        totals[obj] = totals.get(obj, 0) + int(match.group(1).replace(",", ""))
+    # The counted part still holds the runner's close and the interpreter's exit.
+    return sorted(((n // runs, obj) for obj, n in totals.items()), reverse=True)
 
 
 def profile_top(store: str, runs: int, base_url: str, top: int) -> list[tuple[float, str]]:
@@ -198,8 +193,12 @@ def main(argv: list[str]) -> int:
         )
         for store in STORES:
             if use_callgrind:
-                print(f"\nAfter, {store}: callgrind inclusive instructions per run, libraries\n")
-                for count, name in callgrind_top(store, ns[0] + 3, server.base_url, 10):
+                runs_counted = ns[1]
+                print(
+                    f"\nAfter, {store}: instructions per run by library (callgrind self cost,"
+                    f" {runs_counted} runs, their close and the exit included)\n"
+                )
+                for count, name in callgrind_by_library(store, runs_counted, server.base_url)[:8]:
                     print(f"  {count:>10,}  {name}")
             print(f"\nAfter, {store}: PromptLine functions, inclusive share of a run (cProfile)\n")
             for share, name in profile_top(store, 100 if args.quick else 300, server.base_url, 10):

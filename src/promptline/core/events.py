@@ -629,9 +629,12 @@ def encode_event(event: EventEnvelope) -> bytes:
     if event.__pydantic_extra__:
         return event.__pydantic_serializer__.to_json(event)
     try:
-        return _dumps(event.__dict__, default=_fields_of, option=_UTC_Z)
+        encoded = _dumps(event.__dict__, default=_fields_of, option=_UTC_Z)
     except TypeError:
         return event.__pydantic_serializer__.to_json(event)
+    # orjson's result keeps the whole buffer it grew (8 KB for a short event): a store or a
+    # queue that keeps it would hold ten times the event's size. A copy is the right size.
+    return bytes(memoryview(encoded))
 
 
 def _fields_of(value: Any) -> Any:
