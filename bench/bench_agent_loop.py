@@ -112,7 +112,8 @@ def callgrind_by_library(store: str, runs: int, base_url: str) -> list[tuple[int
         match = re.match(r"\s*([\d,]+) \([^)]*\)\s+\S+(?: \[(.*)\])?$", line)
         if not match or "PROGRAM TOTALS" in line:
             continue
-        obj = Path(match.group(2) or "?").name
+        # No object named: code callgrind could not place (the interpreter's inlined parts).
+        obj = Path(match.group(2) or "(unnamed)").name
         obj = re.sub(r"\.cpython-.*|\.so.*", "", obj)
         totals[obj] = totals.get(obj, 0) + int(match.group(1).replace(",", ""))
     # The counted part still holds the runner's close and the interpreter's exit.

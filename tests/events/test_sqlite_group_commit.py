@@ -153,3 +153,22 @@ async def test_open_refuses_a_file_without_this_releases_schema(tmp_path: Path) 
 async def test_open_has_no_engine(store: SqliteEventStore) -> None:
     with pytest.raises(AttributeError):
         _ = store.engine
+
+
+async def test_close_writes_what_is_queued_then_ends_the_thread(path: Path) -> None:
+    store = SqliteEventStore.open(path)
+    await store.append(err("s"))
+    writer = store._writer
+    assert isinstance(writer, _WriterThread)
+    pending = asyncio.create_task(store.append(err("s", 1)))
+    await asyncio.sleep(0)  # the append is queued before the close
+    await store.close()
+    await pending
+    await asyncio.to_thread(writer._thread.join, 30)  # it ends right after telling the close
+    assert not writer._thread.is_alive()
+    await writer.close()  # a second close has nothing to wait for
+    reopened = SqliteEventStore.open(path)
+    try:
+        assert await reopened.last_seq("s") == 2
+    finally:
+        await reopened.close()

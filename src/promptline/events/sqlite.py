@@ -217,11 +217,17 @@ class _Read:
         self.future = future
 
 
-_STOP = None
-"""Put on the writer's queue to end its thread."""
+class _Close:
+    """Put on the writer's queue to end its thread; ``future`` is told once it has."""
 
-_Job = _Append | _Read | asyncio.Future[None] | None
-"""What the writer's queue holds: work, a close's future (after `_STOP`), `_STOP`."""
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[None]) -> None:
+        self.future = future
+
+
+_Job = _Append | _Read | _Close
+"""What the writer's queue holds."""
 
 
 class _WriterThread:
@@ -266,13 +272,11 @@ class _WriterThread:
 
     async def close(self) -> None:
         """Write what is queued, close the connection, end the thread."""
+        if self._closed or not self._thread.is_alive():
+            return  # closed already (its first close waits for the thread)
         self._closed = True
-        if not self._thread.is_alive():
-            return
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        self._queue.put(_STOP)
-        self._queue.put(done)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put(_Close(done))  # one item: the thread cannot end between two puts
         # A RuntimeError: the loop is closing (the interpreter is exiting); the thread closes
         # the connection on its own, and is a daemon.
         with contextlib.suppress(RuntimeError):
@@ -295,24 +299,14 @@ class _WriterThread:
 
     def _serve(self) -> None:
         get, get_nowait = self._queue.get, self._queue.get_nowait
-        stopping = False
-        while not stopping:
-            first = get()
-            if first is _STOP:
-                break
-            if isinstance(first, asyncio.Future):
-                continue  # a close that found the thread stopped already
-            items = [first]
+        closing: _Close | None = None
+        while closing is None:
+            items = [get()]
             while True:
                 try:
-                    more = get_nowait()
+                    items.append(get_nowait())
                 except queue.Empty:
                     break
-                if more is _STOP:
-                    stopping = True
-                    break
-                if not isinstance(more, asyncio.Future):
-                    items.append(more)
             group: list[_Append] = []
             for item in items:  # in order: a read sees the appends queued before it
                 if isinstance(item, _Append):
@@ -321,22 +315,19 @@ class _WriterThread:
                 if group:
                     self._commit(group)
                     group = []
-                self._read(item)
+                if isinstance(item, _Read):
+                    self._read(item)
+                elif closing is None:
+                    closing = item  # what was queued before the close is written first
+                else:
+                    _tell(item.future.get_loop(), [(item.future, None)])
             if group:
                 self._commit(group)
         if self._conn is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.close()
             self._conn = None
-        while True:  # tell whoever waits on the close
-            try:
-                waiting = get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(waiting, asyncio.Future):
-                _tell(waiting.get_loop(), [(waiting, None)])
-            elif waiting is not None:
-                _tell(waiting.loop, [(waiting.future, RuntimeError("the event store is closed"))])
+        _tell(closing.future.get_loop(), [(closing.future, None)])
 
     def _read(self, read: _Read) -> None:
         try:
