@@ -17,6 +17,9 @@ never in the project's dependencies:
 
 Run with a Python that lacks the frameworks, the script re-executes itself under
 ``.venv-bench`` when that exists, and otherwise runs the floor, SDK and PromptLine rows.
+
+``--before REV`` runs ``bench_agent_loop.py`` instead: PromptLine's rows only, that revision
+against this tree (instructions per run, peak RSS, where the instructions go).
 """
 
 from __future__ import annotations
@@ -886,6 +889,11 @@ if __name__ == "__main__":
         work(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     elif len(sys.argv) == 5 and sys.argv[1] == "--rss":
         rss_child(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    elif "--before" in sys.argv:
+        # PromptLine's rows only, before and after (needs no .venv-bench).
+        import bench_agent_loop
+
+        raise SystemExit(bench_agent_loop.main(sys.argv[1:]))
     else:
         _reexec_under_bench_venv()
         main(sys.argv[1:])

@@ -47,11 +47,14 @@ def err(stream: str = "", *, session: str | None = "s1", n: int = 0, **envelope:
     )
 
 
-@pytest.fixture(params=["sqlite", "postgres", "sqlite-memory", "sqlite-portable", "memory"])
+@pytest.fixture(
+    params=["sqlite", "postgres", "sqlite-memory", "sqlite-portable", "sqlite-open", "memory"]
+)
 def target(request: pytest.FixtureRequest) -> tuple[str, str]:
     """Each store in turn: SQLite, PostgreSQL, SQLite in memory (written through the engine),
-    the base class's portable SQLAlchemy path on SQLite, and `InMemoryEventStore`, which has
-    no database (an empty URL)."""
+    the base class's portable SQLAlchemy path on SQLite, SQLite opened without an engine
+    (`SqliteEventStore.open`), and `InMemoryEventStore`, which has no database (an empty
+    URL)."""
     if request.param == "memory":
         return "", ""
     backend, _, variant = request.param.partition("-")
@@ -67,6 +70,11 @@ async def store(target: tuple[str, str]) -> AsyncIterator[EventStore]:
         memory = InMemoryEventStore()
         yield memory
         await memory.close()
+        return
+    if variant == "open":
+        opened = SqliteEventStore.open(url.split("///", 1)[1])
+        yield opened
+        await opened.close()
         return
     engine = create_engine(url)
     if variant == "memory":

@@ -12,7 +12,7 @@ from operator import attrgetter
 from typing import Any
 
 from promptline.core.clock import to_micros
-from promptline.core.events import Event, decode_event
+from promptline.core.events import Event, decode_event, encode_event, stamped
 from promptline.events.checks import (
     already_stored,
     check_cursor,
@@ -26,7 +26,6 @@ from promptline.events.checks import (
 )
 from promptline.events.protocols import EventFilter
 
-_ASSIGNED = frozenset({"stream", "seq", "position"})
 _ENVELOPE_FILTERS = ("stream", "session_id", "run_id", "user_id", "tenant_id")
 _position = attrgetter("position")
 
@@ -72,7 +71,7 @@ class InMemoryEventStore:
         events = self._streams.get(stream)
         if events is None:
             events = self._streams[stream] = []
-        stored = _stamped(checked, stream, len(events) + 1, len(self._log) + 1)
+        stored = stamped(checked, stream, len(events) + 1, len(self._log) + 1)
         record = _Stored(stored)
         events.append(record)
         self._log.append(record)
@@ -109,7 +108,7 @@ class InMemoryEventStore:
                 seq = len(self._streams.get(stream, ()))
             last[stream] = seq = seq + 1
             position += 1
-            stored.append(_stamped(event, stream, seq, position))
+            stored.append(stamped(event, stream, seq, position))
         records = [_Stored(event) for event in stored]
         for record in records:
             self._streams.setdefault(record.stream, []).append(record)
@@ -209,8 +208,7 @@ class _Stored:
     )
 
     def __init__(self, event: Event) -> None:
-        # Fields left empty are not written: they decode back to the same defaults.
-        self.raw = event.__pydantic_serializer__.to_json(event, exclude_none=True)
+        self.raw = encode_event(event)
         self.type = event.type
         self.stream = event.stream
         self.seq = event.seq
@@ -224,28 +222,6 @@ class _Stored:
     def event(self) -> Event:
         """A fresh model of the stored event (lenient: a newer writer's payload is kept)."""
         return decode_event(self.raw, lenient=True)
-
-
-def _stamped(event: Event, stream: str, seq: int, position: int) -> Event:
-    """``event`` with its place in the log filled in.
-
-    What ``model_copy(update=...)`` does (a shallow copy, no validation) without its
-    generic update logic and the copy of the field set it then extends: a fifth fewer
-    instructions per append.
-    """
-    cls = type(event)
-    stamped = cls.__new__(cls)
-    fields = event.__dict__
-    extra = event.__pydantic_extra__
-    object.__setattr__(
-        stamped, "__dict__", {**fields, "stream": stream, "seq": seq, "position": position}
-    )
-    object.__setattr__(
-        stamped, "__pydantic_fields_set__", event.__pydantic_fields_set__ | _ASSIGNED
-    )
-    object.__setattr__(stamped, "__pydantic_extra__", None if extra is None else dict(extra))
-    object.__setattr__(stamped, "__pydantic_private__", None)
-    return stamped
 
 
 def _matcher(filter: EventFilter | None) -> Callable[[_Stored], bool] | None:

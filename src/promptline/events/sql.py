@@ -16,6 +16,7 @@ from promptline.core.events import (
     Event,
     decode_event,
     encode_event,
+    stamped,
 )
 from promptline.events.checks import (
     already_stored,
@@ -352,9 +353,7 @@ def _numbered(
         stream = event.stream_name
         last[stream] += 1
         position += 1
-        numbered.append(
-            event.model_copy(update={"stream": stream, "seq": last[stream], "position": position})
-        )
+        numbered.append(stamped(event, stream, last[stream], position))
     return numbered
 
 

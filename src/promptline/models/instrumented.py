@@ -20,6 +20,7 @@ from promptline.core.events import (
     LlmDeltaEvent,
     LlmResult,
     LlmResultEvent,
+    build,
 )
 from promptline.core.ids import new_id
 from promptline.events.protocols import EventBus
@@ -187,9 +188,11 @@ class InstrumentedModel:
             if cost is not None:
                 response = dataclasses.replace(response, cost_usd=cost)
         await self._bus.publish(
-            LlmResultEvent(
+            build(
+                LlmResultEvent,
                 **_envelope(ctx, command),
-                data=LlmResult(
+                data=build(
+                    LlmResult,
                     model=response.model,
                     provider=response.provider,
                     deployment=response.deployment,

@@ -45,6 +45,7 @@ from promptline.core.events import (
     ToolCommandEvent,
     ToolResultData,
     ToolResultEvent,
+    build,
 )
 from promptline.core.ids import new_id
 from promptline.core.messages import Message, ToolCall, ToolResult, Usage
@@ -179,6 +180,11 @@ class _ResumeGate:
         return await gate.authorize(tool, call, scope)
 
 
+_CONTEXT = tuple(field.name for field in dataclasses.fields(CallContext))
+"""The fields of a `CallContext`: a run's envelope (`dataclasses.asdict` without its deep
+copy)."""
+
+
 class _Stop(Exception):
     """Raised at a safe point when the run was asked to stop."""
 
@@ -236,7 +242,8 @@ class Run:
             stream=session.id if session else self.id,
         )
         # The envelope of every event the run records itself: the same who and where.
-        self._envelope: dict[str, Any] = dataclasses.asdict(self._call_context)
+        context = self._call_context
+        self._envelope: dict[str, Any] = {name: getattr(context, name) for name in _CONTEXT}
         self.lifecycle = Lifecycle(self._on_lifecycle)
         self._resumed = asyncio.Event()
         self._resumed.set()
@@ -397,10 +404,15 @@ class Run:
         self, from_state: LifecycleState | None, to_state: LifecycleState, reason: str | None
     ) -> None:
         self.events.emit(
-            AgentLifecycleEvent(
+            build(
+                AgentLifecycleEvent,
                 **self._envelope,
-                data=AgentLifecycle(
-                    agent=self.agent.name, from_state=from_state, to_state=to_state, reason=reason
+                data=build(
+                    AgentLifecycle,
+                    agent=self.agent.name,
+                    from_state=from_state,
+                    to_state=to_state,
+                    reason=reason,
                 ),
             )
         )
@@ -408,11 +420,15 @@ class Run:
     def _message_event(self, message: Message) -> MessageReceivedEvent | MessageSentEvent:
         channel = self.session.channel if self.session else None
         if message.role == "user":
-            return MessageReceivedEvent(
-                **self._envelope, data=MessageReceived(message=message, channel=channel)
+            return build(
+                MessageReceivedEvent,
+                **self._envelope,
+                data=build(MessageReceived, message=message, channel=channel),
             )
-        return MessageSentEvent(
-            **self._envelope, data=MessageSent(message=message, channel=channel)
+        return build(
+            MessageSentEvent,
+            **self._envelope,
+            data=build(MessageSent, message=message, channel=channel),
         )
 
     def _add(self, message: Message) -> None:
@@ -423,9 +439,11 @@ class Run:
 
     def _begin(self) -> None:
         self.events.emit(
-            RunStartedEvent(
+            build(
+                RunStartedEvent,
                 **self._envelope,
-                data=RunStarted(
+                data=build(
+                    RunStarted,
                     agent=self.agent.name,
                     model=self.model or None,
                     mode=self.mode,
@@ -448,10 +466,11 @@ class Run:
             if queued.task is not None or queued.done or queued.input_id is None:
                 continue  # it started on its own (this run had ended), or it was cancelled
             self.events.emit(
-                RunSteeredEvent(
+                build(
+                    RunSteeredEvent,
                     **queued.envelope,
-                    data=RunSteered(
-                        into=self.id, message_id=queued.input_id, message=queued.message
+                    data=build(
+                        RunSteered, into=self.id, message_id=queued.input_id, message=queued.message
                     ),
                 )
             )
@@ -512,9 +531,10 @@ class Run:
         """Put the resumption on the record before the run does anything: a process that
         dies during it leaves a trace, which is how repeated failures are counted."""
         await self.events.publish(
-            RunResumedEvent(
+            build(
+                RunResumedEvent,
                 **self._envelope,
-                data=RunResumed(attempt=resume.attempt, reason="resumed after a restart"),
+                data=build(RunResumed, attempt=resume.attempt, reason="resumed after a restart"),
             )
         )
 
@@ -562,9 +582,11 @@ class Run:
             pass  # the runtime recorded this run's end already (run_wedged)
         elif status == "completed":
             self.events.emit(
-                RunCompletedEvent(
+                build(
+                    RunCompletedEvent,
                     **envelope,
-                    data=RunCompleted(
+                    data=build(
+                        RunCompleted,
                         output=output,
                         usage=self._usage,
                         cost_usd=self._cost,
@@ -576,9 +598,11 @@ class Run:
         elif status == "failed":
             assert error is not None
             self.events.emit(
-                RunFailedEvent(
+                build(
+                    RunFailedEvent,
                     **envelope,
-                    data=RunFailed(
+                    data=build(
+                        RunFailed,
                         error=error,
                         usage=self._usage,
                         iterations=self._iterations,
@@ -589,7 +613,11 @@ class Run:
         else:
             reason, by = self._cancel_reason or ("cancelled", "system")
             self.events.emit(
-                RunCancelledEvent(**envelope, data=RunCancelled(reason=reason, cancelled_by=by))
+                build(
+                    RunCancelledEvent,
+                    **envelope,
+                    data=build(RunCancelled, reason=reason, cancelled_by=by),
+                )
             )
         lifecycle = self.lifecycle
         if not lifecycle.final:
@@ -919,7 +947,7 @@ class Run:
             results.update({c.id: r for c, r in zip(others, done, strict=True)})
         for call in plan_calls:
             envelope = {**self._envelope, "session_id": scope.session_id}
-            command = ToolCommandEvent(**envelope, data=ToolCommand(call=call))
+            command = build(ToolCommandEvent, **envelope, data=build(ToolCommand, call=call))
             await self.events.publish(command)
             started = time.perf_counter()
             result = await self._submit_plan(call, scope)
@@ -931,7 +959,11 @@ class Run:
         envelope = {**self._envelope, "causation_id": command_id}
         elapsed = round((time.perf_counter() - started) * 1000, 3)
         self.events.emit(
-            ToolResultEvent(**envelope, data=ToolResultData(result=result, duration_ms=elapsed))
+            build(
+                ToolResultEvent,
+                **envelope,
+                data=build(ToolResultData, result=result, duration_ms=elapsed),
+            )
         )
 
     def _scope(self, prepared: _Prepared) -> CallScope:

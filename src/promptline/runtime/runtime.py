@@ -35,6 +35,7 @@ from promptline.core.events import (
     RunFailedEvent,
     RunQueued,
     RunQueuedEvent,
+    build,
 )
 from promptline.core.ids import new_id
 from promptline.core.messages import Message, Usage
@@ -410,10 +411,13 @@ class Runtime:
     ) -> tuple[MessageReceivedEvent, RunQueuedEvent]:
         """The two events that take a message: ``message_received`` (queued) and the
         ``run_queued`` of the run that will answer it (with ``queued_id`` as its id)."""
-        received = MessageReceivedEvent(
-            **envelope, data=MessageReceived(message=msg, channel=channel, queued=True)
+        received = build(
+            MessageReceivedEvent,
+            **envelope,
+            data=build(MessageReceived, message=msg, channel=channel, queued=True),
         )
-        queued = RunQueuedEvent(
+        queued = build(
+            RunQueuedEvent,
             **envelope,
             id=queued_id,
             causation_id=received.id,

@@ -92,13 +92,15 @@ def _revision_known(script: ScriptDirectory, revision: str) -> bool:
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> SchemaStatus:
     """Bring the schema up to ``revision``; refuses a database from a newer release."""
-    from alembic import command
-
     status = await schema_status(engine)
     if not status.known:
         raise _newer_schema(status)
+    if status.up_to_date and revision in ("head", HEAD_REVISION):
+        return status  # nothing to do: Alembic (12 MB) is not loaded
 
     def _run(sync_conn: Any) -> None:
+        from alembic import command
+
         cfg = _config()
         cfg.attributes["connection"] = sync_conn
         if sync_conn.dialect.name == "postgresql":
