@@ -21,6 +21,11 @@ from promptline.core.messages import Message, ToolCall, ToolResult, Usage
 SCHEMA_VERSION = 1
 """Version of the event payload schemas written by this release."""
 
+COMPACT_COMMAND_VERSION = 2
+"""The ``schema_version`` of an ``llm_command`` stored compact: its prompt refers to the
+messages already in its stream by seq and to its system prompt and tools by content hash
+(see `LlmCommand`). An ``llm_command`` of version 1 carries its whole prompt inline."""
+
 GLOBAL_STREAM = "global"
 """Stream of events that belong to no session."""
 
@@ -42,8 +47,22 @@ class _Data(BaseModel):
 # -- payloads ---------------------------------------------------------------------------------
 
 
+PromptPiece: TypeAlias = int | tuple[int, int]
+"""One piece of a compact prompt's ``layout``: ``0`` is the next message of ``messages``
+(inline); ``[a, b]`` is every message the stream's events with seq ``a`` to ``b`` added to
+the conversation (`conversation_message`), in seq order."""
+
+
 class LlmCommand(_Data):
-    """A request about to be sent to a model."""
+    """A request about to be sent to a model.
+
+    As written by the model wrapper, ``messages`` and ``tools`` are the whole prompt. The
+    event store keeps it compact (``schema_version`` 2): the leading system messages and the
+    tool list are stored once per tenant under their content hash (``system_ref``,
+    ``tools_ref``), the messages already in the stream become seq ranges (``layout``) and
+    only the messages the log does not hold yet stay in ``messages``.
+    `promptline.events.content.expand_prompts` puts the whole prompt back.
+    """
 
     model: str
     provider: str | None = None
@@ -52,6 +71,31 @@ class LlmCommand(_Data):
     tools: list[dict[str, Any]] = Field(default_factory=list)
     params: dict[str, Any] = Field(default_factory=dict)
     stream: bool = False
+    system_ref: str | None = None
+    """Compact form: the content hash of the prompt's leading system messages (without their
+    ids and times, which change from run to run)."""
+    system_stamps: list[tuple[str, datetime]] | None = None
+    """Compact form: the id and creation time of each of those system messages."""
+    tools_ref: str | None = None
+    """Compact form: the content hash of the tool list."""
+    layout: list[PromptPiece] | None = None
+    """Compact form: the prompt after its system messages, piece by piece (`PromptPiece`)."""
+    message_count: int | None = None
+    """Compact form: how many messages the whole prompt has (system messages included)."""
+    tool_count: int | None = None
+    """Compact form: how many tools were offered."""
+
+    @property
+    def compact(self) -> bool:
+        """True when the prompt is stored by reference (expand it to read it whole)."""
+        return self.layout is not None or self.system_ref is not None or self.tools_ref is not None
+
+    @property
+    def prompt_size(self) -> tuple[int, int]:
+        """How many messages and tools the whole prompt has, compact or not."""
+        if self.message_count is not None:
+            return self.message_count, self.tool_count or 0
+        return len(self.messages), len(self.tools)
 
 
 class LlmDelta(_Data):
@@ -618,3 +662,22 @@ def parse_event(obj: Any, *, lenient: bool = False) -> Event:
 def encode_event(event: EventEnvelope) -> bytes:
     """The JSON wire and storage form of an event."""
     return event.__pydantic_serializer__.to_json(event)
+
+
+def conversation_message(event: Event) -> Message | None:
+    """The message ``event`` adds to its conversation, if any.
+
+    A message a run will answer is received (``message_received`` with ``queued``) before it
+    joins the conversation: it joins when its run starts (``run_started`` names it in
+    ``input_id``) or when it joins the run in flight (``run_steered``). So the history reads
+    in the order the model saw it, however many messages waited meanwhile.
+    """
+    if isinstance(event, MessageReceivedEvent):
+        return None if event.data.queued else event.data.message
+    if isinstance(event, MessageSentEvent):
+        return event.data.message
+    if isinstance(event, RunStartedEvent):
+        return event.data.input if event.data.input_id is not None else None
+    if isinstance(event, RunSteeredEvent):
+        return event.data.message
+    return None

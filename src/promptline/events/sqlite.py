@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from promptline.events.content import CONTENT_INSERT_SQL
 from promptline.events.sql import AppendSession, Row, SqlEventStore, driver_connection
 
 # Connection settings the writer copies from the engine's own connections, so that it waits
@@ -47,14 +48,20 @@ class SqliteEventStore(SqlEventStore):
         return isinstance(exc, sqlite3.IntegrityError) or super()._is_duplicate(exc)
 
     async def _write(
-        self, heads_sql: str, streams: Sequence[str], number: Callable[[Sequence[Any]], list[Row]]
+        self,
+        heads_sql: str,
+        streams: Sequence[str],
+        number: Callable[[Sequence[Any]], list[Row]],
+        parts: list[Row],
     ) -> None:
         if self._path is None:
-            await super()._write(heads_sql, streams, number)
+            await super()._write(heads_sql, streams, number, parts)
             return
         if self._writer is None:
             self._writer = _WriterThread(self._path, await self._pragmas())
-        await self._writer.run(_append_transaction, heads_sql, streams, number, self._insert_sql)
+        await self._writer.run(
+            _append_transaction, heads_sql, streams, number, self._insert_sql, parts
+        )
 
     async def _pragmas(self) -> dict[str, int]:
         async with self._engine.connect() as conn:
@@ -109,12 +116,15 @@ def _append_transaction(
     streams: Sequence[str],
     number: Callable[[Sequence[Any]], list[Row]],
     insert_sql: str,
+    parts: list[Row],
 ) -> None:
     """The append transaction, run on the writer thread."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         heads = conn.execute(heads_sql, tuple(streams)).fetchone()
         conn.executemany(insert_sql, number(heads))
+        if parts:
+            conn.executemany(CONTENT_INSERT_SQL, parts)
         conn.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(sqlite3.Error):
