@@ -20,7 +20,9 @@ same load on the machine.
 
     python bench/bench_storage.py [--quick] [--before REV] [--setups chat,assistant]
 
-``--quick`` stops at the 1,000th message; the full run goes to the 10,000th.
+``--quick`` stops at the 1,000th message; the full run goes to the 10,000th, the before tree
+to the 1,000th only (``--before-upto``): it stores every prompt whole, so what a message adds
+grows with the conversation (at 10,000 messages it would write gigabytes).
 """
 
 from __future__ import annotations
@@ -200,6 +202,9 @@ def _report(setup: str, marks: list[int], results: dict[str, list[dict[str, Any]
     for i, mark in enumerate(marks):
         cells = []
         for tree in trees:
+            if i + 1 >= len(results[tree]):
+                cells += ["-", "-"]
+                continue
             now = results[tree][i + 1]
             was = results[tree][i]
             span = mark - (marks[i - 1] if i else 1)
@@ -216,7 +221,9 @@ def _report(setup: str, marks: list[int], results: dict[str, list[dict[str, Any]
         count, size = results[tree][-1]["by_type"].get("llm_command", [0, 0])
         print(f"  {tree}: {size / max(count, 1):,.0f} bytes over {count:,} commands")
     print()
-    print(f"Where the bytes go at message {marks[-1]:,} (event bodies by type, bytes per message):")
+    reached = {tree: results[tree][-1]["mark"] for tree in trees}
+    print("Where the bytes go at the last mark (event bodies by type, bytes per message):")
+    print("  " + ", ".join(f"{tree}: message {reached[tree]:,}" for tree in trees))
     last = {tree: results[tree][-1]["by_type"] for tree in trees}
     kinds = sorted(
         set().union(*last.values()),
@@ -228,11 +235,11 @@ def _report(setup: str, marks: list[int], results: dict[str, list[dict[str, Any]
         cells = []
         for tree in trees:
             count, size = last[tree].get(kind, [0, 0])
-            cells.append(f"{count:,}, {size / marks[-1]:,.0f}")
+            cells.append(f"{count:,}, {size / reached[tree]:,.0f}")
         print(f"| {kind} | " + " | ".join(cells) + " |")
     print()
     print(
-        f"The file by table and index (dbstat), bytes per message from message 1 to {marks[-1]:,}:"
+        "The file by table and index (dbstat), bytes per message from message 1 to the last mark:"
     )
     grown = {
         tree: {
@@ -246,13 +253,9 @@ def _report(setup: str, marks: list[int], results: dict[str, list[dict[str, Any]
     )
     print("| table or index | " + " | ".join(trees) + " |")
     print("|---|" + "---:|" * len(trees))
-    span = marks[-1] - 1
     for name in names[:12]:
-        print(
-            f"| {name} | "
-            + " | ".join(f"{grown[t].get(name, 0) / span:,.0f}" for t in trees)
-            + " |"
-        )
+        cells = [f"{grown[t].get(name, 0) / max(reached[t] - 1, 1):,.0f}" for t in trees]
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 def main() -> int:
@@ -261,6 +264,12 @@ def main() -> int:
     parser.add_argument("--before", default=BEFORE, help="git revision to compare with")
     parser.add_argument("--setups", default="chat,assistant")
     parser.add_argument("--marks", default=None, help="comma-separated message counts")
+    parser.add_argument(
+        "--before-upto",
+        type=int,
+        default=1_000,
+        help="stop the before tree at this many messages (it grows quadratically)",
+    )
     parser.add_argument("--work", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--home", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -280,6 +289,8 @@ def main() -> int:
             try:
                 for mark in [1, *marks]:
                     for name, worker in workers.items():  # in lock step: the same load
+                        if name.startswith("before") and mark > args.before_upto:
+                            continue
                         results[name].append(worker.measure(mark))
                     print(f"  {setup}: {mark:,} messages", file=sys.stderr, flush=True)
             finally:
