@@ -76,6 +76,9 @@ MAX_KNOWN_PARTS = 4096
 
 _STAMPS = {"id", "created_at"}
 
+MAX_KNOWN_HASHES = 256
+"""How many content bodies a `PromptIndex` keeps the hash of."""
+
 ContentRow = tuple[str, str, str, str]
 """A row of ``event_content``: tenant key, hash, kind, body (JSON text)."""
 
@@ -185,6 +188,9 @@ class PromptIndex:
         self._streams: OrderedDict[str, _Conversation] = OrderedDict()
         self._parts: set[tuple[str, str]] = set()
         self._recent: OrderedDict[str, None] = OrderedDict()
+        # The same system prompt and tool list come call after call: their hash is looked up
+        # by their bytes (a dict lookup) rather than computed again.
+        self._hashes: dict[bytes, str] = {}
 
     def begin(self) -> Staging:
         """Start one append: `Staging.apply` it to the numbered batch, `Staging.commit` it
@@ -274,7 +280,12 @@ class Staging:
         self._index._commit(self)
 
     def _part(self, tenant: str, kind: str, body: bytes) -> str:
-        key = content_hash(body)
+        hashes = self._index._hashes
+        key = hashes.get(body)
+        if key is None:
+            key = hashes[body] = content_hash(body)
+            if len(hashes) > MAX_KNOWN_HASHES:
+                hashes.pop(next(iter(hashes)))
         if (tenant, key) not in self._index._parts:
             self.parts.setdefault((tenant, key), (tenant, key, kind, body.decode()))
         return key
