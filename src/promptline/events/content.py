@@ -66,15 +66,15 @@ CONTENT_INSERT_SQL = (
 )
 """Stores a content part unless it is there already (SQLite and PostgreSQL alike)."""
 
-MAX_STREAMS = 512
+MAX_STREAMS = 256
 """How many streams a `PromptIndex` follows; the least recently written is dropped first (its
 next command then stores the messages it does not find inline, and the index starts over)."""
-MAX_RECENT = 64
-"""How many streams keep the messages of their last prompt for matching by identity."""
 MAX_KNOWN_PARTS = 4096
 """How many stored content parts a `PromptIndex` remembers, so as not to send them again."""
 
 _STAMPS = {"id", "created_at"}
+
+Digest = tuple[str, int]
 
 MAX_KNOWN_HASHES = 256
 """How many content bodies a `PromptIndex` keeps the hash of."""
@@ -100,10 +100,11 @@ def content_select_sql(count: int) -> str:
     return f"SELECT hash, body FROM event_content WHERE tenant_id = ? AND hash IN ({marks})"
 
 
-def _digest(message: Message) -> bytes:
-    return hashlib.blake2b(
-        message.__pydantic_serializer__.to_json(message), digest_size=16
-    ).digest()
+def _digest(message: Message) -> tuple[str, int]:
+    """What a message is matched by: its id and the hash of its JSON form. Python's own
+    hash (keyed per process, as the index is): a wrong match would need the same message id
+    and a 64-bit collision of two versions of that message."""
+    return message.id, hash(message.__pydantic_serializer__.to_json(message))
 
 
 # -- the index a store keeps -------------------------------------------------------------------
@@ -112,20 +113,17 @@ def _digest(message: Message) -> bytes:
 class _Conversation:
     """What one stream's conversation holds, as far as this store wrote it."""
 
-    __slots__ = ("digests", "first", "last_seq", "recent", "seqs")
+    __slots__ = ("digests", "first", "last_seq", "seqs")
 
     def __init__(self, last_seq: int) -> None:
         self.last_seq = last_seq
         """The newest seq of the stream this index saw (of any event)."""
         self.seqs: list[int] = []
-        self.digests: list[bytes] = []
-        self.first: dict[bytes, int] = {}
+        self.digests: list[Digest] = []
+        self.first: dict[Digest, int] = {}
         """A message digest -> the index of its first occurrence."""
-        self.recent: dict[int, tuple[Message, bytes]] | None = None
-        """The messages of the stream's last prompt and those added since, by identity (kept
-        alive here, so an id cannot be reused while it is a key)."""
 
-    def add(self, seq: int, digest: bytes) -> None:
+    def add(self, seq: int, digest: Digest) -> None:
         self.first.setdefault(digest, len(self.seqs))
         self.seqs.append(seq)
         self.digests.append(digest)
@@ -135,7 +133,7 @@ class _Pending:
     """One stream's side of a `Staging`: the committed conversation it builds on (entries
     below ``base_len``) and what the batch adds."""
 
-    __slots__ = ("base", "base_last", "base_len", "conv", "recent", "seen")
+    __slots__ = ("base", "base_last", "base_len", "conv")
 
     def __init__(self, base: _Conversation | None, first_seq: int) -> None:
         fresh = base is None or base.last_seq != first_seq - 1
@@ -143,10 +141,6 @@ class _Pending:
         self.base_last = None if base is None else base.last_seq
         self.base_len = 0 if self.base is None else len(self.base.seqs)
         self.conv = _Conversation(first_seq - 1)
-        self.seen: dict[int, tuple[Message, bytes]] = {}
-        recent = base.recent if base is not None else None
-        # Read-only here (only a commit changes it, under the index's lock).
-        self.recent: dict[int, tuple[Message, bytes]] = recent if recent is not None else {}
 
     def size(self) -> int:
         return self.base_len + len(self.conv.seqs)
@@ -157,25 +151,19 @@ class _Pending:
             return self.base.seqs[index]
         return self.conv.seqs[index - self.base_len]
 
-    def digest_at(self, index: int) -> bytes:
+    def digest_at(self, index: int) -> Digest:
         if index < self.base_len:
             assert self.base is not None
             return self.base.digests[index]
         return self.conv.digests[index - self.base_len]
 
-    def find(self, digest: bytes) -> int | None:
+    def find(self, digest: Digest) -> int | None:
         if self.base is not None:
             at = self.base.first.get(digest)
             if at is not None and at < self.base_len:
                 return at
         at = self.conv.first.get(digest)
         return None if at is None else at + self.base_len
-
-    def digest(self, message: Message) -> bytes:
-        known = self.recent.get(id(message)) or self.seen.get(id(message))
-        if known is not None and known[0] is message:
-            return known[1]
-        return _digest(message)
 
 
 class PromptIndex:
@@ -187,7 +175,6 @@ class PromptIndex:
         self._lock = threading.Lock()
         self._streams: OrderedDict[str, _Conversation] = OrderedDict()
         self._parts: set[tuple[str, str]] = set()
-        self._recent: OrderedDict[str, None] = OrderedDict()
         # The same system prompt and tool list come call after call: their hash is looked up
         # by their bytes (a dict lookup) rather than computed again.
         self._hashes: dict[bytes, str] = {}
@@ -199,6 +186,16 @@ class PromptIndex:
 
     def _commit(self, staging: Staging) -> None:
         with self._lock:
+            for stream, (first, last) in staging.moved.items():
+                known = self._streams.get(stream)
+                if known is None:
+                    continue
+                if known.last_seq == first - 1:
+                    known.last_seq = last
+                elif known.last_seq < last:
+                    del self._streams[stream]  # someone else wrote between: start over
+            if not staging.pending:
+                return
             for stream, pending in staging.pending.items():
                 current = self._streams.get(stream)
                 now = None if current is None else current.last_seq
@@ -219,19 +216,8 @@ class PromptIndex:
                 else:
                     continue  # an older batch committed after a newer one: keep the newer
                 self._streams.move_to_end(stream)
-                if staging.prompted.get(stream):
-                    conv.recent = {**pending.recent, **pending.seen}
-                    self._recent[stream] = None
-                    self._recent.move_to_end(stream)
-                elif conv.recent is not None:
-                    conv.recent.update(pending.seen)
             while len(self._streams) > MAX_STREAMS:
                 self._streams.popitem(last=False)
-            while len(self._recent) > MAX_RECENT:
-                stream, _ = self._recent.popitem(last=False)
-                old = self._streams.get(stream)
-                if old is not None:
-                    old.recent = None
             if len(self._parts) + len(staging.parts) > MAX_KNOWN_PARTS:
                 self._parts.clear()
             self._parts.update(staging.parts)
@@ -243,8 +229,9 @@ class Staging:
     def __init__(self, index: PromptIndex) -> None:
         self._index = index
         self.pending: dict[str, _Pending] = {}
+        self.moved: dict[str, list[int]] = {}
+        """Streams the batch only moved on: their first and last seq in it."""
         self.parts: dict[tuple[str, str], ContentRow] = {}
-        self.prompted: dict[str, bool] = {}
 
     @property
     def rows(self) -> list[ContentRow]:
@@ -256,23 +243,45 @@ class Staging:
         stream held before it (the batch's own earlier events included)."""
         out: list[Event] = []
         index = self._index
-        with index._lock:
+        moved = self.moved
+        locked = False
+        try:
             for event in events:
                 stream = event.stream
                 pending = self.pending.get(stream)
+                command = isinstance(event, LlmCommandEvent) and not event.data.compact
+                message = None if command else conversation_message(event)
+                if pending is None and not command and message is None:
+                    # The common case: an event that neither says nor asks anything. Only
+                    # the stream's newest seq moves.
+                    span = moved.get(stream)
+                    if span is None:
+                        moved[stream] = [event.seq, event.seq]
+                    else:
+                        span[1] = event.seq
+                    out.append(event)
+                    continue
+                if not locked:
+                    index._lock.acquire()
+                    locked = True
                 if pending is None:
-                    pending = self.pending[stream] = _Pending(index._streams.get(stream), event.seq)
-                if isinstance(event, LlmCommandEvent) and not event.data.compact:
+                    span = moved.pop(stream, None)
+                    base = index._streams.get(stream)
+                    pending = _Pending(base, span[0] if span else event.seq)
+                    if span:
+                        pending.conv.last_seq = span[1]
+                    self.pending[stream] = pending
+                if command:
+                    assert isinstance(event, LlmCommandEvent)
                     event = self._compact(event, pending)
-                    self.prompted[stream] = True
-                else:
-                    message = conversation_message(event)
-                    if message is not None:
-                        digest = _digest(message)
-                        pending.conv.add(event.seq, digest)
-                        pending.seen[id(message)] = (message, digest)
+                elif message is not None:
+                    digest = _digest(message)
+                    pending.conv.add(event.seq, digest)
                 pending.conv.last_seq = event.seq
                 out.append(event)
+        finally:
+            if locked:
+                index._lock.release()
         return out
 
     def commit(self) -> None:
@@ -313,10 +322,8 @@ class Staging:
         at = -1  # the conversation index the last message matched (-1: none)
         start = 0
         size = pending.size()
-        prompt: dict[int, tuple[Message, bytes]] = {}
         for message in messages[lead:]:
-            digest = pending.digest(message)
-            prompt[id(message)] = (message, digest)
+            digest = _digest(message)
             if 0 <= at < size - 1 and pending.digest_at(at + 1) == digest:
                 at += 1
                 continue
@@ -332,21 +339,18 @@ class Staging:
                 start = pending.seq_at(found)
         if at >= 0:
             layout.append((start, pending.seq_at(at)))
-        pending.recent = prompt
-        pending.seen = {}
-        compact = LlmCommand(
-            model=data.model,
-            provider=data.provider,
-            deployment=data.deployment,
-            messages=inline,
-            params=data.params,
-            stream=data.stream,
-            system_ref=system_ref,
-            system_stamps=stamps,
-            tools_ref=tools_ref,
-            layout=layout,
-            message_count=len(messages),
-            tool_count=len(data.tools),
+        # A copy, not a new model: every value is one the command already validated.
+        compact = data.model_copy(
+            update={
+                "messages": inline,
+                "tools": [],
+                "system_ref": system_ref,
+                "system_stamps": stamps,
+                "tools_ref": tools_ref,
+                "layout": layout,
+                "message_count": len(messages),
+                "tool_count": len(data.tools),
+            }
         )
         return event.model_copy(update={"data": compact, "schema_version": COMPACT_COMMAND_VERSION})
 
