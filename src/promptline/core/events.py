@@ -9,7 +9,7 @@ envelope fields so it round-trips unchanged.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeAlias, get_args
+from typing import Annotated, Any, Literal, TypeAlias, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -672,12 +672,17 @@ def conversation_message(event: Event) -> Message | None:
     ``input_id``) or when it joins the run in flight (``run_steered``). So the history reads
     in the order the model saw it, however many messages waited meanwhile.
     """
-    if isinstance(event, MessageReceivedEvent):
-        return None if event.data.queued else event.data.message
-    if isinstance(event, MessageSentEvent):
-        return event.data.message
-    if isinstance(event, RunStartedEvent):
-        return event.data.input if event.data.input_id is not None else None
-    if isinstance(event, RunSteeredEvent):
-        return event.data.message
+    # By class identity, not isinstance: pydantic's metaclass makes isinstance a Python call,
+    # and this runs for every event a store appends.
+    cls = type(event)
+    if cls is MessageReceivedEvent:
+        received = cast(MessageReceivedEvent, event).data
+        return None if received.queued else received.message
+    if cls is MessageSentEvent:
+        return cast(MessageSentEvent, event).data.message
+    if cls is RunSteeredEvent:
+        return cast(RunSteeredEvent, event).data.message
+    if cls is RunStartedEvent:
+        started = cast(RunStartedEvent, event).data
+        return started.input if started.input_id is not None else None
     return None

@@ -249,7 +249,7 @@ class Staging:
             for event in events:
                 stream = event.stream
                 pending = self.pending.get(stream)
-                command = isinstance(event, LlmCommandEvent) and not event.data.compact
+                command = type(event) is LlmCommandEvent and not event.data.compact
                 message = None if command else conversation_message(event)
                 if pending is None and not command and message is None:
                     # The common case: an event that neither says nor asks anything. Only
