@@ -28,7 +28,7 @@ import threading
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import orjson
 
@@ -272,8 +272,7 @@ class Staging:
                         pending.conv.last_seq = span[1]
                     self.pending[stream] = pending
                 if command:
-                    assert isinstance(event, LlmCommandEvent)
-                    event = self._compact(event, pending)
+                    event = self._compact(cast(LlmCommandEvent, event), pending)
                 elif message is not None:
                     digest = _digest(message)
                     pending.conv.add(event.seq, digest)
