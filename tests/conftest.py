@@ -24,6 +24,7 @@ ALL_TABLES = (
     "sessions",
     "state_entries",
     "events",
+    "event_content",
     "projection_checkpoints",
     "quota_windows",
     "quota_run_leases",

@@ -17,6 +17,7 @@ from openai.types.responses import Response
 from openai_support import Live, api_page_example, live_openai, run_command
 
 from promptline.core.events import LlmCommandEvent
+from promptline.events.content import expand_prompts
 from promptline.events.protocols import EventFilter
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -43,8 +44,11 @@ def _run_id(response: Response) -> str:
 
 async def _sent_to_model(live: Live, run_id: str) -> list[list[tuple[str, str]]]:
     """The (role, text) of the messages of each model call of the run."""
-    commands = await live.reader.events.read_all(
-        EventFilter(run_id=run_id, types=frozenset({"llm_command"}))
+    commands = await expand_prompts(
+        live.reader.events,
+        await live.reader.events.read_all(
+            EventFilter(run_id=run_id, types=frozenset({"llm_command"}))
+        ),
     )
     return [
         [(m.role, m.text) for m in c.data.messages]
@@ -399,8 +403,11 @@ async def test_an_image_part_of_the_new_message_reaches_the_model(
 
     response = await client.responses.create(model="agent/historian", input=[message])
 
-    commands = await live.reader.events.read_all(
-        EventFilter(run_id=_run_id(response), types=frozenset({"llm_command"}))
+    commands = await expand_prompts(
+        live.reader.events,
+        await live.reader.events.read_all(
+            EventFilter(run_id=_run_id(response), types=frozenset({"llm_command"}))
+        ),
     )
     assert isinstance(commands[0], LlmCommandEvent)
     sent = commands[0].data.messages[-1]

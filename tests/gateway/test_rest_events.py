@@ -77,6 +77,32 @@ async def test_filters_by_run_and_types(served: Served, keys: Keys) -> None:
     ]
 
 
+async def test_a_model_call_comes_compact_or_with_its_whole_prompt_when_expanded(
+    served: Served, keys: Keys
+) -> None:
+    _, client = served
+    session = await new_session(client, keys.alice)
+    await send(client, keys.alice, session["id"], "one")
+    second = await send(client, keys.alice, session["id"], "two")
+
+    query = {"run_id": second["run_id"], "types": "llm_command"}
+    [compact] = (await _read_all(client, keys.alice, 10, **query))[0]
+    [whole] = (await _read_all(client, keys.alice, 10, **query, expand="true"))[0]
+
+    assert compact["schema_version"] == 2
+    assert compact["data"]["messages"] == []  # the conversation is in the session's events
+    assert compact["data"]["layout"]
+    assert compact["data"]["message_count"] == len(whole["data"]["messages"])
+    said = [(m["role"], m["content"][0]["text"]) for m in whole["data"]["messages"][1:]]
+    assert [role for role, _ in said] == ["user", "assistant", "user"]
+    assert (said[0][1], said[2][1]) == ("one", "two")
+    assert whole["data"]["messages"][0]["role"] == "system"
+    assert whole["data"]["layout"] is None
+    assert {k: v for k, v in whole.items() if k != "data"} == {
+        k: v for k, v in compact.items() if k != "data"
+    }
+
+
 async def test_without_a_filter_a_user_reads_its_own_events_and_an_admin_its_tenants(
     served: Served, keys: Keys
 ) -> None:

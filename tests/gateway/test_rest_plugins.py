@@ -78,7 +78,9 @@ async def until(client: httpx.AsyncClient, key: str, check: Any) -> dict[str, st
 
 async def system_prompt_of(client: httpx.AsyncClient, key: str, run_id: str) -> str:
     response = await client.get(
-        "/v1/events", params={"run_id": run_id, "types": "llm_command"}, headers=auth(key)
+        "/v1/events",
+        params={"run_id": run_id, "types": "llm_command", "expand": "true"},
+        headers=auth(key),
     )
     assert response.status_code == 200, response.text
     command = response.json()["items"][0]

@@ -25,6 +25,7 @@ from promptline.core.events import (
 )
 from promptline.core.messages import Message, Usage
 from promptline.events.bus import InProcessEventBus
+from promptline.events.content import expand_prompts
 from promptline.events.factory import create_event_store
 from promptline.events.protocols import EventFilter
 from promptline.models.capabilities import ModelCapabilities
@@ -60,7 +61,8 @@ def priced(model_id: str) -> ModelCapabilities | None:
 
 
 async def events_of(bus: InProcessEventBus) -> list[Event]:
-    return await bus.store.read_all(EventFilter())
+    """The log, each ``llm_command`` with its whole prompt (the store keeps it compact)."""
+    return await expand_prompts(bus.store, await bus.store.read_all(EventFilter()))
 
 
 async def streamed(

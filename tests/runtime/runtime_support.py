@@ -16,6 +16,7 @@ from promptline.core.errors import ProviderRequestRejected
 from promptline.core.events import AgentLifecycleEvent, Event
 from promptline.core.messages import Message, ToolCall, Usage
 from promptline.events.bus import InProcessEventBus
+from promptline.events.content import expand_prompts
 from promptline.events.protocols import EventStore
 from promptline.models.instrumented import ModelCaller
 from promptline.models.scripted import Script, ScriptedProvider
@@ -200,8 +201,9 @@ class Harness:
     extra: dict[str, Any] = field(default_factory=dict)
 
     async def events(self, stream: str) -> list[Event]:
-        """Every event of ``stream`` (a session id, or a run id for a run without one)."""
-        return await self.store.read_stream(stream)
+        """Every event of ``stream`` (a session id, or a run id for a run without one), each
+        ``llm_command`` with its whole prompt (the log keeps it compact)."""
+        return await expand_prompts(self.store, await self.store.read_stream(stream))
 
     async def wait_for(self, predicate: Callable[[Event], bool], *, limit: float = 5.0) -> Event:
         """The first event in the log (recorded already, or to come) that ``predicate`` likes;

@@ -85,6 +85,7 @@ def runs_list(
 def runs_show(options: CliOptions, run_id: str, *, as_json: bool, with_events: bool) -> None:
     """One run's record, and with ``with_events`` its timeline."""
     from promptline.cli.timeline import print_events
+    from promptline.events.content import expand_prompts
     from promptline.events.protocols import EventFilter, EventStore
     from promptline.runtime.records import load_run
     from promptline.storage.local import complete
@@ -92,7 +93,7 @@ def runs_show(options: CliOptions, run_id: str, *, as_json: bool, with_events: b
     async def read(store: EventStore) -> tuple[RunRecord, list[Event]]:
         record = await load_run(store, run_id)
         events = await store.read_all(EventFilter(run_id=run_id)) if with_events else []
-        return record, events
+        return record, await expand_prompts(store, events)
 
     with friendly_errors():
         settings = load_settings(options)

@@ -20,7 +20,8 @@ def summarize(event: Event) -> str:
             msg = data.message
             return f"{msg.role}: {_clip(msg.text)}"
         case "llm_command":
-            return f"{data.model} ({len(data.messages)} messages, {len(data.tools)} tools)"
+            messages, tools = data.prompt_size
+            return f"{data.model} ({messages} messages, {tools} tools)"
         case "llm_delta":
             if data.tool_call and not data.text:
                 parts = [

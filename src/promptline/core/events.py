@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeAlias, TypeVar, get_args
+from typing import Annotated, Any, Literal, TypeAlias, TypeVar, cast, get_args
 
 from orjson import OPT_UTC_Z as _UTC_Z
 from orjson import dumps as _dumps
@@ -24,6 +24,11 @@ from promptline.core.messages import Message, ToolCall, ToolResult, Usage
 
 SCHEMA_VERSION = 1
 """Version of the event payload schemas written by this release."""
+
+COMPACT_COMMAND_VERSION = 2
+"""The ``schema_version`` of an ``llm_command`` stored compact: its prompt refers to the
+messages already in its stream by seq and to its system prompt and tools by content hash
+(see `LlmCommand`). An ``llm_command`` of version 1 carries its whole prompt inline."""
 
 GLOBAL_STREAM = "global"
 """Stream of events that belong to no session."""
@@ -46,8 +51,22 @@ class _Data(BaseModel):
 # -- payloads ---------------------------------------------------------------------------------
 
 
+PromptPiece: TypeAlias = int | tuple[int, int]
+"""One piece of a compact prompt's ``layout``: ``0`` is the next message of ``messages``
+(inline); ``[a, b]`` is every message the stream's events with seq ``a`` to ``b`` added to
+the conversation (`conversation_message`), in seq order."""
+
+
 class LlmCommand(_Data):
-    """A request about to be sent to a model."""
+    """A request about to be sent to a model.
+
+    As written by the model wrapper, ``messages`` and ``tools`` are the whole prompt. The
+    event store keeps it compact (``schema_version`` 2): the leading system messages and the
+    tool list are stored once per tenant under their content hash (``system_ref``,
+    ``tools_ref``), the messages already in the stream become seq ranges (``layout``) and
+    only the messages the log does not hold yet stay in ``messages``.
+    `promptline.events.content.expand_prompts` puts the whole prompt back.
+    """
 
     model: str
     provider: str | None = None
@@ -56,6 +75,31 @@ class LlmCommand(_Data):
     tools: list[dict[str, Any]] = Field(default_factory=list)
     params: dict[str, Any] = Field(default_factory=dict)
     stream: bool = False
+    system_ref: str | None = None
+    """Compact form: the content hash of the prompt's leading system messages (without their
+    ids and times, which change from run to run)."""
+    system_stamps: list[tuple[str, datetime]] | None = None
+    """Compact form: the id and creation time of each of those system messages."""
+    tools_ref: str | None = None
+    """Compact form: the content hash of the tool list."""
+    layout: list[PromptPiece] | None = None
+    """Compact form: the prompt after its system messages, piece by piece (`PromptPiece`)."""
+    message_count: int | None = None
+    """Compact form: how many messages the whole prompt has (system messages included)."""
+    tool_count: int | None = None
+    """Compact form: how many tools were offered."""
+
+    @property
+    def compact(self) -> bool:
+        """True when the prompt is stored by reference (expand it to read it whole)."""
+        return self.layout is not None or self.system_ref is not None or self.tools_ref is not None
+
+    @property
+    def prompt_size(self) -> tuple[int, int]:
+        """How many messages and tools the whole prompt has, compact or not."""
+        if self.message_count is not None:
+            return self.message_count, self.tool_count or 0
+        return len(self.messages), len(self.tools)
 
 
 class LlmDelta(_Data):
@@ -619,19 +663,26 @@ def parse_event(obj: Any, *, lenient: bool = False) -> Event:
         ) from None
 
 
-def encode_event(event: EventEnvelope) -> bytes:
+def encode_event(event: EventEnvelope, *, drop_none: bool = False) -> bytes:
     """The JSON wire and storage form of an event.
 
     The same document pydantic writes, by orjson from the models' fields: a third of the
     instructions (an event is encoded once per append). A value orjson does not take (a
-    set, bytes, a big integer, a key that is not a string) falls back to pydantic.
+    set, bytes, a big integer, a key that is not a string) falls back to pydantic. With
+    ``drop_none`` the fields of the event and of its models that are ``None`` are left out
+    (pydantic's ``exclude_none``): they decode back to the same defaults, and a stored event
+    is a sixth smaller.
     """
     if event.__pydantic_extra__:
-        return event.__pydantic_serializer__.to_json(event)
+        return event.__pydantic_serializer__.to_json(event, exclude_none=drop_none)
     try:
-        encoded = _dumps(event.__dict__, default=_fields_of, option=_UTC_Z)
+        if drop_none:
+            fields = {k: v for k, v in event.__dict__.items() if v is not None}
+            encoded = _dumps(fields, default=_fields_but_none, option=_UTC_Z)
+        else:
+            encoded = _dumps(event.__dict__, default=_fields_of, option=_UTC_Z)
     except TypeError:
-        return event.__pydantic_serializer__.to_json(event)
+        return event.__pydantic_serializer__.to_json(event, exclude_none=drop_none)
     # orjson's result keeps the whole buffer it grew (8 KB for a short event): a store or a
     # queue that keeps it would hold ten times the event's size. A copy is the right size.
     return bytes(memoryview(encoded))
@@ -642,6 +693,15 @@ def _fields_of(value: Any) -> Any:
     if isinstance(value, BaseModel):
         extra = value.__pydantic_extra__
         return {**value.__dict__, **extra} if extra else value.__dict__
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _fields_but_none(value: Any) -> Any:
+    """`_fields_of`, leaving out the fields that are ``None``."""
+    if isinstance(value, BaseModel):
+        extra = value.__pydantic_extra__
+        fields = {**value.__dict__, **extra} if extra else value.__dict__
+        return {k: v for k, v in fields.items() if v is not None}
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
@@ -726,3 +786,27 @@ def stamped(event: _E, stream: str, seq: int, position: int) -> _E:
     setattr_(copy, "__pydantic_extra__", None if extra is None else dict(extra))
     setattr_(copy, "__pydantic_private__", None)
     return copy
+
+
+def conversation_message(event: Event) -> Message | None:
+    """The message ``event`` adds to its conversation, if any.
+
+    A message a run will answer is received (``message_received`` with ``queued``) before it
+    joins the conversation: it joins when its run starts (``run_started`` names it in
+    ``input_id``) or when it joins the run in flight (``run_steered``). So the history reads
+    in the order the model saw it, however many messages waited meanwhile.
+    """
+    # By class identity, not isinstance: pydantic's metaclass makes isinstance a Python call,
+    # and this runs for every event a store appends.
+    cls = type(event)
+    if cls is MessageReceivedEvent:
+        received = cast(MessageReceivedEvent, event).data
+        return None if received.queued else received.message
+    if cls is MessageSentEvent:
+        return cast(MessageSentEvent, event).data.message
+    if cls is RunSteeredEvent:
+        return cast(RunSteeredEvent, event).data.message
+    if cls is RunStartedEvent:
+        started = cast(RunStartedEvent, event).data
+        return started.input if started.input_id is not None else None
+    return None

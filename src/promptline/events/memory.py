@@ -6,7 +6,7 @@ Nothing is written anywhere; the log ends with the store object.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from itertools import islice
 from operator import attrgetter
 from typing import Any
@@ -24,6 +24,7 @@ from promptline.events.checks import (
     checked_event,
     stream_moved,
 )
+from promptline.events.content import PromptIndex, tenant_key
 from promptline.events.protocols import EventFilter
 
 _ENVELOPE_FILTERS = ("stream", "session_id", "run_id", "user_id", "tenant_id")
@@ -50,6 +51,8 @@ class InMemoryEventStore:
         self._log: list[_Stored] = []  # position p is self._log[p - 1]
         self._streams: dict[str, list[_Stored]] = {}  # seq s of a stream is its list[s - 1]
         self._ids: set[str] = set()
+        self._prompts = PromptIndex()
+        self._content: dict[tuple[str, str], str] = {}
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -71,11 +74,14 @@ class InMemoryEventStore:
         events = self._streams.get(stream)
         if events is None:
             events = self._streams[stream] = []
-        stored = stamped(checked, stream, len(events) + 1, len(self._log) + 1)
+        staging = self._prompts.begin()
+        stored = staging.apply([stamped(checked, stream, len(events) + 1, len(self._log) + 1)])[0]
         record = _Stored(stored)
         events.append(record)
         self._log.append(record)
         self._ids.add(stored.id)
+        self._keep(staging.rows)
+        staging.commit()
         return stored
 
     async def append_batch(
@@ -109,12 +115,28 @@ class InMemoryEventStore:
             last[stream] = seq = seq + 1
             position += 1
             stored.append(stamped(event, stream, seq, position))
+        staging = self._prompts.begin()
+        stored = staging.apply(stored)
         records = [_Stored(event) for event in stored]
         for record in records:
             self._streams.setdefault(record.stream, []).append(record)
         self._log.extend(records)
         self._ids.update(ids)
+        self._keep(staging.rows)
+        staging.commit()
         return stored
+
+    def _keep(self, rows: Sequence[tuple[str, str, str, str]]) -> None:
+        """Keep content parts, the first copy of each (as the SQL stores' insert-or-ignore)."""
+        for tenant, key, _kind, body in rows:
+            self._content.setdefault((tenant, key), body)
+
+    async def read_content(self, tenant_id: str | None, hashes: Collection[str]) -> dict[str, str]:
+        """The bodies of ``tenant_id``'s content parts with these hashes (see
+        `promptline.events.content`)."""
+        tenant = tenant_key(tenant_id)
+        found = ((key, self._content.get((tenant, key))) for key in hashes)
+        return {key: body for key, body in found if body is not None}
 
     def _check_heads(self, expected: dict[str, int]) -> None:
         """`ConflictError` unless each stream's last seq is the expected one."""

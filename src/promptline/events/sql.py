@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from promptline.core.clock import to_micros
@@ -28,6 +28,12 @@ from promptline.events.checks import (
     checked_batch,
     checked_event,
     stream_moved,
+)
+from promptline.events.content import (
+    CONTENT_INSERT_SQL,
+    PromptIndex,
+    content_select_sql,
+    tenant_key,
 )
 from promptline.events.protocols import EventFilter
 from promptline.storage.database import translate_error, write_transaction
@@ -90,6 +96,8 @@ class SqlEventStore:
         self._owns_engine = owns_engine
         self._paramstyle = engine.dialect.paramstyle
         self._insert_sql = self._sql(_INSERT_SQL)
+        self._content_sql = self._sql(CONTENT_INSERT_SQL)
+        self._prompts = PromptIndex()
 
     @property
     def engine(self) -> AsyncEngine:
@@ -161,13 +169,16 @@ class SqlEventStore:
             + ", (SELECT max(seq) FROM events WHERE stream = ?)" * len(streams)
         )
         stored: list[Event] = []
+        staging = self._prompts.begin()  # llm_command events are stored compact
 
         def number(heads: Sequence[Any]) -> list[Row]:
-            stored[:] = _numbered(batch, streams, heads, expected)
+            stored[:] = staging.apply(_numbered(batch, streams, heads, expected))
+            parts[:] = staging.rows
             return [_row(event) for event in stored]
 
+        parts: list[Row] = []
         try:
-            await self._write(heads_sql, streams, number)
+            await self._write(heads_sql, streams, number, parts)
         except PromptLineError:
             raise
         except Exception as exc:
@@ -176,20 +187,29 @@ class SqlEventStore:
             if isinstance(exc, self._storage_errors):
                 raise translate_error(exc, what="appending events") from exc
             raise
+        staging.commit()
         return stored
 
     async def _write(
-        self, heads_sql: str, streams: Sequence[str], number: Callable[[Sequence[Any]], list[Row]]
+        self,
+        heads_sql: str,
+        streams: Sequence[str],
+        number: Callable[[Sequence[Any]], list[Row]],
+        parts: list[Row],
     ) -> None:
         """One append transaction: take the lock, read the heads, number the batch, insert.
 
         ``heads_sql`` with ``streams`` as parameters yields one row: the last position and
         each stream's last seq. ``number`` turns that row into the rows to insert (it raises
-        `ConflictError` when an expected seq does not match; the transaction then rolls back).
+        `ConflictError` when an expected seq does not match; the transaction then rolls back)
+        and fills ``parts`` with the content rows its commands need (`events.content`),
+        inserted with ``_content_sql`` in the same transaction.
         """
         async with self._locked_transaction() as session:
             heads = await session.heads(heads_sql, streams)
             await session.insert(self._insert_sql, number(heads))
+            if parts:
+                await session.insert(self._content_sql, parts)
 
     async def _duplicate_error(self, exc: BaseException, batch: list[Event]) -> PromptLineError:
         """Name the ids that are already stored; any other violation is a storage error."""
@@ -246,6 +266,16 @@ class SqlEventStore:
             sql += " LIMIT ?"
             params.append(limit)
         return await self._read_bodies(sql, params, what="reading events")
+
+    async def read_content(self, tenant_id: str | None, hashes: Collection[str]) -> dict[str, str]:
+        """The bodies of ``tenant_id``'s content parts with these hashes (the system prompts
+        and tool lists compact ``llm_command`` events refer to; see `events.content`)."""
+        keys = list(hashes)
+        if not keys:
+            return {}
+        sql = content_select_sql(len(keys))
+        rows = await self._query(sql, [tenant_key(tenant_id), *keys], what="reading content")
+        return {str(row[0]): str(row[1]) for row in rows}
 
     async def _read_bodies(self, sql: str, params: list[Any], *, what: str) -> list[Event]:
         rows = await self._query(sql, params, what=what)
@@ -386,7 +416,9 @@ def _row(event: Event) -> Row:
         event.user_id,
         event.session_id,
         event.run_id,
-        encode_event(event).decode(),
+        # Fields left empty are not written (as in the in-memory store): they decode back to
+        # the same defaults, and the nulls were a sixth of a stored event.
+        encode_event(event, drop_none=True).decode(),
     )
 
 

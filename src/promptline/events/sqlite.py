@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from promptline.events.content import CONTENT_INSERT_SQL, PromptIndex
 from promptline.events.sql import _INSERT_SQL, AppendSession, Row, SqlEventStore, driver_connection
 
 if TYPE_CHECKING:
@@ -71,6 +72,8 @@ class SqliteEventStore(SqlEventStore):
         store._owns_engine = False
         store._paramstyle = "qmark"
         store._insert_sql = _INSERT_SQL
+        store._content_sql = CONTENT_INSERT_SQL
+        store._prompts = PromptIndex()
         store._path = file
         store._lock = asyncio.Lock()
         store._writer = None
@@ -90,13 +93,17 @@ class SqliteEventStore(SqlEventStore):
         return self._has_engine and super()._is_duplicate(exc)
 
     async def _write(
-        self, heads_sql: str, streams: Sequence[str], number: Callable[[Sequence[Any]], list[Row]]
+        self,
+        heads_sql: str,
+        streams: Sequence[str],
+        number: Callable[[Sequence[Any]], list[Row]],
+        parts: list[Row],
     ) -> None:
         if self._path is None:
-            await super()._write(heads_sql, streams, number)
+            await super()._write(heads_sql, streams, number, parts)
             return
         writer = self._writer or await self._start_writer(self._path)
-        await writer.append(heads_sql, streams, number)
+        await writer.append(heads_sql, streams, number, parts)
 
     async def _start_writer(self, path: Path) -> _WriterThread:
         pragmas = await self._pragmas() if self._has_engine else None
@@ -181,19 +188,22 @@ def _file_of(engine: AsyncEngine) -> Path | None:
 class _Append:
     """One append waiting for the writer: its streams, how to number it, who to tell."""
 
-    __slots__ = ("error", "future", "heads_sql", "loop", "number", "streams")
+    __slots__ = ("error", "future", "heads_sql", "loop", "number", "parts", "streams")
 
     def __init__(
         self,
         heads_sql: str,
         streams: Sequence[str],
         number: Callable[[Sequence[Any]], list[Row]],
+        parts: list[Row],
         loop: asyncio.AbstractEventLoop,
         future: asyncio.Future[None],
     ) -> None:
         self.heads_sql = heads_sql
         self.streams = streams
         self.number = number
+        self.parts = parts
+        """Filled by ``number``: the content rows the batch's commands need."""
         self.loop = loop
         self.future = future
         self.error: BaseException | None = None
@@ -250,15 +260,20 @@ class _WriterThread:
         self._thread.start()
 
     async def append(
-        self, heads_sql: str, streams: Sequence[str], number: Callable[[Sequence[Any]], list[Row]]
+        self,
+        heads_sql: str,
+        streams: Sequence[str],
+        number: Callable[[Sequence[Any]], list[Row]],
+        parts: list[Row],
     ) -> None:
-        """Write one append (numbered by ``number`` from the heads row); returns once it is
-        committed, or raises what refused it."""
+        """Write one append (numbered by ``number`` from the heads row, which fills ``parts``
+        with the content rows to insert beside it); returns once it is committed, or raises
+        what refused it."""
         if self._closed:
             raise RuntimeError("the event store's writer is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._queue.put(_Append(heads_sql, streams, number, loop, future))
+        self._queue.put(_Append(heads_sql, streams, number, parts, loop, future))
         await future
 
     async def read(self, sql: str, params: Sequence[Any]) -> list[Row]:
@@ -378,6 +393,8 @@ class _WriterThread:
                         last[stream] = int(row[0] or 0)
                 rows = append.number((position, *(last[s] for s in streams)))
                 conn.executemany(self._insert_sql, rows)
+                if append.parts:
+                    conn.executemany(CONTENT_INSERT_SQL, append.parts)
                 if not alone:
                     conn.execute("RELEASE append")
             except Exception as exc:

@@ -25,12 +25,12 @@ from promptline.core.events import (
     RunStartedEvent,
     ToolCommandEvent,
     ToolResultEvent,
+    conversation_message,
 )
 from promptline.core.messages import Message, ToolCall, ToolResult, Usage
 from promptline.events.protocols import EventFilter, EventStore
 from promptline.runtime.records import RUN_ENDINGS, RUN_TYPES, RunRecord, fold_run
 from promptline.runtime.run import SUBMIT_PLAN, Resume
-from promptline.sessions.projection import conversation_message
 
 __all__ = [
     "MAX_RESUME_ATTEMPTS",

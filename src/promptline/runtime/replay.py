@@ -2,13 +2,14 @@
 answers instead of calling a model, and every difference from the record is reported.
 
 The replay is given what the run was given, as the log has it: the tools offered to the model
-(from the first ``llm_command``, not guessed from the calls made), the session's history,
-context and channel as they stood when the run started (or the history sent with a run
-without a session), the request's overrides (temperature, max_tokens, streaming), the model,
-the mode, the skills section of the system prompt, the plan approvals and the messages that
-joined the run (``steer``). Only the agent's definition is the current one, so a changed
-prompt shows as a divergence; a run resumed after a restart replays as one run (a model call
-cut short by the crash is not one the model answered; a call run again is one call).
+(from the first ``llm_command``, its prompt expanded, not guessed from the calls made), the
+session's history, context and channel as they stood when the run started (or the history
+sent with a run without a session), the request's overrides (temperature, max_tokens,
+streaming), the model, the mode, the skills section of the system prompt, the plan approvals
+and the messages that joined the run (``steer``). Only the agent's definition is the current
+one, so a changed prompt shows as a divergence; a run resumed after a restart replays as one
+run (a model call cut short by the crash is not one the model answered; a call run again is
+one call).
 
 Tools either answer from the record (the default: nothing is executed, so a replay has no
 side effects) or run for real in a scratch workspace (``live_tools``), which shows whether
@@ -46,6 +47,7 @@ from promptline.core.events import (
 )
 from promptline.core.messages import Message, ToolCall, ToolResult
 from promptline.events.bus import InProcessEventBus
+from promptline.events.content import expand_prompts
 from promptline.events.memory import InMemoryEventStore
 from promptline.events.protocols import EventBus, EventFilter, EventStore
 from promptline.models.types import ModelRequest, ModelResponse, StreamDelta
@@ -352,7 +354,7 @@ async def replay_run(
     takes its context-window lookup, context strategy and limits, so the conversation is
     fitted into the window as it was.
     """
-    events = await store.read_all(EventFilter(run_id=run_id))
+    events = await expand_prompts(store, await store.read_all(EventFilter(run_id=run_id)))
     started = next((e for e in events if isinstance(e, RunStartedEvent)), None)
     if started is None:
         raise NotFoundError(

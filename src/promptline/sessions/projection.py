@@ -18,13 +18,10 @@ from promptline.core.clock import from_micros
 from promptline.core.errors import NotFoundError
 from promptline.core.events import (
     Event,
-    MessageReceivedEvent,
-    MessageSentEvent,
-    RunStartedEvent,
-    RunSteeredEvent,
     SessionCreatedEvent,
     SessionExpiredEvent,
     SessionUpdatedEvent,
+    conversation_message,
 )
 from promptline.core.messages import Message
 from promptline.core.sandbox import SANDBOX_CHOICES, SandboxChoice
@@ -145,25 +142,6 @@ def fold(head: SessionHead | None, event: Event) -> tuple[SessionHead | None, Me
         head.status = "deleted" if event.data.reason == DELETED_REASON else "expired"
         head.updated_at = event.ts
     return head, message
-
-
-def conversation_message(event: Event) -> Message | None:
-    """The message ``event`` adds to its conversation, if any.
-
-    A message a run will answer is received (``message_received`` with ``queued``) before it
-    joins the conversation: it joins when its run starts (``run_started`` names it in
-    ``input_id``) or when it joins the run in flight (``run_steered``). So the history reads
-    in the order the model saw it, however many messages waited meanwhile.
-    """
-    if isinstance(event, MessageReceivedEvent):
-        return None if event.data.queued else event.data.message
-    if isinstance(event, MessageSentEvent):
-        return event.data.message
-    if isinstance(event, RunStartedEvent):
-        return event.data.input if event.data.input_id is not None else None
-    if isinstance(event, RunSteeredEvent):
-        return event.data.message
-    return None
 
 
 def _created(event: SessionCreatedEvent) -> SessionHead:

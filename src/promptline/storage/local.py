@@ -20,6 +20,7 @@ from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from promptline.core.errors import ConfigError
+from promptline.events.content import CONTENT_INSERT_SQL, PromptIndex
 from promptline.events.sql import _INSERT_SQL, Row, SqlEventStore
 from promptline.storage.database import (
     configure_sqlite,
@@ -141,6 +142,8 @@ class LocalEventStore(SqlEventStore):
         self._owns_engine = False
         self._paramstyle = "qmark"
         self._insert_sql = _INSERT_SQL
+        self._content_sql = CONTENT_INSERT_SQL
+        self._prompts = PromptIndex()
 
     @property
     def engine(self) -> AsyncEngine:
@@ -151,12 +154,18 @@ class LocalEventStore(SqlEventStore):
         return isinstance(exc, sqlite3.IntegrityError)
 
     async def _write(
-        self, heads_sql: str, streams: Sequence[str], number: Callable[[Sequence[Any]], list[Row]]
+        self,
+        heads_sql: str,
+        streams: Sequence[str],
+        number: Callable[[Sequence[Any]], list[Row]],
+        parts: list[Row],
     ) -> None:
         if not self._conn.in_transaction:
             _outside_transaction()
         heads = self._conn.execute(heads_sql, tuple(streams)).fetchone()
         self._conn.executemany(self._insert_sql, number(heads))
+        if parts:
+            self._conn.executemany(self._content_sql, parts)
 
     async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Row]:
         return [tuple(row) for row in self._conn.execute(sql, tuple(params)).fetchall()]

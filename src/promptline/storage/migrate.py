@@ -43,7 +43,7 @@ def _script() -> ScriptDirectory:
     return ScriptDirectory.from_config(_config())
 
 
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 """The newest revision this release knows (a test checks it against the migration scripts).
 
 Kept as a constant so that opening an up-to-date database needs no Alembic at all: loading

@@ -96,6 +96,17 @@ session_messages = Table(
     UniqueConstraint("session_id", "idx", name="uq_session_messages_session_idx"),
 )
 
+# What compact `llm_command` events refer to by content hash (a system prompt, a tool list):
+# stored once per tenant, written with the first event that needs it (`events.content`).
+event_content = Table(
+    "event_content",
+    metadata,
+    Column("tenant_id", String(255), primary_key=True),
+    Column("hash", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("body", Text, nullable=False),
+)
+
 projection_checkpoints = Table(
     "projection_checkpoints",
     metadata,

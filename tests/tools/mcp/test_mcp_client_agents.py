@@ -19,6 +19,7 @@ from promptline.app import App, build_app
 from promptline.config import load_settings
 from promptline.core.events import Event
 from promptline.core.messages import ImagePart, ToolResult
+from promptline.events.content import expand_prompts
 from promptline.events.protocols import EventFilter
 from promptline.runtime.run import RunResult
 from promptline.sessions.models import Principal
@@ -60,7 +61,8 @@ class World:
         return result, await self.events(run.id)
 
     async def events(self, run_id: str) -> list[Event]:
-        return [e for e in await self.app.events.read_all(EventFilter(run_id=run_id))]
+        events = await self.app.events.read_all(EventFilter(run_id=run_id))
+        return await expand_prompts(self.app.events, events)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

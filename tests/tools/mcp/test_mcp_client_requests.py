@@ -25,6 +25,7 @@ from promptline.core.clock import ManualClock
 from promptline.core.errors import ConflictError, InvalidInputError
 from promptline.core.events import Event
 from promptline.core.messages import ToolResult
+from promptline.events.content import expand_prompts
 from promptline.events.protocols import EventFilter
 from promptline.runtime.budget import Budget
 from promptline.runtime.run import Run, RunResult
@@ -81,7 +82,8 @@ class World:
 
     async def finish(self, run: Run) -> tuple[RunResult, list[Event]]:
         result = await asyncio.wait_for(run.result(), STUCK)
-        return result, await self.app.events.read_all(EventFilter(run_id=run.id))
+        events = await self.app.events.read_all(EventFilter(run_id=run.id))
+        return result, await expand_prompts(self.app.events, events)
 
     async def run(self, script: str, **options: Any) -> tuple[RunResult, list[Event]]:
         return await self.finish(await self.start(script, **options))

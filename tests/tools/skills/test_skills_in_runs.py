@@ -16,6 +16,7 @@ from promptline.app import build_app
 from promptline.config import load_settings
 from promptline.config.home import promptline_home
 from promptline.core.events import Event
+from promptline.events.content import expand_prompts
 from promptline.tools.skills.prompt import SKILLS_HEADER
 
 FORMS_SCRIPT = """\
@@ -56,6 +57,11 @@ def settings(tmp_path: Path) -> Any:
     return load_settings(None, environ={"PROMPTLINE_HOME": str(home)})
 
 
+async def run_events(app: Any, run_id: str) -> list[Event]:
+    """A run's events, each ``llm_command`` with its whole prompt (the log keeps it compact)."""
+    return await expand_prompts(app.events, await app.events.read_stream(run_id))
+
+
 def system_prompt(events: list[Event]) -> str:
     command = next(e for e in events if e.type == "llm_command")
     first = command.data.messages[0]  # type: ignore[attr-defined]
@@ -75,7 +81,7 @@ async def test_a_run_lists_the_skills_and_the_model_loads_one(
         result = await runtime.run("please fill the form", agent="assistant")
         assert result.ok, result.error
         assert result.text == "The form is filled."
-        events = await app.events.read_stream(result.run_id)
+        events = await run_events(app, result.run_id)
 
     prompt = system_prompt(events)
     assert f"{SKILLS_HEADER}\n- notes: Keep notes.\n- pdf-forms: Fill in PDF forms." in prompt
@@ -96,7 +102,7 @@ async def test_an_agent_that_cannot_call_use_skill_is_not_shown_the_skills(
         runtime = await app.start_runtime()
         result = await runtime.run("hello", agent="narrow", model="scripted/plain")
         assert result.ok, result.error
-        events = await app.events.read_stream(result.run_id)
+        events = await run_events(app, result.run_id)
     assert "use_skill" not in system_prompt(events)
     assert "notes" not in system_prompt(events)
 
@@ -116,7 +122,7 @@ async def test_a_skill_added_while_the_app_runs_is_usable_next_run_and_gone_once
         async def prompt_of_a_run(message: str, model: str = "scripted/plain") -> str:
             result = await runtime.run(message, agent="assistant", model=model)
             assert result.ok, result.error
-            return system_prompt(await app.events.read_stream(result.run_id))
+            return system_prompt(await run_events(app, result.run_id))
 
         before = await prompt_of_a_run("hello")
         assert "- notes: Keep notes." in before
@@ -132,7 +138,7 @@ async def test_a_skill_added_while_the_app_runs_is_usable_next_run_and_gone_once
         result = await runtime.run("please fill the form", agent="assistant")
         assert result.ok, result.error
         assert result.text == "The form is filled."
-        events = await app.events.read_stream(result.run_id)
+        events = await run_events(app, result.run_id)
         assert "- pdf-forms: Fill in PDF forms." in system_prompt(events)
 
         shutil.rmtree(skills / "pdf-forms")
@@ -160,7 +166,7 @@ async def test_with_skills_off_there_are_no_skill_tools_and_no_list(
         assert app._skills is None
         result = await runtime.run("hello", agent="assistant", model="scripted/plain")
         assert result.ok, result.error
-        assert "notes" not in system_prompt(await app.events.read_stream(result.run_id))
+        assert "notes" not in system_prompt(await run_events(app, result.run_id))
 
 
 def offered_tools(events: list[Event]) -> list[str]:
@@ -175,13 +181,13 @@ async def test_the_skill_tools_are_offered_only_while_a_skill_is_available(
         runtime = await app.start_runtime()
         bare = await runtime.run("hello", agent="assistant", model="scripted/plain")
         assert bare.ok, bare.error
-        bare_events = await app.events.read_stream(bare.run_id)
+        bare_events = await run_events(app, bare.run_id)
 
         write_skill(tmp_path / "project" / "skills", "notes", "Keep notes.")
         app.skills.reload()
         with_skill = await runtime.run("hello", agent="assistant", model="scripted/plain")
         assert with_skill.ok, with_skill.error
-        skill_events = await app.events.read_stream(with_skill.run_id)
+        skill_events = await run_events(app, with_skill.run_id)
 
     assert "use_skill" in app.tools  # registered all along, but worth nothing without a skill
     assert not {"use_skill", "read_skill_file"} & set(offered_tools(bare_events))

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Path, Query, Request
 
 from promptline.core.errors import InvalidInputError
 from promptline.core.events import EVENT_CLASSES, Event, SessionExpiredEvent
+from promptline.events.content import expand_prompts
 from promptline.events.protocols import EventFilter
 from promptline.gateway.deps import CallerDep, gateway, needs
 from promptline.gateway.pagination import Cursor, Limit, Page, page_of, position_cursor
@@ -45,6 +46,13 @@ async def query_events(
     ] = None,
     limit: Limit = 100,
     cursor: Cursor = None,
+    expand: Annotated[
+        bool,
+        Query(
+            description="Give each `llm_command` with its whole prompt (`messages` and "
+            "`tools`) instead of the compact form the log keeps (see docs/events.md)."
+        ),
+    ] = False,
 ) -> Any:
     """Events of the caller's sessions and runs (an admin or operator: its tenant's), oldest
     first. The cursor is a position in the log: a page holds the events after it."""
@@ -82,6 +90,9 @@ async def query_events(
                 break
         if len(page) <= limit:
             break
+    if expand:
+        # From the command's own stream and tenant: what the caller may see already.
+        found = await expand_prompts(app.events, found)
     return page_of([event_json(e) for e in found], limit, lambda e: str(e["position"]))
 
 
