@@ -635,6 +635,7 @@ class Runtime:
             try:
                 run.session, run.history = await self._load_session(run.session.id)
             except Exception as exc:
+                self.sessions.project_later(run.session.id)  # no after_run for it
                 run.fail_before_start(exc)
         if run.done or run.task is not None:
             return  # ended meanwhile (the process is stopping)
@@ -643,7 +644,9 @@ class Runtime:
     async def _load_session(self, session_id: str) -> tuple[SessionView, list[Message]]:
         assert self.sessions is not None
         who = Principal(user_id="runtime", admin=True)
-        session = await self.sessions.get(session_id, who)  # brought up to date if it lags
+        # Up to date though the record may lag; the record itself is projected as the run
+        # ends (`_refresh_session`), with the run's own messages.
+        session = await self.sessions.get(session_id, who, project=False)
         if session.status != "active":
             raise ConflictError(
                 f"session {session_id!r} has expired and takes no more messages",

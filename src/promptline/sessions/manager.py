@@ -69,6 +69,7 @@ from promptline.sessions.tables import (
     NewMessage,
     StaleHeadError,
     load_head,
+    load_heads,
     load_history,
     write_head,
 )
@@ -360,12 +361,19 @@ class SessionManager:
     # -- reading --------------------------------------------------------------------------
 
     async def get(
-        self, session_id: str, principal: Principal, *, history_limit: int | None = None
+        self,
+        session_id: str,
+        principal: Principal,
+        *,
+        history_limit: int | None = None,
+        project: bool = True,
     ) -> Session:
         """The session with its history (only the latest ``history_limit`` messages if set).
 
         The history has every message the log holds for the session (what a run recorded a
-        moment ago included: the record is brought up to date first when it lags behind).
+        moment ago included: what the record lacks yet is read from the log, and the
+        projector is asked to bring the record up to date; with ``project`` False, not: a
+        caller that will call `project_later` anyway, as the runtime does as a run ends).
         `NotFoundError` when it does not exist or ``principal`` may not see it.
         """
         principal = _check_principal(principal)
@@ -391,7 +399,8 @@ class SessionManager:
                 history.extend(m.message for m in added)
                 if history_limit is not None and len(history) > history_limit:
                     del history[: len(history) - history_limit]
-                self.project_later(sid)
+                if project:
+                    self.project_later(sid)
         if head.status == "active" and self._is_due(head):
             # Past its time but not swept yet: it takes nothing more, so it reads as expired.
             head.status = "expired"
@@ -662,7 +671,8 @@ class SessionManager:
         `_catch_up` does) and stores the checkpoint once. A session whose row moved
         meanwhile is caught up on its own afterwards."""
         async with self._reading("reading sessions to project") as conn:
-            seen = {sid: await load_head(conn, sid) for sid in floors}
+            found = await load_heads(conn, builtins.list(floors))
+        seen = {sid: found.get(sid) for sid in floors}
         streams: dict[str, builtins.list[Event]] = {}
         retry: builtins.list[str] = []
         for sid, head in seen.items():
