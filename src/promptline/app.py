@@ -354,6 +354,7 @@ async def build_app(
                 await app._quotas.close()
             if app._lease is not None:
                 await app._lease.release()
+        await sessions.drain()
         await registry.aclose()
         await bus.close()
         await state.close()

@@ -164,10 +164,12 @@ async def start_message(
     queue_mode: Literal["enqueue", "steer", "interrupt", "reject"] | None = None,
     idempotency_key: str | None = None,
     channel: str | None = None,
+    session: Session | None = None,
 ) -> Accepted:
     """Add a user message to a session the caller may see, for the run that answers it; the
     answer comes once both are in the log (see `Runtime.submit`, which also explains
-    ``idempotency_key``)."""
+    ``idempotency_key``). ``session``: the session as `visible_session` just read it for
+    ``caller`` (so it is not read again)."""
     if not isinstance(content, str) or not content.strip():
         raise InvalidInputError("content must be a non-empty string", field="content")
     if len(content) > MAX_CONTENT_CHARS:
@@ -184,6 +186,7 @@ async def start_message(
         queue_mode=queue_mode,
         idempotency_key=idempotency_key,
         channel=channel,
+        session=session,
     )
 
 

@@ -148,6 +148,7 @@ class Runtime:
         queue_mode: QueueMode | None = None,
         idempotency_key: str | None = None,
         channel: str | None = None,
+        session: Session | None = None,
     ) -> Accepted:
         """Take ``message`` for a run that answers it; returns once both are in the log.
 
@@ -159,6 +160,8 @@ class Runtime:
         with ``history`` as its context. ``idempotency_key``: a retry with the same key (by
         the same user) gets the first answer back (``replayed``) and creates nothing, across
         restarts; the same key with a different message is `IdempotencyKeyReusedError`.
+        ``session``: the session ``session_id`` as the caller just read it for ``principal``
+        (the gateway does, for its default agent), so it is not read again.
         """
         if self._closing:
             raise ServiceUnavailableError(
@@ -178,7 +181,17 @@ class Runtime:
                 )
             async with self._intake.hold(session_id):
                 return await self._submit_to_session(
-                    msg, session_id, who, chosen, mode, model, queue_mode, overrides, key, channel
+                    msg,
+                    session_id,
+                    who,
+                    chosen,
+                    mode,
+                    model,
+                    queue_mode,
+                    overrides,
+                    key,
+                    channel,
+                    session if session is not None and session.id == session_id else None,
                 )
 
     async def start_run(self, message: Message | str, **options: Any) -> Run:
@@ -310,6 +323,7 @@ class Runtime:
         overrides: dict[str, Any],
         key: str | None,
         channel: str | None,
+        known: Session | None,
     ) -> Accepted:
         run_id, queued_id = self._ids(who, key)
         how = queue_mode or chosen.queue_mode
@@ -327,7 +341,7 @@ class Runtime:
         )
         if replayed is not None:
             return replayed
-        session = await self._open_session(session_id, who)
+        session = await self._open_session(session_id, who, known)
         lane = self._lanes.get(session_id)
         current = lane.current if lane is not None else None
         busy = current is not None and not current.done
@@ -495,15 +509,17 @@ class Runtime:
         seq = received.seq if received is not None else queued.seq
         return Accepted.of(queued, seq, self._runs.get(run_id), replayed=True)
 
-    async def _open_session(self, session_id: str, who: Principal) -> Session:
-        """The session, if ``who`` may see it and it takes messages (`NotFoundError`,
-        `ConflictError` for an expired or past-due one)."""
+    async def _open_session(
+        self, session_id: str, who: Principal, known: Session | None = None
+    ) -> Session:
+        """The session (``known``: as the caller read it), if ``who`` may see it and it
+        takes messages (`NotFoundError`, `ConflictError` for an expired or past-due one)."""
         if self.sessions is None:
             raise NotFoundError(
                 f"no session {session_id!r}: this runtime has no session store",
                 hint="build the runtime with a SessionManager, or run without a session",
             )
-        session = await self.sessions.get(session_id, who, history_limit=0)
+        session = known or await self.sessions.get(session_id, who, history_limit=0)
         now = self.services.clock.now()
         if session.status != "active" or (
             session.expires_at is not None and session.expires_at <= now
@@ -623,6 +639,7 @@ class Runtime:
             try:
                 run.session, run.history = await self._load_session(run.session.id)
             except Exception as exc:
+                self.sessions.project_later(run.session.id)  # no after_run for it
                 run.fail_before_start(exc)
         if run.done or run.task is not None:
             return  # ended meanwhile (the process is stopping)
@@ -631,7 +648,9 @@ class Runtime:
     async def _load_session(self, session_id: str) -> tuple[SessionView, list[Message]]:
         assert self.sessions is not None
         who = Principal(user_id="runtime", admin=True)
-        session = await self.sessions.get(session_id, who)  # brought up to date if it lags
+        # Up to date though the record may lag; the record itself is projected as the run
+        # ends (`_refresh_session`), with the run's own messages.
+        session = await self.sessions.get(session_id, who, project=False)
         if session.status != "active":
             raise ConflictError(
                 f"session {session_id!r} has expired and takes no more messages",
@@ -641,8 +660,10 @@ class Runtime:
         return _view_of(session), list(session.history)
 
     async def _refresh_session(self, run: Run) -> None:
+        # Off the run's critical path: the projector applies it (batched with the runs
+        # ending meanwhile); readers of the session find the run's messages in the log.
         if self.sessions is not None and run.session is not None:
-            await self.sessions.refresh(run.session.id)
+            self.sessions.project_later(run.session.id)
 
     # -- after a restart -----------------------------------------------------------------
 
@@ -905,6 +926,8 @@ class Runtime:
                     run.leave_now()
             if pending:
                 await asyncio.wait(pending, timeout=5.0)
+        if self.sessions is not None:
+            await self.sessions.drain()  # the session records of the runs that ended
         return [run.id for run in runs]
 
 

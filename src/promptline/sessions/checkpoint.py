@@ -8,6 +8,7 @@ past an event this process published but has not projected yet.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -52,17 +53,19 @@ class Watermark:
         if not projected:
             self._pinned[floor] += 1
 
-    def safe(self, *, own_floor: int | None = None) -> int | None:
+    def safe(self, *, own_floor: int | None = None, own_floors: Sequence[int] = ()) -> int | None:
         """The position a projection write may store as checkpoint (None: store nothing).
 
-        ``own_floor`` is the floor of the write asking, which is projected by the very
-        transaction that stores the result.
+        ``own_floor`` is the floor of the write asking (``own_floors``: of the writes a
+        batch applies), which is projected by the very transaction that stores the result.
         """
         if self.paused:
             return None
         floors = self._floors.copy()
         if own_floor is not None:
             floors[own_floor] -= 1
+        for floor in own_floors:
+            floors[floor] -= 1
         floors += self._pinned
         candidates = [self._known, *(f for f, n in floors.items() if n > 0)]
         return min(candidates)

@@ -7,8 +7,10 @@ repaired from the log when a process died in between (`recover`).
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -67,6 +69,7 @@ from promptline.sessions.tables import (
     NewMessage,
     StaleHeadError,
     load_head,
+    load_heads,
     load_history,
     write_head,
 )
@@ -93,6 +96,8 @@ _CATCH_UP_ATTEMPTS = 5
 """How often a catch-up retries after another writer projected the same session first."""
 
 _STATUSES = ("active", "expired")
+
+_log = logging.getLogger(__name__)
 
 
 class SessionManager:
@@ -131,6 +136,11 @@ class SessionManager:
         self._limits = limits
         self._locks = KeyedLocks()
         self._watermark = Watermark()
+        self._pending: dict[str, int] = {}
+        """Sessions the projector is to bring up to date, with the watermark floor each holds."""
+        self._projector: asyncio.Task[None] | None = None
+        self._batch: dict[str, int] = {}
+        """The sessions the projector is applying right now."""
         self.admit: Callable[[Principal], Awaitable[None]] | None = None
         """Called as a session is created or imported (with its owner), before anything of
         it is written: raises to refuse it (the quotas of its user and tenant)."""
@@ -221,6 +231,7 @@ class SessionManager:
         if user_id is not None:
             conditions.append(t.user_id == user_id)
         query = select(func.count()).select_from(sessions_table).where(*conditions)
+        await self._flush_pending()
         async with self._reading("counting sessions") as conn:
             return int((await conn.execute(query)).scalar_one())
 
@@ -350,31 +361,46 @@ class SessionManager:
     # -- reading --------------------------------------------------------------------------
 
     async def get(
-        self, session_id: str, principal: Principal, *, history_limit: int | None = None
+        self,
+        session_id: str,
+        principal: Principal,
+        *,
+        history_limit: int | None = None,
+        project: bool = True,
     ) -> Session:
         """The session with its history (only the latest ``history_limit`` messages if set).
 
         The history has every message the log holds for the session (what a run recorded a
-        moment ago included: the record is brought up to date first when it lags behind).
+        moment ago included: what the record lacks yet is read from the log, and the
+        projector is asked to bring the record up to date; with ``project`` False, not: a
+        caller that will call `project_later` anyway, as the runtime does as a run ends).
         `NotFoundError` when it does not exist or ``principal`` may not see it.
         """
         principal = _check_principal(principal)
         if history_limit is not None:
             history_limit = _check_limit(history_limit, "history_limit", minimum=0)
         sid = _check_id(session_id)
-        for attempt in range(2):
-            async with self._reading(f"reading session {sid!r}", snapshot=True) as conn:
-                head = await self._visible_head(sid, principal, conn=conn, full=True)
-                history = (
-                    []
-                    if history_limit == 0
-                    else await load_history(conn, head.id, limit=history_limit)
-                )
-            # Runs write to the log first; the record catches up after them. A reader that
-            # saw a run's end in the log must find its messages here too.
-            if history_limit == 0 or attempt or await self._store.last_seq(sid) <= head.last_seq:
-                break
-            await self.refresh(sid)
+        async with self._reading(f"reading session {sid!r}", snapshot=True) as conn:
+            head = await self._visible_head(sid, principal, conn=conn, full=True)
+            history = (
+                [] if history_limit == 0 else await load_history(conn, head.id, limit=history_limit)
+            )
+        if history_limit != 0 or sid in self._pending or sid in self._batch:
+            # Runs write to the log first; the record catches up after them (the projector).
+            # A reader that saw a run's end in the log must find its messages here too: what
+            # the record lacks yet is folded in from the log (the record itself is left to
+            # the projector). A read of the head alone does so when the record is known to
+            # lag (a session pending here).
+            later = await self._stream_after(sid, head.last_seq)
+            if later:
+                _, added = _fold_all(head, later)
+                if head.status == "deleted":
+                    raise _not_found(sid)
+                history.extend(m.message for m in added)
+                if history_limit is not None and len(history) > history_limit:
+                    del history[: len(history) - history_limit]
+                if project:
+                    self.project_later(sid)
         if head.status == "active" and self._is_due(head):
             # Past its time but not swept yet: it takes nothing more, so it reads as expired.
             head.status = "expired"
@@ -439,6 +465,7 @@ class SessionManager:
                     field="status",
                 )
             conditions.append(t.status == status)
+        await self._flush_pending()
         async with self._reading("listing sessions") as conn:
             if before is not None:
                 cursor = await self._visible_head(_check_id(before), principal, conn=conn)
@@ -470,6 +497,7 @@ class SessionManager:
         principal = _check_principal(principal)
         words = query_words(query)
         limit = _check_limit(limit, "limit", maximum=1000)
+        await self._flush_pending()
         async with self._reading("searching messages") as conn:
             if session_id is not None:
                 await self._visible_head(_check_id(session_id), principal, conn=conn)
@@ -589,6 +617,120 @@ class SessionManager:
         async with self._locks.hold(sid):
             return await self._catch_up(sid)
 
+    def project_later(self, session_id: str) -> None:
+        """Have the projector bring the session's record up to the end of its stream soon.
+
+        For writers of the session's stream other than this manager (the agent runtime
+        records a run's messages itself): the run need not wait for the record. `get` folds
+        in from the log what the record lacks meanwhile; `list`, `search` and
+        `count_active` wait for the sessions pending here; `drain` (at shutdown) waits for
+        all of them; after a crash `recover` catches up from the checkpoint, which does not
+        pass a pending session's events.
+        """
+        sid = _check_id(session_id)
+        if sid not in self._pending:
+            self._pending[sid] = self._watermark.begin()
+        if self._projector is None or self._projector.done():
+            self._projector = asyncio.get_running_loop().create_task(
+                self._project_pending(), name="session projector"
+            )
+
+    async def drain(self) -> None:
+        """Wait until the projector has applied every session pending in this process."""
+        while self._projector is not None and not self._projector.done():
+            await asyncio.shield(self._projector)
+
+    async def _flush_pending(self) -> None:
+        """Before reading the records of many sessions: let the pending ones land first."""
+        if self._pending or (self._projector is not None and not self._projector.done()):
+            await self.drain()
+
+    async def _project_pending(self) -> None:
+        """The projector: applies the pending sessions in batches until none is left."""
+        await asyncio.sleep(0)  # let the runs ending in this same moment join the batch
+        while self._pending:
+            batch = self._batch = self._pending
+            self._pending = {}
+            projected = False
+            try:
+                await self._project_batch(batch)
+                projected = True
+            except Exception:
+                # Their floors stay pinned: the checkpoint does not pass their events, and
+                # `get` still reads them from the log; `recover` applies them at next start.
+                _log.exception("projecting %d sessions failed", len(batch))
+            finally:
+                self._batch = {}
+                for floor in batch.values():
+                    self._watermark.end(floor, projected=projected)
+
+    async def _project_batch(self, floors: dict[str, int]) -> None:
+        """Bring the records of the sessions of ``floors`` (id: watermark floor) up to the
+        end of their streams: the streams are read first, with no transaction open, then
+        one write transaction applies all of them (each row locked and checked as
+        `_catch_up` does) and stores the checkpoint once. A session whose row moved
+        meanwhile is caught up on its own afterwards."""
+        async with self._reading("reading sessions to project") as conn:
+            found = await load_heads(conn, builtins.list(floors))
+        seen = {sid: found.get(sid) for sid in floors}
+        streams: dict[str, builtins.list[Event]] = {}
+        retry: builtins.list[str] = []
+        for sid, head in seen.items():
+            if head is None:
+                retry.append(sid)  # no record yet: its creation is `_catch_up`'s case
+                continue
+            later = await self._stream_after(sid, head.last_seq)
+            if later:
+                streams[sid] = later
+        if streams:
+            try:
+                retry += await self._write_batch(seen, streams, floors, set(retry))
+            except StaleHeadError:
+                retry += streams
+            except SQLAlchemyError as exc:
+                raise translate_error(exc, what="projecting sessions") from exc
+        for sid in retry:
+            async with self._locks.hold(sid):
+                await self._catch_up(sid)
+
+    async def _write_batch(
+        self,
+        seen: dict[str, SessionHead | None],
+        streams: dict[str, builtins.list[Event]],
+        floors: dict[str, int],
+        left: builtins.set[str],
+    ) -> builtins.list[str]:
+        """One write transaction for a projector's batch; returns the sessions it left for
+        `_catch_up` (their rows moved since ``seen`` was read). The checkpoint it stores
+        stays below the events of those and of ``left``."""
+        moved: builtins.list[str] = []
+        async with write_transaction(self._engine) as conn:
+            for sid, events in streams.items():
+                head = await load_head(conn, sid, for_update=True)
+                expected = seen[sid]
+                if head is None or expected is None or head.last_seq != expected.last_seq:
+                    moved.append(sid)
+                    continue
+                previous = head.last_seq
+                head, messages = _fold_all(head, events)
+                if head is not None and head.last_seq != previous:
+                    await write_head(conn, head, previous_seq=previous, messages=messages)
+            done = [floor for sid, floor in floors.items() if sid not in left and sid not in moved]
+            checkpoint = self._watermark.safe(own_floors=done)
+            if checkpoint is not None:
+                await write_checkpoint(conn, checkpoint, self._clock)
+        return moved
+
+    async def _stream_after(self, sid: str, seq: int) -> builtins.list[Event]:
+        """The events of the session's stream after ``seq``, all of them."""
+        events: builtins.list[Event] = []
+        while True:
+            page = await self._store.read_stream(sid, from_seq=seq, limit=_READ_PAGE)
+            events.extend(page)
+            if len(page) < _READ_PAGE:
+                return events
+            seq = page[-1].seq
+
     # -- recovery -------------------------------------------------------------------------
 
     async def recover(self, *, full: bool = False) -> builtins.list[str]:
@@ -680,11 +822,7 @@ class SessionManager:
         else:
             head = await load_head(conn, session_id, full=full)
         if head is None or head.status == "deleted" or not _may_see(principal, head):
-            raise NotFoundError(
-                f"no session {session_id!r}",
-                hint="check the id; a session of another user or tenant is not visible",
-                session_id=session_id,
-            )
+            raise _not_found(session_id)
         return head
 
     async def _write(
@@ -752,14 +890,7 @@ class SessionManager:
             try:
                 async with self._reading(f"reading session {sid!r}") as conn:
                     seen = await load_head(conn, sid)
-                start = 0 if seen is None else seen.last_seq
-                events: builtins.list[Event] = []
-                while True:
-                    page = await self._store.read_stream(sid, from_seq=start, limit=_READ_PAGE)
-                    events.extend(page)
-                    if len(page) < _READ_PAGE:
-                        break
-                    start = page[-1].seq
+                events = await self._stream_after(sid, 0 if seen is None else seen.last_seq)
                 if not events:
                     return False
                 async with write_transaction(self._engine) as conn:
@@ -859,6 +990,14 @@ def _id_in_use(sid: str, *, importing: bool) -> ConflictError:
         if importing
         else "leave session_id out to get a fresh id",
         session_id=sid,
+    )
+
+
+def _not_found(session_id: str) -> NotFoundError:
+    return NotFoundError(
+        f"no session {session_id!r}",
+        hint="check the id; a session of another user or tenant is not visible",
+        session_id=session_id,
     )
 
 

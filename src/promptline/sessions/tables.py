@@ -82,6 +82,17 @@ async def load_head(
     return None if row is None else head_from_row(row._mapping)
 
 
+async def load_heads(conn: AsyncConnection, session_ids: Sequence[str]) -> dict[str, SessionHead]:
+    """The stored heads (without their JSON fields) of those of ``session_ids`` that exist,
+    in one query."""
+    wanted = [sid for sid in session_ids if "\x00" not in sid]
+    if not wanted:
+        return {}
+    result = await conn.execute(select(*SCALAR_COLUMNS).where(sessions.c.id.in_(wanted)))
+    heads = (head_from_row(row._mapping) for row in result)
+    return {head.id: head for head in heads}
+
+
 async def write_head(
     conn: AsyncConnection,
     head: SessionHead,

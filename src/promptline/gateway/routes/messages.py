@@ -113,6 +113,7 @@ async def post_message(
         mode=body.mode,
         queue_mode=body.queue_mode,
         idempotency_key=idempotency_key,
+        session=session,
     )
     headers = {REPLAYED_HEADER: "true"} if accepted.replayed else None
     run_id = accepted.answer_run_id

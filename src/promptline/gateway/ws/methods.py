@@ -94,6 +94,7 @@ async def session_send(ctx: MethodContext, p: SessionSend) -> dict[str, Any]:
         mode=p.mode,
         queue_mode=p.queue_mode,
         idempotency_key=p.client_msg_id,
+        session=session,
     )
     return accepted_json(accepted)
 
