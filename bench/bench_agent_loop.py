@@ -39,6 +39,7 @@ sys.path.insert(0, str(HERE))
 
 import bench_agents  # noqa: E402 - beside this script
 import bench_intake  # noqa: E402
+import callgrind  # noqa: E402
 
 BEFORE = "8f94a7e"
 STORES = ("memory", "sqlite")
@@ -78,28 +79,12 @@ def callgrind_by_library(store: str, runs: int, base_url: str) -> list[tuple[int
     this tree over ``runs`` runs after the warm-up."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
-        subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--instr-atstart=no",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                str(HERE / "bench_intake.py"),
-                "--work",
-                store,
-                str(runs),
-                base_url,
-            ],
-            check=True,
-            capture_output=True,
+        callgrind.record(
+            HERE / "bench_intake.py",
+            ["--work", store, str(runs), base_url],
+            out,
+            env={"PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{HERE}"},
             timeout=1800,
-            env={
-                **os.environ,
-                "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{HERE}",
-                "PYTHONHASHSEED": "0",
-                "PROMPTLINE_CALLGRIND": "1",
-            },
         )
         text = subprocess.run(
             ["callgrind_annotate", "--threshold=100", str(out)],

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["count", "start_counting"]
+__all__ = ["count", "record", "start_counting"]
 
 _ON = "PROMPTLINE_CALLGRIND"
 
@@ -28,6 +28,33 @@ def start_counting() -> None:
         )
 
 
+def record(
+    script: str | Path,
+    args: Sequence[str],
+    out: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+) -> None:
+    """Run ``python script *args`` under callgrind, counting from its `start_counting` on,
+    and write callgrind's profile to ``out`` (for `callgrind_annotate`)."""
+    subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            str(script),
+            *args,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {}), "PYTHONHASHSEED": "0", _ON: "1"},
+    )
+
+
 def count(
     script: str | Path,
     args: Sequence[str],
@@ -38,21 +65,7 @@ def count(
     """Instructions that ``python script *args`` runs after it calls `start_counting`."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
-        subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--instr-atstart=no",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                str(script),
-                *args,
-            ],
-            check=True,
-            capture_output=True,
-            timeout=timeout,
-            env={**os.environ, **(env or {}), "PYTHONHASHSEED": "0", _ON: "1"},
-        )
+        record(script, args, out, env=env, timeout=timeout)
         match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
         assert match, "no totals in callgrind output"
         return int(match.group(1))
